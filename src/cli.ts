@@ -1,0 +1,197 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { type ConfigFlags, denoConfigHost, resolveConfig } from "./config.ts";
+import type { CommandContext } from "./context.ts";
+import { writeStdout } from "./context.ts";
+import { UsageError } from "./errors.ts";
+import { createLogger, writeStderrLine } from "./log.ts";
+import { VERSION } from "./version.ts";
+
+/** Exit codes as shown in `--help` and the README. */
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0  ok
+  1  internal error
+  2  usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state)
+  3  the platform rejected the credential (token invalid/expired/used, credential revoked,
+     agent removed, identity cloned): an operator must act
+  4  the platform could not be reached or kept failing
+  5  not enrolled
+  6  already enrolled (enroll without --force)`;
+
+/** Seams the CLI needs from the process; `src/main.ts` passes the real ones. */
+export interface CliProcess {
+  env: (name: string) => string | undefined;
+  shutdown: AbortSignal;
+}
+
+function integerIn(min: number, max: number, what: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected ${what} from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function example(...lines: string[]): string {
+  return `\nExample:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
+}
+
+/** Builds the command tree; each action loads its module lazily so `run` never pays for enroll. */
+export function buildCli(proc: CliProcess): Command {
+  const context = async (cmd: Command, extra: ConfigFlags = {}): Promise<CommandContext> => {
+    const opts = cmd.optsWithGlobals() as Record<string, unknown>;
+    const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+    const config = await resolveConfig({
+      stateDir: str(opts.stateDir),
+      logLevel: str(opts.logLevel),
+      logFormat: str(opts.logFormat),
+      ...extra,
+    }, { ...denoConfigHost, env: proc.env });
+    return {
+      config,
+      logger: createLogger({ level: config.logLevel, format: config.logFormat }),
+      stdout: writeStdout,
+      env: proc.env,
+      stdin: () => Deno.stdin.readable,
+      stdinIsTerminal: () => Deno.stdin.isTerminal(),
+      shutdown: proc.shutdown,
+    };
+  };
+
+  const program = new Command("oneconnect-agent")
+    .description("OneConnect endpoint agent: enrolls this host and reports telemetry heartbeats.")
+    .version(`oneconnect-agent ${VERSION}`, "-V, --version", "print the version and exit")
+    .helpOption("-h, --help", "show help")
+    .option("--state-dir <dir>", "state directory (env ONECONNECT_STATE_DIR)")
+    .option("--log-level <level>", "debug|info|warn|error (env ONECONNECT_LOG_LEVEL)")
+    .option("--log-format <format>", "text|json (env ONECONNECT_LOG_FORMAT)")
+    .showSuggestionAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => writeStdout(s),
+      writeErr: (s) => writeStderrLine(s.replace(/\n$/, "")),
+      // Plain help: probing colour support would read NO_COLOR/FORCE_COLOR, outside our env list.
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+      // Errors are reported once, by src/main.ts, as a single line.
+      outputError: () => {},
+    })
+    .addHelpText("after", EXIT_CODES_HELP);
+
+  program.command("enroll")
+    .description("exchange a one-time enrollment token for this host's agent identity")
+    .option("--url <platform-url>", "platform base URL (env ONECONNECT_PLATFORM_URL)")
+    .option(
+      "--token-file <path>",
+      "file holding the enrollment token, - for stdin (else env ONECONNECT_ENROLLMENT_TOKEN, else <state-dir>/enrollment.token)",
+    )
+    .option("--ca-file <path>", "PEM bundle to trust for the platform (env ONECONNECT_CA_FILE)")
+    .option("--force", "replace an existing identity (only once the new one is stored)")
+    .option("--check", "preflight: test DNS, TCP, TLS, health and clock skew; consumes no token")
+    .addOption(
+      new Option("--timeout <seconds>", "give up retrying after this long")
+        .argParser(integerIn(1, 86400, "seconds")).default(120),
+    )
+    .addHelpText(
+      "after",
+      example(
+        "oneconnect-agent enroll --url https://platform.example.com --token-file /root/token",
+        'echo "$TOKEN" | oneconnect-agent enroll --url https://platform.example.com --token-file -',
+      ),
+    )
+    .action(async (opts, cmd: Command) => {
+      const ctx = await context(cmd, { url: opts.url, caFile: opts.caFile });
+      const { enrollCommand } = await import("./enroll.ts");
+      await enrollCommand(ctx, {
+        tokenFile: opts.tokenFile,
+        force: opts.force === true,
+        check: opts.check === true,
+        timeoutSeconds: opts.timeout,
+      });
+    });
+
+  program.command("run")
+    .description("send heartbeats until stopped (the service process)")
+    .option("--once", "send one heartbeat and exit (0 ok, 3 rejected, 4 failed)")
+    .option("--auth <mode>", "bearer|mtls (env ONECONNECT_AUTH, default bearer)")
+    .addOption(
+      new Option("--interval <seconds>", "heartbeat interval, overriding the platform's")
+        .argParser(integerIn(1, 86400, "seconds")),
+    )
+    .addHelpText(
+      "after",
+      example("oneconnect-agent run", "oneconnect-agent run --once --auth mtls"),
+    )
+    .action(async (opts, cmd: Command) => {
+      const ctx = await context(cmd, { auth: opts.auth });
+      const { runCommand } = await import("./heartbeat.ts");
+      await runCommand(ctx, { once: opts.once === true, intervalSeconds: opts.interval });
+    });
+
+  program.command("status")
+    .description("show enrollment and heartbeat status (exit 5 when not enrolled)")
+    .option("--json", "machine-readable output")
+    .addHelpText("after", example("oneconnect-agent status --json"))
+    .action(async (opts, cmd: Command) => {
+      const ctx = await context(cmd);
+      const { statusCommand } = await import("./status.ts");
+      await statusCommand(ctx, { json: opts.json === true });
+    });
+
+  program.command("inventory")
+    .description("print the host telemetry JSON that heartbeats carry")
+    .addHelpText("after", example("oneconnect-agent inventory"))
+    .action(async (_opts, cmd: Command) => {
+      const ctx = await context(cmd);
+      const { inventoryCommand } = await import("./telemetry.ts");
+      await inventoryCommand(ctx);
+    });
+
+  program.command("renew")
+    .description("renew the agent certificate now with a new key pair")
+    .option("--auth <mode>", "bearer|mtls (env ONECONNECT_AUTH, default bearer)")
+    .addHelpText("after", example("oneconnect-agent renew"))
+    .action(async (opts, cmd: Command) => {
+      const ctx = await context(cmd, { auth: opts.auth });
+      const { renewCommand } = await import("./renewal.ts");
+      await renewCommand(ctx);
+    });
+
+  program.command("unenroll")
+    .description("tell the platform to forget this agent, then remove the local identity")
+    .option("--yes", "do not ask for confirmation")
+    .option("--local-only", "only remove the local identity; do not contact the platform")
+    .addHelpText("after", example("oneconnect-agent unenroll --yes"))
+    .action(async (opts, cmd: Command) => {
+      const ctx = await context(cmd);
+      const { unenrollCommand } = await import("./unenroll.ts");
+      await unenrollCommand(ctx, { yes: opts.yes === true, localOnly: opts.localOnly === true });
+    });
+
+  return program;
+}
+
+/** Parses `argv` and runs the chosen command; throws {@linkcode AgentError}s for main to report. */
+export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
+  const program = buildCli(proc);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === "commander.helpDisplayed" || e.code === "commander.version" ||
+        e.code === "commander.help"
+      ) {
+        if (e.code === "commander.help" && argv.length === 0) {
+          throw new UsageError("No command given: see oneconnect-agent --help");
+        }
+        return;
+      }
+      const message = e.message.replace(/^error:\s*/i, "");
+      throw new UsageError(`${message.charAt(0).toUpperCase()}${message.slice(1)} (see --help)`);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,99 @@
+/** Documented process exit codes; `src/main.ts` is the only place that turns them into an exit. */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  credentialRejected: 3,
+  unreachable: 4,
+  notEnrolled: 5,
+  alreadyEnrolled: 6,
+} as const;
+
+/** One of the documented exit codes. */
+export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
+
+/** Base of every error the agent reports on purpose: a one-line message and an exit code. */
+export class AgentError extends Error {
+  /** The process exit code this error maps to. */
+  readonly exitCode: ExitCode;
+
+  constructor(message: string, exitCode: ExitCode = ExitCode.internal, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Bad flag, bad configuration value, or unreadable, corrupt or insecure local state (exit 2). */
+export class UsageError extends AgentError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ExitCode.usage, options);
+  }
+}
+
+/** The platform rejected the credential or the agent is gone: an operator must act (exit 3). */
+export class CredentialRejectedError extends AgentError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ExitCode.credentialRejected, options);
+  }
+}
+
+/** The agent holds no identity in its state directory (exit 5). */
+export class NotEnrolledError extends AgentError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ExitCode.notEnrolled, options);
+  }
+}
+
+/** `enroll` found an identity and `--force` was not given (exit 6). */
+export class AlreadyEnrolledError extends AgentError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ExitCode.alreadyEnrolled, options);
+  }
+}
+
+/** What went wrong talking to the platform, as the heartbeat and enrollment logic sees it. */
+export type PlatformErrorKind =
+  | "network"
+  | "dns"
+  | "tls"
+  | "timeout"
+  | "aborted"
+  | "http"
+  | "redirect"
+  | "response_too_large"
+  | "invalid_response";
+
+/** Details of a failed platform request. */
+export interface PlatformErrorDetails {
+  kind: PlatformErrorKind;
+  httpStatus?: number;
+  /** The problem `code` from an RFC 9457 body, when the platform sent one. */
+  code?: string;
+  /** The problem `detail`, already stripped of secrets. */
+  detail?: string;
+  /** Seconds to wait before the next attempt, from `Retry-After`, when the platform sent one. */
+  retryAfterSeconds?: number;
+  /** Extra problem fields the caller may act on (e.g. `last_sequence`). */
+  problem?: Record<string, unknown>;
+}
+
+/** A request to the platform failed (exit 4 unless a caller turns it into a rejection). */
+export class PlatformError extends AgentError {
+  readonly kind: PlatformErrorKind;
+  readonly httpStatus?: number;
+  readonly code?: string;
+  readonly detail?: string;
+  readonly retryAfterSeconds?: number;
+  readonly problem?: Record<string, unknown>;
+
+  constructor(message: string, details: PlatformErrorDetails, options?: ErrorOptions) {
+    super(message, ExitCode.unreachable, options);
+    this.kind = details.kind;
+    this.httpStatus = details.httpStatus;
+    this.code = details.code;
+    this.detail = details.detail;
+    this.retryAfterSeconds = details.retryAfterSeconds;
+    this.problem = details.problem;
+  }
+}

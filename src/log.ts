@@ -1,0 +1,148 @@
+/** Levels in increasing severity. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+/** A log level. */
+export type LogLevel = typeof LOG_LEVELS[number];
+/** Output formats: human text or one JSON object per line. */
+export const LOG_FORMATS = ["text", "json"] as const;
+/** A log format. */
+export type LogFormat = typeof LOG_FORMATS[number];
+/** Structured fields attached to one event. */
+export type LogFields = Record<string, unknown>;
+
+/** The logger every module receives as a seam. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** Whether events at `level` are written (lets callers skip building costly fields). */
+  enabled(level: LogLevel): boolean;
+}
+
+const REDACTED = "[REDACTED]";
+const MIN_SECRET_LENGTH = 6;
+// Values registered here are scrubbed from every log line, error message and crash trace.
+const knownSecrets = new Set<string>();
+
+/** Registers a secret value (token, key PEM) so that it is scrubbed wherever it appears. */
+export function registerSecret(value: string | undefined | null): void {
+  if (typeof value !== "string") return;
+  const trimmed = value.trim();
+  if (trimmed.length >= MIN_SECRET_LENGTH) knownSecrets.add(trimmed);
+}
+
+/** Forgets every registered secret (tests only). */
+export function clearSecrets(): void {
+  knownSecrets.clear();
+}
+
+const PATTERNS: Array<[RegExp, string]> = [
+  // A PEM private key, whole or cut short.
+  [
+    /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    "[REDACTED PRIVATE KEY]",
+  ],
+  // Authorization header values, in any casing or quoting.
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+/gi, `$1 ${REDACTED}`],
+  [/(["']?authorization["']?\s*[:=]\s*["']?)[^"'\s,}]+(?:\s+[^"'\s,}]+)?/gi, `$1${REDACTED}`],
+  // Credentials in URLs (proxy_url may carry them).
+  [/([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+(?::[^\s/@]*)?@/gi, `$1${REDACTED}@`],
+  // key=value or "key": "value" where the key names a secret.
+  [
+    /((?:["']?)(?:[a-z_]*token|password|passwd|secret|private_key|api_key)(?:["']?)\s*[:=]\s*["']?)([^"'\s,}&]+)/gi,
+    `$1${REDACTED}`,
+  ],
+];
+
+/** Returns `text` with every registered secret and every secret-shaped value replaced. */
+export function redact(text: string): string {
+  let out = text;
+  for (const secret of knownSecrets) {
+    if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  }
+  for (const [pattern, replacement] of PATTERNS) {
+    out = out.replace(pattern, replacement);
+  }
+  return out;
+}
+
+const SECRET_FIELD = /token|authorization|password|secret|private_?key|^key$|key_pem|cookie/i;
+
+/** Deep-copies `value` with secret-named fields masked and every string redacted. */
+export function redactValue(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") return redact(value);
+  if (depth > 8 || value === null || typeof value !== "object") return value;
+  if (value instanceof Error) return redact(value.message);
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SECRET_FIELD.test(k) && v !== null && v !== undefined && typeof v !== "boolean"
+      ? REDACTED
+      : redactValue(v, depth + 1);
+  }
+  return out;
+}
+
+/** Options for {@linkcode createLogger}. */
+export interface LoggerOptions {
+  level?: LogLevel;
+  format?: LogFormat;
+  /** Receives each finished line without its newline; defaults to stderr. */
+  write?: (line: string) => void;
+  now?: () => Date;
+}
+
+const encoder = new TextEncoder();
+
+/** Writes one line to stderr synchronously, so that nothing is lost when the process exits. */
+export function writeStderrLine(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  let written = 0;
+  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+}
+
+function formatTextValue(value: unknown): string {
+  if (typeof value === "string") return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  if (value instanceof Date) return value.toISOString();
+  const json = JSON.stringify(value);
+  return json === undefined ? String(value) : json;
+}
+
+/** Creates a logger that redacts secrets from every message and field before writing. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const threshold = LOG_LEVELS.indexOf(options.level ?? "info");
+  const format = options.format ?? "text";
+  const write = options.write ?? writeStderrLine;
+  const now = options.now ?? (() => new Date());
+  const enabled = (level: LogLevel) => LOG_LEVELS.indexOf(level) >= threshold;
+  const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
+    if (!enabled(level)) return;
+    const safeMsg = redact(msg).replace(/\r?\n/g, " ");
+    const safeFields = fields ? redactValue(fields) as LogFields : {};
+    if (format === "json") {
+      write(JSON.stringify({ ts: now().toISOString(), level, msg: safeMsg, ...safeFields }));
+      return;
+    }
+    let line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${safeMsg}`;
+    for (const [k, v] of Object.entries(safeFields)) {
+      if (v !== undefined) line += ` ${k}=${formatTextValue(v)}`;
+    }
+    write(line.replace(/\r?\n/g, "\\n"));
+  };
+  return {
+    debug: (msg, fields) => emit("debug", msg, fields),
+    info: (msg, fields) => emit("info", msg, fields),
+    warn: (msg, fields) => emit("warn", msg, fields),
+    error: (msg, fields) => emit("error", msg, fields),
+    enabled,
+  };
+}
+
+/** A logger that drops everything (for tests that do not look at logs). */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  enabled: () => false,
+};

@@ -1,0 +1,75 @@
+import { agentPermissionFlags } from "../tasks/permissions.ts";
+
+/** Absolute path of the CLI entry point. */
+export const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+
+/** The result of one CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for {@linkcode runAgent}. */
+export interface RunAgentOptions {
+  /** Environment for the child; only these variables (plus PATH and HOME) are passed. */
+  env?: Record<string, string>;
+  /** Bytes written to the child's stdin, which is then closed. */
+  stdin?: string;
+  /** Permission flags instead of the shared list (for minimality tests). */
+  permissions?: string[];
+  signal?: AbortSignal;
+}
+
+/** Spawns the CLI exactly as `deno task agent` does (same permission flags) and waits for it. */
+export async function runAgent(args: string[], options: RunAgentOptions = {}): Promise<CliResult> {
+  const child = spawnAgent(args, { ...options, piped: options.stdin !== undefined });
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Spawns the CLI with the shared permission flags and returns the running child. */
+export function spawnAgent(
+  args: string[],
+  options: RunAgentOptions & { piped?: boolean } = {},
+): Deno.ChildProcess {
+  const permissions = options.permissions ?? cachedFlags;
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    NO_COLOR: "1",
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+    ...options.env,
+  };
+  if (env.DENO_DIR === "") delete env.DENO_DIR;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...permissions, MAIN, ...args],
+    env,
+    clearEnv: true,
+    stdin: options.piped ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: options.signal,
+  }).spawn();
+}
+
+const cachedFlags = await agentPermissionFlags();
+
+/** Creates a temp directory and removes it when disposed. */
+export async function tempDir(prefix = "oneconnect-test-"): Promise<
+  AsyncDisposable & { path: string }
+> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
