@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
+import { runAgent, tempDir } from "./helpers.ts";
+
+function assertOneLineError(stderr: string, pattern: RegExp) {
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `expected one line, got: ${stderr}`);
+  assert.match(lines[0]!, /^error: /);
+  assert.match(lines[0]!, pattern);
+}
+
+Deno.test("cli rejects an unknown flag with exit 2 and one line", async () => {
+  const r = await runAgent(["run", "--bogus"]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /Unknown option '--bogus'/);
+  assert.equal(r.stdout, "");
+});
+
+Deno.test("cli rejects an invalid --log-level with exit 2 naming the value", async () => {
+  await using dir = await tempDir();
+  const r = await runAgent(["status", "--log-level", "loud", "--state-dir", dir.path]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /Invalid log level "loud" \(--log-level\): expected one of debug/);
+});
+
+Deno.test("cli rejects a malformed --url with exit 2 before any connection", async () => {
+  await using dir = await tempDir();
+  const r = await runAgent(["enroll", "--url", "htp:/nope", "--state-dir", dir.path]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /Invalid platform URL "htp:\/nope" \(--url\)/);
+});
+
+Deno.test("cli refuses plain http to a non-loopback host with exit 2", async () => {
+  await using dir = await tempDir();
+  const r = await runAgent([
+    "enroll",
+    "--url",
+    "http://platform.example.com",
+    "--state-dir",
+    dir.path,
+  ]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /Refusing plain http:\/\/ to non-loopback host/);
+});
+
+Deno.test("cli rejects an out-of-range --interval with exit 2", async () => {
+  const r = await runAgent(["run", "--interval", "0"]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /--interval .* expected seconds from 1 to 86400/);
+});
+
+Deno.test("cli environment variables configure the agent (invalid env value named)", async () => {
+  await using dir = await tempDir();
+  const r = await runAgent(["status"], {
+    env: { ONECONNECT_STATE_DIR: dir.path, ONECONNECT_LOG_FORMAT: "xml" },
+  });
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /Invalid log format "xml" \(ONECONNECT_LOG_FORMAT\)/);
+});
+
+Deno.test("cli rejects a corrupt agent.json naming the file and field", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/agent.json`, JSON.stringify({ auth: "kerberos" }));
+  const r = await runAgent(["status", "--state-dir", dir.path]);
+  assert.equal(r.code, 2);
+  assertOneLineError(r.stderr, /agent\.json.*"auth" is "kerberos"/);
+});
+
+Deno.test("cli --help shows every command, the global flags and the exit codes", async () => {
+  const r = await runAgent(["--help"]);
+  assert.equal(r.code, 0);
+  for (
+    const word of [
+      "enroll",
+      "run",
+      "status",
+      "inventory",
+      "unenroll",
+      "renew",
+      "--state-dir",
+      "--log-level",
+      "--log-format",
+      "--version",
+      "Exit codes:",
+      "6  already enrolled",
+    ]
+  ) assert.ok(r.stdout.includes(word), `--help lacks ${word}`);
+  const sub: Record<string, string[]> = {
+    enroll: ["--url", "--token-file", "--ca-file", "--force", "--check", "--timeout"],
+    run: ["--once", "--auth", "--interval"],
+    status: ["--json"],
+    inventory: [],
+    unenroll: ["--yes", "--local-only"],
+    renew: [],
+  };
+  for (const [command, flags] of Object.entries(sub)) {
+    const h = await runAgent([command, "--help"]);
+    assert.equal(h.code, 0);
+    assert.match(
+      h.stdout,
+      /Example:\n {2}\$ oneconnect-agent /,
+      `${command} --help has no example`,
+    );
+    for (const flag of flags) assert.ok(h.stdout.includes(flag), `${command} --help lacks ${flag}`);
+  }
+});
+
+Deno.test("cli --version prints the version from deno.json", async () => {
+  const r = await runAgent(["--version"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), `oneconnect-agent ${denoJson.version}`);
+});
+
+Deno.test("cli without a command exits 2", async () => {
+  const r = await runAgent([]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /error: No command given/);
+});

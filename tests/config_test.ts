@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import {
+  type ConfigHost,
+  defaultStateDir,
+  isLoopbackHost,
+  parsePlatformUrl,
+  resolveConfig,
+} from "../src/config.ts";
+import { UsageError } from "../src/errors.ts";
+
+function host(
+  env: Record<string, string> = {},
+  files: Record<string, string> = {},
+  os: typeof Deno.build.os = "linux",
+  uid: number | null = 1000,
+): ConfigHost {
+  return {
+    env: (name) => env[name],
+    os,
+    uid: () => uid,
+    readTextFile: (path) => {
+      const text = files[path];
+      return text === undefined
+        ? Promise.reject(new Deno.errors.NotFound(path))
+        : Promise.resolve(text);
+    },
+  };
+}
+
+Deno.test("config precedence is flag > environment > agent.json > default, per field", async () => {
+  const files = {
+    "/s/agent.json": JSON.stringify({
+      log_level: "warn",
+      log_format: "json",
+      platform_url: "https://file.example",
+      auth: "mtls",
+      ca_file: "/file/ca.pem",
+    }),
+  };
+  const env = {
+    ONECONNECT_LOG_LEVEL: "error",
+    ONECONNECT_PLATFORM_URL: "https://env.example",
+    ONECONNECT_CA_FILE: "/env/ca.pem",
+  };
+  const c = await resolveConfig(
+    { stateDir: "/s", logLevel: "debug", url: "https://flag.example" },
+    host(env, files),
+  );
+  assert.equal(c.logLevel, "debug");
+  assert.equal(c.sources.logLevel, "flag");
+  assert.equal(c.platformUrl?.href, "https://flag.example/");
+  assert.equal(c.caFile, "/env/ca.pem");
+  assert.equal(c.sources.caFile, "env");
+  assert.equal(c.logFormat, "json");
+  assert.equal(c.sources.logFormat, "file");
+  assert.equal(c.auth, "mtls");
+
+  const d = await resolveConfig({ stateDir: "/s" }, host(env, files));
+  assert.equal(d.logLevel, "error");
+  assert.equal(d.platformUrl?.href, "https://env.example/");
+  assert.equal(d.sources.url, "env");
+
+  const e = await resolveConfig({ stateDir: "/s" }, host({}, files));
+  assert.equal(e.logLevel, "warn");
+  assert.equal(e.platformUrl?.href, "https://file.example/");
+  assert.equal(e.sources.url, "file");
+
+  const f = await resolveConfig({ stateDir: "/empty" }, host());
+  assert.equal(f.logLevel, "info");
+  assert.equal(f.logFormat, "text");
+  assert.equal(f.auth, "bearer");
+  assert.equal(f.timeoutSeconds, 15);
+  assert.equal(f.platformUrl, undefined);
+  assert.equal(f.sources.logLevel, "default");
+});
+
+Deno.test("state dir comes from flag, then ONECONNECT_STATE_DIR, then the OS default", async () => {
+  const env = { ONECONNECT_STATE_DIR: "/from/env", HOME: "/home/u" };
+  assert.equal((await resolveConfig({ stateDir: "/from/flag" }, host(env))).stateDir, "/from/flag");
+  assert.equal((await resolveConfig({}, host(env))).stateDir, "/from/env");
+  assert.equal(
+    (await resolveConfig({}, host({ HOME: "/home/u" }))).stateDir,
+    "/home/u/.local/state/oneconnect-agent",
+  );
+});
+
+Deno.test("default state dirs follow each OS and user", () => {
+  const d = (os: typeof Deno.build.os, uid: number | null, env: Record<string, string>) =>
+    defaultStateDir({ os, uid: () => uid, env: (n) => env[n] });
+  assert.equal(d("linux", 0, {}), "/var/lib/oneconnect-agent");
+  assert.equal(d("linux", 1000, { HOME: "/h" }), "/h/.local/state/oneconnect-agent");
+  assert.equal(d("linux", 1000, { HOME: "/h", XDG_STATE_HOME: "/x" }), "/x/oneconnect-agent");
+  assert.equal(d("darwin", 0, {}), "/Library/Application Support/OneConnect Agent");
+  assert.equal(
+    d("darwin", 501, { HOME: "/Users/a" }),
+    "/Users/a/Library/Application Support/OneConnect Agent",
+  );
+  assert.equal(d("windows", null, { ProgramData: "D:\\PD" }), "D:\\PD\\OneConnect\\Agent");
+  assert.equal(d("windows", null, {}), "C:\\ProgramData\\OneConnect\\Agent");
+  assert.throws(() => d("linux", 1000, {}), /HOME is not set/);
+});
+
+Deno.test("invalid values fail with one line naming the field and value", async () => {
+  const bad = async (flags: Record<string, string>, env = {}, files = {}) => {
+    const err = await resolveConfig({ stateDir: "/s", ...flags }, host(env, files)).then(
+      () => assert.fail("expected an error"),
+      (e) => e,
+    );
+    assert.ok(err instanceof UsageError, String(err));
+    assert.equal(err.exitCode, 2);
+    assert.ok(!err.message.includes("\n"));
+    return err.message as string;
+  };
+  assert.match(await bad({ logLevel: "loud" }), /log level "loud" \(--log-level\)/);
+  assert.match(await bad({}, { ONECONNECT_LOG_FORMAT: "xml" }), /"xml" \(ONECONNECT_LOG_FORMAT\)/);
+  assert.match(
+    await bad({}, {}, { "/s/agent.json": '{"log_level": 5}' }),
+    /agent\.json.*"log_level" is 5/,
+  );
+  assert.match(
+    await bad({}, {}, { "/s/agent.json": '{"timeout_seconds": 0}' }),
+    /"timeout_seconds" is 0/,
+  );
+  assert.match(
+    await bad({}, {}, { "/s/agent.json": '{"platfrom_url": "x"}' }),
+    /unknown field "platfrom_url"/,
+  );
+  assert.match(await bad({}, {}, { "/s/agent.json": "{nope" }), /not valid JSON/);
+  assert.match(await bad({ auth: "kerberos" }), /auth mode "kerberos"/);
+});
+
+Deno.test("platform URLs: https anywhere, http only on loopback, no credentials", () => {
+  assert.equal(parsePlatformUrl("https://p.example:8443").href, "https://p.example:8443/");
+  assert.equal(parsePlatformUrl("http://127.0.0.1:8080/base").href, "http://127.0.0.1:8080/base/");
+  assert.equal(parsePlatformUrl("http://[::1]:1/").href, "http://[::1]:1/");
+  assert.throws(() => parsePlatformUrl("http://platform.example"), /Refusing plain http/);
+  assert.throws(() => parsePlatformUrl("not a url"), /Invalid platform URL "not a url"/);
+  assert.throws(() => parsePlatformUrl("ftp://x"), /scheme must be https/);
+  assert.throws(() => parsePlatformUrl("https://u:secretpw@x"), (e: Error) => {
+    assert.ok(!e.message.includes("secretpw"));
+    return /remove credentials/.test(e.message);
+  });
+  assert.ok(isLoopbackHost("127.1.2.3") && isLoopbackHost("localhost"));
+  assert.ok(!isLoopbackHost("128.0.0.1") && !isLoopbackHost("localhost.evil"));
+});
