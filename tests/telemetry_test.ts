@@ -1,0 +1,552 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import type { LogFields, Logger, LogLevel } from "../src/log.ts";
+import {
+  IOREG,
+  isInternalAddress,
+  MetricsSchema,
+  parseIoregPlatformUuid,
+  parseMachineIdFile,
+  parseOsRelease,
+  parseRegMachineGuid,
+  parseSwVers,
+  REG_EXE,
+  SW_VERS,
+  type SystemSeam,
+  TelemetryCollector,
+  TelemetrySchema,
+} from "../src/telemetry.ts";
+import { VERSION } from "../src/version.ts";
+import { agentPermissionFlags } from "../tasks/permissions.ts";
+
+const MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
+const OS_RELEASE = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+ID=debian
+`;
+const MEMORY: Deno.SystemMemoryInfo = {
+  total: 8_000_000_000,
+  free: 1_000_000_000,
+  available: 4_000_000_000,
+  buffers: 50_000_000,
+  cached: 0,
+  swapTotal: 2_000_000_000,
+  swapFree: 1_500_000_000,
+};
+const NICS: Deno.NetworkInterfaceInfo[] = [
+  {
+    family: "IPv4",
+    name: "lo",
+    address: "127.0.0.1",
+    netmask: "255.0.0.0",
+    scopeid: null,
+    cidr: "127.0.0.1/8",
+    mac: "00:00:00:00:00:00",
+  },
+  {
+    family: "IPv4",
+    name: "eth0",
+    address: "192.0.2.2",
+    netmask: "255.255.255.0",
+    scopeid: null,
+    cidr: "192.0.2.2/24",
+    mac: "02:fc:00:00:00:01",
+  },
+  {
+    family: "IPv6",
+    name: "eth0",
+    address: "fe80::fc:ff:fe00:1",
+    netmask: "ffff:ffff:ffff:ffff::",
+    scopeid: 4,
+    cidr: "fe80::fc:ff:fe00:1/64",
+    mac: "02:fc:00:00:00:01",
+  },
+];
+
+function notFound(path: string): Error {
+  return new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`);
+}
+
+/** A Linux host whose every call is counted; `overrides` replace single calls. */
+function fakeSystem(
+  overrides: Partial<SystemSeam> = {},
+  files: Record<string, string | undefined> = {},
+) {
+  const calls: Record<string, number> = {};
+  const count = (name: string) => {
+    calls[name] = (calls[name] ?? 0) + 1;
+  };
+  const fileMap: Record<string, string | undefined> = {
+    "/etc/os-release": OS_RELEASE,
+    "/etc/machine-id": `${MACHINE_ID}\n`,
+    ...files,
+  };
+  const base: SystemSeam = {
+    os: "linux",
+    arch: "x86_64",
+    hostname: () => "web-1",
+    osRelease: () => "6.1.0-18-amd64",
+    osUptime: () => 12345,
+    loadavg: () => [0.5, 0.25, 0.125],
+    systemMemoryInfo: () => ({ ...MEMORY }),
+    networkInterfaces: () => NICS.map((n) => ({ ...n })),
+    hardwareConcurrency: () => 4,
+    readTextFile: (path) => {
+      const text = fileMap[path];
+      return text === undefined ? Promise.reject(notFound(path)) : Promise.resolve(text);
+    },
+    runCommand: (path) => Promise.reject(new Error(`unexpected command ${path}`)),
+  };
+  const merged = { ...base, ...overrides };
+  const system = { os: merged.os, arch: merged.arch } as SystemSeam;
+  for (const [key, value] of Object.entries(merged)) {
+    if (typeof value === "function") {
+      (system as unknown as Record<string, unknown>)[key] = (...args: unknown[]) => {
+        count(key);
+        return (value as (...a: unknown[]) => unknown)(...args);
+      };
+    }
+  }
+  return { system, calls };
+}
+
+interface Line {
+  level: LogLevel;
+  msg: string;
+  fields?: LogFields;
+}
+
+function recordingLogger(): Logger & { lines: Line[] } {
+  const lines: Line[] = [];
+  const at = (level: LogLevel) => (msg: string, fields?: LogFields) => {
+    lines.push({ level, msg, fields });
+  };
+  return {
+    lines,
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    enabled: () => true,
+  };
+}
+
+const FIXED = new Date("2026-01-02T03:04:05.678Z");
+
+Deno.test("collector reports a Linux host through the seam", async () => {
+  const { system } = fakeSystem();
+  const logger = recordingLogger();
+  const t = await new TelemetryCollector({ system, logger, now: () => FIXED }).collect();
+  TelemetrySchema.parse(t);
+  deepEqual(t, {
+    agent_version: VERSION,
+    collected_at: "2026-01-02T03:04:05.678Z",
+    host: {
+      hostname: "web-1",
+      os: "linux",
+      arch: "x86_64",
+      os_release: "6.1.0-18-amd64",
+      os_name: "Debian GNU/Linux",
+      os_version: "12",
+      cpu_count: 4,
+      machine_id: MACHINE_ID,
+      network_interfaces: [
+        {
+          name: "lo",
+          family: "IPv4",
+          address: "127.0.0.1",
+          mac: "00:00:00:00:00:00",
+          internal: true,
+        },
+        {
+          name: "eth0",
+          family: "IPv4",
+          address: "192.0.2.2",
+          mac: "02:fc:00:00:00:01",
+          internal: false,
+        },
+        {
+          name: "eth0",
+          family: "IPv6",
+          address: "fe80::fc:ff:fe00:1",
+          mac: "02:fc:00:00:00:01",
+          internal: true,
+        },
+      ],
+    },
+    metrics: {
+      uptime_seconds: 12345,
+      load_average: [0.5, 0.25, 0.13],
+      memory: {
+        total_bytes: 8_000_000_000,
+        free_bytes: 1_000_000_000,
+        available_bytes: 4_000_000_000,
+        buffers_bytes: 50_000_000,
+        cached_bytes: null,
+        swap_total_bytes: 2_000_000_000,
+        swap_free_bytes: 1_500_000_000,
+      },
+    },
+  });
+  deepEqual(logger.lines, []);
+});
+
+Deno.test("Windows load average zeros become null but real zeros elsewhere stay", () => {
+  const windows = new TelemetryCollector({
+    system: fakeSystem({ os: "windows", loadavg: () => [0, 0, 0] }).system,
+  });
+  equal(windows.metrics().load_average, null);
+  const linux = new TelemetryCollector({ system: fakeSystem({ loadavg: () => [0, 0, 0] }).system });
+  deepEqual(linux.metrics().load_average, [0, 0, 0]);
+  // Should a future Deno report a real figure on Windows, it is passed through.
+  const measured = new TelemetryCollector({
+    system: fakeSystem({ os: "windows", loadavg: () => [1, 0, 0] }).system,
+  });
+  deepEqual(measured.metrics().load_average, [1, 0, 0]);
+});
+
+Deno.test("Windows memory reports ullAvailPhys as available and unmeasured figures as null", () => {
+  const { system } = fakeSystem({
+    os: "windows",
+    systemMemoryInfo: () => ({ ...MEMORY, available: 0, buffers: 0, swapTotal: 2_000_000 }),
+  });
+  deepEqual(new TelemetryCollector({ system }).metrics().memory, {
+    total_bytes: 8_000_000_000,
+    free_bytes: null,
+    available_bytes: 1_000_000_000,
+    buffers_bytes: null,
+    cached_bytes: null,
+    swap_total_bytes: null,
+    swap_free_bytes: null,
+  });
+});
+
+Deno.test("macOS memory leaves buffers and cache null", () => {
+  const { system } = fakeSystem({ os: "darwin", runCommand: () => Promise.resolve("") });
+  const memory = new TelemetryCollector({ system }).metrics().memory;
+  equal(memory?.buffers_bytes, null);
+  equal(memory?.cached_bytes, null);
+  equal(memory?.available_bytes, 4_000_000_000);
+  equal(memory?.swap_free_bytes, 1_500_000_000);
+});
+
+Deno.test("missing /etc/machine-id falls back to /var/lib/dbus/machine-id", async () => {
+  const dbusId = "0123456789abcdef0123456789abcdef";
+  const { system } = fakeSystem({}, {
+    "/etc/machine-id": undefined,
+    "/var/lib/dbus/machine-id": `${dbusId.toUpperCase()}\n`,
+  });
+  const logger = recordingLogger();
+  const host = await new TelemetryCollector({ system, logger }).host();
+  equal(host.machine_id, dbusId);
+  deepEqual(logger.lines, []);
+});
+
+Deno.test("an uninitialized /etc/machine-id falls back to the D-Bus copy", async () => {
+  const dbusId = "fedcba9876543210fedcba9876543210";
+  const { system } = fakeSystem({}, {
+    "/etc/machine-id": "uninitialized\n",
+    "/var/lib/dbus/machine-id": `${dbusId}\n`,
+  });
+  equal((await new TelemetryCollector({ system }).host()).machine_id, dbusId);
+});
+
+Deno.test("machine id is null with one debug line when no machine-id file is readable", async () => {
+  const { system } = fakeSystem({}, { "/etc/machine-id": "\n" });
+  const logger = recordingLogger();
+  const collector = new TelemetryCollector({ system, logger });
+  equal((await collector.host()).machine_id, null);
+  equal((await collector.collect()).host.machine_id, null);
+  equal(logger.lines.length, 1);
+  const [line] = logger.lines;
+  equal(line?.level, "debug");
+  equal(line?.fields?.source, "machine_id");
+  ok(String(line?.fields?.error).includes("/etc/machine-id: not a machine id"));
+  ok(String(line?.fields?.error).includes("'/var/lib/dbus/machine-id'"));
+});
+
+Deno.test("permission denied yields null and one debug line per source, never a throw", async () => {
+  const denied = (what: string) => () => {
+    throw new Deno.errors.NotCapable(
+      `Requires sys access to "${what}", run again with the --allow-sys flag`,
+    );
+  };
+  const { system } = fakeSystem({
+    hostname: denied("hostname"),
+    osRelease: denied("osRelease"),
+    osUptime: denied("osUptime"),
+    loadavg: denied("loadavg"),
+    systemMemoryInfo: denied("systemMemoryInfo"),
+    networkInterfaces: denied("networkInterfaces"),
+    hardwareConcurrency: denied("cpu"),
+    readTextFile: (path) =>
+      Promise.reject(
+        new Deno.errors.NotCapable(
+          `Requires read access to "${path}", run again with --allow-read`,
+        ),
+      ),
+  });
+  const logger = recordingLogger();
+  const collector = new TelemetryCollector({ system, logger });
+  for (let i = 0; i < 3; i++) {
+    const t = await collector.collect();
+    TelemetrySchema.parse(t);
+    deepEqual(t.host, {
+      hostname: null,
+      os: "linux",
+      arch: "x86_64",
+      os_release: null,
+      os_name: null,
+      os_version: null,
+      cpu_count: null,
+      machine_id: null,
+      network_interfaces: null,
+    });
+    deepEqual(t.metrics, { uptime_seconds: null, load_average: null, memory: null });
+  }
+  const sources = logger.lines.map((l) => l.fields?.source).sort();
+  deepEqual(sources, [
+    "cpu_count",
+    "hostname",
+    "load_average",
+    "machine_id",
+    "memory",
+    "network_interfaces",
+    "os_name",
+    "os_release",
+    "uptime_seconds",
+  ]);
+  for (const line of logger.lines) {
+    equal(line.level, "debug");
+    equal(line.msg, `Cannot read ${line.fields?.source}; reporting null`);
+    ok(/Requires (sys|read) access/.test(String(line.fields?.error)), String(line.fields?.error));
+  }
+  const hostnameLine = logger.lines.find((l) => l.fields?.source === "hostname");
+  equal(
+    hostnameLine?.fields?.error,
+    'Requires sys access to "hostname", run again with the --allow-sys flag',
+  );
+});
+
+Deno.test("empty hostname and release strings from Deno become null", async () => {
+  const { system } = fakeSystem({ hostname: () => "", osRelease: () => "" });
+  const logger = recordingLogger();
+  const host = await new TelemetryCollector({ system, logger }).host();
+  equal(host.hostname, null);
+  equal(host.os_release, null);
+  deepEqual(logger.lines.map((l) => l.fields?.error), ["no usable value", "no usable value"]);
+});
+
+Deno.test("os-release parsing handles double quotes, single quotes, escapes and comments", () => {
+  const fields = parseOsRelease([
+    "# comment",
+    'NAME="Fedora Linux"',
+    "VERSION_ID=39",
+    "PRETTY_NAME='Fedora Linux 39 (Workstation Edition)'",
+    'VARIANT="Say \\"hi\\" \\\\ \\$HOME \\`x\\`"',
+    "  ID=fedora  ",
+    "not a field",
+    "EMPTY=",
+    "",
+  ].join("\r\n"));
+  equal(fields.get("NAME"), "Fedora Linux");
+  equal(fields.get("VERSION_ID"), "39");
+  equal(fields.get("PRETTY_NAME"), "Fedora Linux 39 (Workstation Edition)");
+  equal(fields.get("VARIANT"), 'Say "hi" \\ $HOME `x`');
+  equal(fields.get("ID"), "fedora");
+  equal(fields.get("EMPTY"), "");
+  equal(fields.size, 6);
+});
+
+Deno.test("os-release falls back to /usr/lib/os-release and defaults NAME to Linux", async () => {
+  const { system } = fakeSystem({}, {
+    "/etc/os-release": undefined,
+    "/usr/lib/os-release": "ID=arch\nBUILD_ID=rolling\n",
+  });
+  const logger = recordingLogger();
+  const host = await new TelemetryCollector({ system, logger }).host();
+  equal(host.os_name, "Linux");
+  equal(host.os_version, null);
+  deepEqual(logger.lines, []);
+});
+
+Deno.test("macOS name, version and IOPlatformUUID come from sw_vers and ioreg", async () => {
+  const seen: Array<[string, string[]]> = [];
+  const { system } = fakeSystem({
+    os: "darwin",
+    arch: "aarch64",
+    runCommand: (path, args) => {
+      seen.push([path, args]);
+      if (path === SW_VERS) {
+        return Promise.resolve(
+          "ProductName:\t\tmacOS\nProductVersion:\t\t14.2.1\nBuildVersion:\t\t23C71\n",
+        );
+      }
+      if (path === IOREG) {
+        return Promise.resolve([
+          "+-o MacBookPro18,3  <class IOPlatformExpertDevice, id 0x100000210>",
+          "  {",
+          '    "IOPlatformSerialNumber" = "C02XXXXXXX"',
+          '    "IOPlatformUUID" = "564d5c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"',
+          "  }",
+        ].join("\n"));
+      }
+      return Promise.reject(new Error(`unexpected ${path}`));
+    },
+  });
+  const host = await new TelemetryCollector({ system }).host();
+  equal(host.os_name, "macOS");
+  equal(host.os_version, "14.2.1");
+  equal(host.machine_id, "564D5C3A-1B2C-4D5E-8F90-A1B2C3D4E5F6");
+  deepEqual(seen, [
+    [SW_VERS, []],
+    [IOREG, ["-rd1", "-c", "IOPlatformExpertDevice"]],
+  ]);
+  deepEqual(parseSwVers("ProductName:\tMac OS X\nProductVersion:\t10.15.7\n"), {
+    name: "Mac OS X",
+    version: "10.15.7",
+  });
+  equal(parseIoregPlatformUuid('"IOPlatformUUID" = "not-a-uuid"'), null);
+});
+
+Deno.test("macOS helper failures yield null facts and one debug line each", async () => {
+  const { system } = fakeSystem({
+    os: "darwin",
+    runCommand: (path) => Promise.reject(new Error(`${path} exited with code 1`)),
+  });
+  const logger = recordingLogger();
+  const collector = new TelemetryCollector({ system, logger });
+  await collector.collect();
+  const host = await collector.host();
+  equal(host.os_name, null);
+  equal(host.os_version, null);
+  equal(host.machine_id, null);
+  deepEqual(logger.lines.map((l) => [l.fields?.source, l.fields?.error]).sort(), [
+    ["machine_id", `${IOREG} exited with code 1`],
+    ["os_name", `${SW_VERS} exited with code 1`],
+  ]);
+});
+
+Deno.test("Windows MachineGuid comes from reg query and the version from the NT build", async () => {
+  const seen: Array<[string, string[]]> = [];
+  const { system } = fakeSystem({
+    os: "windows",
+    osRelease: () => "10.0.22631",
+    runCommand: (path, args) => {
+      seen.push([path, args]);
+      return Promise.resolve(
+        "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Cryptography\r\n" +
+          "    MachineGuid    REG_SZ    6F2A1B3C-4D5E-6F70-8192-A3B4C5D6E7F8\r\n\r\n",
+      );
+    },
+  });
+  const host = await new TelemetryCollector({ system }).host();
+  equal(host.machine_id, "6f2a1b3c-4d5e-6f70-8192-a3b4c5d6e7f8");
+  equal(host.os_name, "Windows");
+  equal(host.os_version, "10.0.22631");
+  equal(host.os_release, "10.0.22631");
+  deepEqual(seen, [[
+    REG_EXE,
+    ["query", "HKLM\\SOFTWARE\\Microsoft\\Cryptography", "/v", "MachineGuid", "/reg:64"],
+  ]]);
+  equal(
+    parseRegMachineGuid("ERROR: The system was unable to find the specified registry key"),
+    null,
+  );
+});
+
+Deno.test("the helpers the collector runs are exactly those allowed in the shared flags", async () => {
+  const flags = await agentPermissionFlags();
+  const run = flags.find((f) => f.startsWith("--allow-run="));
+  ok(run, "no --allow-run= line in tasks/permissions.flags");
+  const allowed = run.slice("--allow-run=".length).split(",");
+  for (const path of [SW_VERS, IOREG, REG_EXE]) ok(allowed.includes(path), `${path} not allowed`);
+});
+
+Deno.test("static facts are read once per collector, dynamic ones at every collection", async () => {
+  const { system, calls } = fakeSystem();
+  const collector = new TelemetryCollector({ system });
+  // Concurrent first calls must share one read, not race two.
+  await Promise.all([collector.host(), collector.host()]);
+  for (let i = 0; i < 3; i++) await collector.collect();
+  equal(calls.readTextFile, 2); // /etc/os-release and /etc/machine-id
+  equal(calls.hardwareConcurrency, 1);
+  equal(calls.runCommand, undefined);
+  equal(calls.hostname, 5);
+  equal(calls.osRelease, 1);
+  equal(calls.networkInterfaces, 5);
+  equal(calls.loadavg, 3);
+  equal(calls.systemMemoryInfo, 3);
+  equal(calls.osUptime, 3);
+  // A second collector (a new process) reads them again.
+  await new TelemetryCollector({ system }).host();
+  equal(calls.readTextFile, 4);
+});
+
+Deno.test("a source that recovers is reported again without a new debug line", () => {
+  let fail = true;
+  const { system } = fakeSystem({
+    osUptime: () => {
+      if (fail) throw new Error("boom");
+      return 7;
+    },
+  });
+  const logger = recordingLogger();
+  const collector = new TelemetryCollector({ system, logger });
+  equal(collector.metrics().uptime_seconds, null);
+  fail = false;
+  equal(collector.metrics().uptime_seconds, 7);
+  fail = true;
+  equal(collector.metrics().uptime_seconds, null);
+  equal(logger.lines.length, 1);
+});
+
+Deno.test("memory and uptime are integers and load average has two decimals", () => {
+  const { system } = fakeSystem({
+    osUptime: () => 99.9,
+    loadavg: () => [0.322265625, 0.25146484375, 0.1240234375],
+    systemMemoryInfo: () => ({ ...MEMORY, total: 1024.6, free: -1, available: Number.NaN }),
+  });
+  const m = new TelemetryCollector({ system }).metrics();
+  equal(m.uptime_seconds, 99);
+  deepEqual(m.load_average, [0.32, 0.25, 0.12]);
+  equal(m.memory?.total_bytes, 1025);
+  equal(m.memory?.free_bytes, null);
+  equal(m.memory?.available_bytes, null);
+  MetricsSchema.parse(m);
+});
+
+Deno.test("a zero memory total (failed call) makes memory null", () => {
+  const { system } = fakeSystem({ systemMemoryInfo: () => ({ ...MEMORY, total: 0 }) });
+  const logger = recordingLogger();
+  equal(new TelemetryCollector({ system, logger }).metrics().memory, null);
+  equal(logger.lines[0]?.fields?.source, "memory");
+});
+
+Deno.test("malformed load averages become null", () => {
+  for (const bad of [[], [1, 2], [1, Number.NaN, 2], [-1, 0, 0]]) {
+    const { system } = fakeSystem({ loadavg: () => bad });
+    equal(new TelemetryCollector({ system }).metrics().load_average, null, JSON.stringify(bad));
+  }
+});
+
+Deno.test("loopback and link-local addresses are flagged internal", () => {
+  ok(isInternalAddress("IPv4", "127.0.0.1"));
+  ok(isInternalAddress("IPv4", "127.1.2.3"));
+  ok(isInternalAddress("IPv4", "169.254.10.20"));
+  ok(isInternalAddress("IPv6", "::1"));
+  ok(isInternalAddress("IPv6", "fe80::1"));
+  ok(isInternalAddress("IPv6", "FEBF::1"));
+  ok(!isInternalAddress("IPv4", "10.0.0.1"));
+  ok(!isInternalAddress("IPv4", "192.0.2.127"));
+  ok(!isInternalAddress("IPv6", "fd00::2"));
+  ok(!isInternalAddress("IPv6", "fec0::1"));
+  ok(!isInternalAddress("IPv6", "2001:db8::1"));
+});
+
+Deno.test("machine-id files are validated", () => {
+  equal(parseMachineIdFile(`${MACHINE_ID.toUpperCase()}\n`), MACHINE_ID);
+  equal(parseMachineIdFile("uninitialized\n"), null);
+  equal(parseMachineIdFile("0".repeat(32)), null);
+  equal(parseMachineIdFile(MACHINE_ID.slice(1)), null);
+});
