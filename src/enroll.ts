@@ -1,0 +1,539 @@
+import { fullJitterDelay } from "./backoff.ts";
+import {
+  CertificateCheckError,
+  createCsr,
+  exportPrivateKeyPem,
+  generateAgentKeyPair,
+  parseCertificate,
+  splitPemBundle,
+  verifyIssuedCertificate,
+} from "./certificates.ts";
+import type { CommandContext } from "./context.ts";
+import { type EnrollRequest, type EnrollResponse, EnrollResponseSchema } from "./contract.ts";
+import {
+  AlreadyEnrolledError,
+  CredentialRejectedError,
+  PlatformError,
+  UsageError,
+} from "./errors.ts";
+import { denoFileSystem, type FileSystem } from "./file_system.ts";
+import {
+  ENROLLMENT_TOKEN_FILE_NAME,
+  type Identity,
+  IdentityStore,
+  type IdentityStoreOptions,
+  STATUS_FILE_NAME,
+} from "./identity_store.ts";
+import { type Logger, registerSecret } from "./log.ts";
+import { type Host, TelemetryCollector } from "./telemetry.ts";
+import { VERSION } from "./version.ts";
+
+/** Flags of `oneconnect-agent enroll`. */
+export interface EnrollOptions {
+  /** `--token-file`; `-` reads standard input. */
+  tokenFile?: string;
+  force: boolean;
+  check: boolean;
+  /** `--timeout`: give up retrying after this many seconds. */
+  timeoutSeconds: number;
+}
+
+/** The one platform call enrollment makes (the PlatformClient, or a fake in unit tests). */
+export interface EnrollClient {
+  enroll(body: EnrollRequest, signal?: AbortSignal): Promise<EnrollResponse>;
+  close(): void;
+}
+
+/** How the enrollment client is built: bootstrap trust only, no credential. */
+export interface EnrollClientOptions {
+  baseUrl: URL;
+  /** The `--ca-file` bundle; undefined = system roots. */
+  caCertificates?: string[];
+  proxyUrl?: URL;
+  env: (name: string) => string | undefined;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/** Seams of {@linkcode enrollCommand}; every one defaults to the real thing. */
+export interface EnrollDeps {
+  createClient: (options: EnrollClientOptions) => Promise<EnrollClient>;
+  collectHost: (logger: Logger) => Promise<Host>;
+  hostname: () => string | null;
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  random: () => number;
+  /** Wall clock, ms: the retry deadline and the certificate validity check. */
+  now: () => number;
+  fs: FileSystem;
+  store: Pick<IdentityStoreOptions, "os" | "runCommand">;
+}
+
+/** Longest token file or stdin accepted; a token is short, anything bigger is a mistake. */
+export const MAX_TOKEN_BYTES = 64 * 1024;
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+const defaultDeps: EnrollDeps = {
+  createClient: async (options) => {
+    const { PlatformClient } = await import("./platform_client.ts");
+    return new PlatformClient(options);
+  },
+  collectHost: (logger) => new TelemetryCollector({ logger }).host(),
+  hostname: () => {
+    try {
+      return Deno.hostname();
+    } catch {
+      return null;
+    }
+  },
+  sleep: abortableSleep,
+  random: Math.random,
+  now: Date.now,
+  fs: denoFileSystem,
+  store: {},
+};
+
+/** Where the enrollment token came from, for messages and for deleting the file afterwards. */
+interface TokenSource {
+  token: string;
+  /** How to name the source in messages. */
+  label: string;
+  /** The file to delete after a successful enrollment, if any. */
+  file?: string;
+}
+
+async function readStdin(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += chunk.length;
+    if (size > MAX_TOKEN_BYTES) {
+      throw new UsageError(
+        `Enrollment token from standard input is larger than ${MAX_TOKEN_BYTES} bytes`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+async function readTokenFile(fs: FileSystem, path: string, label: string): Promise<string> {
+  let info: Deno.FileInfo;
+  try {
+    info = await fs.lstat(path);
+  } catch (e) {
+    throw new UsageError(`Cannot read enrollment token ${label}: ${(e as Error).message}`);
+  }
+  if (info.isSymlink) {
+    throw new UsageError(
+      `Refusing to read enrollment token ${label}: it is a symbolic link; pass the real file`,
+    );
+  }
+  if (!info.isFile) {
+    throw new UsageError(`Refusing to read enrollment token ${label}: it is not a regular file`);
+  }
+  if (info.size > MAX_TOKEN_BYTES) {
+    throw new UsageError(
+      `Enrollment token ${label} is larger than ${MAX_TOKEN_BYTES} bytes: not a token file`,
+    );
+  }
+  try {
+    return await fs.readTextFile(path);
+  } catch (e) {
+    throw new UsageError(`Cannot read enrollment token ${label}: ${(e as Error).message}`);
+  }
+}
+
+async function fileExists(fs: FileSystem, path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Finds the enrollment token, first found wins: `--token-file` (`-` = stdin), the environment,
+ * `<state-dir>/enrollment.token`. There is deliberately no flag taking the token itself (argv is
+ * visible to every user).
+ */
+async function resolveToken(
+  ctx: CommandContext,
+  options: EnrollOptions,
+  store: IdentityStore,
+  fs: FileSystem,
+): Promise<TokenSource> {
+  let source: TokenSource | undefined;
+  if (options.tokenFile === "-") {
+    source = { token: await readStdin(ctx.stdin()), label: "from standard input" };
+  } else if (options.tokenFile !== undefined) {
+    const label = `file ${JSON.stringify(options.tokenFile)} (--token-file)`;
+    source = {
+      token: await readTokenFile(fs, options.tokenFile, label),
+      label,
+      file: options.tokenFile,
+    };
+  } else {
+    const env = ctx.env("ONECONNECT_ENROLLMENT_TOKEN");
+    if (env !== undefined) {
+      source = { token: env, label: "from ONECONNECT_ENROLLMENT_TOKEN" };
+    } else {
+      const path = store.secretFilePath(ENROLLMENT_TOKEN_FILE_NAME);
+      if (await fileExists(fs, path)) {
+        const label = `file ${JSON.stringify(path)}`;
+        source = { token: await readTokenFile(fs, path, label), label, file: path };
+      }
+    }
+  }
+  if (source === undefined) {
+    throw new UsageError(
+      `No enrollment token found; pass --token-file <path> (- for stdin), set ONECONNECT_ENROLLMENT_TOKEN, or put it in ${
+        JSON.stringify(store.secretFilePath(ENROLLMENT_TOKEN_FILE_NAME))
+      }`,
+    );
+  }
+  registerSecret(source.token);
+  source.token = source.token.trim();
+  if (source.token === "") throw new UsageError(`Enrollment token ${source.label} is empty`);
+  return source;
+}
+
+async function readBootstrapCa(fs: FileSystem, path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await fs.readTextFile(path);
+  } catch (e) {
+    throw new UsageError(`Cannot read CA file ${JSON.stringify(path)}: ${(e as Error).message}`);
+  }
+  const pems = splitPemBundle(text);
+  if (pems.length === 0) {
+    throw new UsageError(
+      `Invalid CA file ${JSON.stringify(path)}: no PEM certificate (-----BEGIN CERTIFICATE-----)`,
+    );
+  }
+  for (const [i, pem] of pems.entries()) {
+    const parsed = parseCertificate(pem);
+    if (typeof parsed === "string") {
+      throw new UsageError(
+        `Invalid CA file ${JSON.stringify(path)}: certificate #${i + 1} is ${parsed}`,
+      );
+    }
+  }
+  return pems;
+}
+
+function isRetryable(e: PlatformError): boolean {
+  if (e.httpStatus !== undefined) return e.httpStatus === 429 || e.httpStatus >= 500;
+  return e.kind === "network" || e.kind === "dns" || e.kind === "timeout";
+}
+
+function describeAnswer(e: PlatformError): string {
+  const code = e.code ? ` ${e.code}` : "";
+  const detail = e.detail ? `: ${e.detail}` : "";
+  return `platform answered ${e.httpStatus}${code}${detail}`;
+}
+
+const TOKEN_SPENT_HINT =
+  "nothing was stored; the enrollment token is probably used up, so ask for a new one";
+
+function rejectedAnswer(why: string): PlatformError {
+  return new PlatformError(
+    `Cannot enroll: refusing the platform's answer: ${why}; ${TOKEN_SPENT_HINT}`,
+    { kind: "invalid_response" },
+  );
+}
+
+/** Sends the enrollment request, retrying network errors, 429 and 5xx within the deadline. */
+async function requestWithRetries(
+  ctx: CommandContext,
+  client: EnrollClient,
+  body: EnrollRequest,
+  timeoutSeconds: number,
+  deps: EnrollDeps,
+): Promise<EnrollResponse> {
+  const deadline = deps.now() + timeoutSeconds * 1000;
+  for (let attempt = 1;; attempt++) {
+    const budget = new AbortController();
+    const timer = setTimeout(
+      () => budget.abort(new Error("enrollment timeout reached")),
+      Math.max(0, deadline - deps.now()),
+    );
+    const signal = AbortSignal.any([ctx.shutdown, budget.signal]);
+    let error: unknown;
+    try {
+      return await client.enroll(body, signal);
+    } catch (e) {
+      error = e;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!(error instanceof PlatformError)) throw error;
+    const failure = error;
+    if (ctx.shutdown.aborted) {
+      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
+        kind: "aborted",
+      }, { cause: error });
+    }
+    if (error.httpStatus === 401 || error.httpStatus === 409) {
+      throw new CredentialRejectedError(
+        `Cannot enroll: ${describeAnswer(error)}; ask for a new enrollment token`,
+        { cause: error },
+      );
+    }
+    const giveUp = (why: string) =>
+      new PlatformError(`Cannot enroll: ${why}: ${failure.message}`, failure, { cause: failure });
+    if (budget.signal.aborted) {
+      throw giveUp(`gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
+    }
+    if (error.kind === "invalid_response" && (error.httpStatus ?? 0) < 300) {
+      // The platform said yes, so the token is likely spent even though the answer is unusable.
+      throw new PlatformError(
+        `Cannot enroll: refusing the platform's answer: ${failure.message}; ${TOKEN_SPENT_HINT}`,
+        failure,
+        { cause: failure },
+      );
+    }
+    if (!isRetryable(error)) {
+      throw new PlatformError(`Cannot enroll: ${failure.message}`, failure, { cause: failure });
+    }
+    const floor = error.retryAfterSeconds ?? 0;
+    const delaySeconds = Math.max(fullJitterDelay(attempt, deps.random), floor);
+    const remainingSeconds = (deadline - deps.now()) / 1000;
+    if (delaySeconds >= remainingSeconds) {
+      throw giveUp(
+        floor >= remainingSeconds
+          ? `platform asked to retry after ${floor} s, beyond --timeout ${timeoutSeconds} s (${attempt} attempts)`
+          : `gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`,
+      );
+    }
+    ctx.logger.warn("Enrollment attempt failed; retrying", {
+      attempt,
+      retry_in_seconds: Math.round(delaySeconds * 10) / 10,
+      error: error.message,
+    });
+    try {
+      await deps.sleep(delaySeconds * 1000, ctx.shutdown);
+    } catch {
+      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
+        kind: "aborted",
+      }, { cause: error });
+    }
+  }
+}
+
+/** Writes and removes a probe file: a read-only or full disk fails before the token is spent. */
+async function assertStateDirWritable(fs: FileSystem, store: IdentityStore): Promise<void> {
+  const probe = store.secretFilePath(".enroll-write-probe");
+  try {
+    await fs.writeFileAtomic(probe, " ".repeat(8192), 0o600);
+  } catch (e) {
+    throw new UsageError(
+      `Cannot write to state directory ${JSON.stringify(store.stateDir)}: ${
+        (e as Error).message
+      }; nothing was sent, the enrollment token is still unused`,
+    );
+  }
+  await fs.remove(probe).catch(() => {});
+}
+
+async function deleteTokenFile(
+  fs: FileSystem,
+  path: string,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await fs.remove(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    logger.warn(
+      `Could not delete the used enrollment token file ${
+        JSON.stringify(path)
+      }; delete it yourself (${(e as Error).message})`,
+      { path },
+    );
+  }
+}
+
+/** Makes the key pair, asks the platform, and verifies its answer; stores nothing. */
+async function obtainIdentity(
+  ctx: CommandContext,
+  options: EnrollOptions,
+  deps: EnrollDeps,
+  baseUrl: URL,
+  token: TokenSource,
+  bootstrapCa: string[] | undefined,
+): Promise<Identity> {
+  const { logger, config } = ctx;
+  const host = await deps.collectHost(logger);
+  const hostname = host.hostname ?? deps.hostname();
+  if (!hostname) {
+    throw new UsageError("Cannot enroll: cannot determine this host's name for the certificate");
+  }
+  logger.info("Generating key", { algorithm: "ECDSA P-256" });
+  const keys = await generateAgentKeyPair();
+  const privateKeyPem = await exportPrivateKeyPem(keys.privateKey);
+  registerSecret(privateKeyPem);
+  const csr = await createCsr(keys, hostname);
+
+  logger.info("Contacting platform", { url: baseUrl.href });
+  const body: EnrollRequest = {
+    enrollment_token: token.token,
+    csr,
+    host,
+    agent_version: VERSION,
+  };
+  const client = await deps.createClient({
+    baseUrl,
+    caCertificates: bootstrapCa,
+    proxyUrl: config.proxyUrl,
+    env: ctx.env,
+    timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
+    logger,
+  });
+  let answer: EnrollResponse;
+  try {
+    answer = await requestWithRetries(ctx, client, body, options.timeoutSeconds, deps);
+  } finally {
+    client.close();
+  }
+
+  const parsed = EnrollResponseSchema.safeParse(answer);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.map(String).join(".") || "body";
+    throw rejectedAnswer(`"${field}" ${issue?.message ?? "is invalid"}`);
+  }
+  const response = parsed.data;
+  registerSecret(response.service_account_token);
+  let validity: { notBefore: Date; notAfter: Date };
+  try {
+    validity = await verifyIssuedCertificate({
+      certificatePem: response.certificate,
+      caCertificatePems: response.ca_certificates,
+      publicKey: keys.publicKey,
+      now: deps.now(),
+    });
+  } catch (e) {
+    if (e instanceof CertificateCheckError) throw rejectedAnswer(e.message);
+    throw e;
+  }
+
+  return {
+    version: 1,
+    agent_id: response.agent_id,
+    platform_url: baseUrl.href,
+    certificate: response.certificate,
+    ca_certificates: response.ca_certificates,
+    bootstrap_ca_certificates: bootstrapCa ?? [],
+    private_key: privateKeyPem,
+    service_account_token: response.service_account_token,
+    machine_id: host.machine_id,
+    enrolled_at: new Date(deps.now()).toISOString(),
+    heartbeat_interval_seconds: response.heartbeat_interval_seconds ?? 60,
+    certificate_not_before: validity.notBefore.toISOString(),
+    certificate_not_after: validity.notAfter.toISOString(),
+  };
+}
+
+/**
+ * `oneconnect-agent enroll`: exchanges a one-time token for this host's identity. The key pair is
+ * made here and never leaves the host; the answer is verified before anything is written, and an
+ * existing identity is replaced (with `--force`) only by one atomic rename.
+ */
+export async function enrollCommand(
+  ctx: CommandContext,
+  options: EnrollOptions,
+  overrides: Partial<EnrollDeps> = {},
+): Promise<void> {
+  const deps: EnrollDeps = { ...defaultDeps, ...overrides };
+  const { logger, config } = ctx;
+  if (options.check) {
+    throw new UsageError("enroll --check is not available yet in this build");
+  }
+  const baseUrl = config.platformUrl;
+  if (baseUrl === undefined) {
+    throw new UsageError(
+      "Cannot enroll: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
+    );
+  }
+  const store = new IdentityStore(config.stateDir, { fs: deps.fs, logger, ...deps.store });
+  await store.auditPermissions();
+  const replacing = await store.exists();
+  if (replacing && !options.force) {
+    // Loading reports a corrupt or unsafe file as such; a sound one is "already enrolled".
+    const existing = await store.load();
+    throw new AlreadyEnrolledError(
+      `Already enrolled as ${JSON.stringify(existing.agent_id)} in ${
+        JSON.stringify(store.stateDir)
+      }; pass --force to enroll anew and replace it`,
+    );
+  }
+
+  const bootstrapCa = config.caFile === undefined
+    ? undefined
+    : await readBootstrapCa(deps.fs, config.caFile);
+  const token = await resolveToken(ctx, options, store, deps.fs);
+  const createdStateDir = !(await fileExists(deps.fs, config.stateDir));
+  // Before the token is spent: a state directory we cannot write must fail now, not after.
+  await store.ensureStateDir();
+  // Nothing stored: leave no empty state directory behind either (the remove is non-recursive).
+  const cleanUp = async () => {
+    if (createdStateDir) await deps.fs.remove(config.stateDir).catch(() => {});
+  };
+  let identity: Identity;
+  try {
+    await assertStateDirWritable(deps.fs, store);
+    identity = await obtainIdentity(ctx, options, deps, baseUrl, token, bootstrapCa);
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+  try {
+    await store.save(identity);
+  } catch (e) {
+    await cleanUp();
+    if (!(e instanceof UsageError)) throw e;
+    throw new UsageError(`${e.message}; the enrollment token is probably used up`, { cause: e });
+  }
+  if (replacing) {
+    // The old agent's heartbeat status (sequence, failures) says nothing about the new identity.
+    const statusPath = store.secretFilePath(STATUS_FILE_NAME);
+    await deps.fs.remove(statusPath).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        const error = (e as Error).message;
+        logger.warn(`Could not remove the old identity's status ${JSON.stringify(statusPath)}`, {
+          error,
+        });
+      }
+    });
+  }
+  if (token.file !== undefined) await deleteTokenFile(deps.fs, token.file, logger);
+
+  logger.info(`Enrolled as ${JSON.stringify(identity.agent_id)}`, {
+    agent_id: identity.agent_id,
+    certificate_not_after: identity.certificate_not_after,
+    replaced: replacing,
+  });
+  ctx.stdout(`enrolled as ${identity.agent_id}\n`);
+}

@@ -1,0 +1,814 @@
+/**
+ * The only code that talks to the platform: one pooled HTTP client with the pinned CA set, the
+ * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
+ * (timeouts, size cap, no redirects, typed errors that never carry a secret).
+ */
+import type { z } from "zod";
+import { parseRetryAfter } from "./backoff.ts";
+import {
+  type EnrollRequest,
+  type EnrollResponse,
+  EnrollResponseSchema,
+  type HealthResponse,
+  HealthResponseSchema,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  HeartbeatResponseSchema,
+  ProblemSchema,
+  type RenewRequest,
+  type RenewResponse,
+  RenewResponseSchema,
+} from "./contract.ts";
+import { PlatformError, type PlatformErrorDetails } from "./errors.ts";
+import { type Logger, redact, redactValue, registerSecret, silentLogger } from "./log.ts";
+import { USER_AGENT } from "./version.ts";
+
+/** How requests authenticate: nothing (enroll, health), the bearer token, or the client certificate. */
+export type PlatformAuth =
+  | { kind: "none" }
+  | { kind: "bearer"; token: string }
+  | { kind: "mtls"; certificatePem: string; privateKeyPem: string };
+
+/** Options for {@linkcode PlatformClient}. */
+export interface PlatformClientOptions {
+  /** Platform base URL with a trailing slash (from `parsePlatformUrl`); paths are appended. */
+  baseUrl: URL;
+  /** Pinned CA certificates (PEM); when given, only these are trusted. */
+  caCertificates?: string[];
+  /** Default none; the bearer header is sent only in bearer mode. */
+  auth?: PlatformAuth;
+  /** Explicit proxy (`proxy_url` in agent.json); otherwise HTTPS_PROXY/HTTP_PROXY/NO_PROXY. */
+  proxyUrl?: URL;
+  /** Reads an environment variable (proxy settings); defaults to `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
+  /** Whole-request timeout in milliseconds, body included (default 15000). */
+  timeoutMs?: number;
+  /** Largest response body accepted (default 1 MiB). */
+  maxResponseBytes?: number;
+  logger?: Logger;
+  /** Current time in ms, for `Retry-After` HTTP-dates. */
+  now?: () => number;
+}
+
+/** Whole-request timeout when none is given. */
+export const DEFAULT_TIMEOUT_MS = 15_000;
+/** Response body cap when none is given: platform answers are a few hundred bytes. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+
+const MAX_DETAIL_CHARS = 200;
+
+/**
+ * The proxy a request to `target` goes through, or undefined for a direct connection: the explicit
+ * `proxyUrl`, else `HTTPS_PROXY` (https) or `HTTP_PROXY` (http), either case; `NO_PROXY` wins over
+ * both. Matching follows Deno's own rules (`*`, domain suffixes, IPs, CIDR ranges) so that the
+ * choice made here and the one Deno makes from the real environment agree.
+ */
+export function proxyForUrl(
+  target: URL,
+  env: (name: string) => string | undefined,
+  proxyUrl?: URL,
+): URL | undefined {
+  const noProxy = firstEnv(env, "NO_PROXY", "no_proxy");
+  if (noProxy !== undefined && matchesNoProxy(target.hostname, noProxy)) return undefined;
+  if (proxyUrl) return proxyUrl;
+  const raw = target.protocol === "https:"
+    ? firstEnv(env, "HTTPS_PROXY", "https_proxy")
+    : firstEnv(env, "HTTP_PROXY", "http_proxy");
+  if (raw === undefined) return undefined;
+  try {
+    // "proxy:3128" without a scheme is common in the wild and means http.
+    return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
+  } catch {
+    return undefined;
+  }
+}
+
+function firstEnv(env: (name: string) => string | undefined, ...names: string[]) {
+  for (const name of names) {
+    const value = env(name)?.trim();
+    if (value) return value;
+  }
+  return undefined;
+}
+
+/** Whether `hostname` (as in `URL.hostname`) is excluded from proxying by a `NO_PROXY` list. */
+export function matchesNoProxy(hostname: string, noProxy: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  const hostIp = parseIp(host);
+  for (const rawEntry of noProxy.split(",")) {
+    const entry = rawEntry.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+    if (entry === "") continue;
+    if (entry === "*") return true;
+    if (hostIp) {
+      const [addr = "", bits] = entry.split("/");
+      const entryIp = parseIp(addr);
+      if (!entryIp || entryIp.length !== hostIp.length) continue;
+      const prefix = bits === undefined ? entryIp.length * 8 : Number(bits);
+      if (Number.isInteger(prefix) && prefixMatches(hostIp, entryIp, prefix)) return true;
+      continue;
+    }
+    const domain = entry.replace(/^\*?\./, "");
+    if (host === domain || host.endsWith(`.${domain}`)) return true;
+  }
+  return false;
+}
+
+function parseIp(text: string): number[] | undefined {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
+    const parts = text.split(".").map(Number);
+    return parts.every((p) => p <= 255) ? parts : undefined;
+  }
+  if (!text.includes(":")) return undefined;
+  try {
+    // The URL parser normalises IPv6 text, which makes expanding it straightforward.
+    const normal = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    const [head = "", tail] = normal.split("::");
+    const headGroups = head === "" ? [] : head.split(":");
+    const tailGroups = tail === undefined || tail === "" ? [] : tail.split(":");
+    const groups = tail === undefined ? headGroups : [
+      ...headGroups,
+      ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
+      ...tailGroups,
+    ];
+    const bytes: number[] = [];
+    for (const group of groups) {
+      if (group.includes(".")) {
+        bytes.push(...group.split(".").map(Number));
+      } else {
+        const n = parseInt(group, 16);
+        bytes.push(n >> 8, n & 0xff);
+      }
+    }
+    return bytes.length === 16 ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function prefixMatches(a: number[], b: number[], prefix: number): boolean {
+  if (prefix < 0 || prefix > a.length * 8) return false;
+  for (let bit = 0; bit < prefix; bit++) {
+    const mask = 0x80 >> (bit % 8);
+    if (((a[bit >> 3] ?? 0) & mask) !== ((b[bit >> 3] ?? 0) & mask)) return false;
+  }
+  return true;
+}
+
+// Deno trusts its built-in root store *in addition to* `caCerts`, and loads that store once per
+// process, when the first TLS client is made, from DENO_TLS_CA_STORE. An empty list ("," parses
+// to no stores) leaves only the pinned set. The variable is restored right after, so child
+// processes (deno, npm) keep their normal roots.
+let rootStore: "untouched" | "pinned_only" | "built_in" = "untouched";
+
+function createClient(
+  options: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem>,
+  pinned: boolean,
+  logger: Logger,
+): Deno.HttpClient {
+  if (rootStore === "untouched" && pinned && canWriteCaStoreVariable()) {
+    const previous = Deno.env.get("DENO_TLS_CA_STORE");
+    Deno.env.set("DENO_TLS_CA_STORE", ",");
+    try {
+      const client = Deno.createHttpClient(options);
+      rootStore = "pinned_only";
+      return client;
+    } finally {
+      if (previous === undefined) Deno.env.delete("DENO_TLS_CA_STORE");
+      else Deno.env.set("DENO_TLS_CA_STORE", previous);
+    }
+  }
+  if (rootStore === "untouched") {
+    rootStore = "built_in";
+  } else if (rootStore === "built_in" && pinned) {
+    logger.warn(
+      "Pinned CA certificates are trusted in addition to the built-in roots in this process",
+    );
+  } else if (rootStore === "pinned_only" && !pinned) {
+    logger.warn("Built-in root certificates are unavailable in this process after pinning");
+  }
+  return Deno.createHttpClient(options);
+}
+
+function canWriteCaStoreVariable(): boolean {
+  try {
+    // Query first: with a narrow --allow-env list, touching an unlisted variable would prompt.
+    return Deno.permissions.querySync({ name: "env", variable: "DENO_TLS_CA_STORE" }).state ===
+      "granted";
+  } catch {
+    return false;
+  }
+}
+
+interface RequestSpec {
+  method: "GET" | "POST" | "DELETE";
+  path: string;
+  body?: unknown;
+  signal?: AbortSignal;
+  authenticated: boolean;
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  json: unknown;
+}
+
+/** A client for platform contract v1; dispose it (or call close) to release its connections. */
+export class PlatformClient implements Disposable {
+  /** The proxy requests go through (without credentials), or undefined when direct. */
+  readonly proxy: URL | undefined;
+  readonly #baseUrl: URL;
+  readonly #auth: PlatformAuth;
+  readonly #pinned: boolean;
+  readonly #timeoutMs: number;
+  readonly #maxResponseBytes: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #client: Deno.HttpClient;
+  readonly #target: string;
+  #closed = false;
+
+  /** Creates the one HTTP client (connection pool) used for this instance's whole life. */
+  constructor(options: PlatformClientOptions) {
+    this.#baseUrl = new URL(options.baseUrl.href);
+    if (!this.#baseUrl.pathname.endsWith("/")) this.#baseUrl.pathname += "/";
+    this.#auth = options.auth ?? { kind: "none" };
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    this.#target = hostPort(this.#baseUrl);
+    if (this.#auth.kind === "bearer") registerSecret(this.#auth.token);
+    if (this.#auth.kind === "mtls") registerSecret(this.#auth.privateKeyPem);
+
+    const env = options.env ?? ((name: string) => Deno.env.get(name));
+    const proxy = proxyForUrl(this.#baseUrl, env, options.proxyUrl);
+    const clientOptions: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem> = {};
+    const pins = options.caCertificates;
+    this.#pinned = pins !== undefined;
+    // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
+    if (pins !== undefined) {
+      // Deno skips what it cannot parse; an unusable pin set would fail every handshake later.
+      const bad = pins.findIndex((pem) => !pem.includes("-----BEGIN CERTIFICATE-----"));
+      if (pins.length === 0 || bad >= 0) {
+        throw new PlatformError(
+          pins.length === 0
+            ? `cannot set up TLS for ${q(this.#target)}: the pinned CA set is empty`
+            : `cannot set up TLS for ${q(this.#target)}: pinned CA entry ${
+              bad + 1
+            } is not a PEM certificate`,
+          { kind: "tls" },
+        );
+      }
+      clientOptions.caCerts = pins;
+    }
+    if (this.#auth.kind === "mtls") {
+      clientOptions.cert = this.#auth.certificatePem;
+      clientOptions.key = this.#auth.privateKeyPem;
+    }
+    if (proxy) {
+      const username = decodeURIComponent(proxy.username);
+      const password = decodeURIComponent(proxy.password);
+      registerSecret(password);
+      const bare = new URL(proxy.href);
+      bare.username = "";
+      bare.password = "";
+      clientOptions.proxy = {
+        transport: bare.protocol === "https:" ? "https" : "http",
+        url: bare.origin,
+        ...(username || password ? { basicAuth: { username, password } } : {}),
+      };
+      this.proxy = bare;
+    }
+    try {
+      this.#client = createClient(clientOptions, this.#pinned, this.#logger);
+    } catch (e) {
+      // Deno's message names the broken input, never its contents; redact all the same.
+      throw new PlatformError(
+        `cannot set up TLS for ${JSON.stringify(this.#target)}: ${redact(oneLine(errorText(e)))}`,
+        { kind: "tls" },
+        { cause: e },
+      );
+    }
+    if (proxy) this.#logger.debug("Using proxy", { proxy: this.proxy?.origin });
+  }
+
+  /** `POST api/v1/agents/enroll` (201). */
+  async enroll(body: EnrollRequest, signal?: AbortSignal): Promise<EnrollResponse> {
+    const answer = await this.#request({
+      method: "POST",
+      path: "api/v1/agents/enroll",
+      body,
+      signal,
+      authenticated: false,
+    });
+    return this.#validate(answer, EnrollResponseSchema);
+  }
+
+  /** `POST api/v1/agents/{id}/heartbeats` (200). */
+  async heartbeat(
+    agentId: string,
+    body: HeartbeatRequest,
+    signal?: AbortSignal,
+  ): Promise<HeartbeatResponse> {
+    const answer = await this.#request({
+      method: "POST",
+      path: `api/v1/agents/${encodeURIComponent(agentId)}/heartbeats`,
+      body,
+      signal,
+      authenticated: true,
+    });
+    return this.#validate(answer, HeartbeatResponseSchema);
+  }
+
+  /** `POST api/v1/agents/{id}/certificate` (200): renewal with a new key pair. */
+  async renewCertificate(
+    agentId: string,
+    body: RenewRequest,
+    signal?: AbortSignal,
+  ): Promise<RenewResponse> {
+    const answer = await this.#request({
+      method: "POST",
+      path: `api/v1/agents/${encodeURIComponent(agentId)}/certificate`,
+      body,
+      signal,
+      authenticated: true,
+    });
+    return this.#validate(answer, RenewResponseSchema);
+  }
+
+  /** `DELETE api/v1/agents/{id}` (204): the platform forgets the agent. */
+  async unenroll(agentId: string, signal?: AbortSignal): Promise<void> {
+    await this.#request({
+      method: "DELETE",
+      path: `api/v1/agents/${encodeURIComponent(agentId)}`,
+      signal,
+      authenticated: true,
+    });
+  }
+
+  /** `GET api/v1/health` (200), with the response `Date` header for the clock-skew check. */
+  async health(signal?: AbortSignal): Promise<{ body: HealthResponse; date: string | null }> {
+    const answer = await this.#request({
+      method: "GET",
+      path: "api/v1/health",
+      signal,
+      authenticated: false,
+    });
+    return { body: this.#validate(answer, HealthResponseSchema), date: answer.headers.get("date") };
+  }
+
+  /** Closes the connection pool; later requests fail as `aborted`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#client.close();
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async #request(spec: RequestSpec): Promise<Answer> {
+    if (this.#closed) throw this.#error(`client for ${q(this.#target)} is closed`, "aborted");
+    if (spec.signal?.aborted) {
+      throw this.#error(`request to ${q(this.#target)} was aborted`, "aborted");
+    }
+    const url = new URL(spec.path, this.#baseUrl);
+    const headers = new Headers({ "User-Agent": USER_AGENT, "Accept": "application/json" });
+    if (spec.body !== undefined) headers.set("Content-Type", "application/json");
+    if (spec.authenticated && this.#auth.kind === "bearer") {
+      headers.set("Authorization", `Bearer ${this.#auth.token}`);
+    }
+
+    // One controller per request, fed by a per-request timeout and by the caller's signal through
+    // a listener removed in `finally`: AbortSignal.any over a long-lived signal leaks (#24842).
+    const controller = new AbortController();
+    let cause: "timeout" | "aborted" | undefined;
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const onTimeout = () => {
+      cause ??= "timeout";
+      controller.abort();
+    };
+    const onCallerAbort = () => {
+      cause ??= "aborted";
+      controller.abort();
+    };
+    timeout.addEventListener("abort", onTimeout, { once: true });
+    spec.signal?.addEventListener("abort", onCallerAbort, { once: true });
+    const started = performance.now();
+    try {
+      let response: Response;
+      try {
+        response = await fetch(url, {
+          method: spec.method,
+          headers,
+          body: spec.body === undefined ? undefined : JSON.stringify(spec.body),
+          client: this.#client,
+          redirect: "manual",
+          signal: controller.signal,
+        });
+      } catch (e) {
+        throw this.#transportError(e, cause, "connect");
+      }
+      this.#logger.debug("Platform answered", {
+        method: spec.method,
+        path: url.pathname,
+        status: response.status,
+        ms: Math.round(performance.now() - started),
+      });
+      if (response.status >= 300 && response.status < 400) {
+        await response.body?.cancel().catch(() => {});
+        throw this.#redirectError(response);
+      }
+      const ok = response.status >= 200 && response.status < 300;
+      if (ok && spec.method === "DELETE") {
+        await response.body?.cancel().catch(() => {});
+        return { status: response.status, headers: response.headers, json: undefined };
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = await this.#readCapped(response);
+      } catch (e) {
+        if (e instanceof PlatformError) throw e;
+        throw this.#transportError(e, cause, "body");
+      }
+      if (!ok) throw this.#httpError(response, bytes);
+      return {
+        status: response.status,
+        headers: response.headers,
+        json: this.#parseJson(response, bytes),
+      };
+    } finally {
+      timeout.removeEventListener("abort", onTimeout);
+      spec.signal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  async #readCapped(response: Response): Promise<Uint8Array> {
+    const max = this.#maxResponseBytes;
+    const declared = Number(response.headers.get("content-length") ?? NaN);
+    if (Number.isFinite(declared) && declared > max) {
+      await response.body?.cancel().catch(() => {});
+      throw this.#tooLarge(response);
+    }
+    if (!response.body) return new Uint8Array(0);
+    const reader = response.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        total += value.byteLength;
+        if (total > max) {
+          await reader.cancel().catch(() => {});
+          throw this.#tooLarge(response);
+        }
+        chunks.push(value);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    const out = new Uint8Array(total);
+    let offset = 0;
+    for (const chunk of chunks) {
+      out.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    return out;
+  }
+
+  #parseJson(response: Response, bytes: Uint8Array): unknown {
+    const type = mediaType(response);
+    if (type !== undefined && !isJsonType(type)) {
+      throw this.#error(
+        `platform answered ${response.status} with ${q(type)}, not JSON`,
+        "invalid_response",
+        { httpStatus: response.status },
+      );
+    }
+    const parsed = tryParseJson(bytes);
+    if (!parsed.ok) {
+      throw this.#error(
+        `platform answered ${response.status} with invalid JSON`,
+        "invalid_response",
+        { httpStatus: response.status },
+      );
+    }
+    return parsed.value;
+  }
+
+  #validate<T extends z.ZodType>(answer: Answer, schema: T): z.infer<T> {
+    const result = schema.safeParse(answer.json);
+    if (result.success) return result.data;
+    // Name the field and the expectation only: the received value may be a secret.
+    const issue = result.error.issues[0];
+    const field = issue && issue.path.length > 0
+      ? `field ${q(issue.path.map(String).join("."))}`
+      : "body";
+    throw this.#error(
+      `platform answered ${answer.status} with an unexpected body: ${field}: ${
+        issue?.message ?? "invalid"
+      }`,
+      "invalid_response",
+      { httpStatus: answer.status },
+    );
+  }
+
+  #httpError(response: Response, bytes: Uint8Array): PlatformError {
+    const status = response.status;
+    const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"), this.#now());
+    const retryNote = retryAfterSeconds === undefined
+      ? ""
+      : ` (retry after ${Math.round(retryAfterSeconds)} s)`;
+    const type = mediaType(response);
+    const parsed = type === undefined || isJsonType(type) ? tryParseJson(bytes) : undefined;
+    if (!parsed?.ok) {
+      const what = type === undefined ? "no content type" : q(type);
+      const title = type?.includes("html") ? htmlTitle(bytes) : undefined;
+      return this.#error(
+        `platform answered ${status} with ${what}, not JSON${
+          title ? ` (page title ${q(title)})` : ""
+        }${retryNote}`,
+        "http",
+        { httpStatus: status, retryAfterSeconds },
+      );
+    }
+    const problem = ProblemSchema.safeParse(parsed.value);
+    if (!problem.success) {
+      return this.#error(`platform answered ${status}${retryNote}`, "http", {
+        httpStatus: status,
+        retryAfterSeconds,
+      });
+    }
+    const { type: _type, title, status: _status, detail, code, ...extensions } = problem.data;
+    // Callers branch on the code, so it must be a plain identifier, and never a secret.
+    const safeCode = code !== undefined && /^[A-Za-z0-9_.:-]{1,64}$/.test(code) &&
+        redact(code) === code
+      ? code
+      : undefined;
+    const safeDetail = detail !== undefined ? clean(detail) : undefined;
+    const text = safeDetail ?? (title !== undefined ? clean(title) : undefined);
+    return this.#error(
+      `platform answered ${status}${safeCode ? ` ${safeCode}` : ""}${
+        text ? `: ${text}` : ""
+      }${retryNote}`,
+      "http",
+      {
+        httpStatus: status,
+        code: safeCode,
+        detail: safeDetail,
+        retryAfterSeconds,
+        problem: redactValue(extensions) as Record<string, unknown>,
+      },
+    );
+  }
+
+  #redirectError(response: Response): PlatformError {
+    const raw = response.headers.get("location");
+    let where = "no Location";
+    if (raw !== null) {
+      try {
+        const location = new URL(raw, this.#baseUrl);
+        location.username = "";
+        location.password = "";
+        location.search = "";
+        location.hash = "";
+        where = q(location.href);
+      } catch {
+        where = "an unparsable Location";
+      }
+    }
+    return this.#error(
+      `platform answered ${response.status} redirecting to ${where}; redirects are not followed, check the platform URL`,
+      "redirect",
+      { httpStatus: response.status },
+    );
+  }
+
+  #tooLarge(response: Response): PlatformError {
+    // Status and Retry-After still count: a 401 or 503 with a huge page is still a 401 or 503.
+    return this.#error(
+      `platform answered ${response.status} with a body larger than ${this.#maxResponseBytes} bytes; refused`,
+      "response_too_large",
+      {
+        httpStatus: response.status,
+        retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after"), this.#now()),
+      },
+    );
+  }
+
+  #transportError(
+    error: unknown,
+    cause: "timeout" | "aborted" | undefined,
+    phase: "connect" | "body",
+  ): PlatformError {
+    const target = q(this.#target);
+    if (cause === "timeout") {
+      return this.#error(
+        `no complete answer from ${target} within ${formatSeconds(this.#timeoutMs)}`,
+        "timeout",
+        {},
+        error,
+      );
+    }
+    if (cause === "aborted") {
+      return this.#error(`request to ${target} was aborted`, "aborted", {}, error);
+    }
+    const raw = errorText(error);
+    const via = this.proxy ? ` via proxy ${q(hostPort(this.proxy))}` : "";
+    const tls = describeTlsFailure(raw, this.#pinned, this.#auth.kind === "mtls");
+    if (tls) {
+      return this.#error(`TLS handshake with ${target} failed: ${tls}`, "tls", {}, error);
+    }
+    if (
+      /dns error|failed to lookup address|name or service not known|nodename nor servname|no such host is known|name resolution/i
+        .test(raw)
+    ) {
+      const what = this.proxy
+        ? `proxy host ${q(this.proxy.hostname)}`
+        : `host ${q(this.#baseUrl.hostname)}`;
+      return this.#error(`cannot resolve ${what} (DNS lookup failed)`, "dns", {}, error);
+    }
+    if (/connection refused|os error (111|61|10061)\b/i.test(raw)) {
+      // Through a proxy only the proxy is dialled; its refusal of the target comes as a status.
+      const dialled = this.proxy ? `proxy ${q(hostPort(this.proxy))}` : target;
+      return this.#error(`cannot connect to ${dialled}: connection refused`, "network", {}, error);
+    }
+    if (/connection reset|os error (104|54|10054)\b/i.test(raw)) {
+      return this.#error(`connection to ${target}${via} was reset`, "network", {}, error);
+    }
+    if (/timed out|os error (110|60|10060)\b/i.test(raw)) {
+      return this.#error(`connecting to ${target}${via} timed out`, "timeout", {}, error);
+    }
+    if (/unreachable|no route to host|os error (101|113|51|65)\b/i.test(raw)) {
+      return this.#error(`cannot reach ${target}${via}: network unreachable`, "network", {}, error);
+    }
+    if (this.proxy && /proxy|tunnel/i.test(raw)) {
+      const why = /unsuccessful tunnel/i.test(raw)
+        ? "it answered CONNECT with an error"
+        : tail(raw);
+      return this.#error(
+        `proxy ${q(hostPort(this.proxy))} refused the tunnel to ${target}: ${why}`,
+        "network",
+        {},
+        error,
+      );
+    }
+    if (
+      phase === "body" ||
+      /error reading a body|connection closed before message completed|unexpected eof|incomplete/i
+        .test(raw)
+    ) {
+      return this.#error(
+        `connection to ${target}${via} closed before the answer was complete`,
+        "network",
+        {},
+        error,
+      );
+    }
+    return this.#error(`request to ${target}${via} failed: ${tail(raw)}`, "network", {}, error);
+  }
+
+  #error(
+    message: string,
+    kind: PlatformErrorDetails["kind"],
+    details: Omit<PlatformErrorDetails, "kind"> = {},
+    cause?: unknown,
+  ): PlatformError {
+    return new PlatformError(
+      redact(oneLine(message)),
+      { kind, ...details },
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/**
+ * Turns a rustls error into "which check failed", e.g. `certificate is not signed by a pinned CA
+ * (UnknownIssuer)`; undefined when `raw` is not a TLS failure.
+ */
+function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string | undefined {
+  const peer = /invalid peer certificate: (.*)$/i.exec(raw)?.[1];
+  if (peer !== undefined) {
+    if (/UnknownIssuer/i.test(peer)) {
+      return `certificate is not signed by ${pinned ? "a pinned" : "a trusted"} CA (UnknownIssuer)`;
+    }
+    const name = /not valid for name "([^"]*)"(?:; certificate is only valid for (.*))?/i.exec(
+      peer,
+    );
+    if (name || /NotValidForName/i.test(peer)) {
+      const valid = name?.[2]
+        ? `; it is valid for ${
+          name[2].replace(/(?:DnsName|IpAddress)\(([^)]*)\)/g, "$1").replace(/"/g, "")
+        }`
+        : "";
+      return `certificate is not valid for this host name (NotValidForName${valid})`;
+    }
+    if (/expired/i.test(peer)) {
+      const after = /not valid after (\d+)/.exec(peer)?.[1];
+      return `certificate expired${after ? ` at ${unixToIso(after)}` : ""} (Expired)`;
+    }
+    if (/not valid yet/i.test(peer)) {
+      const before = /not valid before (\d+)/.exec(peer)?.[1];
+      return `certificate is not valid yet${
+        before ? ` (valid from ${unixToIso(before)})` : ""
+      }; check this host's clock (NotValidYet)`;
+    }
+    if (/extended key usage|InvalidPurpose/i.test(peer)) {
+      return "certificate is not meant for a TLS server (InvalidPurpose)";
+    }
+    if (/revoked/i.test(peer)) return "certificate is revoked (Revoked)";
+    return `certificate rejected (${tail(peer)})`;
+  }
+  const alert = /received fatal alert: (\w+)/i.exec(raw)?.[1];
+  if (alert !== undefined) {
+    if (/CertificateRequired/i.test(alert)) {
+      return mtls
+        ? "the server did not accept the client certificate (CertificateRequired)"
+        : "the server requires a client certificate; use --auth mtls (CertificateRequired)";
+    }
+    if (
+      mtls &&
+      /UnknownCA|BadCertificate|CertificateExpired|CertificateRevoked|CertificateUnknown|AccessDenied|UnsupportedCertificate|HandshakeFailure/i
+        .test(alert)
+    ) {
+      return `the server rejected the client certificate (${alert})`;
+    }
+    if (!mtls && /HandshakeFailure/i.test(alert)) {
+      return `the server ended the handshake; it may require a client certificate (${alert})`;
+    }
+    return `the server sent alert ${alert}`;
+  }
+  if (/\b(tls|ssl|handshake)\b|certificate/i.test(raw)) return tail(raw);
+  return undefined;
+}
+
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? ` ${error.cause.message}` : "";
+  return `${error.message}${cause}`;
+}
+
+/** The last, most specific part of a Deno/hyper error chain, without URLs. */
+function tail(raw: string): string {
+  const parts = raw.split(/\): |: /);
+  const last = parts.at(-1)?.trim() || raw;
+  return clean(last.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>"), 160);
+}
+
+function hostPort(url: URL): string {
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  return `${url.hostname}:${port}`;
+}
+
+function mediaType(response: Response): string | undefined {
+  const raw = response.headers.get("content-type");
+  if (raw === null) return undefined;
+  const type = raw.split(";")[0]?.trim().toLowerCase() ?? "";
+  return /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/.test(type) ? type : "an invalid content type";
+}
+
+function isJsonType(type: string): boolean {
+  return type === "application/json" || type.endsWith("+json");
+}
+
+function tryParseJson(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+function htmlTitle(bytes: Uint8Array): string | undefined {
+  const head = new TextDecoder().decode(bytes.subarray(0, 4096));
+  const title = /<title[^>]*>([^<]{1,200})<\/title>/i.exec(head)?.[1];
+  return title === undefined ? undefined : clean(title, 80);
+}
+
+/** Redacted, printable, single-line, truncated. */
+function clean(text: string, max = MAX_DETAIL_CHARS): string {
+  // deno-lint-ignore no-control-regex
+  const flat = redact(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")
+    .replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, " ");
+}
+
+function q(text: string): string {
+  return JSON.stringify(text);
+}
+
+function unixToIso(seconds: string): string {
+  return new Date(Number(seconds) * 1000).toISOString().replace(/\.000Z$/, "Z");
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
