@@ -1,0 +1,510 @@
+import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay, withJitter } from "./backoff.ts";
+import type { CommandContext } from "./context.ts";
+import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
+import { CredentialRejectedError, PlatformError } from "./errors.ts";
+import { IdentityStore } from "./identity_store.ts";
+import type { Logger } from "./log.ts";
+import { PlatformClient } from "./platform_client.ts";
+import { type AgentStatus, type StatusError, StatusStore } from "./status.ts";
+import { type Host, type Metrics, TelemetryCollector } from "./telemetry.ts";
+import { VERSION } from "./version.ts";
+
+/** Default heartbeat interval when neither flag, platform nor enrollment set one. */
+export const DEFAULT_INTERVAL_SECONDS = 60;
+/** Bounds of an interval the platform may ask for (`next_heartbeat_seconds`). */
+export const PLATFORM_INTERVAL_BOUNDS = { min: 10, max: 86400 } as const;
+/** Bounds of `--interval`. */
+export const FLAG_INTERVAL_BOUNDS = { min: 1, max: 86400 } as const;
+/**
+ * Sequence numbers reserved per fsync'd status write: a crash can skip up to this many numbers
+ * but never reuse one, and a healthy agent pays the reservation write once per this many beats.
+ */
+export const SEQUENCE_RESERVATION_BLOCK = 100;
+/** HTTP statuses meaning the credential or the agent is gone: stop, never retry. */
+export const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
+/** Days before certificate expiry from which `run` warns. */
+export const CERTIFICATE_WARNING_DAYS = 7;
+
+/** What the platform's `next_heartbeat_seconds` amounted to. */
+export type IntervalHint =
+  | { kind: "absent" }
+  | { kind: "ok"; seconds: number }
+  | { kind: "clamped"; seconds: number; raw: number }
+  | { kind: "invalid"; raw: unknown };
+
+/**
+ * Classifies a `next_heartbeat_seconds` value: integers are clamped to 10..86400; zero, negative,
+ * non-integer and non-number values are invalid (the caller ignores them with a warning).
+ */
+export function parseIntervalHint(value: unknown): IntervalHint {
+  if (value === undefined || value === null) return { kind: "absent" };
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    return { kind: "invalid", raw: value };
+  }
+  const { min, max } = PLATFORM_INTERVAL_BOUNDS;
+  const seconds = Math.min(max, Math.max(min, value));
+  return seconds === value ? { kind: "ok", seconds } : { kind: "clamped", seconds, raw: value };
+}
+
+/** Options for {@linkcode HeartbeatSchedule}. */
+export interface HeartbeatScheduleOptions {
+  /** `--interval` (or `interval_seconds` in agent.json): overrides everything else. */
+  intervalSeconds?: number;
+  /** The interval the platform gave at enrollment. */
+  enrollmentIntervalSeconds?: number;
+  random: () => number;
+  backoff?: BackoffPolicy;
+}
+
+/**
+ * The pure heartbeat schedule: which interval applies, and how long to wait after a success or a
+ * failure. It holds no timer and no clock, so the fleet simulation can drive thousands of them.
+ */
+export class HeartbeatSchedule {
+  readonly #flag: number | undefined;
+  readonly #enrollment: number | undefined;
+  readonly #random: () => number;
+  readonly #backoff: BackoffPolicy;
+  #platform: number | undefined;
+  /** Consecutive failures since the last success. */
+  failures = 0;
+
+  constructor(options: HeartbeatScheduleOptions) {
+    const flag = options.intervalSeconds;
+    if (flag !== undefined) {
+      const { min, max } = FLAG_INTERVAL_BOUNDS;
+      if (!Number.isFinite(flag) || flag < min || flag > max) {
+        throw new RangeError(`interval ${flag} is outside ${min}..${max} seconds`);
+      }
+    }
+    this.#flag = flag;
+    const enrolled = options.enrollmentIntervalSeconds;
+    this.#enrollment = enrolled === undefined ? undefined : (() => {
+      const hint = parseIntervalHint(enrolled);
+      return hint.kind === "ok" || hint.kind === "clamped" ? hint.seconds : undefined;
+    })();
+    this.#random = options.random;
+    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  /** The interval in force: flag > platform's last hint > enrollment > 60 s. */
+  get intervalSeconds(): number {
+    return this.#flag ?? this.#platform ?? this.#enrollment ?? DEFAULT_INTERVAL_SECONDS;
+  }
+
+  /** Where {@linkcode intervalSeconds} comes from. */
+  get intervalSource(): "flag" | "platform" | "enrollment" | "default" {
+    if (this.#flag !== undefined) return "flag";
+    if (this.#platform !== undefined) return "platform";
+    if (this.#enrollment !== undefined) return "enrollment";
+    return "default";
+  }
+
+  /** Takes the platform's `next_heartbeat_seconds`; an invalid value leaves the interval as is. */
+  applyHint(value: unknown): IntervalHint {
+    const hint = parseIntervalHint(value);
+    if (hint.kind === "ok" || hint.kind === "clamped") this.#platform = hint.seconds;
+    return hint;
+  }
+
+  /** Seconds to wait after a success (resets the backoff): the interval, ±10 %. */
+  afterSuccess(): number {
+    this.failures = 0;
+    return withJitter(this.intervalSeconds, this.#random);
+  }
+
+  /**
+   * Seconds to wait after a failure: full-jitter exponential backoff, never less than
+   * `retryAfterSeconds`. Above that floor the wait gets up to +10 % so a fleet told the same
+   * Retry-After does not come back in the same instant.
+   */
+  afterFailure(retryAfterSeconds?: number): number {
+    this.failures++;
+    const backoff = fullJitterDelay(this.failures, this.#random, this.#backoff);
+    if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoff;
+    return Math.max(backoff, retryAfterSeconds * (1 + 0.1 * this.#random()));
+  }
+}
+
+/** The part of the status file the loop reads and writes. */
+export interface StatusSink {
+  current: AgentStatus;
+  /** Persists `current` atomically. */
+  save(): Promise<void>;
+}
+
+/** Timer seam (global timers in production, a fake clock in tests). */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+/** The host and metrics one heartbeat carries. */
+export interface Snapshot {
+  host: Host;
+  metrics: Metrics;
+}
+
+/** What the heartbeat loop needs; every effect is a seam. */
+export interface HeartbeatLoopDeps {
+  agentId: string;
+  /** Sends one heartbeat; rejects with a {@linkcode PlatformError}. */
+  send: (body: HeartbeatRequest, signal: AbortSignal) => Promise<HeartbeatResponse>;
+  /** Collects the newest host facts and metrics (never throws). */
+  snapshot: () => Promise<Snapshot> | Snapshot;
+  status: StatusSink;
+  schedule: HeartbeatSchedule;
+  /** Monotonic milliseconds (performance.now): scheduling never looks at the wall clock. */
+  monotonicMs: () => number;
+  /** Wall-clock milliseconds, only for `sent_at` and the timestamps in status. */
+  wallMs: () => number;
+  timers: Timers;
+  logger: Logger;
+  /** Aborted on SIGINT/SIGTERM: aborts the request in flight and the wait, then the loop returns. */
+  shutdown: AbortSignal;
+  /** One attempt (plus one prompt retry after a sequence conflict). */
+  once?: boolean;
+  agentVersion?: string;
+}
+
+/** How the loop ended when it did not throw. */
+export type LoopEnd = "shutdown" | "once";
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function platformErrorOf(error: unknown): PlatformError {
+  if (error instanceof PlatformError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new PlatformError(`unexpected error: ${message}`, { kind: "invalid_response" }, {
+    cause: error,
+  });
+}
+
+function statusErrorOf(error: PlatformError): StatusError {
+  return {
+    kind: error.kind,
+    http_status: error.httpStatus ?? null,
+    code: error.code ?? null,
+    message: error.message,
+  };
+}
+
+/** `last_sequence` of a 409 `sequence_conflict`, when the platform sent a usable one. */
+function conflictSequence(error: PlatformError): number | undefined {
+  if (error.httpStatus !== 409 || error.code !== "sequence_conflict") return undefined;
+  const last = error.problem?.last_sequence;
+  return typeof last === "number" && Number.isSafeInteger(last) && last >= 0 ? last : undefined;
+}
+
+function rejectionMessage(error: PlatformError): string {
+  const why = error.httpStatus === 403
+    ? "the platform says this credential belongs to another agent"
+    : error.httpStatus === 404 || error.httpStatus === 410
+    ? "the platform no longer knows this agent"
+    : "the platform no longer accepts this agent's credential";
+  return `Cannot send heartbeat: ${error.message}; ${why}: re-enroll with "oneconnect-agent enroll --force"`;
+}
+
+/**
+ * Runs the heartbeat loop until shutdown (returns `"shutdown"`), for one attempt with `once`
+ * (returns `"once"` or throws the {@linkcode PlatformError}), or until the platform rejects the
+ * credential (throws {@linkcode CredentialRejectedError}). One timer and at most one request
+ * exist at any time; the shutdown signal gets one listener for the life of the loop.
+ */
+export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
+  const { status, schedule, logger, timers, shutdown } = deps;
+  const agentVersion = deps.agentVersion ?? VERSION;
+  const st = status.current;
+  // After a crash the reservation may exceed what status says was sent: start past both. An
+  // orderly stop (shutdown, --once, rejection) hands the unused rest of the block back.
+  let next = Math.max(st.sequence, st.sequence_reserved) + 1;
+  let request: AbortController | undefined;
+  let timer: unknown;
+  let wake: (() => void) | undefined;
+  const onShutdown = () => {
+    request?.abort(shutdown.reason);
+    if (timer !== undefined) timers.clearTimeout(timer);
+    timer = undefined;
+    wake?.();
+  };
+  shutdown.addEventListener("abort", onShutdown, { once: true });
+
+  let saveFailing = false;
+  const save = async () => {
+    try {
+      await status.save();
+      if (saveFailing) logger.info("Status file writable again");
+      saveFailing = false;
+    } catch (e) {
+      // Heartbeats matter more than the local record; the platform catches a reused sequence.
+      if (!saveFailing) {
+        logger.warn(`Cannot write status file: ${(e as Error).message}`);
+      }
+      saveFailing = true;
+    }
+  };
+  const wait = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (shutdown.aborted) return resolve();
+      wake = resolve;
+      timer = timers.setTimeout(() => {
+        timer = undefined;
+        wake = undefined;
+        resolve();
+      }, Math.max(0, ms));
+    });
+
+  let everSucceeded = false;
+  let failingSinceMono: number | undefined;
+  let conflictRetried = false;
+  let warnedHint = false;
+  let announcedInterval = schedule.intervalSeconds;
+
+  st.stopped = null;
+  try {
+    while (!shutdown.aborted) {
+      const startedMono = deps.monotonicMs();
+      const sequence = next;
+      if (sequence > st.sequence_reserved) {
+        st.sequence_reserved = sequence + SEQUENCE_RESERVATION_BLOCK - 1;
+        await save();
+      }
+      const snap = await deps.snapshot();
+      if (shutdown.aborted) break;
+      const body: HeartbeatRequest = {
+        agent_id: deps.agentId,
+        sequence,
+        sent_at: iso(deps.wallMs()),
+        agent_version: agentVersion,
+        host: snap.host,
+        metrics: snap.metrics,
+      };
+      st.last_attempt_at = body.sent_at;
+      request = new AbortController();
+      let response: HeartbeatResponse | undefined;
+      let failure: PlatformError | undefined;
+      try {
+        response = await deps.send(body, request.signal);
+      } catch (e) {
+        failure = platformErrorOf(e);
+      } finally {
+        request = undefined;
+      }
+      st.sequence = sequence;
+      next = sequence + 1;
+      if (shutdown.aborted) break;
+
+      let delaySeconds: number;
+      let retryNow = false;
+      if (failure === undefined) {
+        const hint = schedule.applyHint(response?.next_heartbeat_seconds);
+        if ((hint.kind === "invalid" || hint.kind === "clamped") && !warnedHint) {
+          warnedHint = true;
+          logger.warn(
+            hint.kind === "invalid"
+              ? `Ignoring invalid next_heartbeat_seconds ${
+                JSON.stringify(hint.raw) ?? String(hint.raw)
+              } from the platform (expected an integer from 10 to 86400)`
+              : `Clamping next_heartbeat_seconds ${hint.raw} from the platform to ${hint.seconds}`,
+          );
+        }
+        const recoveredFrom = st.consecutive_failures;
+        const since = st.failing_since;
+        delaySeconds = schedule.afterSuccess();
+        // Measured from the attempt's start, so request time does not stretch the interval.
+        delaySeconds = Math.max(0, delaySeconds - (deps.monotonicMs() - startedMono) / 1000);
+        st.last_success_at = iso(deps.wallMs());
+        st.consecutive_failures = 0;
+        st.failing_since = null;
+        st.last_error = null;
+        conflictRetried = false;
+        if (recoveredFrom > 0) {
+          const downSeconds = failingSinceMono === undefined
+            ? undefined
+            : Math.round((deps.monotonicMs() - failingSinceMono) / 1000);
+          logger.info(`Heartbeats recovered after ${recoveredFrom} failed attempts`, {
+            failing_since: since,
+            down_seconds: downSeconds,
+          });
+        }
+        if (!everSucceeded) {
+          everSucceeded = true;
+          logger.info("First heartbeat accepted", { sequence });
+        }
+        failingSinceMono = undefined;
+        if (schedule.intervalSeconds !== announcedInterval) {
+          announcedInterval = schedule.intervalSeconds;
+          logger.info(`Heartbeat interval is now ${announcedInterval} s`, {
+            source: schedule.intervalSource,
+          });
+        }
+      } else if (
+        failure.httpStatus !== undefined && REJECTION_STATUSES.has(failure.httpStatus)
+      ) {
+        const message = rejectionMessage(failure);
+        st.consecutive_failures++;
+        st.failing_since ??= st.last_attempt_at;
+        st.last_error = statusErrorOf(failure);
+        st.next_attempt_at = null;
+        st.stopped = { at: iso(deps.wallMs()), reason: "credential_rejected", message };
+        st.sequence_reserved = st.sequence;
+        await save();
+        throw new CredentialRejectedError(message, { cause: failure });
+      } else if (conflictSequence(failure) !== undefined && !conflictRetried) {
+        // The platform saw a later sequence (status lost or restored from a backup): continue
+        // after it at once, once; a second conflict in a row backs off like any failure.
+        conflictRetried = true;
+        next = Math.max(next, conflictSequence(failure)! + 1);
+        logger.info(`Platform has seen sequence ${next - 1}; continuing from ${next}`);
+        delaySeconds = 0;
+        retryNow = true;
+      } else {
+        conflictRetried = false;
+        const last = conflictSequence(failure);
+        if (last !== undefined) next = Math.max(next, last + 1);
+        delaySeconds = schedule.afterFailure(failure.retryAfterSeconds);
+        st.consecutive_failures++;
+        st.last_error = statusErrorOf(failure);
+        st.failing_since ??= st.last_attempt_at;
+        if (failingSinceMono === undefined) {
+          failingSinceMono = startedMono;
+          logger.warn(`Heartbeats failing since ${st.failing_since}: ${failure.message}`, {
+            retry_in_seconds: deps.once ? undefined : Math.round(delaySeconds * 10) / 10,
+          });
+        }
+      }
+
+      if (deps.once && !retryNow) {
+        st.next_attempt_at = null;
+        st.sequence_reserved = st.sequence;
+        await save();
+        if (failure !== undefined) {
+          throw new PlatformError(`Cannot send heartbeat: ${failure.message}`, {
+            kind: failure.kind,
+            httpStatus: failure.httpStatus,
+            code: failure.code,
+            detail: failure.detail,
+            retryAfterSeconds: failure.retryAfterSeconds,
+            problem: failure.problem,
+          }, { cause: failure });
+        }
+        return "once";
+      }
+      const delayMs = Math.round(delaySeconds * 1000);
+      st.next_attempt_at = iso(deps.wallMs() + delayMs);
+      await save();
+      if (logger.enabled("debug")) {
+        logger.debug(failure === undefined ? "Heartbeat sent" : "Heartbeat failed", {
+          sequence,
+          error: failure?.message,
+          next_in_seconds: delayMs / 1000,
+        });
+      }
+      if (!retryNow) await wait(delayMs);
+    }
+    st.next_attempt_at = null;
+    st.sequence_reserved = st.sequence;
+    st.stopped = {
+      at: iso(deps.wallMs()),
+      reason: "shutdown",
+      message: shutdown.reason instanceof Error ? shutdown.reason.message : "stopped",
+    };
+    await save();
+    logger.info("Stopped", { sequence: st.sequence });
+    return "shutdown";
+  } finally {
+    shutdown.removeEventListener("abort", onShutdown);
+    if (timer !== undefined) timers.clearTimeout(timer);
+  }
+}
+
+/** Options of `oneconnect-agent run`. */
+export interface RunOptions {
+  once: boolean;
+  intervalSeconds?: number;
+}
+
+/**
+ * `oneconnect-agent run`: loads the identity, refuses a cloned one, and sends heartbeats with one
+ * HTTP client for the life of the process until SIGINT/SIGTERM (exit 0), a rejection (exit 3) or,
+ * with `--once`, after one attempt (0 ok, 3 rejected, 4 failed).
+ */
+export async function runCommand(ctx: CommandContext, options: RunOptions): Promise<void> {
+  const { config, logger } = ctx;
+  const store = new IdentityStore(config.stateDir, { logger });
+  const repairs = await store.auditPermissions();
+  const identity = await store.load();
+  const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
+  const st = status.current;
+  if (repairs.length > 0) st.permission_repairs = repairs;
+  st.certificate_expires_at = identity.certificate_not_after;
+
+  const collector = new TelemetryCollector({ logger });
+  const host = await collector.host();
+  if (
+    identity.machine_id !== null && host.machine_id !== null &&
+    identity.machine_id !== host.machine_id
+  ) {
+    const message =
+      'Refusing to send heartbeats: identity was enrolled on another host (cloned image?): re-enroll with "oneconnect-agent enroll --force"';
+    st.next_attempt_at = null;
+    st.stopped = { at: new Date().toISOString(), reason: "identity_cloned", message };
+    await status.save().catch((e) =>
+      logger.warn(`Cannot write status file: ${(e as Error).message}`)
+    );
+    throw new CredentialRejectedError(message);
+  }
+
+  const expiresMs = Date.parse(identity.certificate_not_after);
+  const leftMs = expiresMs - Date.now();
+  if (leftMs <= 0) {
+    logger.warn(`Agent certificate expired at ${identity.certificate_not_after}`);
+  } else if (leftMs < CERTIFICATE_WARNING_DAYS * 86400_000) {
+    logger.warn(
+      `Agent certificate expires at ${identity.certificate_not_after} (in ${
+        Math.floor(leftMs / 3600_000)
+      } h)`,
+    );
+  }
+
+  const pinned = [...identity.ca_certificates, ...identity.bootstrap_ca_certificates];
+  using client = new PlatformClient({
+    baseUrl: new URL(identity.platform_url),
+    caCertificates: pinned.length > 0 ? pinned : undefined,
+    auth: config.auth === "mtls"
+      ? { kind: "mtls", certificatePem: identity.certificate, privateKeyPem: identity.private_key }
+      : { kind: "bearer", token: identity.service_account_token },
+    proxyUrl: config.proxyUrl,
+    env: ctx.env,
+    timeoutMs: config.timeoutSeconds * 1000,
+    logger,
+  });
+  const schedule = new HeartbeatSchedule({
+    intervalSeconds: options.intervalSeconds ?? config.intervalSeconds,
+    enrollmentIntervalSeconds: identity.heartbeat_interval_seconds,
+    random: Math.random,
+  });
+  logger.info(options.once ? "Sending one heartbeat" : "Started", {
+    agent_id: identity.agent_id,
+    platform: identity.platform_url,
+    auth: config.auth,
+    interval_seconds: schedule.intervalSeconds,
+    certificate_expires_at: identity.certificate_not_after,
+  });
+  await heartbeatLoop({
+    agentId: identity.agent_id,
+    send: (body, signal) => client.heartbeat(identity.agent_id, body, signal),
+    snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
+    status,
+    schedule,
+    monotonicMs: () => performance.now(),
+    wallMs: () => Date.now(),
+    timers: {
+      setTimeout: (callback, ms) => setTimeout(callback, ms),
+      clearTimeout: (id) => clearTimeout(id as number),
+    },
+    logger,
+    shutdown: ctx.shutdown,
+    once: options.once,
+  });
+}

@@ -1,0 +1,319 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+
+const decoder = new TextDecoder();
+
+/** Enrolls an agent in `stateDir` with the real CLI; returns its agent id. */
+async function enroll(platform: DevPlatform, stateDir: string): Promise<string> {
+  const result = await runAgent([
+    "--state-dir",
+    stateDir,
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { stdin: platform.mintEnrollmentToken() });
+  assert.equal(result.code, 0, `enroll failed: ${result.stderr}`);
+  const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
+  return identity.agent_id;
+}
+
+/** Polls `condition` every 50 ms; fails the test (never hangs it) after `ms`. */
+async function until(condition: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A running `run` whose output is collected; SIGKILLed if still alive when disposed. */
+function startRun(stateDir: string, args: string[] = []) {
+  const child = spawnAgent(["--state-dir", stateDir, "--log-format", "json", "run", ...args]);
+  const output = child.output();
+  return {
+    child,
+    /** Sends SIGTERM and resolves with the exit code, output and how long exiting took. */
+    async terminate() {
+      const start = performance.now();
+      child.kill("SIGTERM");
+      const out = await output;
+      return {
+        code: out.code,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+        ms: performance.now() - start,
+      };
+    },
+    async exited() {
+      const out = await output;
+      return {
+        code: out.code,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+      };
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await output.catch(() => {});
+    },
+  };
+}
+
+function logLines(stderr: string): Array<Record<string, unknown>> {
+  return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+}
+
+async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
+  const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+Deno.test("run sends contract-valid heartbeats with sequence increasing across a restart", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const agentId = await enroll(platform, dir.path);
+
+  const once = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(once.code, 0, once.stderr);
+  assert.equal(once.stdout, "");
+  assert.equal(platform.heartbeats(agentId).length, 1);
+
+  {
+    await using run = startRun(dir.path, ["--interval", "1"]);
+    await until(() => platform.heartbeats(agentId).length >= 4, "three more heartbeats");
+    const end = await run.terminate();
+    assert.equal(end.code, 0, end.stderr);
+    const messages = logLines(end.stderr).map((l) => l.msg);
+    assert.ok(messages.includes("Started"), end.stderr);
+    assert.ok(messages.includes("First heartbeat accepted"), end.stderr);
+    assert.ok(messages.includes("Stopped"), end.stderr);
+    // Healthy beats are logged at debug only.
+    assert.ok(logLines(end.stderr).every((l) => l.level === "info"), end.stderr);
+  }
+
+  {
+    // kill -9: nothing persisted at exit, yet the restart must not reuse a sequence.
+    await using run = startRun(dir.path, ["--interval", "1"]);
+    const seen = platform.heartbeats(agentId).length;
+    await until(() => platform.heartbeats(agentId).length >= seen + 2, "two more heartbeats");
+    run.child.kill("SIGKILL");
+    assert.notEqual((await run.exited()).code, 0);
+  }
+
+  const again = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.doesNotMatch(again.stderr, /Platform has seen sequence/);
+
+  const records = platform.heartbeats(agentId);
+  assert.ok(records.length >= 7);
+  const sequences = records.map((r) => r.sequence);
+  for (let i = 1; i < sequences.length; i++) {
+    assert.ok(sequences[i]! > sequences[i - 1]!, `sequence not increasing: ${sequences}`);
+  }
+  for (const record of records) {
+    const body = record.body as Record<string, unknown>;
+    assert.equal(body.agent_id, agentId);
+    assert.equal(body.sequence, record.sequence);
+    assert.equal(record.auth, "bearer");
+    assert.equal(record.had_authorization, true);
+    assert.ok(Math.abs(Date.parse(String(body.sent_at)) - Date.parse(record.received_at)) < 60_000);
+  }
+  assert.deepEqual(platform.contractViolations, []);
+
+  const status = await statusJson(dir.path);
+  assert.equal(status.agent_id, agentId);
+  assert.equal(status.consecutive_failures, 0);
+  assert.equal(status.last_error, null);
+  assert.equal(status.sequence, sequences.at(-1));
+  assert.ok(typeof status.last_success_at === "string");
+  assert.ok(Number(status.sequence_reserved) >= Number(status.sequence));
+});
+
+Deno.test("run waits at least Retry-After (2 s) after a 503 before the next attempt", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const agentId = await enroll(platform, dir.path);
+  platform.injectFault({ route: "heartbeat", status: 503, retryAfter: "2", times: 1 });
+
+  await using run = startRun(dir.path, ["--interval", "1", "--log-level", "debug"]);
+  // Two: the agent has then surely handled the answer to the first (and logged the recovery).
+  await until(() => platform.heartbeats(agentId).length >= 2, "heartbeats after the 503");
+  const end = await run.terminate();
+  assert.equal(end.code, 0, end.stderr);
+
+  const lines = logLines(end.stderr);
+  const failed = lines.filter((l) => l.msg === "Heartbeat failed");
+  assert.equal(failed.length, 1, end.stderr);
+  assert.match(String(failed[0]!.error), /503/);
+  // The failure is logged after the 503 arrived and before the wait starts.
+  const failedAt = Date.parse(String(failed[0]!.ts));
+  const recoveredAt = Date.parse(platform.heartbeats(agentId)[0]!.received_at);
+  assert.ok(
+    recoveredAt - failedAt >= 2000,
+    `next attempt ${recoveredAt - failedAt} ms after the 503, expected >= 2000`,
+  );
+  assert.ok(
+    lines.some((l) => l.level === "warn" && /^Heartbeats failing since/.test(String(l.msg))),
+  );
+  assert.ok(
+    lines.some((l) => /^Heartbeats recovered after 1 failed/.test(String(l.msg))),
+    end.stderr,
+  );
+  assert.deepEqual(platform.contractViolations, []);
+});
+
+Deno.test("run exits 3 within one request when the credential is revoked, no retry storm", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const agentId = await enroll(platform, dir.path);
+
+  await using run = startRun(dir.path, ["--interval", "1"]);
+  await until(() => platform.heartbeats(agentId).length >= 1, "a first heartbeat");
+  platform.revokeCredential(agentId);
+  const before = platform.requestCount;
+  const end = await run.exited();
+  assert.equal(end.code, 3, end.stderr);
+  // At most the request already in flight when revoking, plus the one that got the 401.
+  assert.ok(platform.requestCount - before <= 2, `${platform.requestCount - before} requests`);
+  const error = end.stderr.split("\n").filter((l) => l.startsWith("error:"));
+  assert.equal(error.length, 1, end.stderr);
+  assert.match(error[0]!, /^error: Cannot send heartbeat: .*401.*re-enroll/);
+
+  const status = await statusJson(dir.path);
+  assert.equal((status.stopped as Record<string, unknown>).reason, "credential_rejected");
+  assert.equal((status.last_error as Record<string, unknown>).http_status, 401);
+  assert.equal(status.next_attempt_at, null);
+
+  const text = await runAgent(["--state-dir", dir.path, "status"]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /^Stopped: .*credential_rejected/m);
+  assert.match(text.stdout, /^Last error: +http 401/m);
+});
+
+Deno.test("run exits 0 soon after SIGTERM, aborting the request in flight", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const agentId = await enroll(platform, dir.path);
+  // The platform sits on the first heartbeat far longer than the shutdown budget.
+  platform.injectFault({ route: "heartbeat", delayMs: 60_000, times: 1 });
+  const requestsBefore = platform.requestCount;
+
+  await using run = startRun(dir.path);
+  await until(() => platform.requestCount > requestsBefore, "the heartbeat request to arrive");
+  await new Promise((r) => setTimeout(r, 200));
+  const end = await run.terminate();
+  assert.equal(end.code, 0, end.stderr);
+  assert.ok(end.ms < 5000, `took ${Math.round(end.ms)} ms to exit`);
+  assert.equal(platform.heartbeats(agentId).length, 0);
+
+  const status = JSON.parse(await Deno.readTextFile(join(dir.path, "status.json")));
+  assert.equal(status.stopped.reason, "shutdown");
+  assert.match(status.stopped.message, /SIGTERM/);
+  assert.equal(status.sequence, 1);
+  assert.equal(status.consecutive_failures, 0);
+});
+
+Deno.test("run refuses an identity enrolled on another host: exit 3, nothing sent", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  await enroll(platform, dir.path);
+  const path = join(dir.path, "identity.json");
+  const identity = JSON.parse(await Deno.readTextFile(path));
+  if (identity.machine_id === null) {
+    console.warn("SKIPPED clone guard e2e: this host has no machine_id");
+    return;
+  }
+  identity.machine_id = "ffffffffffffffffffffffffffffffff";
+  await Deno.writeTextFile(path, JSON.stringify(identity, null, 2), { mode: 0o600 });
+  const requestsBefore = platform.requestCount;
+
+  const result = await runAgent(["--state-dir", dir.path, "run"]);
+  assert.equal(result.code, 3, result.stderr);
+  assert.match(result.stderr, /^error: .*enrolled on another host \(cloned image\?\).*--force/m);
+  assert.equal(platform.requestCount, requestsBefore);
+  assert.equal(platform.heartbeats().length, 0);
+  const status = await statusJson(dir.path);
+  assert.equal((status.stopped as Record<string, unknown>).reason, "identity_cloned");
+});
+
+Deno.test("status --json reflects heartbeat success and failure", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const agentId = await enroll(platform, dir.path);
+
+  const fresh = await statusJson(dir.path);
+  assert.equal(fresh.agent_id, agentId);
+  assert.equal(fresh.last_success_at, null);
+  assert.equal(typeof fresh.certificate_expires_at, "string");
+
+  assert.equal((await runAgent(["--state-dir", dir.path, "run", "--once"])).code, 0);
+  const ok = await statusJson(dir.path);
+  assert.equal(typeof ok.last_success_at, "string");
+  assert.equal(ok.consecutive_failures, 0);
+
+  platform.injectFault({ route: "heartbeat", status: 503, retryAfter: "30", times: 1 });
+  const failed = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(failed.code, 4, failed.stderr);
+  assert.match(failed.stderr, /^error: Cannot send heartbeat: .*503/m);
+  const bad = await statusJson(dir.path);
+  assert.equal(bad.consecutive_failures, 1);
+  assert.equal(bad.last_success_at, ok.last_success_at);
+  assert.equal(typeof bad.failing_since, "string");
+  const lastError = bad.last_error as Record<string, unknown>;
+  assert.equal(lastError.http_status, 503);
+  assert.equal(lastError.kind, "http");
+
+  platform.deleteAgent(agentId);
+  const gone = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(gone.code, 3, gone.stderr);
+  assert.match(gone.stderr, /410.*re-enroll/);
+  const stopped = await statusJson(dir.path);
+  assert.equal((stopped.stopped as Record<string, unknown>).reason, "credential_rejected");
+  assert.equal(stopped.consecutive_failures, 2);
+});
+
+Deno.test({
+  name: "run repairs loose modes, warns of a certificate near expiry, and status shows both",
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  await using platform = await startDevPlatform({ quiet: true, certTtlSeconds: 3 * 86400 });
+  await using dir = await tempDir();
+  await enroll(platform, dir.path);
+  const identityPath = join(dir.path, "identity.json");
+  await Deno.chmod(identityPath, 0o644);
+
+  const result = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(
+    result.stderr,
+    /WARN +Tightened permissions of .*identity\.json.* from 0644 to 0600/,
+  );
+  assert.match(result.stderr, /WARN +Agent certificate expires at \S+ \(in (71|72) h\)/);
+  assert.equal((await Deno.stat(identityPath)).mode! & 0o777, 0o600);
+
+  const status = await statusJson(dir.path);
+  assert.deepEqual(status.permission_repairs, [
+    { path: identityPath, old_mode: "0644", new_mode: "0600" },
+  ]);
+  const text = await runAgent(["--state-dir", dir.path, "status"]);
+  assert.match(text.stdout, /^Permissions: +repaired .*identity\.json: 0644 -> 0600$/m);
+  assert.match(text.stdout, /^Certificate: +expires .*\(expires within 7 days\)$/m);
+});
+
+Deno.test("run exits 5 when not enrolled", async () => {
+  await using dir = await tempDir();
+  const result = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+  assert.equal(result.code, 5, result.stderr);
+  assert.match(result.stderr, /^error: Not enrolled/);
+});

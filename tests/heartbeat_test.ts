@@ -1,0 +1,525 @@
+import assert from "node:assert/strict";
+import FakeTimers from "@sinonjs/fake-timers";
+import { parseRetryAfter } from "../src/backoff.ts";
+import type { HeartbeatRequest, HeartbeatResponse } from "../src/contract.ts";
+import { CredentialRejectedError, ExitCode, PlatformError } from "../src/errors.ts";
+import {
+  heartbeatLoop,
+  HeartbeatSchedule,
+  type LoopEnd,
+  parseIntervalHint,
+  SEQUENCE_RESERVATION_BLOCK,
+} from "../src/heartbeat.ts";
+import { createLogger, type LogLevel } from "../src/log.ts";
+import { type AgentStatus, emptyStatus } from "../src/status.ts";
+import type { Host, Metrics } from "../src/telemetry.ts";
+
+const START = Date.parse("2026-11-29T12:00:00Z");
+const HOST: Host = {
+  hostname: "test-host",
+  os: "linux",
+  arch: "x86_64",
+  os_release: "6.1.0",
+  os_name: "Debian GNU/Linux",
+  os_version: "12",
+  cpu_count: 2,
+  machine_id: "0123456789abcdef0123456789abcdef",
+  network_interfaces: [],
+};
+const METRICS: Metrics = { uptime_seconds: 100, load_average: [0.1, 0.2, 0.3], memory: null };
+
+type Reply = HeartbeatResponse | PlatformError;
+interface Sent {
+  body: HeartbeatRequest;
+  mono: number;
+  wall: number;
+  timersPending: number;
+}
+
+/** Deterministic uniform [0, 1) source (mulberry32). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface HarnessOptions {
+  /** Answer for the n-th request (1-based); past the end, 200 `{}`. */
+  replies?: Array<Reply | ((signal: AbortSignal) => Promise<Reply>)>;
+  intervalSeconds?: number;
+  enrollmentIntervalSeconds?: number;
+  random?: () => number;
+  once?: boolean;
+  status?: AgentStatus;
+  saveFails?: boolean;
+}
+
+function harness(options: HarnessOptions = {}) {
+  const clock = FakeTimers.createClock(START);
+  const sent: Sent[] = [];
+  const events: string[] = [];
+  const logs: Array<{ level: LogLevel; msg: string }> = [];
+  const logger = createLogger({
+    level: "debug",
+    format: "json",
+    write: (line) => {
+      const { level, msg } = JSON.parse(line);
+      logs.push({ level, msg });
+    },
+  });
+  const shutdown = new AbortController();
+  const saves: AgentStatus[] = [];
+  let snapshots = 0;
+  const status = {
+    current: options.status ?? emptyStatus("agent-1"),
+    save(): Promise<void> {
+      events.push("save");
+      if (options.saveFails) return Promise.reject(new Error("No space left on device"));
+      saves.push(structuredClone(status.current));
+      return Promise.resolve();
+    },
+  };
+  const schedule = new HeartbeatSchedule({
+    intervalSeconds: options.intervalSeconds,
+    enrollmentIntervalSeconds: options.enrollmentIntervalSeconds,
+    random: options.random ?? (() => 0.5),
+  });
+  const run = (): Promise<LoopEnd> =>
+    heartbeatLoop({
+      agentId: "agent-1",
+      agentVersion: "0.0.0-test",
+      send: async (body, signal) => {
+        events.push(`send ${body.sequence}`);
+        sent.push({
+          body: structuredClone(body),
+          mono: clock.performance.now(),
+          wall: clock.Date.now(),
+          timersPending: clock.countTimers(),
+        });
+        const reply = options.replies?.[sent.length - 1] ?? {};
+        const answer = typeof reply === "function" ? await reply(signal) : reply;
+        if (answer instanceof PlatformError) throw answer;
+        return answer;
+      },
+      snapshot: () => {
+        snapshots++;
+        return { host: HOST, metrics: METRICS };
+      },
+      status,
+      schedule,
+      monotonicMs: () => clock.performance.now(),
+      wallMs: () => clock.Date.now(),
+      timers: {
+        setTimeout: (callback, ms) => clock.setTimeout(callback, ms),
+        clearTimeout: (id) => clock.clearTimeout(id as number),
+      },
+      logger,
+      shutdown: shutdown.signal,
+      once: options.once,
+    });
+  const gaps = () => sent.slice(1).map((s, i) => s.mono - sent[i]!.mono);
+  return {
+    clock,
+    sent,
+    events,
+    logs,
+    saves,
+    status,
+    schedule,
+    shutdown,
+    run,
+    gaps,
+    snapshots: () => snapshots,
+  };
+}
+
+function httpError(
+  status: number,
+  extra: { code?: string; retryAfterSeconds?: number; problem?: Record<string, unknown> } = {},
+): PlatformError {
+  return new PlatformError(`platform answered ${status}${extra.code ? ` ${extra.code}` : ""}`, {
+    kind: "http",
+    httpStatus: status,
+    ...extra,
+  });
+}
+
+const networkError = () =>
+  new PlatformError('cannot connect to "127.0.0.1:1": connection refused', { kind: "network" });
+
+Deno.test("heartbeat schedule: interval precedence is flag > platform > enrollment > 60 s", () => {
+  const random = () => 0.5;
+  assert.equal(new HeartbeatSchedule({ random }).intervalSeconds, 60);
+  assert.equal(
+    new HeartbeatSchedule({ random, enrollmentIntervalSeconds: 120 }).intervalSeconds,
+    120,
+  );
+  const platform = new HeartbeatSchedule({ random, enrollmentIntervalSeconds: 120 });
+  platform.applyHint(30);
+  assert.equal(platform.intervalSeconds, 30);
+  assert.equal(platform.intervalSource, "platform");
+  const flag = new HeartbeatSchedule({
+    random,
+    intervalSeconds: 5,
+    enrollmentIntervalSeconds: 120,
+  });
+  flag.applyHint(30);
+  assert.equal(flag.intervalSeconds, 5);
+  assert.equal(flag.intervalSource, "flag");
+  assert.throws(() => new HeartbeatSchedule({ random, intervalSeconds: 0 }), RangeError);
+  assert.throws(() => new HeartbeatSchedule({ random, intervalSeconds: 86401 }), RangeError);
+});
+
+Deno.test("heartbeat schedule clamps next_heartbeat_seconds and rejects bad values", () => {
+  assert.deepEqual(parseIntervalHint(undefined), { kind: "absent" });
+  assert.deepEqual(parseIntervalHint(30), { kind: "ok", seconds: 30 });
+  assert.deepEqual(parseIntervalHint(5), { kind: "clamped", seconds: 10, raw: 5 });
+  assert.deepEqual(parseIntervalHint(1e9), { kind: "clamped", seconds: 86400, raw: 1e9 });
+  for (const bad of [0, -5, 1.5, "60", NaN, Infinity, true, {}]) {
+    assert.equal(parseIntervalHint(bad).kind, "invalid", String(bad));
+  }
+  const schedule = new HeartbeatSchedule({ random: () => 0.5, enrollmentIntervalSeconds: 120 });
+  schedule.applyHint(0);
+  schedule.applyHint("60");
+  assert.equal(schedule.intervalSeconds, 120);
+});
+
+Deno.test("heartbeat schedule jitters every wait within ±10 %", () => {
+  const random = seeded(1);
+  const schedule = new HeartbeatSchedule({ random, intervalSeconds: 60 });
+  let low = Infinity;
+  let high = -Infinity;
+  for (let i = 0; i < 10_000; i++) {
+    const wait = schedule.afterSuccess();
+    low = Math.min(low, wait);
+    high = Math.max(high, wait);
+  }
+  assert.ok(low >= 54 && low < 54.1, `lowest wait ${low}`);
+  assert.ok(high <= 66 && high > 65.9, `highest wait ${high}`);
+});
+
+Deno.test("heartbeat schedule backs off from 1 s doubling to a 300 s cap, success resets", () => {
+  const schedule = new HeartbeatSchedule({ random: () => 0.999, intervalSeconds: 60 });
+  const waits = Array.from({ length: 12 }, () => Math.round(schedule.afterFailure()));
+  assert.deepEqual(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+  assert.equal(schedule.failures, 12);
+  assert.ok(Math.abs(schedule.afterSuccess() - 60 * (0.9 + 0.2 * 0.999)) < 1e-9);
+  assert.equal(schedule.failures, 0);
+  assert.equal(Math.round(schedule.afterFailure()), 1);
+  // Full jitter: the lower bound of every backoff wait is zero.
+  const zero = new HeartbeatSchedule({ random: () => 0 });
+  assert.equal(zero.afterFailure(), 0);
+});
+
+Deno.test("heartbeat schedule treats Retry-After in both forms as a floor", () => {
+  const now = START;
+  const seconds = parseRetryAfter("2", now);
+  const date = parseRetryAfter(new Date(now + 30_000).toUTCString(), now);
+  assert.equal(seconds, 2);
+  assert.equal(date, 30);
+  const zero = new HeartbeatSchedule({ random: () => 0 });
+  assert.equal(zero.afterFailure(seconds), 2);
+  assert.equal(zero.afterFailure(date), 30);
+  // Above the floor a fleet is spread by up to +10 %, never below it.
+  const high = new HeartbeatSchedule({ random: () => 0.999 });
+  const spread = high.afterFailure(30);
+  assert.ok(spread >= 30 && spread <= 33, String(spread));
+  // A backoff already longer than Retry-After wins.
+  const long = new HeartbeatSchedule({ random: () => 0.999 });
+  for (let i = 0; i < 9; i++) long.afterFailure();
+  assert.ok(long.afterFailure(2) > 250);
+});
+
+Deno.test("heartbeat loop sends first at once, then every interval ±10 %, one timer at a time", async () => {
+  const h = harness({ random: seeded(7), intervalSeconds: 60 });
+  const done = h.run();
+  await h.clock.tickAsync(100 * 66_000);
+  h.shutdown.abort(new Error("received SIGTERM"));
+  assert.equal(await done, "shutdown");
+  assert.equal(h.sent[0]!.mono, 0);
+  assert.ok(h.sent.length >= 100, String(h.sent.length));
+  for (const gap of h.gaps()) assert.ok(gap >= 54_000 && gap <= 66_000, String(gap));
+  for (const s of h.sent) assert.equal(s.timersPending, 0);
+  assert.equal(h.clock.countTimers(), 0);
+  const sequences = h.sent.map((s) => s.body.sequence);
+  assert.deepEqual(sequences, sequences.map((_, i) => i + 1));
+  const body = h.sent[0]!.body;
+  assert.equal(body.agent_id, "agent-1");
+  assert.equal(body.sent_at, new Date(START).toISOString());
+  assert.deepEqual(body.host, HOST);
+  assert.deepEqual(body.metrics, METRICS);
+});
+
+Deno.test("heartbeat loop: wall-clock jumps neither stall nor burst it", async () => {
+  const h = harness({ intervalSeconds: 60 });
+  const done = h.run();
+  await h.clock.tickAsync(120_000);
+  assert.equal(h.sent.length, 3);
+  h.clock.setSystemTime(START - 86400_000); // one day back
+  await h.clock.tickAsync(60_000);
+  assert.equal(h.sent.length, 4, "a backward jump must not stall the loop");
+  h.clock.setSystemTime(START + 30 * 86400_000); // a month forward
+  await h.clock.tickAsync(59_000);
+  assert.equal(h.sent.length, 4, "a forward jump must not cause a burst");
+  await h.clock.tickAsync(1_000);
+  assert.equal(h.sent.length, 5);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(h.gaps(), [60_000, 60_000, 60_000, 60_000]);
+  // sent_at follows the wall clock, jumps included.
+  assert.equal(h.sent[3]!.body.sent_at, new Date(START - 86400_000 + 60_000).toISOString());
+  assert.equal(h.sent[4]!.body.sent_at, new Date(START + 30 * 86400_000 + 60_000).toISOString());
+});
+
+Deno.test("heartbeat loop backs off on failures, honours Retry-After and resets on success", async () => {
+  const failures: Reply[] = [
+    networkError(),
+    httpError(500),
+    new PlatformError("request timed out after 15 s", { kind: "timeout" }),
+    httpError(429, { retryAfterSeconds: 20 }),
+    httpError(400),
+    httpError(413),
+    new PlatformError("invalid response", { kind: "invalid_response" }),
+    new PlatformError("response too large", { kind: "response_too_large" }),
+    new PlatformError("redirect", { kind: "redirect", httpStatus: 302 }),
+    new PlatformError("TLS handshake failed", { kind: "tls" }),
+    httpError(503, { retryAfterSeconds: 2 }),
+  ];
+  const h = harness({ random: () => 0.999, intervalSeconds: 60, replies: [...failures, {}] });
+  const done = h.run();
+  await h.clock.tickAsync(3_000_000);
+  h.shutdown.abort();
+  await done;
+  const gaps = h.gaps().map((g) => Math.round(g / 1000));
+  // 1,2,4 then the 429's Retry-After 20 (+≤10 %) over 8, then 16,32,64,128,256,300,
+  // then the 503's floor of 2 s is below the 300 s backoff; then the success interval ~66 s.
+  assert.deepEqual(gaps.slice(0, 12), [1, 2, 4, 22, 16, 32, 64, 128, 256, 300, 300, 66]);
+  assert.equal(h.saves.at(-1)!.consecutive_failures, 0);
+  assert.equal(h.saves.at(-1)!.last_error, null);
+  assert.equal(h.snapshots(), h.sent.length, "one fresh snapshot per attempt, nothing replayed");
+  const failing = h.saves[h.saves.findIndex((s) => s.consecutive_failures === 11)]!;
+  assert.equal(failing.last_error?.kind, "http");
+  assert.equal(failing.last_error?.http_status, 503);
+  assert.equal(failing.failing_since, new Date(START).toISOString());
+  assert.ok(failing.next_attempt_at !== null);
+});
+
+Deno.test("heartbeat loop: a 503 with Retry-After 2 delays the next attempt by at least 2 s", async () => {
+  const h = harness({ random: () => 0, replies: [httpError(503, { retryAfterSeconds: 2 }), {}] });
+  const done = h.run();
+  await h.clock.tickAsync(1_999);
+  assert.equal(h.sent.length, 1);
+  await h.clock.tickAsync(1);
+  assert.equal(h.sent.length, 2);
+  h.shutdown.abort();
+  await done;
+});
+
+for (const status of [401, 403, 404, 410]) {
+  Deno.test(`heartbeat loop stops at once on ${status} with re-enroll guidance`, async () => {
+    const h = harness({ replies: [{}, httpError(status, { code: "credential_revoked" })] });
+    const done = h.run();
+    const outcome = done.then(() => "returned", (e) => e);
+    await h.clock.tickAsync(10 * 60_000);
+    const error = await outcome;
+    assert.ok(error instanceof CredentialRejectedError, String(error));
+    assert.equal(error.exitCode, ExitCode.credentialRejected);
+    assert.match(error.message, /^Cannot send heartbeat: platform answered \d{3}/);
+    assert.match(error.message, /re-enroll/);
+    assert.equal(h.sent.length, 2, "never retried");
+    assert.equal(h.clock.countTimers(), 0);
+    const last = h.saves.at(-1)!;
+    assert.equal(last.stopped?.reason, "credential_rejected");
+    assert.equal(last.last_error?.http_status, status);
+    assert.equal(last.next_attempt_at, null);
+  });
+}
+
+Deno.test("heartbeat loop jumps the sequence after a 409 sequence_conflict and retries once at once", async () => {
+  const conflict = (last: number) =>
+    httpError(409, { code: "sequence_conflict", problem: { last_sequence: last } });
+  const h = harness({
+    random: () => 0.5,
+    replies: [conflict(500), {}, conflict(900), conflict(950)],
+  });
+  const done = h.run();
+  await h.clock.tickAsync(60_000);
+  assert.deepEqual(h.sent.map((s) => s.body.sequence), [1, 501, 502, 901]);
+  assert.equal(h.sent[1]!.mono, 0, "retried without waiting");
+  assert.equal(h.saves.findLast((s) => s.sequence === 501)!.consecutive_failures, 0);
+  // A second conflict in a row is a failure: counted and backed off.
+  const afterSecond = h.saves.findLast((s) => s.sequence === 901)!;
+  assert.equal(afterSecond.consecutive_failures, 1);
+  assert.equal(afterSecond.last_error?.code, "sequence_conflict");
+  await h.clock.tickAsync(2_000);
+  assert.equal(h.sent[4]!.body.sequence, 951);
+  h.shutdown.abort();
+  await done;
+});
+
+Deno.test("heartbeat sequence is reserved before sending and never reused after a restart", async () => {
+  const h = harness({ intervalSeconds: 60 });
+  const done = h.run();
+  await h.clock.tickAsync(4 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(h.events.slice(0, 2), ["save", "send 1"]);
+  assert.equal(h.saves[0]!.sequence_reserved, SEQUENCE_RESERVATION_BLOCK);
+  // One reservation write for the whole block, not one per beat (the last save is the stop).
+  assert.deepEqual(
+    new Set(h.saves.slice(0, -1).map((s) => s.sequence_reserved)),
+    new Set([SEQUENCE_RESERVATION_BLOCK]),
+  );
+  assert.equal(h.events.filter((e) => e === "save").length, 1 + 5 + 1);
+  assert.equal(h.status.current.sequence, 5);
+
+  // An orderly stop hands the unused reservation back: a restart continues right after.
+  assert.equal(h.status.current.sequence_reserved, 5);
+  const again = harness({ status: structuredClone(h.status.current) });
+  const done2 = again.run();
+  await again.clock.tickAsync(0);
+  again.shutdown.abort();
+  await done2;
+  assert.equal(again.sent[0]!.body.sequence, 6);
+  assert.equal(again.saves[0]!.sequence_reserved, 5 + SEQUENCE_RESERVATION_BLOCK);
+
+  // A crash (kill -9) leaves the reservation above what status says was sent: start past it.
+  const crashed = harness({
+    status: { ...emptyStatus("agent-1"), sequence: 7, sequence_reserved: 100 },
+  });
+  const done3 = crashed.run();
+  await crashed.clock.tickAsync(0);
+  crashed.shutdown.abort();
+  await done3;
+  assert.equal(crashed.sent[0]!.body.sequence, 101);
+  const odd = harness({
+    status: { ...emptyStatus("agent-1"), sequence: 250, sequence_reserved: 240 },
+  });
+  const done4 = odd.run();
+  await odd.clock.tickAsync(0);
+  odd.shutdown.abort();
+  await done4;
+  assert.equal(odd.sent[0]!.body.sequence, 251);
+});
+
+Deno.test("heartbeat loop: SIGTERM aborts the request in flight and persists status", async () => {
+  let aborted = false;
+  const hang = (signal: AbortSignal) =>
+    new Promise<Reply>((resolve) => {
+      signal.addEventListener("abort", () => {
+        aborted = true;
+        resolve(new PlatformError("request aborted", { kind: "aborted" }));
+      });
+    });
+  const h = harness({ replies: [{}, hang] });
+  const done = h.run();
+  await h.clock.tickAsync(60_000);
+  assert.equal(h.sent.length, 2);
+  h.shutdown.abort(new Error("received SIGTERM"));
+  assert.equal(await done, "shutdown");
+  assert.ok(aborted);
+  const last = h.saves.at(-1)!;
+  assert.equal(last.sequence, 2);
+  assert.equal(last.stopped?.reason, "shutdown");
+  assert.equal(last.stopped?.message, "received SIGTERM");
+  assert.equal(last.next_attempt_at, null);
+  assert.equal(last.consecutive_failures, 0, "an aborted request is not a failure");
+  assert.equal(h.clock.countTimers(), 0);
+});
+
+Deno.test("heartbeat loop: SIGTERM during the wait returns without waiting it out", async () => {
+  const h = harness({});
+  const done = h.run();
+  await h.clock.tickAsync(0);
+  assert.equal(h.clock.countTimers(), 1);
+  h.shutdown.abort();
+  // No tick: the wait must end by itself.
+  assert.equal(await done, "shutdown");
+  assert.equal(h.sent.length, 1);
+  assert.equal(h.clock.countTimers(), 0);
+});
+
+Deno.test("heartbeat loop --once: 0 on success, PlatformError on failure, rejection on 401", async () => {
+  const ok = harness({ once: true });
+  const okEnd = ok.run();
+  await ok.clock.tickAsync(0);
+  assert.equal(await okEnd, "once");
+  assert.equal(ok.sent.length, 1);
+  assert.equal(ok.saves.at(-1)!.next_attempt_at, null);
+  assert.equal(ok.clock.countTimers(), 0);
+
+  const failing = harness({ once: true, replies: [httpError(503, { retryAfterSeconds: 2 })] });
+  const failEnd = failing.run().then(() => null, (e) => e);
+  await failing.clock.tickAsync(0);
+  const error = await failEnd;
+  assert.ok(error instanceof PlatformError);
+  assert.equal(error.exitCode, ExitCode.unreachable);
+  assert.equal(error.message, "Cannot send heartbeat: platform answered 503");
+  assert.equal(failing.sent.length, 1);
+  assert.equal(failing.saves.at(-1)!.consecutive_failures, 1);
+
+  const rejected = harness({ once: true, replies: [httpError(401)] });
+  const rejEnd = rejected.run().then(() => null, (e) => e);
+  await rejected.clock.tickAsync(0);
+  assert.ok((await rejEnd) instanceof CredentialRejectedError);
+
+  const conflict = harness({
+    once: true,
+    replies: [httpError(409, { code: "sequence_conflict", problem: { last_sequence: 41 } })],
+  });
+  const conflictEnd = conflict.run();
+  await conflict.clock.tickAsync(0);
+  assert.equal(await conflictEnd, "once");
+  assert.deepEqual(conflict.sent.map((s) => s.body.sequence), [1, 42]);
+});
+
+Deno.test("heartbeat loop logs state changes at info/warn and each beat at debug only", async () => {
+  const replies: Reply[] = [
+    {},
+    {},
+    {},
+    networkError(),
+    networkError(),
+    networkError(),
+    {},
+    {
+      next_heartbeat_seconds: 0,
+    },
+    { next_heartbeat_seconds: "60" },
+    { next_heartbeat_seconds: 30 },
+    {},
+  ];
+  const h = harness({ random: () => 0.5, replies });
+  const done = h.run();
+  await h.clock.tickAsync(20 * 60_000);
+  h.shutdown.abort();
+  await done;
+  const notDebug = h.logs.filter((l) => l.level !== "debug").map((l) => `${l.level} ${l.msg}`);
+  assert.deepEqual(notDebug.map((l) => l.replace(/ since \S+:.*/, " since")), [
+    "info First heartbeat accepted",
+    "warn Heartbeats failing since",
+    "info Heartbeats recovered after 3 failed attempts",
+    "warn Ignoring invalid next_heartbeat_seconds 0 from the platform (expected an integer from 10 to 86400)",
+    "info Heartbeat interval is now 30 s",
+    "info Stopped",
+  ]);
+  assert.ok(h.logs.filter((l) => l.level === "debug").length >= h.sent.length);
+  // The bad hints were ignored: 60 s, then the platform's 30 s.
+  const gaps = h.gaps().map((g) => g / 1000);
+  assert.deepEqual(gaps.slice(7, 10), [60, 60, 30]);
+});
+
+Deno.test("heartbeat loop keeps sending when the status file cannot be written", async () => {
+  const h = harness({ saveFails: true });
+  const done = h.run();
+  await h.clock.tickAsync(3 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.equal(h.sent.length, 4);
+  assert.equal(h.logs.filter((l) => l.msg.startsWith("Cannot write status file")).length, 1);
+});
