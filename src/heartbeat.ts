@@ -197,6 +197,10 @@ function conflictSequence(error: PlatformError): number | undefined {
 }
 
 function rejectionMessage(error: PlatformError): string {
+  if (error.code === "client_certificate_required") {
+    // Re-enrolling would not help: the bearer token is fine, the edge wants the certificate.
+    return `Cannot send heartbeat: ${error.message}; use --auth mtls (or ONECONNECT_AUTH=mtls) to present the agent certificate`;
+  }
   const why = error.httpStatus === 403
     ? "the platform says this credential belongs to another agent"
     : error.httpStatus === 404 || error.httpStatus === 410
