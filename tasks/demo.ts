@@ -1,0 +1,272 @@
+/**
+ * `deno task demo`: the whole product in one command. Starts the dev platform over HTTPS on an
+ * ephemeral loopback port, enrolls the real CLI with a one-time token, lets it send three
+ * heartbeats, stops it with SIGTERM and prints what the platform recorded.
+ */
+import { join } from "node:path";
+import { agentPermissionFlags } from "./permissions.ts";
+import { type DevPlatform, startDevPlatform } from "./dev_platform/server.ts";
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+const HEARTBEATS = 3;
+const TOTAL_BUDGET_MS = 28_000;
+const STOP_BUDGET_MS = 5_000;
+
+/** A demo step that failed, with what to tell the user. */
+class StepError extends Error {
+  constructor(readonly step: string, message: string) {
+    super(message);
+  }
+}
+
+const started = performance.now();
+const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
+const say = (line: string) => console.log(line);
+
+function agentEnv(): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/",
+    NO_COLOR: "1",
+  };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir;
+  return env;
+}
+
+/** Copies a child's output to our stdout line by line, prefixed, keeping the last lines. */
+async function pump(stream: ReadableStream<Uint8Array>, tail: string[]): Promise<void> {
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).replace(/\r$/, "");
+      buffered = buffered.slice(nl + 1);
+      if (line === "") continue;
+      say(`    agent │ ${line}`);
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+    }
+  }
+  if (buffered.trim() !== "") {
+    say(`    agent │ ${buffered}`);
+    tail.push(buffered);
+  }
+}
+
+interface Agent {
+  child: Deno.ChildProcess;
+  tail: string[];
+  done: Promise<Deno.CommandStatus>;
+}
+
+function spawnAgent(flags: string[], args: string[]): Agent {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...flags, MAIN, ...args],
+    env: agentEnv(),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const tail: string[] = [];
+  const pumps = Promise.all([pump(child.stdout, tail), pump(child.stderr, tail)]);
+  const done = pumps.then(() => child.status);
+  return { child, tail, done };
+}
+
+function lastLine(agent: Agent): string {
+  return agent.tail.at(-1) ?? "(no output)";
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const timer = new Promise<"timeout">((resolve) => id = setTimeout(() => resolve("timeout"), ms));
+  return Promise.race([p, timer]).finally(() => clearTimeout(id));
+}
+
+function kill(agent: Agent | null, signal: Deno.Signal): void {
+  try {
+    agent?.child.kill(signal);
+  } catch {
+    // already exited
+  }
+}
+
+const mib = (n: unknown) => typeof n === "number" ? `${(n / 1048576).toFixed(0)} MiB` : "n/a";
+
+function describeHeartbeat(body: unknown): string {
+  const b = body as {
+    sequence?: number;
+    metrics?: {
+      memory?: { total_bytes?: number; available_bytes?: number } | null;
+      load_average?: number[] | null;
+      uptime_seconds?: number | null;
+    };
+  };
+  const memory = b.metrics?.memory;
+  const load = b.metrics?.load_average;
+  return [
+    `memory ${mib(memory?.available_bytes)} available of ${mib(memory?.total_bytes)}`,
+    `load ${load ? load.map((l) => l.toFixed(2)).join(" / ") : "n/a"}`,
+  ].join(", ");
+}
+
+async function main(): Promise<number> {
+  let platform: DevPlatform | null = null;
+  let runner: Agent | null = null;
+  const work = await Deno.makeTempDir({ prefix: "oneconnect-demo-" });
+  const deadline = setTimeout(() => {
+    say(`\nDemo failed: it did not finish within ${TOTAL_BUDGET_MS / 1000} s`);
+    kill(runner, "SIGKILL");
+    Deno.removeSync(work, { recursive: true });
+    Deno.exit(1);
+  }, TOTAL_BUDGET_MS);
+  try {
+    say("OneConnect agent demo\n");
+    const flags = await agentPermissionFlags();
+
+    say("[1/5] Starting the dev platform (HTTPS, loopback, ephemeral port)");
+    try {
+      platform = await startDevPlatform({ quiet: true, dataDir: join(work, "platform") });
+    } catch (e) {
+      throw new StepError("start dev platform", e instanceof Error ? e.message : String(e));
+    }
+    say(`      ${platform.url.href}  (dev CA: ${platform.caFile})`);
+
+    say("[2/5] Minting a single-use enrollment token");
+    const tokenFile = join(work, "enrollment.token");
+    await Deno.writeTextFile(tokenFile, platform.mintEnrollmentToken({ ttlSeconds: 300 }) + "\n", {
+      mode: 0o600,
+    });
+    const stateDir = join(work, "state");
+    say(`      written to ${tokenFile} (mode 0600)`);
+
+    const enrollArgs = [
+      "--state-dir",
+      stateDir,
+      "enroll",
+      "--url",
+      platform.url.href,
+      "--token-file",
+      tokenFile,
+      "--ca-file",
+      platform.caFile,
+    ];
+    say(`[3/5] oneconnect-agent ${enrollArgs.join(" ")}`);
+    const enroller = spawnAgent(flags, enrollArgs);
+    const enrolled = await withTimeout(enroller.done, 20_000);
+    if (enrolled === "timeout") {
+      kill(enroller, "SIGKILL");
+      throw new StepError(
+        "enroll",
+        `the agent did not finish enrolling within 20 s; last line: ${lastLine(enroller)}`,
+      );
+    }
+    const [agent] = platform.agents();
+    if (!enrolled.success || !agent) {
+      throw new StepError(
+        "enroll",
+        `the agent exited with code ${enrolled.code}: ${lastLine(enroller)}`,
+      );
+    }
+    say(`      enrolled as ${agent.agent_id}`);
+
+    const runArgs = ["--state-dir", stateDir, "run", "--interval", "1"];
+    say(
+      `[4/5] oneconnect-agent ${
+        runArgs.join(" ")
+      }   (until the platform has ${HEARTBEATS} heartbeats)`,
+    );
+    runner = spawnAgent(flags, runArgs);
+    let exitedEarly: Deno.CommandStatus | null = null;
+    runner.done.then((s) => exitedEarly = s);
+    let seen = 0;
+    while (seen < HEARTBEATS) {
+      if (exitedEarly) {
+        throw new StepError(
+          "run",
+          `the agent exited with code ${
+            (exitedEarly as Deno.CommandStatus).code
+          } after ${seen} heartbeat(s): ${lastLine(runner)}`,
+        );
+      }
+      if (performance.now() - started > TOTAL_BUDGET_MS - STOP_BUDGET_MS - 2_000) {
+        throw new StepError(
+          "run",
+          `only ${seen} of ${HEARTBEATS} heartbeats arrived in time; last line: ${
+            lastLine(runner)
+          }`,
+        );
+      }
+      const beats = platform.heartbeats(agent.agent_id);
+      for (const hb of beats.slice(seen)) {
+        say(`    platform │ heartbeat #${hb.sequence} received (${hb.body_bytes} bytes)`);
+      }
+      seen = beats.length;
+      if (seen < HEARTBEATS) await new Promise((r) => setTimeout(r, 100));
+    }
+
+    say("[5/5] Sending SIGTERM to the agent");
+    const stopAt = performance.now();
+    kill(runner, "SIGTERM");
+    const stopped = await withTimeout(runner.done, STOP_BUDGET_MS);
+    if (stopped === "timeout") {
+      kill(runner, "SIGKILL");
+      throw new StepError(
+        "stop",
+        `the agent did not exit within ${STOP_BUDGET_MS / 1000} s of SIGTERM`,
+      );
+    }
+    runner = null;
+    const stopMs = (performance.now() - stopAt).toFixed(0);
+    if (!stopped.success) {
+      throw new StepError("stop", `the agent exited with code ${stopped.code} on SIGTERM`);
+    }
+    say(`      agent exited 0 after ${stopMs} ms`);
+
+    const record = platform.agents().find((a) => a.agent_id === agent.agent_id);
+    const beats = platform.heartbeats(agent.agent_id);
+    say("\nWhat the platform recorded");
+    say(`  agent id   ${record?.agent_id}`);
+    say(
+      `  host       ${record?.hostname ?? "n/a"} (${record?.os ?? "n/a"}), machine id ${
+        record?.machine_id ?? "n/a"
+      }`,
+    );
+    say(`  heartbeats ${beats.length}, last sequence ${record?.last_sequence}`);
+    for (const hb of beats) {
+      say(`    #${hb.sequence}  ${hb.received_at}  ${describeHeartbeat(hb.body)}`);
+    }
+    const violations = platform.contractViolations;
+    if (violations.length > 0) {
+      for (const v of violations) say(`  contract violation: ${v}`);
+      throw new StepError(
+        "contract",
+        `${violations.length} request(s) or response(s) broke contract v1`,
+      );
+    }
+    say("  every request and response matched contract/openapi.yaml");
+    say(`\nDemo finished in ${elapsed()}.`);
+    return 0;
+  } catch (e) {
+    if (e instanceof StepError) {
+      say(`\nDemo failed at step "${e.step}": ${e.message}`);
+    } else {
+      say(`\nDemo failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return 1;
+  } finally {
+    if (runner) {
+      kill(runner, "SIGKILL");
+      await runner.done.catch(() => {});
+    }
+    await platform?.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    clearTimeout(deadline);
+  }
+}
+
+Deno.exit(await main());
