@@ -9,6 +9,13 @@ export interface FileSystem {
   lstat(path: string): Promise<Deno.FileInfo>;
   chmod(path: string, mode: number): Promise<void>;
   mkdir(path: string, mode: number): Promise<void>;
+  /** Names of the entries of a directory. */
+  readDir(path: string): Promise<string[]>;
+}
+
+/** Matches the temp files {@linkcode writeFileAtomic} creates for `name` (left by a crash). */
+export function tempFilePattern(name: string): RegExp {
+  return new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.[0-9a-f]+\\.tmp$`);
 }
 
 const encoder = new TextEncoder();
@@ -59,4 +66,9 @@ export const denoFileSystem: FileSystem = {
   lstat: (path) => Deno.lstat(path),
   chmod: (path, mode) => Deno.chmod(path, mode),
   mkdir: (path, mode) => Deno.mkdir(path, { recursive: true, mode }),
+  readDir: async (path) => {
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(path)) names.push(entry.name);
+    return names;
+  },
 };

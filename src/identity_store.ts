@@ -2,7 +2,7 @@ import { z } from "zod";
 import { join } from "node:path";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
-import { denoFileSystem, type FileSystem } from "./file_system.ts";
+import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
 import { type Logger, registerSecret, silentLogger } from "./log.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
@@ -71,6 +71,10 @@ const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 // Files audited at every start: each may hold a secret or facts about one.
 const AUDITED_FILES = [IDENTITY_FILE_NAME, STATUS_FILE_NAME, ENROLLMENT_TOKEN_FILE_NAME];
+/** Temp files an interrupted atomic write can leave behind; they may hold the key and token. */
+const TEMP_FILES = [tempFilePattern(IDENTITY_FILE_NAME), tempFilePattern(STATUS_FILE_NAME)];
+/** Age after which a temp file cannot belong to a write still in progress in another process. */
+const STALE_TEMP_MS = 60_000;
 
 /** Formats permission bits as four octal digits, e.g. `0644`. */
 export function formatMode(mode: number): string {
@@ -226,6 +230,7 @@ export class IdentityStore {
       }
       removed.push(path);
     }
+    removed.push(...await this.#removeTempFiles(0));
     return removed;
   }
 
@@ -250,7 +255,37 @@ export class IdentityStore {
       const repair = await this.#tighten(path, info, FILE_MODE);
       if (repair) repairs.push(repair);
     }
+    await this.#removeTempFiles(STALE_TEMP_MS);
     return repairs;
+  }
+
+  /** Deletes temp files left by a write that was killed before its rename (they hold secrets). */
+  async #removeTempFiles(minAgeMs: number): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await this.#fs.readDir(this.stateDir);
+    } catch {
+      return [];
+    }
+    const removed: string[] = [];
+    for (const name of names) {
+      if (!TEMP_FILES.some((pattern) => pattern.test(name))) continue;
+      const path = this.secretFilePath(name);
+      const info = await this.#lstatOrNull(path);
+      if (info === null || !info.isFile) continue;
+      const age = Date.now() - (info.mtime?.getTime() ?? 0);
+      if (age < minAgeMs) continue;
+      try {
+        await this.#fs.remove(path);
+        removed.push(path);
+        this.#logger.info(`Removed ${JSON.stringify(path)} left by an interrupted write`, { path });
+      } catch (e) {
+        this.#logger.warn(`Cannot remove ${JSON.stringify(path)}: ${(e as Error).message}`, {
+          path,
+        });
+      }
+    }
+    return removed;
   }
 
   async #lstatOrNull(path: string): Promise<Deno.FileInfo | null> {

@@ -322,3 +322,31 @@ Deno.test("shellQuote leaves plain paths bare and quotes the rest", () => {
   assert.equal(shellQuote("/Library/Application Support/x"), "'/Library/Application Support/x'");
   assert.equal(shellQuote("/tmp/it's"), `'/tmp/it'\\''s'`);
 });
+
+Deno.test("identity store removes temp files left by a killed write, never a fresh one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new IdentityStore(dir);
+    await store.ensureStateDir();
+    const stale = `${dir}/.identity.json.1a2b3c.tmp`;
+    const staleStatus = `${dir}/.status.json.ff00.tmp`;
+    const fresh = `${dir}/.identity.json.abcdef.tmp`;
+    const other = `${dir}/.identity.json.backup`;
+    for (const path of [stale, staleStatus, fresh, other]) {
+      await Deno.writeTextFile(path, "-----BEGIN PRIVATE KEY-----", { mode: 0o600 });
+    }
+    const old = new Date(Date.now() - 5 * 60_000);
+    await Deno.utime(stale, old, old);
+    await Deno.utime(staleStatus, old, old);
+    await store.auditPermissions();
+    const left = new Set<string>();
+    for await (const e of Deno.readDir(dir)) left.add(e.name);
+    assert.ok(!left.has(".identity.json.1a2b3c.tmp") && !left.has(".status.json.ff00.tmp"));
+    assert.ok(left.has(".identity.json.abcdef.tmp"), "a temp file still being written is kept");
+    assert.ok(left.has(".identity.json.backup"), "only the writer's own temp names are touched");
+    const removed = await store.remove();
+    assert.ok(removed.includes(fresh), "unenroll removes every temp file");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

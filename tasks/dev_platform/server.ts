@@ -771,9 +771,12 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       ...tls,
       onListen: () => {},
       onError: (error) => {
-        console.error(
-          `dev-platform: internal error: ${error instanceof Error ? error.message : error}`,
+        const message = error instanceof Error ? error.message : String(error);
+        // A client that went away mid-body (killed agent, reset fault) is not a platform bug.
+        const clientGone = /request body|connection (closed|reset)|resource unavailable/i.test(
+          message,
         );
+        if (!opts.quiet || !clientGone) console.error(`dev-platform: internal error: ${message}`);
         return render(problem(500, "internal_error", "the dev platform failed")).response;
       },
       handler: handle,
