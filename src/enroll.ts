@@ -219,7 +219,8 @@ async function resolveToken(
   return source;
 }
 
-async function readBootstrapCa(fs: FileSystem, path: string): Promise<string[]> {
+/** Reads a `--ca-file` bundle: at least one certificate, each one parsable (else UsageError). */
+export async function readBootstrapCa(fs: FileSystem, path: string): Promise<string[]> {
   let text: string;
   try {
     text = await fs.readTextFile(path);
@@ -306,7 +307,8 @@ async function requestWithRetries(
     if (budget.signal.aborted) {
       throw giveUp(`gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
     }
-    if (error.kind === "invalid_response" && (error.httpStatus ?? 0) < 300) {
+    const unusable = error.kind === "invalid_response" || error.kind === "response_too_large";
+    if (unusable && error.httpStatus !== undefined && error.httpStatus < 300) {
       // The platform said yes, so the token is likely spent even though the answer is unusable.
       throw new PlatformError(
         `Cannot enroll: refusing the platform's answer: ${failure.message}; ${TOKEN_SPENT_HINT}`,
@@ -469,7 +471,9 @@ export async function enrollCommand(
   const deps: EnrollDeps = { ...defaultDeps, ...overrides };
   const { logger, config } = ctx;
   if (options.check) {
-    throw new UsageError("enroll --check is not available yet in this build");
+    // Before anything else: the check must not read, let alone spend, the enrollment token.
+    const { preflightCommand } = await import("./preflight.ts");
+    return await preflightCommand(ctx, { timeoutSeconds: options.timeoutSeconds });
   }
   const baseUrl = config.platformUrl;
   if (baseUrl === undefined) {

@@ -2,9 +2,10 @@ import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay, withJitter } from
 import type { CommandContext } from "./context.ts";
 import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
-import { IdentityStore } from "./identity_store.ts";
+import { clientForIdentity } from "./identity_client.ts";
+import { type Identity, IdentityStore } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
-import { PlatformClient } from "./platform_client.ts";
+import { RenewalScheduler } from "./renewal.ts";
 import { type AgentStatus, type StatusError, StatusStore } from "./status.ts";
 import { type Host, type Metrics, TelemetryCollector } from "./telemetry.ts";
 import { VERSION } from "./version.ts";
@@ -165,6 +166,8 @@ export interface HeartbeatLoopDeps {
   /** One attempt (plus one prompt retry after a sequence conflict). */
   once?: boolean;
   agentVersion?: string;
+  /** Runs between beats, before each attempt (certificate renewal when due); must not throw. */
+  beforeAttempt?: (signal: AbortSignal) => Promise<unknown>;
 }
 
 /** How the loop ended when it did not throw. */
@@ -267,6 +270,10 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
   st.stopped = null;
   try {
     while (!shutdown.aborted) {
+      if (deps.beforeAttempt) {
+        await deps.beforeAttempt(shutdown);
+        if (shutdown.aborted) break;
+      }
       const startedMono = deps.monotonicMs();
       const sequence = next;
       if (sequence > st.sequence_reserved) {
@@ -471,16 +478,21 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     );
   }
 
-  const pinned = [...identity.ca_certificates, ...identity.bootstrap_ca_certificates];
-  using client = new PlatformClient({
-    baseUrl: new URL(identity.platform_url),
-    caCertificates: pinned.length > 0 ? pinned : undefined,
-    auth: config.auth === "mtls"
-      ? { kind: "mtls", certificatePem: identity.certificate, privateKeyPem: identity.private_key }
-      : { kind: "bearer", token: identity.service_account_token },
-    proxyUrl: config.proxyUrl,
-    env: ctx.env,
-    timeoutMs: config.timeoutSeconds * 1000,
+  const makeClient = (id: Identity) =>
+    clientForIdentity(id, {
+      auth: config.auth,
+      proxyUrl: config.proxyUrl,
+      env: ctx.env,
+      timeoutMs: config.timeoutSeconds * 1000,
+      logger,
+    });
+  // Owns the client: after a renewal it holds one presenting the new certificate.
+  using renewal = new RenewalScheduler({
+    identity,
+    client: makeClient(identity),
+    createClient: makeClient,
+    store,
+    status,
     logger,
   });
   const schedule = new HeartbeatSchedule({
@@ -494,10 +506,11 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     auth: config.auth,
     interval_seconds: schedule.intervalSeconds,
     certificate_expires_at: identity.certificate_not_after,
+    next_renewal_at: new Date(renewal.nextAt()).toISOString(),
   });
   await heartbeatLoop({
     agentId: identity.agent_id,
-    send: (body, signal) => client.heartbeat(identity.agent_id, body, signal),
+    send: (body, signal) => renewal.client.heartbeat(identity.agent_id, body, signal),
     snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
     status,
     schedule,
@@ -510,5 +523,6 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     logger,
     shutdown: ctx.shutdown,
     once: options.once,
+    beforeAttempt: (signal) => renewal.runIfDue(signal),
   });
 }

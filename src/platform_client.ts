@@ -693,8 +693,10 @@ export class PlatformClient implements Disposable {
 function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string | undefined {
   const peer = /invalid peer certificate: (.*)$/i.exec(raw)?.[1];
   if (peer !== undefined) {
-    if (/UnknownIssuer/i.test(peer)) {
-      return `certificate is not signed by ${pinned ? "a pinned" : "a trusted"} CA (UnknownIssuer)`;
+    // BadSignature: an issuer with a pinned CA's name but another key (a look-alike CA).
+    const issuer = /UnknownIssuer|BadSignature/i.exec(peer)?.[0];
+    if (issuer !== undefined) {
+      return `certificate is not signed by ${pinned ? "a pinned" : "a trusted"} CA (${issuer})`;
     }
     const name = /not valid for name "([^"]*)"(?:; certificate is only valid for (.*))?/i.exec(
       peer,
@@ -741,6 +743,9 @@ function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string
       return `the server ended the handshake; it may require a client certificate (${alert})`;
     }
     return `the server sent alert ${alert}`;
+  }
+  if (/received corrupt message|InvalidContentType/i.test(raw)) {
+    return `the server does not speak TLS on this port (${tail(raw)})`;
   }
   if (/\b(tls|ssl|handshake)\b|certificate/i.test(raw)) return tail(raw);
   return undefined;

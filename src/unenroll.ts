@@ -1,7 +1,17 @@
 import type { CommandContext } from "./context.ts";
-import { NotEnrolledError, UsageError } from "./errors.ts";
+import { NotEnrolledError, PlatformError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem } from "./file_system.ts";
-import { IdentityStore, type IdentityStoreOptions } from "./identity_store.ts";
+import { clientForIdentity } from "./identity_client.ts";
+import { type Identity, IdentityStore, type IdentityStoreOptions } from "./identity_store.ts";
+
+/** Bound of the best-effort `DELETE api/v1/agents/{id}`, in seconds. */
+export const UNENROLL_TIMEOUT_SECONDS = 10;
+
+/** The platform call unenroll makes (the PlatformClient, or a fake in unit tests). */
+export interface UnenrollClient {
+  unenroll(agentId: string, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
 
 /** Flags of `oneconnect-agent unenroll`. */
 export interface UnenrollOptions {
@@ -17,6 +27,8 @@ export interface UnenrollDeps {
   store: Pick<IdentityStoreOptions, "os" | "runCommand">;
   /** Shows the confirmation question (no newline) on the terminal. */
   writePrompt: (text: string) => void;
+  /** Builds the client that asks the platform to forget `identity`. */
+  createClient: (identity: Identity, ctx: CommandContext, timeoutMs: number) => UnenrollClient;
 }
 
 const encoder = new TextEncoder();
@@ -29,7 +41,56 @@ const defaultDeps: UnenrollDeps = {
     let written = 0;
     while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
   },
+  createClient: (identity, ctx, timeoutMs) =>
+    clientForIdentity(identity, {
+      auth: ctx.config.auth,
+      proxyUrl: ctx.config.proxyUrl,
+      env: ctx.env,
+      timeoutMs,
+      logger: ctx.logger,
+    }),
 };
+
+/**
+ * Asks the platform to forget the agent (best effort, bounded) and returns the outcome as one
+ * line for stdout. Only an interruption throws: then nothing is removed.
+ */
+async function forgetOnPlatform(
+  ctx: CommandContext,
+  identity: Identity,
+  deps: UnenrollDeps,
+): Promise<string> {
+  const who = `agent ${JSON.stringify(identity.agent_id)}`;
+  const timeoutMs = Math.min(UNENROLL_TIMEOUT_SECONDS, ctx.config.timeoutSeconds) * 1000;
+  let client: UnenrollClient | undefined;
+  try {
+    client = deps.createClient(identity, ctx, timeoutMs);
+    await client.unenroll(identity.agent_id, ctx.shutdown);
+    ctx.logger.info(`The platform deleted ${who}`);
+    return `platform: deleted ${who}`;
+  } catch (e) {
+    if (ctx.shutdown.aborted) {
+      throw new PlatformError("Cannot unenroll: interrupted; nothing was removed", {
+        kind: "aborted",
+      }, { cause: e });
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    const status = e instanceof PlatformError ? e.httpStatus : undefined;
+    // A missing client certificate is a configuration problem, not a sign the agent is gone.
+    const gone = status === 404 || status === 410 ||
+      (status === 401 && !(e as PlatformError).code?.startsWith("client_certificate"));
+    if (gone) {
+      ctx.logger.info(`The platform no longer knows ${who}`, { error: message });
+      return `platform: ${who} is already gone (${message})`;
+    }
+    ctx.logger.warn(
+      `Cannot unenroll on the platform: ${message}; removing the local identity anyway`,
+    );
+    return `platform: cannot unenroll there (${message}); ask an administrator to delete ${who}`;
+  } finally {
+    client?.close();
+  }
+}
 
 /** Reads one line from `stream` (without its line ending), or `null` at end of input. */
 async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | null> {
@@ -51,8 +112,9 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | nu
 }
 
 /**
- * `oneconnect-agent unenroll`: removes the local identity and its heartbeat status. Asks first on
- * a terminal; elsewhere `--yes` is required, since nobody could answer.
+ * `oneconnect-agent unenroll`: asks the platform to forget the agent (`DELETE api/v1/agents/{id}`,
+ * best effort, skipped with `--local-only`), then removes the local identity and its heartbeat
+ * status. Asks first on a terminal; elsewhere `--yes` is required, since nobody could answer.
  */
 export async function unenrollCommand(
   ctx: CommandContext,
@@ -71,15 +133,16 @@ export async function unenrollCommand(
     );
   }
   // The agent id makes the question and the result concrete; a damaged file is removed all the same.
-  let agentId: string | undefined;
+  let identity: Identity | undefined;
   try {
-    agentId = (await store.load()).agent_id;
+    identity = await store.load();
   } catch (e) {
     ctx.logger.warn("The identity file cannot be loaded; removing it anyway", {
       path: store.identityPath,
       error: (e as Error).message,
     });
   }
+  const agentId = identity?.agent_id;
   const who = agentId === undefined ? "this agent" : `agent ${JSON.stringify(agentId)}`;
 
   if (!options.yes) {
@@ -97,6 +160,13 @@ export async function unenrollCommand(
     }
   }
 
+  if (options.localOnly) {
+    ctx.stdout("platform: not contacted (--local-only)\n");
+  } else if (identity === undefined) {
+    ctx.stdout("platform: not contacted (the identity file cannot be loaded)\n");
+  } else {
+    ctx.stdout(`${await forgetOnPlatform(ctx, identity, deps)}\n`);
+  }
   const removed = await store.remove();
   for (const path of removed) ctx.stdout(`removed ${path}\n`);
   ctx.logger.info(`Removed the local identity of ${who}`, { agent_id: agentId, removed });

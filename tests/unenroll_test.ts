@@ -54,6 +54,7 @@ Deno.test("unenroll --yes removes identity and status and says which files", asy
   const { ctx, out } = context(store.stateDir);
   await unenrollCommand(ctx, { yes: true, localOnly: false });
   assert.deepEqual(out, [
+    "platform: not contacted (the identity file cannot be loaded)\n",
     `removed ${store.identityPath}\n`,
     `removed ${store.secretFilePath("status.json")}\n`,
     "unenrolled (unknown agent id)\n",

@@ -1,0 +1,35 @@
+import type { AuthMode } from "./config.ts";
+import type { Identity } from "./identity_store.ts";
+import type { Logger } from "./log.ts";
+import { PlatformClient } from "./platform_client.ts";
+
+/** What an authenticated client needs besides the identity. */
+export interface IdentityClientOptions {
+  auth: AuthMode;
+  proxyUrl?: URL;
+  env: (name: string) => string | undefined;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/**
+ * A {@linkcode PlatformClient} acting as `identity`: its platform URL, the pinned CA set (the
+ * platform's CAs and the `--ca-file` of enrollment), and its certificate or its bearer token.
+ */
+export function clientForIdentity(
+  identity: Identity,
+  options: IdentityClientOptions,
+): PlatformClient {
+  const pinned = [...identity.ca_certificates, ...identity.bootstrap_ca_certificates];
+  return new PlatformClient({
+    baseUrl: new URL(identity.platform_url),
+    caCertificates: pinned.length > 0 ? pinned : undefined,
+    auth: options.auth === "mtls"
+      ? { kind: "mtls", certificatePem: identity.certificate, privateKeyPem: identity.private_key }
+      : { kind: "bearer", token: identity.service_account_token },
+    proxyUrl: options.proxyUrl,
+    env: options.env,
+    timeoutMs: options.timeoutMs,
+    logger: options.logger,
+  });
+}

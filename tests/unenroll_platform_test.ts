@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { CommandContext } from "../src/context.ts";
+import { PlatformError } from "../src/errors.ts";
+import { IdentityStore } from "../src/identity_store.ts";
+import { silentLogger } from "../src/log.ts";
+import { unenrollCommand, type UnenrollDeps } from "../src/unenroll.ts";
+import { createDevCa, type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { runAgent, tempDir } from "./helpers.ts";
+import { makeIdentity } from "./identity_fixture.ts";
+
+const ca = await createDevCa();
+
+function context(stateDir: string, opts: { timeoutSeconds?: number; shutdown?: AbortSignal } = {}) {
+  const out: string[] = [];
+  const ctx: CommandContext = {
+    config: {
+      stateDir,
+      logLevel: "info",
+      logFormat: "text",
+      auth: "bearer",
+      timeoutSeconds: opts.timeoutSeconds ?? 15,
+      sources: {},
+    },
+    logger: silentLogger,
+    stdout: (text) => out.push(text),
+    env: () => undefined,
+    stdin: () => new Blob([""]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
+    stdinIsTerminal: () => false,
+    shutdown: opts.shutdown ?? new AbortController().signal,
+  };
+  return { ctx, out };
+}
+
+async function enrolled(path: string): Promise<IdentityStore> {
+  const store = new IdentityStore(join(path, "state"));
+  await store.save(await makeIdentity(ca, { agentId: "agent-7" }));
+  return store;
+}
+
+/** A fake platform client; `answer` decides how the DELETE ends. */
+function fakeClient(store: IdentityStore, answer: () => Promise<void>) {
+  const calls: Array<{ agentId: string; timeoutMs: number; identityPresent: boolean }> = [];
+  let closed = 0;
+  const createClient: UnenrollDeps["createClient"] = (identity, _ctx, timeoutMs) => ({
+    async unenroll(agentId: string) {
+      assert.equal(agentId, identity.agent_id);
+      calls.push({ agentId, timeoutMs, identityPresent: await store.exists() });
+      return await answer();
+    },
+    close: () => void closed++,
+  });
+  return { createClient, calls, closed: () => closed };
+}
+
+function httpError(status: number, code: string): PlatformError {
+  return new PlatformError(`platform answered ${status} ${code}: gone`, {
+    kind: "http",
+    httpStatus: status,
+    code,
+  });
+}
+
+Deno.test("unenroll --yes deletes the agent on the platform, then removes the local files", async () => {
+  await using dir = await tempDir();
+  const store = await enrolled(dir.path);
+  const fake = fakeClient(store, () => Promise.resolve());
+  const { ctx, out } = context(store.stateDir);
+  await unenrollCommand(ctx, { yes: true, localOnly: false }, { createClient: fake.createClient });
+  assert.deepEqual(fake.calls, [{ agentId: "agent-7", timeoutMs: 10_000, identityPresent: true }]);
+  assert.equal(fake.closed(), 1);
+  assert.deepEqual(out, [
+    'platform: deleted agent "agent-7"\n',
+    `removed ${store.identityPath}\n`,
+    "unenrolled agent-7\n",
+  ]);
+  assert.equal(await store.exists(), false);
+});
+
+Deno.test("unenroll bounds the platform call by the shorter of 10 s and the request timeout", async () => {
+  await using dir = await tempDir();
+  const store = await enrolled(dir.path);
+  const fake = fakeClient(store, () => Promise.resolve());
+  const { ctx } = context(store.stateDir, { timeoutSeconds: 4 });
+  await unenrollCommand(ctx, { yes: true, localOnly: false }, { createClient: fake.createClient });
+  assert.equal(fake.calls[0]?.timeoutMs, 4000);
+});
+
+Deno.test("unenroll takes 401, 404 and 410 as already gone", async () => {
+  for (
+    const [status, code] of [[401, "credential_revoked"], [404, "agent_unknown"], [
+      410,
+      "agent_unknown",
+    ]] as const
+  ) {
+    await using dir = await tempDir();
+    const store = await enrolled(dir.path);
+    const fake = fakeClient(store, () => Promise.reject(httpError(status, code)));
+    const { ctx, out } = context(store.stateDir);
+    await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+      createClient: fake.createClient,
+    });
+    assert.equal(
+      out[0],
+      `platform: agent "agent-7" is already gone (platform answered ${status} ${code}: gone)\n`,
+    );
+    assert.equal(out.at(-1), "unenrolled agent-7\n");
+    assert.equal(await store.exists(), false);
+  }
+});
+
+Deno.test("unenroll removes the local identity even when the platform call fails", async () => {
+  const failures = [
+    new PlatformError('cannot connect to "127.0.0.1:1": connection refused', { kind: "network" }),
+    httpError(503, "unavailable"),
+    // A proxy demanding a certificate says nothing about whether the agent still exists.
+    httpError(401, "client_certificate_required"),
+    new Error("something unexpected"),
+  ];
+  for (const failure of failures) {
+    await using dir = await tempDir();
+    const store = await enrolled(dir.path);
+    const fake = fakeClient(store, () => Promise.reject(failure));
+    const { ctx, out } = context(store.stateDir);
+    await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+      createClient: fake.createClient,
+    });
+    assert.equal(
+      out[0],
+      `platform: cannot unenroll there (${failure.message}); ask an administrator to delete agent "agent-7"\n`,
+    );
+    assert.equal(await store.exists(), false);
+  }
+  {
+    // A client that cannot even be built (unusable pin) is a failure like any other.
+    await using dir = await tempDir();
+    const store = await enrolled(dir.path);
+    const { ctx, out } = context(store.stateDir);
+    await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+      createClient: () => {
+        throw new PlatformError("cannot set up TLS", { kind: "tls" });
+      },
+    });
+    assert.match(out[0]!, /^platform: cannot unenroll there \(cannot set up TLS\)/);
+    assert.equal(await store.exists(), false);
+  }
+});
+
+Deno.test("unenroll --local-only never contacts the platform", async () => {
+  await using dir = await tempDir();
+  const store = await enrolled(dir.path);
+  const { ctx, out } = context(store.stateDir);
+  await unenrollCommand(ctx, { yes: true, localOnly: true }, {
+    createClient: () => {
+      throw new Error("must not be called");
+    },
+  });
+  assert.equal(out[0], "platform: not contacted (--local-only)\n");
+  assert.equal(await store.exists(), false);
+});
+
+Deno.test("unenroll interrupted during the platform call removes nothing", async () => {
+  await using dir = await tempDir();
+  const store = await enrolled(dir.path);
+  const stop = new AbortController();
+  const fake = fakeClient(store, () => {
+    stop.abort(new Error("received SIGTERM"));
+    return Promise.reject(new PlatformError("request was aborted", { kind: "aborted" }));
+  });
+  const { ctx, out } = context(store.stateDir, { shutdown: stop.signal });
+  const e = await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+    createClient: fake.createClient,
+  }).then(() => null, (e) => e);
+  assert.ok(e instanceof PlatformError);
+  assert.equal(e.message, "Cannot unenroll: interrupted; nothing was removed");
+  assert.deepEqual(out, []);
+  assert.equal(await store.exists(), true);
+});
+
+// End to end: the real CLI against the dev platform.
+
+async function enroll(platform: DevPlatform, stateDir: string): Promise<string> {
+  const result = await runAgent([
+    "--state-dir",
+    stateDir,
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { stdin: platform.mintEnrollmentToken() });
+  assert.equal(result.code, 0, `enroll failed: ${result.stderr}`);
+  return JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json"))).agent_id;
+}
+
+Deno.test("unenroll --yes makes the platform forget the agent; its old identity then gets 410", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  const agentId = await enroll(platform, stateDir);
+  const saved = await Deno.readTextFile(join(stateDir, "identity.json"));
+
+  const result = await runAgent(["--state-dir", stateDir, "unenroll", "--yes"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    result.stdout,
+    `platform: deleted agent "${agentId}"\nremoved ${
+      join(stateDir, "identity.json")
+    }\nunenrolled ${agentId}\n`,
+  );
+  assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, true);
+
+  // Someone restores the old identity from a backup: the platform no longer knows it.
+  await Deno.writeTextFile(join(stateDir, "identity.json"), saved, { mode: 0o600 });
+  const beat = await runAgent(["--state-dir", stateDir, "run", "--once"]);
+  assert.equal(beat.code, 3, beat.stderr);
+  assert.match(beat.stderr, /platform answered 410 agent_unknown/);
+  assert.equal(platform.heartbeats(agentId).length, 0);
+
+  // Unenrolling it again reports it as already gone and still cleans up.
+  const again = await runAgent(["--state-dir", stateDir, "unenroll", "--yes"]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(
+    again.stdout,
+    new RegExp(`^platform: agent "${agentId}" is already gone \\(platform answered 410`),
+  );
+  assert.deepEqual(platform.contractViolations, []);
+});
+
+Deno.test("unenroll --local-only keeps the platform record; an unreachable platform is no blocker", async () => {
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  let agentId: string;
+  {
+    await using platform = await startDevPlatform({ quiet: true });
+    agentId = await enroll(platform, stateDir);
+    const local = await runAgent(["--state-dir", stateDir, "unenroll", "--yes", "--local-only"]);
+    assert.equal(local.code, 0, local.stderr);
+    assert.match(local.stdout, /^platform: not contacted \(--local-only\)\n/);
+    assert.equal(platform.agents()[0]?.deleted, false);
+    agentId = await enroll(platform, stateDir);
+  }
+  // The platform is gone now.
+  const result = await runAgent(["--state-dir", stateDir, "unenroll", "--yes"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(
+    result.stdout,
+    new RegExp(
+      `^platform: cannot unenroll there \\(.*connection refused\\); ask an administrator to delete agent "${agentId}"\\n`,
+    ),
+  );
+  assert.match(result.stdout, /\nunenrolled /);
+  assert.match(result.stderr, /WARN +Cannot unenroll on the platform/);
+  assert.equal(
+    await Deno.lstat(join(stateDir, "identity.json")).then(() => true, () => false),
+    false,
+  );
+});
