@@ -163,9 +163,10 @@ export function buildCli(proc: CliProcess): Command {
     .description("tell the platform to forget this agent, then remove the local identity")
     .option("--yes", "do not ask for confirmation")
     .option("--local-only", "only remove the local identity; do not contact the platform")
+    .option("--auth <mode>", "bearer|mtls for the platform call (env ONECONNECT_AUTH)")
     .addHelpText("after", example("oneconnect-agent unenroll --yes"))
     .action(async (opts, cmd: Command) => {
-      const ctx = await context(cmd);
+      const ctx = await context(cmd, { auth: opts.auth });
       const { unenrollCommand } = await import("./unenroll.ts");
       await unenrollCommand(ctx, { yes: opts.yes === true, localOnly: opts.localOnly === true });
     });

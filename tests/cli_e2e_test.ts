@@ -90,8 +90,8 @@ Deno.test("cli --help shows every command, the global flags and the exit codes",
     run: ["--once", "--auth", "--interval"],
     status: ["--json"],
     inventory: [],
-    unenroll: ["--yes", "--local-only"],
-    renew: [],
+    unenroll: ["--yes", "--local-only", "--auth"],
+    renew: ["--auth"],
   };
   for (const [command, flags] of Object.entries(sub)) {
     const h = await runAgent([command, "--help"]);
