@@ -1,0 +1,117 @@
+/** Spawning the real CLI and the floor exactly as `deno task agent` runs them. */
+import { agentPermissionFlags } from "../permissions.ts";
+
+/** Absolute path of the CLI entry point. */
+export const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
+/** Absolute path of the bare floor script. */
+export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
+/** Absolute path of the floor that also loads the x509 libraries. */
+export const FLOOR_X509 = new URL("./floor_x509.ts", import.meta.url).pathname;
+
+const flags = await agentPermissionFlags();
+
+/** Environment of every child: nothing of ours leaks in (the CLI reads ONECONNECT_* vars). */
+function childEnv(): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    NO_COLOR: "1",
+  };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir;
+  return env;
+}
+
+/** Options of {@linkcode spawnScript}. */
+export interface SpawnOptions {
+  /** V8 flags, e.g. `["--single-threaded"]`. */
+  v8Flags?: string[];
+  stdin?: "piped" | "null";
+}
+
+/** Spawns `script` with the agent's permission flags; stdout and stderr are piped. */
+export function spawnScript(
+  script: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Deno.ChildProcess {
+  const v8 = options.v8Flags?.length ? [`--v8-flags=${options.v8Flags.join(",")}`] : [];
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...v8, ...flags, script, ...args],
+    env: childEnv(),
+    clearEnv: true,
+    stdin: options.stdin ?? "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Spawns the agent CLI with `--state-dir` and `args`. */
+export function spawnAgent(
+  stateDir: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Deno.ChildProcess {
+  return spawnScript(MAIN, ["--state-dir", stateDir, ...args], options);
+}
+
+/** A child's exit code and its output, decoded. */
+export interface Finished {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Waits for `child` and decodes its output. */
+export async function finish(child: Deno.ChildProcess): Promise<Finished> {
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Enrolls a new agent into `stateDir` through the real CLI; returns its agent id. */
+export async function enrollAgent(
+  stateDir: string,
+  platform: { url: URL; caFile: string; mintEnrollmentToken(): string },
+): Promise<string> {
+  const child = spawnAgent(stateDir, [
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { stdin: "piped" });
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(platform.mintEnrollmentToken() + "\n"));
+  await writer.close();
+  const out = await finish(child);
+  if (out.code !== 0) {
+    throw new Error(`Cannot enroll a bench agent: exit ${out.code}: ${out.stderr.trim()}`);
+  }
+  const identity = JSON.parse(await Deno.readTextFile(`${stateDir}/identity.json`));
+  return String(identity.agent_id);
+}
+
+/** Sends SIGTERM and waits for the child; kills it if it has not gone after `graceMs`. */
+export async function stop(child: Deno.ChildProcess, graceMs = 3000): Promise<Finished> {
+  const done = finish(child);
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // Already exited.
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+  }, graceMs);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(timer);
+  }
+}

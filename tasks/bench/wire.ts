@@ -1,0 +1,106 @@
+/**
+ * Heartbeat body size: the loop's own body building (`heartbeatLoop` with `once`) fed by a real
+ * TelemetryCollector whose operating system is either this host or a synthetic one.
+ */
+import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
+import type { HeartbeatRequest } from "../../src/contract.ts";
+import { silentLogger } from "../../src/log.ts";
+import { emptyStatus } from "../../src/status.ts";
+import { type SystemSeam, TelemetryCollector } from "../../src/telemetry.ts";
+
+function nic(
+  name: string,
+  family: "IPv4" | "IPv6",
+  address: string,
+  prefix: number,
+  mac: string,
+): Deno.NetworkInterfaceInfo {
+  return {
+    name,
+    family,
+    address,
+    netmask: "",
+    scopeid: family === "IPv6" ? 0 : null,
+    cidr: `${address}/${prefix}`,
+    mac,
+  };
+}
+
+/**
+ * A busy but ordinary Linux server with 4 interfaces (loopback, two NICs, a container bridge) and
+ * 8 addresses, with long values wherever a field can be long: the size to budget for.
+ */
+export const FOUR_INTERFACE_HOST: SystemSeam = {
+  os: "linux",
+  arch: "x86_64",
+  hostname: () => "build-agent-017.eu-west-1.corp.example.com",
+  osRelease: () => "6.8.0-1021-aws",
+  osUptime: () => 31_536_000,
+  loadavg: () => [12.57, 10.93, 9.88],
+  systemMemoryInfo: () => ({
+    total: 270_582_939_648,
+    free: 101_234_567_890,
+    available: 201_234_567_890,
+    buffers: 1_234_567_890,
+    cached: 0,
+    swapTotal: 68_719_476_736,
+    swapFree: 68_000_000_000,
+  }),
+  networkInterfaces: () => [
+    nic("lo", "IPv4", "127.0.0.1", 8, "00:00:00:00:00:00"),
+    nic("lo", "IPv6", "::1", 128, "00:00:00:00:00:00"),
+    nic("ens5", "IPv4", "172.31.255.254", 20, "0a:1b:2c:3d:4e:5f"),
+    nic("ens5", "IPv6", "2001:db8:abcd:1234:81b2:c3ff:fed4:e5f6", 64, "0a:1b:2c:3d:4e:5f"),
+    nic("ens5", "IPv6", "fe80::81b2:c3ff:fed4:e5f6", 64, "0a:1b:2c:3d:4e:5f"),
+    nic("ens6", "IPv4", "192.168.100.123", 24, "0a:1b:2c:3d:4e:60"),
+    nic("docker0", "IPv4", "172.17.0.1", 16, "02:42:ac:11:00:01"),
+    nic("docker0", "IPv6", "fe80::42:acff:fe11:1", 64, "02:42:ac:11:00:01"),
+  ],
+  hardwareConcurrency: () => 64,
+  readTextFile: (path) => {
+    if (path.endsWith("os-release")) {
+      return Promise.resolve(
+        'NAME="Ubuntu"\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n',
+      );
+    }
+    if (path.endsWith("machine-id")) return Promise.resolve("4c4c4544004d3510804bb4c04f313233\n");
+    return Promise.reject(new Deno.errors.NotFound(path));
+  },
+  runCommand: () => Promise.reject(new Error("no commands on the synthetic host")),
+};
+
+/** The body `heartbeatLoop` builds for one beat of `agentId` at `sequence` on `system`. */
+export async function heartbeatBody(
+  system: SystemSeam | undefined,
+  agentId: string,
+  sequence: number,
+): Promise<HeartbeatRequest> {
+  const collector = new TelemetryCollector({ system, logger: silentLogger });
+  const status = emptyStatus(agentId);
+  status.sequence = sequence - 1;
+  status.sequence_reserved = sequence - 1;
+  let sent: HeartbeatRequest | undefined;
+  await heartbeatLoop({
+    agentId,
+    send: (body) => {
+      sent = body;
+      return Promise.resolve({ next_heartbeat_seconds: 60 });
+    },
+    snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
+    status: { current: status, save: () => Promise.resolve() },
+    schedule: new HeartbeatSchedule({ random: () => 0.5 }),
+    monotonicMs: () => performance.now(),
+    wallMs: () => Date.now(),
+    timers: { setTimeout: () => 0, clearTimeout: () => {} },
+    logger: silentLogger,
+    shutdown: new AbortController().signal,
+    once: true,
+  });
+  if (sent === undefined) throw new Error("Cannot build a heartbeat body: the loop sent nothing");
+  return sent;
+}
+
+/** UTF-8 bytes of the body as the client sends it (`JSON.stringify`). */
+export function bodyBytes(body: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(body)).length;
+}
