@@ -36,13 +36,21 @@ export const EnrollResponseSchema = z.object({
 /** Enrollment response body. */
 export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 
-/** `POST /api/v1/agents/{agent_id}/heartbeats` request. */
+/** Lowercase hex SHA-256, as in `host_digest`. */
+export const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/);
+
+/**
+ * `POST /api/v1/agents/{agent_id}/heartbeats` request. Inventory delta: `host_digest` is the
+ * SHA-256 of `JSON.stringify(host)`; `host` itself is sent only on the first beat of a process,
+ * when it changed since the platform last acknowledged it, or when the platform asked for it.
+ */
 export const HeartbeatRequestSchema = z.object({
   agent_id: AgentIdSchema,
   sequence: z.number().int().min(1),
   sent_at: z.iso.datetime({ offset: true }),
   agent_version: z.string().min(1),
-  host: HostSchema,
+  host_digest: Sha256HexSchema,
+  host: HostSchema.optional(),
   metrics: MetricsSchema,
 });
 /** Heartbeat request body. */
@@ -51,9 +59,11 @@ export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
 /**
  * Heartbeat 200 response. `next_heartbeat_seconds` is validated loosely here on purpose: the
  * heartbeat loop ignores a bad value with a warning instead of failing the whole heartbeat.
+ * `host_required: true` asks for the full `host` on the next heartbeat.
  */
 export const HeartbeatResponseSchema = z.looseObject({
   next_heartbeat_seconds: z.unknown().optional(),
+  host_required: z.boolean().optional(),
 });
 /** Heartbeat response body. */
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponseSchema>;

@@ -2,6 +2,7 @@ import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay, withJitter } from
 import type { CommandContext } from "./context.ts";
 import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
+import { HostDelta } from "./host_delta.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
@@ -141,7 +142,7 @@ export interface Timers {
   clearTimeout(id: unknown): void;
 }
 
-/** The host and metrics one heartbeat carries. */
+/** The host and metrics of one heartbeat (the loop decides whether `host` goes on the wire). */
 export interface Snapshot {
   host: Host;
   metrics: Metrics;
@@ -169,6 +170,11 @@ export interface HeartbeatLoopDeps {
   agentVersion?: string;
   /** Runs between beats, before each attempt (certificate renewal when due); must not throw. */
   beforeAttempt?: (signal: AbortSignal) => Promise<unknown>;
+  /**
+   * SHA-256 (lowercase hex) of a host's JSON text, for `host_digest`; default WebCrypto, whose
+   * asynchronous op a fake clock cannot drive.
+   */
+  digest?: (text: string) => Promise<string>;
 }
 
 /** How the loop ended when it did not throw. */
@@ -267,6 +273,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
   let conflictRetried = false;
   let warnedHint = false;
   let announcedInterval = schedule.intervalSeconds;
+  const hostDelta = new HostDelta(deps.digest);
 
   st.stopped = null;
   try {
@@ -282,13 +289,14 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         await save();
       }
       const snap = await deps.snapshot();
+      const inventory = await hostDelta.fields(snap.host);
       if (shutdown.aborted) break;
       const body: HeartbeatRequest = {
         agent_id: deps.agentId,
         sequence,
         sent_at: iso(deps.wallMs()),
         agent_version: agentVersion,
-        host: snap.host,
+        ...inventory,
         metrics: snap.metrics,
       };
       st.last_attempt_at = body.sent_at;
@@ -309,6 +317,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
       let delaySeconds: number;
       let retryNow = false;
       if (failure === undefined) {
+        hostDelta.accepted(body.host !== undefined, response?.host_required === true);
         const hint = schedule.applyHint(response?.next_heartbeat_seconds);
         if ((hint.kind === "invalid" || hint.kind === "clamped") && !warnedHint) {
           warnedHint = true;

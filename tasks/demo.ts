@@ -203,7 +203,11 @@ async function main(): Promise<number> {
       }
       const beats = platform.heartbeats(agent.agent_id);
       for (const hb of beats.slice(seen)) {
-        say(`    platform │ heartbeat #${hb.sequence} received (${hb.body_bytes} bytes)`);
+        // Inventory delta: only the first beat of the process carries the full host.
+        const inventory = "host" in (hb.body as object) ? "with host" : "host_digest only";
+        say(
+          `    platform │ heartbeat #${hb.sequence} received (${hb.body_bytes} bytes, ${inventory})`,
+        );
       }
       seen = beats.length;
       if (seen < HEARTBEATS) await new Promise((r) => setTimeout(r, 100));

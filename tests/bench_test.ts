@@ -17,7 +17,7 @@ import {
 } from "../tasks/bench/proc.ts";
 import { formatMeasured, info, judged, renderTable } from "../tasks/bench/report.ts";
 import { median, percentile, steadyMedian } from "../tasks/bench/stats.ts";
-import { bodyBytes, FOUR_INTERFACE_HOST, heartbeatBody } from "../tasks/bench/wire.ts";
+import { bodyBytes, FOUR_INTERFACE_HOST, heartbeatBodies } from "../tasks/bench/wire.ts";
 
 const STATUS = `Name:\tdeno
 Umask:\t0022
@@ -157,12 +157,28 @@ Deno.test("bench rejects a schedule that returns a negative wait", () => {
   assert.throws(() => simulateFleet(SMALL, broken), /invalid wait "-1"/);
 });
 
-Deno.test("bench body of the synthetic 4-interface host is what the loop builds", async () => {
-  const body = await heartbeatBody(FOUR_INTERFACE_HOST, "agent-1", 1_000_000);
-  assert.equal(body.agent_id, "agent-1");
-  assert.equal(body.sequence, 1_000_000);
-  assert.equal(new Set(body.host.network_interfaces?.map((n) => n.name)).size, 4);
-  assert.equal(bodyBytes(body), new TextEncoder().encode(JSON.stringify(body)).length);
+Deno.test("bench bodies of the synthetic 4-interface host are what the loop builds", async () => {
+  const [first, steady, third] = await heartbeatBodies(
+    FOUR_INTERFACE_HOST,
+    "agent-1",
+    1_000_000,
+    3,
+  );
+  assert.equal(first?.agent_id, "agent-1");
+  assert.deepEqual([first, steady, third].map((b) => b?.sequence), [
+    1_000_000,
+    1_000_001,
+    1_000_002,
+  ]);
+  // First beat of a process: the full host; then (host unchanged, acknowledged) its digest only.
+  assert.equal(new Set(first?.host?.network_interfaces?.map((n) => n.name)).size, 4);
+  assert.equal(first?.host?.network_interfaces?.length, 8);
+  assert.ok(
+    steady !== undefined && !("host" in steady) && third !== undefined && !("host" in third),
+  );
+  assert.equal(steady.host_digest, first?.host_digest);
+  assert.ok(bodyBytes(steady) < bodyBytes(first) - bodyBytes(first?.host) + 10);
+  assert.equal(bodyBytes(first), new TextEncoder().encode(JSON.stringify(first)).length);
   assert.equal(bodyBytes({ s: "é" }), 10);
 });
 

@@ -321,6 +321,7 @@ Deno.test("zod and the document accept and reject the same heartbeat payloads", 
     sequence: 1,
     sent_at: "2030-01-01T00:00:00.000Z",
     agent_version: "0.1.0",
+    host_digest: "0123456789abcdef".repeat(4),
     host: {
       hostname: null,
       os: "windows",
@@ -341,9 +342,36 @@ Deno.test("zod and the document accept and reject the same heartbeat payloads", 
     [{ ...good, sent_at: "yesterday" }, false],
     [{ ...good, metrics: { ...good.metrics, load_average: [1, 2] } }, false],
     [{ ...good, host: { ...good.host, network_interfaces: [{ name: "lo" }] } }, false],
+    // Inventory delta: `host` may be left out, `host_digest` may not.
+    [{ ...good, host: undefined }, true],
+    [{ ...good, host_digest: undefined }, false],
+    [{ ...good, host_digest: "0123456789ABCDEF".repeat(4) }, false],
+    [{ ...good, host_digest: "0123456789abcdef".repeat(3) }, false],
   ];
   for (const [payload, valid] of cases) {
     assert.equal(HeartbeatRequestSchema.safeParse(payload).success, valid, JSON.stringify(payload));
-    assert.equal(validator.validateSchema("HeartbeatRequest", payload).length === 0, valid);
+    // Through JSON, as on the wire: an `undefined` member is no member at all.
+    const wire = JSON.parse(JSON.stringify(payload));
+    assert.equal(validator.validateSchema("HeartbeatRequest", wire).length === 0, valid);
+  }
+});
+
+Deno.test("zod and the document accept and reject the same heartbeat answers", async () => {
+  const validator = await ContractValidator.load();
+  const cases: [unknown, boolean][] = [
+    [{}, true],
+    [{ next_heartbeat_seconds: 60 }, true],
+    [{ next_heartbeat_seconds: 60, host_required: true }, true],
+    [{ host_required: false }, true],
+    [{ host_required: "yes" }, false],
+    [{ host_required: 1 }, false],
+  ];
+  for (const [payload, valid] of cases) {
+    assert.equal(
+      HeartbeatResponseSchema.safeParse(payload).success,
+      valid,
+      JSON.stringify(payload),
+    );
+    assert.equal(validator.validateSchema("HeartbeatResponse", payload).length === 0, valid);
   }
 });

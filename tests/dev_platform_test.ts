@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { ContractValidator } from "../tasks/dev_platform/contract_validator.ts";
 import {
   AGENT_URI_PREFIX,
@@ -28,6 +29,7 @@ const HOST = {
     { name: "lo", family: "IPv4", address: "127.0.0.1", mac: "00:00:00:00:00:00", internal: true },
   ],
 };
+const HOST_DIGEST = createHash("sha256").update(JSON.stringify(HOST)).digest("hex");
 const METRICS = {
   uptime_seconds: 1234,
   load_average: [0.5, 0.25, 0.125],
@@ -116,13 +118,18 @@ async function enroll(p: DevPlatform, client: Deno.HttpClient): Promise<Enrolled
   };
 }
 
-function heartbeatBody(agentId: string, sequence: number) {
+/** A heartbeat body; `host: undefined` leaves the inventory out (delta: digest only). */
+function heartbeatBody(
+  agentId: string,
+  sequence: number,
+  inventory: { host_digest: string; host?: unknown } = { host_digest: HOST_DIGEST, host: HOST },
+) {
   return {
     agent_id: agentId,
     sequence,
     sent_at: new Date().toISOString(),
     agent_version: "0.1.0",
-    host: HOST,
+    ...inventory,
     metrics: METRICS,
   };
 }
@@ -361,6 +368,137 @@ Deno.test("sequence must strictly increase: 409 sequence_conflict carries last_s
     assert.deepEqual(p.heartbeats(a.agentId).map((h) => h.sequence), [5, 6]);
     assert.deepEqual(p.contractViolations, []);
   });
+});
+
+/** Sends a heartbeat of `agentId` with the given inventory fields. */
+function deltaBeat(
+  p: DevPlatform,
+  client: Deno.HttpClient,
+  a: Enrolled,
+  sequence: number,
+  inventory: { host_digest: string; host?: unknown },
+): Promise<Call> {
+  return call(
+    p,
+    client,
+    "POST",
+    `api/v1/agents/${a.agentId}/heartbeats`,
+    heartbeatBody(a.agentId, sequence, inventory),
+    bearer(a.token),
+  );
+}
+
+const RENAMED = { ...HOST, hostname: "renamed-host", cpu_count: 8 };
+const RENAMED_DIGEST = createHash("sha256").update(JSON.stringify(RENAMED)).digest("hex");
+
+Deno.test("heartbeat without host answers host_required when the digest is unknown or differs", async () => {
+  await withPlatform({}, async (p, client) => {
+    const a = await enroll(p, client);
+    const answers: unknown[] = [];
+    const send = async (sequence: number, inventory: { host_digest: string; host?: unknown }) => {
+      const r = await deltaBeat(p, client, a, sequence, inventory);
+      assert.equal(r.status, 200, r.text);
+      answers.push(r.json);
+    };
+    // Enrollment stored a host but no digest: a digest alone names nothing the platform holds.
+    await send(1, { host_digest: HOST_DIGEST });
+    await send(2, { host_digest: HOST_DIGEST, host: HOST });
+    await send(3, { host_digest: HOST_DIGEST });
+    await send(4, { host_digest: RENAMED_DIGEST });
+    // A digest that does not match the host sent is stored as given, never recomputed.
+    const claimed = "ab".repeat(32);
+    await send(5, { host_digest: claimed, host: RENAMED });
+    await send(6, { host_digest: claimed });
+    await send(7, { host_digest: RENAMED_DIGEST });
+    const required = { next_heartbeat_seconds: 60, host_required: true };
+    const fine = { next_heartbeat_seconds: 60 };
+    assert.deepEqual(answers, [required, fine, fine, required, fine, fine, required]);
+    const agent = p.agents().find((x) => x.agent_id === a.agentId);
+    assert.deepEqual(agent?.host, RENAMED);
+    assert.equal(agent?.host_digest, claimed);
+    assert.equal(agent?.hostname, "renamed-host");
+    // Every beat is recorded, with its body as received (no host filled in).
+    const records = p.heartbeats(a.agentId);
+    assert.deepEqual(records.map((r) => r.sequence), [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(
+      records.map((r) => "host" in (r.body as Record<string, unknown>)),
+      [false, true, false, false, true, false, false],
+    );
+    assert.equal((records[0]!.body as Record<string, unknown>).host_digest, HOST_DIGEST);
+    assert.ok(records[2]!.body_bytes < records[1]!.body_bytes - JSON.stringify(HOST).length + 10);
+    assert.deepEqual(p.contractViolations, []);
+    // Without host_digest the body breaks the contract.
+    const { host_digest: _, ...noDigest } = heartbeatBody(a.agentId, 8);
+    const bad = await call(
+      p,
+      client,
+      "POST",
+      `api/v1/agents/${a.agentId}/heartbeats`,
+      noDigest,
+      bearer(a.token),
+    );
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.code, "invalid_request");
+  });
+});
+
+Deno.test("agents() and the admin API keep the last full host across beats without it", async () => {
+  await using dir = await tempDir();
+  let a: Enrolled;
+  {
+    await using p = await startDevPlatform({ quiet: true, dataDir: dir.path });
+    using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
+    a = await enroll(p, client);
+    assert.deepEqual(p.agents()[0]?.host, HOST, "the enrollment host until a heartbeat brings one");
+    assert.equal(p.agents()[0]?.host_digest, null);
+    const withHost = await deltaBeat(p, client, a, 1, {
+      host_digest: RENAMED_DIGEST,
+      host: RENAMED,
+    });
+    assert.deepEqual(withHost.json, { next_heartbeat_seconds: 60 });
+    for (const seq of [2, 3]) {
+      const r = await deltaBeat(p, client, a, seq, { host_digest: RENAMED_DIGEST });
+      assert.deepEqual(r.json, { next_heartbeat_seconds: 60 });
+    }
+    const listed = await call(p, client, "GET", "admin/v1/agents", undefined, bearer(p.adminToken));
+    assert.deepEqual(listed.json.agents[0].host, RENAMED);
+    assert.equal(listed.json.agents[0].host_digest, RENAMED_DIGEST);
+    assert.equal(listed.json.agents[0].hostname, "renamed-host");
+    assert.equal(listed.json.agents[0].heartbeat_count, 3);
+    const one = await call(
+      p,
+      client,
+      "GET",
+      `admin/v1/agents/${a.agentId}`,
+      undefined,
+      bearer(p.adminToken),
+    );
+    assert.deepEqual(one.json.host, RENAMED);
+  }
+  {
+    // The stored host survives a restart: the agent's digest still names it.
+    await using p = await startDevPlatform({ quiet: true, dataDir: dir.path });
+    using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
+    assert.deepEqual(p.agents()[0]?.host, RENAMED);
+    const r = await deltaBeat(p, client, a, 4, { host_digest: RENAMED_DIGEST });
+    assert.deepEqual(r.json, { next_heartbeat_seconds: 60 });
+  }
+  // A state file from before the inventory delta (no host, no digest) still loads; the platform
+  // then asks for the host.
+  const file = `${dir.path}/state.json`;
+  const state = JSON.parse(await Deno.readTextFile(file));
+  for (const agent of state.agents) {
+    delete agent.host;
+    delete agent.host_digest;
+  }
+  await Deno.writeTextFile(file, JSON.stringify(state));
+  await using p = await startDevPlatform({ quiet: true, dataDir: dir.path });
+  using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
+  assert.equal(p.agents()[0]?.host, null);
+  assert.equal(p.agents()[0]?.hostname, "renamed-host");
+  const r = await deltaBeat(p, client, a, 5, { host_digest: RENAMED_DIGEST });
+  assert.deepEqual(r.json, { next_heartbeat_seconds: 60, host_required: true });
+  assert.deepEqual(p.contractViolations, []);
 });
 
 Deno.test("revoked credential answers 401 credential_revoked and a deleted agent 410 agent_unknown", async () => {

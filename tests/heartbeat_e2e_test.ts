@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
@@ -88,8 +89,11 @@ Deno.test("run sends contract-valid heartbeats with sequence increasing across a
   assert.equal(once.code, 0, once.stderr);
   assert.equal(once.stdout, "");
   assert.equal(platform.heartbeats(agentId).length, 1);
+  /** Index of the first record of each agent process. */
+  const firsts = [0];
 
   {
+    firsts.push(platform.heartbeats(agentId).length);
     await using run = startRun(dir.path, ["--interval", "1"]);
     await until(() => platform.heartbeats(agentId).length >= 4, "three more heartbeats");
     const end = await run.terminate();
@@ -106,11 +110,13 @@ Deno.test("run sends contract-valid heartbeats with sequence increasing across a
     // kill -9: nothing persisted at exit, yet the restart must not reuse a sequence.
     await using run = startRun(dir.path, ["--interval", "1"]);
     const seen = platform.heartbeats(agentId).length;
+    firsts.push(seen);
     await until(() => platform.heartbeats(agentId).length >= seen + 2, "two more heartbeats");
     run.child.kill("SIGKILL");
     assert.notEqual((await run.exited()).code, 0);
   }
 
+  firsts.push(platform.heartbeats(agentId).length);
   const again = await runAgent(["--state-dir", dir.path, "run", "--once"]);
   assert.equal(again.code, 0, again.stderr);
   assert.doesNotMatch(again.stderr, /Platform has seen sequence/);
@@ -129,6 +135,23 @@ Deno.test("run sends contract-valid heartbeats with sequence increasing across a
     assert.equal(record.had_authorization, true);
     assert.ok(Math.abs(Date.parse(String(body.sent_at)) - Date.parse(record.received_at)) < 60_000);
   }
+  // Inventory delta: the first beat of every process carries the full host, the next one of a
+  // process (same host) only its digest: the SHA-256 of the host's JSON text as received.
+  const bodies = records.map((r) => r.body as { host?: unknown; host_digest?: string });
+  for (const i of firsts) assert.ok(bodies[i]?.host !== undefined, `beat ${i} carries host`);
+  assert.equal(bodies[firsts[1]! + 1]?.host, undefined, "a steady beat carries no host");
+  let carried: { host?: unknown; host_digest?: string } | undefined;
+  for (const b of bodies) {
+    if (b.host !== undefined) {
+      carried = b;
+      const digest = createHash("sha256").update(JSON.stringify(b.host)).digest("hex");
+      assert.equal(b.host_digest, digest);
+    }
+    assert.match(b.host_digest ?? "", /^[0-9a-f]{64}$/);
+  }
+  const agent = platform.agents().find((a) => a.agent_id === agentId);
+  assert.deepEqual(agent?.host, carried?.host);
+  assert.equal(agent?.host_digest, carried?.host_digest);
   assert.deepEqual(platform.contractViolations, []);
 
   const status = await statusJson(dir.path);

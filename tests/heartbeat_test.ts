@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
+import { createHash } from "node:crypto";
 import { parseRetryAfter } from "../src/backoff.ts";
-import type { HeartbeatRequest, HeartbeatResponse } from "../src/contract.ts";
+import {
+  type HeartbeatRequest,
+  HeartbeatRequestSchema,
+  type HeartbeatResponse,
+} from "../src/contract.ts";
 import { CredentialRejectedError, ExitCode, PlatformError } from "../src/errors.ts";
 import {
   heartbeatLoop,
@@ -57,6 +62,13 @@ interface HarnessOptions {
   once?: boolean;
   status?: AgentStatus;
   saveFails?: boolean;
+  /** Host of the n-th snapshot (1-based); default always `HOST`. */
+  host?: (n: number) => Host;
+  /**
+   * Hash `host_digest` with the agent's WebCrypto default. Off by default: fake time cannot drive
+   * WebCrypto's asynchronous op, so beats after the first would never be sent.
+   */
+  realDigest?: boolean;
 }
 
 function harness(options: HarnessOptions = {}) {
@@ -75,6 +87,7 @@ function harness(options: HarnessOptions = {}) {
   const shutdown = new AbortController();
   const saves: AgentStatus[] = [];
   let snapshots = 0;
+  const digested: string[] = [];
   const status = {
     current: options.status ?? emptyStatus("agent-1"),
     save(): Promise<void> {
@@ -108,7 +121,7 @@ function harness(options: HarnessOptions = {}) {
       },
       snapshot: () => {
         snapshots++;
-        return { host: HOST, metrics: METRICS };
+        return { host: options.host?.(snapshots) ?? HOST, metrics: METRICS };
       },
       status,
       schedule,
@@ -121,6 +134,10 @@ function harness(options: HarnessOptions = {}) {
       logger,
       shutdown: shutdown.signal,
       once: options.once,
+      digest: options.realDigest ? undefined : (text) => {
+        digested.push(text);
+        return Promise.resolve(createHash("sha256").update(text).digest("hex"));
+      },
     });
   const gaps = () => sent.slice(1).map((s, i) => s.mono - sent[i]!.mono);
   return {
@@ -135,6 +152,7 @@ function harness(options: HarnessOptions = {}) {
     run,
     gaps,
     snapshots: () => snapshots,
+    digested,
   };
 }
 
@@ -524,4 +542,119 @@ Deno.test("heartbeat loop keeps sending when the status file cannot be written",
   await done;
   assert.equal(h.sent.length, 4);
   assert.equal(h.logs.filter((l) => l.msg.startsWith("Cannot write status file")).length, 1);
+});
+
+/** SHA-256 of the host's JSON text, computed independently of src/host_delta.ts. */
+const digestOf = (host: Host) => createHash("sha256").update(JSON.stringify(host)).digest("hex");
+/** Which beats carried the full `host`. */
+const carriedHost = (sent: Sent[]) => sent.map((s) => "host" in s.body);
+
+Deno.test("heartbeat loop sends host on the first beat, then only host_digest", async () => {
+  const h = harness({ intervalSeconds: 60 });
+  const done = h.run();
+  await h.clock.tickAsync(3 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.equal(h.sent.length, 4);
+  assert.deepEqual(carriedHost(h.sent), [true, false, false, false]);
+  assert.deepEqual(h.sent[0]!.body.host, HOST);
+  for (const { body } of h.sent) {
+    assert.equal(body.host_digest, digestOf(HOST));
+    assert.deepEqual(body.metrics, METRICS);
+    assert.ok(HeartbeatRequestSchema.safeParse(body).success, JSON.stringify(body));
+  }
+  const bytes = h.sent.map((s) => JSON.stringify(s.body).length);
+  assert.ok(bytes[1]! < bytes[0]! - JSON.stringify(HOST).length + 10, String(bytes));
+  assert.deepEqual(h.digested, [JSON.stringify(HOST)], "hashed once: the host never changed");
+});
+
+Deno.test("heartbeat host_digest is the SHA-256 of JSON.stringify(host), UTF-8 included", async () => {
+  const host: Host = {
+    ...HOST,
+    hostname: "hôte-ünïcode-主机",
+    network_interfaces: [
+      {
+        name: "eth0",
+        family: "IPv6",
+        address: "fe80::1",
+        mac: "0a:1b:2c:3d:4e:5f",
+        internal: true,
+      },
+    ],
+  };
+  const h = harness({ once: true, host: () => host, realDigest: true });
+  assert.equal(await h.run(), "once");
+  const body = h.sent[0]!.body;
+  assert.equal(body.host_digest, digestOf(host));
+  assert.match(body.host_digest, /^[0-9a-f]{64}$/);
+  // The digest covers exactly the text of `host` inside the body as sent.
+  assert.ok(JSON.stringify(body).includes(`"host":${JSON.stringify(host)}`));
+});
+
+Deno.test("heartbeat loop sends host again, with its new digest, when the host changes", async () => {
+  const moved: Host = { ...HOST, hostname: "renamed-host" };
+  const h = harness({ intervalSeconds: 60, host: (n) => n <= 2 ? HOST : n === 4 ? moved : HOST });
+  const done = h.run();
+  await h.clock.tickAsync(5 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.equal(h.sent.length, 6);
+  // 3: unchanged; 4: renamed; 5: back to the acknowledged-before-last host: changed again.
+  assert.deepEqual(carriedHost(h.sent), [true, false, false, true, true, false]);
+  assert.deepEqual(h.sent[3]!.body.host, moved);
+  assert.equal(h.sent[3]!.body.host_digest, digestOf(moved));
+  assert.deepEqual(h.sent[4]!.body.host, HOST);
+  assert.deepEqual(
+    h.sent.map((s) => s.body.host_digest),
+    [HOST, HOST, HOST, moved, HOST, HOST].map(digestOf),
+  );
+  // Hashed only when the host text changed, not on every beat.
+  assert.deepEqual(h.digested, [HOST, moved, HOST].map((x) => JSON.stringify(x)));
+});
+
+Deno.test("heartbeat loop sends host on the next regular beat after host_required", async () => {
+  const h = harness({
+    intervalSeconds: 60,
+    replies: [{}, { host_required: true, next_heartbeat_seconds: 60 }, {}, {}],
+  });
+  const done = h.run();
+  await h.clock.tickAsync(3 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(carriedHost(h.sent), [true, false, true, false]);
+  assert.deepEqual(h.sent[2]!.body.host, HOST);
+  assert.deepEqual(h.gaps(), [60_000, 60_000, 60_000], "no extra request for host_required");
+});
+
+Deno.test("heartbeat loop: a failed beat that carried host is followed by one that carries it", async () => {
+  const moved: Host = { ...HOST, cpu_count: 4 };
+  const h = harness({
+    random: () => 0.5,
+    intervalSeconds: 60,
+    host: (n) => n <= 4 ? HOST : moved,
+    // 1 fails with host; 2 carries it again; 3 fails without host; 4 still none; 5 (changed
+    // host) times out; 6 carries the new host again; 7 none.
+    replies: [
+      httpError(503),
+      {},
+      networkError(),
+      {},
+      new PlatformError("request timed out after 15 s", { kind: "timeout" }),
+      {},
+      {},
+    ],
+  });
+  const done = h.run();
+  await h.clock.tickAsync(10 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(carriedHost(h.sent).slice(0, 7), [true, true, false, false, true, true, false]);
+  assert.deepEqual(h.sent[5]!.body.host, moved);
+});
+
+Deno.test("heartbeat loop sends host on the first beat of every process", async () => {
+  const h = harness({ once: true, realDigest: true });
+  assert.equal(await h.run(), "once");
+  assert.equal(await h.run(), "once");
+  assert.deepEqual(carriedHost(h.sent), [true, true]);
 });

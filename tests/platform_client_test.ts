@@ -148,7 +148,8 @@ const heartbeatBody: HeartbeatRequest = {
   sequence: 1,
   sent_at: "2030-01-02T03:04:05Z",
   agent_version: "0.1.0",
-  host: {} as HeartbeatRequest["host"],
+  host_digest: "0".repeat(64),
+  host: {} as NonNullable<HeartbeatRequest["host"]>,
   metrics: {} as HeartbeatRequest["metrics"],
 };
 
@@ -569,7 +570,7 @@ Deno.test("JSON of the wrong shape is invalid_response naming the first bad fiel
     c.enroll({
       enrollment_token: "enrollment-token-value",
       csr: "csr",
-      host: heartbeatBody.host,
+      host: heartbeatBody.host!,
       agent_version: "0.1.0",
     }),
     "invalid_response",

@@ -1,6 +1,7 @@
 /**
- * Heartbeat body size: the loop's own body building (`heartbeatLoop` with `once`) fed by a real
- * TelemetryCollector whose operating system is either this host or a synthetic one.
+ * Heartbeat body size: the loop's own body building (`heartbeatLoop`, every beat answered 200) fed
+ * by a real TelemetryCollector whose operating system is either this host or a synthetic one. The
+ * first beat of a process carries the full `host`; later ones only `host_digest` (inventory delta).
  */
 import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
 import type { HeartbeatRequest } from "../../src/contract.ts";
@@ -69,21 +70,28 @@ export const FOUR_INTERFACE_HOST: SystemSeam = {
   runCommand: () => Promise.reject(new Error("no commands on the synthetic host")),
 };
 
-/** The body `heartbeatLoop` builds for one beat of `agentId` at `sequence` on `system`. */
-export async function heartbeatBody(
+/**
+ * The bodies `heartbeatLoop` builds for the first `beats` beats of one process of `agentId` on
+ * `system`, from `sequence` on, each answered 200: the first carries `host`, the rest (host
+ * unchanged) only `host_digest`.
+ */
+export async function heartbeatBodies(
   system: SystemSeam | undefined,
   agentId: string,
   sequence: number,
-): Promise<HeartbeatRequest> {
+  beats = 2,
+): Promise<HeartbeatRequest[]> {
   const collector = new TelemetryCollector({ system, logger: silentLogger });
   const status = emptyStatus(agentId);
   status.sequence = sequence - 1;
   status.sequence_reserved = sequence - 1;
-  let sent: HeartbeatRequest | undefined;
+  const sent: HeartbeatRequest[] = [];
+  const done = new AbortController();
   await heartbeatLoop({
     agentId,
     send: (body) => {
-      sent = body;
+      sent.push(body);
+      if (sent.length >= beats) done.abort();
       return Promise.resolve({ next_heartbeat_seconds: 60 });
     },
     snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
@@ -91,12 +99,20 @@ export async function heartbeatBody(
     schedule: new HeartbeatSchedule({ random: () => 0.5 }),
     monotonicMs: () => performance.now(),
     wallMs: () => Date.now(),
-    timers: { setTimeout: () => 0, clearTimeout: () => {} },
+    // No waiting between beats: the next one starts as soon as the loop asks for a timer.
+    timers: {
+      setTimeout: (callback) => {
+        queueMicrotask(callback);
+        return 0;
+      },
+      clearTimeout: () => {},
+    },
     logger: silentLogger,
-    shutdown: new AbortController().signal,
-    once: true,
+    shutdown: done.signal,
   });
-  if (sent === undefined) throw new Error("Cannot build a heartbeat body: the loop sent nothing");
+  if (sent.length !== beats) {
+    throw new Error(`Cannot build heartbeat bodies: the loop sent ${sent.length} of ${beats}`);
+  }
   return sent;
 }
 

@@ -241,11 +241,12 @@ const HeartbeatBody = z.looseObject({
   agent_id: z.string(),
   sequence: z.number().int().min(1),
   agent_version: z.string(),
+  host_digest: z.string(),
   host: z.looseObject({
     hostname: z.string().nullable().optional(),
     machine_id: z.string().nullable().optional(),
     os: z.string().nullable().optional(),
-  }),
+  }).optional(),
 });
 
 const AdminTokenBody = z.object({ ttl_seconds: z.number().int().positive().optional() });
@@ -462,6 +463,8 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       hostname: body.host.hostname ?? null,
       machine_id: body.host.machine_id ?? null,
       os: body.host.os ?? null,
+      host: body.host,
+      host_digest: null,
       agent_version: body.agent_version,
       enrolled_at: issuedAt.toISOString(),
       last_sequence: 0,
@@ -519,14 +522,23 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       );
     }
     const receivedAt = now().toISOString();
+    const host = body.host;
+    // Inventory delta: a beat without `host` names the host it means by digest; one the platform
+    // does not hold (state lost, restored from a backup) is asked for on the next beat.
+    const hostRequired = host === undefined && body.host_digest !== auth.agent.host_digest;
     store.update(pathAgentId, (a) => {
       a.last_sequence = body.sequence;
       a.last_heartbeat_at = receivedAt;
       a.heartbeat_count += 1;
       a.agent_version = body.agent_version;
-      a.hostname = body.host.hostname ?? a.hostname;
-      a.machine_id = body.host.machine_id ?? a.machine_id;
-      a.os = body.host.os ?? a.os;
+      if (host !== undefined) {
+        // Stored as given: digests are the agent's word, never recomputed or canonicalised here.
+        a.host = host;
+        a.host_digest = body.host_digest;
+        a.hostname = host.hostname ?? a.hostname;
+        a.machine_id = host.machine_id ?? a.machine_id;
+        a.os = host.os ?? a.os;
+      }
     });
     const record: HeartbeatRecord = {
       agent_id: pathAgentId,
@@ -539,6 +551,12 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     };
     if (auth.principal.fingerprint) record.client_cert_fingerprint = auth.principal.fingerprint;
     store.addHeartbeat(record);
+    if (hostRequired) {
+      log(
+        `agent ${pathAgentId} sent host_digest ${body.host_digest.slice(0, 12)}…, asking for host`,
+      );
+      return ok(200, { next_heartbeat_seconds: interval, host_required: true });
+    }
     return ok(200, { next_heartbeat_seconds: interval });
   }
 

@@ -8,6 +8,13 @@ export const AgentRecordSchema = z.object({
   hostname: z.string().nullable(),
   machine_id: z.string().nullable(),
   os: z.string().nullable(),
+  /**
+   * The last full `host` the agent sent (at enrollment or in a heartbeat): heartbeats carry it
+   * only when it changed or was asked for, so summaries read it here, not from heartbeat bodies.
+   */
+  host: z.record(z.string(), z.unknown()).nullable().default(null),
+  /** `host_digest` of the heartbeat that brought `host`, as given; null until one did. */
+  host_digest: z.string().nullable().default(null),
   agent_version: z.string(),
   enrolled_at: z.string(),
   last_sequence: z.number().int(),
