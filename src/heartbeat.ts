@@ -117,7 +117,7 @@ export class HeartbeatSchedule {
 
   /**
    * Seconds to wait after a failure: full-jitter exponential backoff, never less than
-   * `retryAfterSeconds`. Above that floor the wait is spread uniformly over one interval: a
+   * `retryAfterSeconds`. Above that floor the wait is spread over about one interval: a
    * fleet told the same Retry-After (often an HTTP-date: the end of an outage) would otherwise
    * come back in the same second (the bench measured a 7x peak after a 2-minute outage).
    */
@@ -125,7 +125,10 @@ export class HeartbeatSchedule {
     this.failures++;
     const backoff = fullJitterDelay(this.failures, this.#random, this.#backoff);
     if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoff;
-    return Math.max(backoff, retryAfterSeconds + this.#random() * this.intervalSeconds);
+    // U(0,1) x a jittered interval is the forward-recurrence time of a steady fleet: agents come
+    // back in steady-state phase. U(0,1) x the bare interval piles returns onto second beats.
+    const spread = this.#random() * withJitter(this.intervalSeconds, this.#random);
+    return Math.max(backoff, retryAfterSeconds + spread);
   }
 }
 
