@@ -382,20 +382,19 @@ export class PlatformClient implements Disposable {
       headers.set("Authorization", `Bearer ${this.#auth.token}`);
     }
 
-    // One controller per request, fed by a per-request timeout and by the caller's signal through
-    // a listener removed in `finally`: AbortSignal.any over a long-lived signal leaks (#24842).
+    // One controller per request, fed by a cleared timer and by the caller's signal through a
+    // listener removed in `finally`: AbortSignal.any over a long-lived signal leaks (#24842), and
+    // an AbortSignal.timeout cannot be cancelled, so each one stays alive for the whole timeout.
     const controller = new AbortController();
     let cause: "timeout" | "aborted" | undefined;
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const onTimeout = () => {
+    const timer = setTimeout(() => {
       cause ??= "timeout";
       controller.abort();
-    };
+    }, this.#timeoutMs);
     const onCallerAbort = () => {
       cause ??= "aborted";
       controller.abort();
     };
-    timeout.addEventListener("abort", onTimeout, { once: true });
     spec.signal?.addEventListener("abort", onCallerAbort, { once: true });
     const started = performance.now();
     try {
@@ -441,7 +440,7 @@ export class PlatformClient implements Disposable {
         json: this.#parseJson(response, bytes),
       };
     } finally {
-      timeout.removeEventListener("abort", onTimeout);
+      clearTimeout(timer);
       spec.signal?.removeEventListener("abort", onCallerAbort);
     }
   }
