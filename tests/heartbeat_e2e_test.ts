@@ -1,28 +1,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
 
 const decoder = new TextDecoder();
-
-/** Enrolls an agent in `stateDir` with the real CLI; returns its agent id. */
-async function enroll(platform: DevPlatform, stateDir: string): Promise<string> {
-  const result = await runAgent([
-    "--state-dir",
-    stateDir,
-    "enroll",
-    "--url",
-    platform.url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
-  assert.equal(result.code, 0, `enroll failed: ${result.stderr}`);
-  const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
-  return identity.agent_id;
-}
 
 /** Polls `condition` every 50 ms; fails the test (never hangs it) after `ms`. */
 async function until(condition: () => boolean, what: string, ms = 20_000): Promise<void> {
@@ -83,7 +65,7 @@ async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
 Deno.test("run sends contract-valid heartbeats with sequence increasing across a restart", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
 
   const once = await runAgent(["--state-dir", dir.path, "run", "--once"]);
   assert.equal(once.code, 0, once.stderr);
@@ -166,7 +148,7 @@ Deno.test("run sends contract-valid heartbeats with sequence increasing across a
 Deno.test("run waits at least Retry-After (2 s) after a 503 before the next attempt", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
   platform.injectFault({ route: "heartbeat", status: 503, retryAfter: "2", times: 1 });
 
   await using run = startRun(dir.path, ["--interval", "1", "--log-level", "debug"]);
@@ -199,7 +181,7 @@ Deno.test("run waits at least Retry-After (2 s) after a 503 before the next atte
 Deno.test("run exits 3 within one request when the credential is revoked, no retry storm", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
 
   await using run = startRun(dir.path, ["--interval", "1"]);
   await until(() => platform.heartbeats(agentId).length >= 1, "a first heartbeat");
@@ -227,7 +209,7 @@ Deno.test("run exits 3 within one request when the credential is revoked, no ret
 Deno.test("run exits 0 soon after SIGTERM, aborting the request in flight", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
   // The platform sits on the first heartbeat far longer than the shutdown budget.
   platform.injectFault({ route: "heartbeat", delayMs: 60_000, times: 1 });
   const requestsBefore = platform.requestCount;
@@ -250,7 +232,7 @@ Deno.test("run exits 0 soon after SIGTERM, aborting the request in flight", asyn
 Deno.test("run refuses an identity enrolled on another host: exit 3, nothing sent", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  await enroll(platform, dir.path);
+  await enrollAgent(platform, dir.path);
   const path = join(dir.path, "identity.json");
   const identity = JSON.parse(await Deno.readTextFile(path));
   if (identity.machine_id === null) {
@@ -273,7 +255,7 @@ Deno.test("run refuses an identity enrolled on another host: exit 3, nothing sen
 Deno.test("status --json reflects heartbeat success and failure", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
 
   const fresh = await statusJson(dir.path);
   assert.equal(fresh.agent_id, agentId);
@@ -312,7 +294,7 @@ Deno.test({
 }, async () => {
   await using platform = await startDevPlatform({ quiet: true, certTtlSeconds: 3 * 86400 });
   await using dir = await tempDir();
-  await enroll(platform, dir.path);
+  await enrollAgent(platform, dir.path);
   const identityPath = join(dir.path, "identity.json");
   await Deno.chmod(identityPath, 0o644);
 

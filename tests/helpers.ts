@@ -73,3 +73,35 @@ export async function tempDir(prefix = "oneconnect-test-"): Promise<
     },
   };
 }
+
+/** The parts of a dev platform that enrolling needs. */
+export interface EnrollTarget {
+  url: URL;
+  caFile: string;
+  mintEnrollmentToken(): string;
+}
+
+/**
+ * Enrolls an agent in `stateDir` with the real CLI (token on stdin), at `url` or the platform's
+ * own URL (e.g. an nginx in front of it); fails the test on a non-zero exit. Returns the agent id.
+ */
+export async function enrollAgent(
+  platform: EnrollTarget,
+  stateDir: string,
+  url: URL = platform.url,
+): Promise<string> {
+  const result = await runAgent([
+    "--state-dir",
+    stateDir,
+    "enroll",
+    "--url",
+    url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { stdin: platform.mintEnrollmentToken() });
+  if (result.code !== 0) throw new Error(`enroll failed (${result.code}): ${result.stderr}`);
+  const identity = JSON.parse(await Deno.readTextFile(`${stateDir}/identity.json`));
+  return identity.agent_id;
+}

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
 
 const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
@@ -39,22 +39,6 @@ async function fingerprint(pem: string): Promise<string> {
   const der = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   const digest = await crypto.subtle.digest("SHA-256", der);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function enroll(url: URL, platform: DevPlatform, stateDir: string): Promise<string> {
-  const result = await runAgent([
-    "--state-dir",
-    stateDir,
-    "enroll",
-    "--url",
-    url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
-  assert.equal(result.code, 0, `enroll failed: ${result.stderr}`);
-  return (await readIdentity(stateDir)).agent_id;
 }
 
 /** Polls `condition` every 100 ms; fails the test (never hangs it) after `ms`. */
@@ -114,7 +98,7 @@ Deno.test({
       proxySecret: PROXY_SECRET,
     });
     await using dir = await tempDir();
-    const agentId = await enroll(nginx.url, platform, dir.path);
+    const agentId = await enrollAgent(platform, dir.path, nginx.url);
     const first = await fingerprint((await readIdentity(dir.path)).certificate);
     const agent = () => platform.agents().find((a) => a.agent_id === agentId)!;
     const prints = () => platform.heartbeats(agentId).map((h) => h.client_cert_fingerprint);
@@ -167,7 +151,7 @@ Deno.test({
 Deno.test("a failing renewal keeps the old identity while heartbeats continue, then it recovers", async () => {
   await using platform = await startDevPlatform({ quiet: true, certTtlSeconds: 60 });
   await using dir = await tempDir();
-  const agentId = await enroll(platform.url, platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
   const before = await Deno.readTextFile(join(dir.path, "identity.json"));
   const agent = () => platform.agents().find((a) => a.agent_id === agentId)!;
   const beats = () => platform.heartbeats(agentId).length;
@@ -216,7 +200,7 @@ Deno.test("a failing renewal keeps the old identity while heartbeats continue, t
 Deno.test("renew forces a renewal now; it exits 4 on a platform failure and 3 once revoked", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
-  const agentId = await enroll(platform.url, platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
   const before = await readIdentity(dir.path);
 
   const ok = await runAgent(["--state-dir", dir.path, "renew"]);
@@ -266,7 +250,7 @@ Deno.test("renew stores a rotated service account token and heartbeats use it", 
     rotateServiceAccountTokenOnRenew: true,
   });
   await using dir = await tempDir();
-  const agentId = await enroll(platform.url, platform, dir.path);
+  const agentId = await enrollAgent(platform, dir.path);
   const tokenOf = async () =>
     (JSON.parse(await Deno.readTextFile(join(dir.path, "identity.json"))) as {
       service_account_token: string;

@@ -5,8 +5,8 @@ import { PlatformError } from "../src/errors.ts";
 import { IdentityStore } from "../src/identity_store.ts";
 import { silentLogger } from "../src/log.ts";
 import { unenrollCommand, type UnenrollDeps } from "../src/unenroll.ts";
-import { createDevCa, type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, tempDir } from "./helpers.ts";
+import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 
 const ca = await createDevCa();
@@ -179,27 +179,11 @@ Deno.test("unenroll interrupted during the platform call removes nothing", async
 
 // End to end: the real CLI against the dev platform.
 
-async function enroll(platform: DevPlatform, stateDir: string): Promise<string> {
-  const result = await runAgent([
-    "--state-dir",
-    stateDir,
-    "enroll",
-    "--url",
-    platform.url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
-  assert.equal(result.code, 0, `enroll failed: ${result.stderr}`);
-  return JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json"))).agent_id;
-}
-
 Deno.test("unenroll --yes makes the platform forget the agent; its old identity then gets 410", async () => {
   await using platform = await startDevPlatform({ quiet: true });
   await using dir = await tempDir();
   const stateDir = join(dir.path, "state");
-  const agentId = await enroll(platform, stateDir);
+  const agentId = await enrollAgent(platform, stateDir);
   const saved = await Deno.readTextFile(join(stateDir, "identity.json"));
 
   const result = await runAgent(["--state-dir", stateDir, "unenroll", "--yes"]);
@@ -235,12 +219,12 @@ Deno.test("unenroll --local-only keeps the platform record; an unreachable platf
   let agentId: string;
   {
     await using platform = await startDevPlatform({ quiet: true });
-    agentId = await enroll(platform, stateDir);
+    agentId = await enrollAgent(platform, stateDir);
     const local = await runAgent(["--state-dir", stateDir, "unenroll", "--yes", "--local-only"]);
     assert.equal(local.code, 0, local.stderr);
     assert.match(local.stdout, /^platform: not contacted \(--local-only\)\n/);
     assert.equal(platform.agents()[0]?.deleted, false);
-    agentId = await enroll(platform, stateDir);
+    agentId = await enrollAgent(platform, stateDir);
   }
   // The platform is gone now.
   const result = await runAgent(["--state-dir", stateDir, "unenroll", "--yes"]);
