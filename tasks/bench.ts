@@ -14,7 +14,15 @@ import { startDevPlatform } from "./dev_platform/server.ts";
 import type { FleetCaseResult } from "./bench/fleet.ts";
 import type { LongRunResult } from "./bench/long_run.ts";
 import { clockTicksPerSecond, type ProcSample, ProcSampler } from "./bench/proc.ts";
-import { enrollAgent, finish, FLOOR, spawnAgent, spawnScript, stop } from "./bench/processes.ts";
+import {
+  enrollAgent,
+  finish,
+  FLOOR,
+  SHARED_V8_FLAGS,
+  spawnAgent,
+  spawnScript,
+  stop,
+} from "./bench/processes.ts";
 import { type Figure, info, judged, renderTable } from "./bench/report.ts";
 import { median, percentile, steadyMedian } from "./bench/stats.ts";
 import { bodyBytes, FOUR_INTERFACE_HOST, heartbeatBodies } from "./bench/wire.ts";
@@ -25,16 +33,17 @@ const MIB = 1024 * 1024;
 /** Wall-clock budget of the whole bench (the issue: under 3 minutes on 2 cores). */
 const BUDGET_SECONDS = 170;
 
-/** V8-flag levers tried on the agent process, each in its own `run --interval 1`. */
-const LEVERS: { id: string; v8Flags: string[] }[] = [
+/**
+ * V8-flag levers tried on the agent process, each in its own `run --interval 1`, on top of the
+ * shared flags (tasks/permissions.flags, which carry `--v8-flags=--lite-mode`), plus one run
+ * without the shared V8 flags to price them.
+ */
+const LEVERS: { id: string; v8Flags: string[]; withoutSharedV8Flags?: boolean }[] = [
+  { id: "without_shared_v8_flags", v8Flags: [], withoutSharedV8Flags: true },
   { id: "max_semi_space_1", v8Flags: ["--max-semi-space-size=1"] },
   { id: "max_old_space_32", v8Flags: ["--max-old-space-size=32"] },
   { id: "single_threaded", v8Flags: ["--single-threaded"] },
-  { id: "lite_mode", v8Flags: ["--lite-mode"] },
-  {
-    id: "combined",
-    v8Flags: ["--single-threaded", "--lite-mode", "--max-semi-space-size=1"],
-  },
+  { id: "combined", v8Flags: ["--single-threaded", "--max-semi-space-size=1"] },
 ];
 
 interface Options {
@@ -239,6 +248,7 @@ async function main(): Promise<void> {
         key: l.id,
         child: spawnAgent(agents.get(l.id)!.dir, ["run", "--interval", "1"], {
           v8Flags: l.v8Flags,
+          withoutSharedV8Flags: l.withoutSharedV8Flags,
         }),
         agentId: agents.get(l.id)!.id,
       })),
@@ -521,7 +531,11 @@ async function main(): Promise<void> {
       console.log("\nLevers (agent `run --interval 1`, same run):");
       console.log(renderTable(leverRows.map((r) => ({
         id: r.id,
-        figure: r.v8_flags.length ? `--v8-flags=${r.v8_flags.join(",")}` : "baseline (no V8 flags)",
+        figure: r.id === "baseline"
+          ? `baseline (shared flags: ${SHARED_V8_FLAGS.join(" ") || "no V8 flags"})`
+          : r.id === "without_shared_v8_flags"
+          ? "without the shared V8 flags"
+          : `+ --v8-flags=${r.v8_flags.join(",")}`,
         measured: r.steady_rss_mib,
         unit: "MiB",
         target: `${r.ratio_to_floor} × floor, ${

@@ -9,6 +9,8 @@ export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
 export const FLOOR_X509 = new URL("./floor_x509.ts", import.meta.url).pathname;
 
 const flags = await agentPermissionFlags();
+/** The V8 flags the shared list gives every agent process (and the compiled binaries). */
+export const SHARED_V8_FLAGS = flags.filter((f) => f.startsWith("--v8-flags="));
 
 /** Environment of every child: nothing of ours leaks in (the CLI reads ONECONNECT_* vars). */
 function childEnv(): Record<string, string> {
@@ -24,8 +26,10 @@ function childEnv(): Record<string, string> {
 
 /** Options of {@linkcode spawnScript}. */
 export interface SpawnOptions {
-  /** V8 flags, e.g. `["--single-threaded"]`. */
+  /** V8 flags added to the shared ones, e.g. `["--single-threaded"]`. */
   v8Flags?: string[];
+  /** Leave out the shared list's `--v8-flags` (to price them). */
+  withoutSharedV8Flags?: boolean;
   stdin?: "piped" | "null";
 }
 
@@ -36,8 +40,11 @@ export function spawnScript(
   options: SpawnOptions = {},
 ): Deno.ChildProcess {
   const v8 = options.v8Flags?.length ? [`--v8-flags=${options.v8Flags.join(",")}`] : [];
+  const shared = options.withoutSharedV8Flags
+    ? flags.filter((f) => !SHARED_V8_FLAGS.includes(f))
+    : flags;
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...v8, ...flags, script, ...args],
+    args: ["run", "--quiet", ...v8, ...shared, script, ...args],
     env: childEnv(),
     clearEnv: true,
     stdin: options.stdin ?? "null",
