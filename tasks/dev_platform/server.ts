@@ -416,18 +416,32 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     }
   }
 
-  async function enroll(req: Request, method: string, path: string): Promise<Reply> {
+  /**
+   * Reads a request body as JSON, checks it against the contract (when validating) and `schema`;
+   * answers 413 or 400 otherwise. Shared by every route that takes a body.
+   */
+  async function readRequest<T>(
+    req: Request,
+    method: string,
+    path: string,
+    schema: z.ZodType<T>,
+    name: string,
+  ): Promise<{ value: T; raw: unknown; text: string } | Reply> {
     const text = await readBody(req, maxBody);
     if (text === null) return problem(413, "payload_too_large", `body exceeds ${maxBody} bytes`);
     const json = parseJson(text);
     if ("status" in json) return json;
     const bad = checkRequest(method, path, json.value);
     if (bad) return bad;
-    const parsed = EnrollBody.safeParse(json.value);
-    if (!parsed.success) {
-      return problem(400, "invalid_request", "body does not match EnrollRequest");
-    }
-    const body = parsed.data;
+    const parsed = schema.safeParse(json.value);
+    if (!parsed.success) return problem(400, "invalid_request", `body does not match ${name}`);
+    return { value: parsed.data, raw: json.value, text };
+  }
+
+  async function enroll(req: Request, method: string, path: string): Promise<Reply> {
+    const request = await readRequest(req, method, path, EnrollBody, "EnrollRequest");
+    if ("status" in request) return request;
+    const body = request.value;
     const tokenProblem = (): Reply | null => {
       switch (store.checkEnrollmentToken(body.enrollment_token, now())) {
         case "unknown":
@@ -499,17 +513,9 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       await req.body?.cancel();
       return auth;
     }
-    const text = await readBody(req, maxBody);
-    if (text === null) return problem(413, "payload_too_large", `body exceeds ${maxBody} bytes`);
-    const json = parseJson(text);
-    if ("status" in json) return json;
-    const bad = checkRequest(method, path, json.value);
-    if (bad) return bad;
-    const parsed = HeartbeatBody.safeParse(json.value);
-    if (!parsed.success) {
-      return problem(400, "invalid_request", "body does not match HeartbeatRequest");
-    }
-    const body = parsed.data;
+    const request = await readRequest(req, method, path, HeartbeatBody, "HeartbeatRequest");
+    if ("status" in request) return request;
+    const body = request.value;
     if (body.agent_id !== pathAgentId) {
       return problem(400, "invalid_request", "agent_id in the body differs from the path");
     }
@@ -544,10 +550,10 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       agent_id: pathAgentId,
       sequence: body.sequence,
       received_at: receivedAt,
-      body: json.value,
+      body: request.raw,
       had_authorization: req.headers.has("authorization"),
       auth: auth.principal.auth,
-      body_bytes: new TextEncoder().encode(text).length,
+      body_bytes: new TextEncoder().encode(request.text).length,
     };
     if (auth.principal.fingerprint) record.client_cert_fingerprint = auth.principal.fingerprint;
     store.addHeartbeat(record);
@@ -571,15 +577,9 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       await req.body?.cancel();
       return auth;
     }
-    const text = await readBody(req, maxBody);
-    if (text === null) return problem(413, "payload_too_large", `body exceeds ${maxBody} bytes`);
-    const json = parseJson(text);
-    if ("status" in json) return json;
-    const bad = checkRequest(method, path, json.value);
-    if (bad) return bad;
-    const parsed = RenewBody.safeParse(json.value);
-    if (!parsed.success) return problem(400, "invalid_request", "body does not match RenewRequest");
-    const csr = await csrOf(parsed.data.csr);
+    const request = await readRequest(req, method, path, RenewBody, "RenewRequest");
+    if ("status" in request) return request;
+    const csr = await csrOf(request.value.csr);
     if ("status" in csr) return csr;
     const keyHash = await publicKeyHash(csr.csr.publicKey);
     if (auth.agent.certificate_public_key_sha256 === keyHash) {
