@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import type { ResolvedConfig } from "../src/config.ts";
 import type { CommandContext } from "../src/context.ts";
 import type { EnrollRequest, EnrollResponse } from "../src/contract.ts";
 import {
@@ -31,6 +30,7 @@ import {
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { tempDir } from "./helpers.ts";
+import { testContext } from "./context_fixture.ts";
 
 const HOST: Host = {
   hostname: "web-01",
@@ -144,29 +144,19 @@ async function harness(
 ): Promise<Harness> {
   const dir = await tempDir();
   const stateDir = join(dir.path, "state");
-  const out: string[] = [];
   const logs: string[] = [];
   const sleeps: number[] = [];
   let clock = Date.now();
-  const config: ResolvedConfig = {
-    stateDir,
-    logLevel: "debug",
-    logFormat: "text",
-    platformUrl: opts.url === null ? undefined : new URL(opts.url ?? "https://platform.test/"),
-    caFile: opts.caFile,
-    auth: "bearer",
-    timeoutSeconds: 15,
-    sources: {},
-  };
-  const ctx: CommandContext = {
-    config,
+  const { ctx, out } = testContext(stateDir, {
+    config: {
+      logLevel: "debug",
+      platformUrl: opts.url === null ? undefined : new URL(opts.url ?? "https://platform.test/"),
+      caFile: opts.caFile,
+    },
     logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
-    stdout: (text) => out.push(text),
-    env: (name) => opts.env?.[name],
-    stdin: () => new Blob([opts.stdin ?? ""]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
-    stdinIsTerminal: () => false,
-    shutdown: new AbortController().signal,
-  };
+    env: opts.env,
+    stdin: opts.stdin,
+  });
   const deps: Partial<EnrollDeps> = {
     createClient: platform.client(),
     collectHost: () => Promise.resolve(structuredClone(HOST)),

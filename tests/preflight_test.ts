@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CommandContext } from "../src/context.ts";
 import type { HealthResponse } from "../src/contract.ts";
 import { AgentError, UsageError } from "../src/errors.ts";
-import { silentLogger } from "../src/log.ts";
 import {
   formatChecks,
   type PreflightCheck,
@@ -14,6 +12,7 @@ import {
 } from "../src/preflight.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./helpers.ts";
+import { testContext } from "./context_fixture.ts";
 
 const WALL = Date.parse("2026-03-01T12:00:00.000Z");
 
@@ -273,31 +272,16 @@ Deno.test("formatChecks prints one aligned line per check", () => {
 function context(
   platformUrl: string | undefined,
   caFile?: string,
-): { ctx: CommandContext; out: string[] } {
-  const out: string[] = [];
-  return {
-    out,
-    ctx: {
-      config: {
-        stateDir: "/nonexistent/state",
-        logLevel: "info",
-        logFormat: "text",
-        auth: "bearer",
-        timeoutSeconds: 15,
-        platformUrl: platformUrl === undefined ? undefined : new URL(platformUrl),
-        caFile,
-        sources: {},
-      },
-      logger: silentLogger,
-      stdout: (t) => out.push(t),
-      env: () => undefined,
-      stdin: () => {
-        throw new Error("preflight must not read stdin (the token may be there)");
-      },
-      stdinIsTerminal: () => false,
-      shutdown: new AbortController().signal,
+): ReturnType<typeof testContext> {
+  return testContext("/nonexistent/state", {
+    config: {
+      platformUrl: platformUrl === undefined ? undefined : new URL(platformUrl),
+      caFile,
     },
-  };
+    stdin: () => {
+      throw new Error("preflight must not read stdin (the token may be there)");
+    },
+  });
 }
 
 Deno.test("preflightCommand prints the checks and fails with exit 4 naming the failed ones", async () => {

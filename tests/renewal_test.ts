@@ -3,7 +3,6 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { fullJitterDelay } from "../src/backoff.ts";
-import type { CommandContext } from "../src/context.ts";
 import type { RenewRequest, RenewResponse } from "../src/contract.ts";
 import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
 import { type Identity, IdentityStore, keyMatchesCertificate } from "../src/identity_store.ts";
@@ -19,6 +18,7 @@ import { type AgentStatus, emptyStatus, readStatus, statusPath } from "../src/st
 import { createDevCa } from "../tasks/dev_platform/server.ts";
 import { tempDir } from "./helpers.ts";
 import { issueFor, makeIdentity } from "./identity_fixture.ts";
+import { testContext } from "./context_fixture.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -415,35 +415,12 @@ Deno.test("renewIdentity refuses a certificate for another key, from another CA,
   }
 });
 
-function commandContext(stateDir: string): { ctx: CommandContext; out: string[] } {
-  const out: string[] = [];
-  return {
-    out,
-    ctx: {
-      config: {
-        stateDir,
-        logLevel: "info",
-        logFormat: "text",
-        auth: "bearer",
-        timeoutSeconds: 15,
-        sources: {},
-      },
-      logger: silentLogger,
-      stdout: (t) => out.push(t),
-      env: () => undefined,
-      stdin: () => new Blob([""]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
-      stdinIsTerminal: () => false,
-      shutdown: new AbortController().signal,
-    },
-  };
-}
-
 Deno.test("renew stores the renewed identity and records it in status", async () => {
   await using dir = await tempDir();
   const store = new IdentityStore(join(dir.path, "state"));
   const old = await makeIdentity(ca);
   await store.save(old);
-  const { ctx, out } = commandContext(store.stateDir);
+  const { ctx, out } = testContext(store.stateDir);
   const client = issuing();
   await renewCommand(ctx, { createClient: () => client, random: () => 0.5 });
   const stored = await store.load();
@@ -487,7 +464,7 @@ Deno.test("renew exits 3 when the platform no longer knows the agent and 4 when 
     const store = new IdentityStore(join(dir.path, "state"));
     const old = await makeIdentity(ca);
     await store.save(old);
-    const { ctx, out } = commandContext(store.stateDir);
+    const { ctx, out } = testContext(store.stateDir);
     const client = new IssuingClient(() => Promise.reject(error));
     const e = await renewCommand(ctx, { createClient: () => client }).then(() => null, (e) => e);
     assert.ok(code === 3 ? e instanceof CredentialRejectedError : e instanceof PlatformError);
@@ -502,7 +479,7 @@ Deno.test("renew exits 3 when the platform no longer knows the agent and 4 when 
 
 Deno.test("renew when not enrolled exits 5", async () => {
   await using dir = await tempDir();
-  const { ctx } = commandContext(join(dir.path, "state"));
+  const { ctx } = testContext(join(dir.path, "state"));
   const e = await renewCommand(ctx).then(() => null, (e) => e);
   assert.ok(e instanceof NotEnrolledError);
   assert.equal(e.exitCode, 5);

@@ -1,36 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CommandContext } from "../src/context.ts";
 import { PlatformError } from "../src/errors.ts";
 import { IdentityStore } from "../src/identity_store.ts";
-import { silentLogger } from "../src/log.ts";
 import { unenrollCommand, type UnenrollDeps } from "../src/unenroll.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";
+import { testContext } from "./context_fixture.ts";
 
 const ca = await createDevCa();
-
-function context(stateDir: string, opts: { timeoutSeconds?: number; shutdown?: AbortSignal } = {}) {
-  const out: string[] = [];
-  const ctx: CommandContext = {
-    config: {
-      stateDir,
-      logLevel: "info",
-      logFormat: "text",
-      auth: "bearer",
-      timeoutSeconds: opts.timeoutSeconds ?? 15,
-      sources: {},
-    },
-    logger: silentLogger,
-    stdout: (text) => out.push(text),
-    env: () => undefined,
-    stdin: () => new Blob([""]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
-    stdinIsTerminal: () => false,
-    shutdown: opts.shutdown ?? new AbortController().signal,
-  };
-  return { ctx, out };
-}
 
 async function enrolled(path: string): Promise<IdentityStore> {
   const store = new IdentityStore(join(path, "state"));
@@ -65,7 +43,7 @@ Deno.test("unenroll --yes deletes the agent on the platform, then removes the lo
   await using dir = await tempDir();
   const store = await enrolled(dir.path);
   const fake = fakeClient(store, () => Promise.resolve());
-  const { ctx, out } = context(store.stateDir);
+  const { ctx, out } = testContext(store.stateDir);
   await unenrollCommand(ctx, { yes: true, localOnly: false }, { createClient: fake.createClient });
   assert.deepEqual(fake.calls, [{ agentId: "agent-7", timeoutMs: 10_000, identityPresent: true }]);
   assert.equal(fake.closed(), 1);
@@ -81,7 +59,7 @@ Deno.test("unenroll bounds the platform call by the shorter of 10 s and the requ
   await using dir = await tempDir();
   const store = await enrolled(dir.path);
   const fake = fakeClient(store, () => Promise.resolve());
-  const { ctx } = context(store.stateDir, { timeoutSeconds: 4 });
+  const { ctx } = testContext(store.stateDir, { config: { timeoutSeconds: 4 } });
   await unenrollCommand(ctx, { yes: true, localOnly: false }, { createClient: fake.createClient });
   assert.equal(fake.calls[0]?.timeoutMs, 4000);
 });
@@ -96,7 +74,7 @@ Deno.test("unenroll takes 401, 404 and 410 as already gone", async () => {
     await using dir = await tempDir();
     const store = await enrolled(dir.path);
     const fake = fakeClient(store, () => Promise.reject(httpError(status, code)));
-    const { ctx, out } = context(store.stateDir);
+    const { ctx, out } = testContext(store.stateDir);
     await unenrollCommand(ctx, { yes: true, localOnly: false }, {
       createClient: fake.createClient,
     });
@@ -121,7 +99,7 @@ Deno.test("unenroll removes the local identity even when the platform call fails
     await using dir = await tempDir();
     const store = await enrolled(dir.path);
     const fake = fakeClient(store, () => Promise.reject(failure));
-    const { ctx, out } = context(store.stateDir);
+    const { ctx, out } = testContext(store.stateDir);
     await unenrollCommand(ctx, { yes: true, localOnly: false }, {
       createClient: fake.createClient,
     });
@@ -135,7 +113,7 @@ Deno.test("unenroll removes the local identity even when the platform call fails
     // A client that cannot even be built (unusable pin) is a failure like any other.
     await using dir = await tempDir();
     const store = await enrolled(dir.path);
-    const { ctx, out } = context(store.stateDir);
+    const { ctx, out } = testContext(store.stateDir);
     await unenrollCommand(ctx, { yes: true, localOnly: false }, {
       createClient: () => {
         throw new PlatformError("cannot set up TLS", { kind: "tls" });
@@ -149,7 +127,7 @@ Deno.test("unenroll removes the local identity even when the platform call fails
 Deno.test("unenroll --local-only never contacts the platform", async () => {
   await using dir = await tempDir();
   const store = await enrolled(dir.path);
-  const { ctx, out } = context(store.stateDir);
+  const { ctx, out } = testContext(store.stateDir);
   await unenrollCommand(ctx, { yes: true, localOnly: true }, {
     createClient: () => {
       throw new Error("must not be called");
@@ -167,7 +145,7 @@ Deno.test("unenroll interrupted during the platform call removes nothing", async
     stop.abort(new Error("received SIGTERM"));
     return Promise.reject(new PlatformError("request was aborted", { kind: "aborted" }));
   });
-  const { ctx, out } = context(store.stateDir, { shutdown: stop.signal });
+  const { ctx, out } = testContext(store.stateDir, { shutdown: stop.signal });
   const e = await unenrollCommand(ctx, { yes: true, localOnly: false }, {
     createClient: fake.createClient,
   }).then(() => null, (e) => e);

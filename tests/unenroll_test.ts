@@ -1,37 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CommandContext } from "../src/context.ts";
 import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/identity_store.ts";
-import { silentLogger } from "../src/log.ts";
 import { unenrollCommand } from "../src/unenroll.ts";
 import { tempDir } from "./helpers.ts";
+import { testContext } from "./context_fixture.ts";
 
 const VALID_LOOKING = {
   version: 1,
   agent_id: "agent-9",
 };
-
-function context(stateDir: string, opts: { terminal?: boolean; stdin?: string } = {}) {
-  const out: string[] = [];
-  const ctx: CommandContext = {
-    config: {
-      stateDir,
-      logLevel: "info",
-      logFormat: "text",
-      auth: "bearer",
-      timeoutSeconds: 15,
-      sources: {},
-    },
-    logger: silentLogger,
-    stdout: (text) => out.push(text),
-    env: () => undefined,
-    stdin: () => new Blob([opts.stdin ?? ""]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
-    stdinIsTerminal: () => opts.terminal ?? false,
-    shutdown: new AbortController().signal,
-  };
-  return { ctx, out };
-}
 
 async function failure(promise: Promise<unknown>): Promise<AgentError> {
   const error = await promise.then(() => null, (e) => e);
@@ -51,7 +29,7 @@ async function enrolledDir(path: string): Promise<IdentityStore> {
 Deno.test("unenroll --yes removes identity and status and says which files", async () => {
   await using dir = await tempDir();
   const store = await enrolledDir(dir.path);
-  const { ctx, out } = context(store.stateDir);
+  const { ctx, out } = testContext(store.stateDir);
   await unenrollCommand(ctx, { yes: true, localOnly: false });
   assert.deepEqual(out, [
     "platform: not contacted (the identity file cannot be loaded)\n",
@@ -65,7 +43,7 @@ Deno.test("unenroll --yes removes identity and status and says which files", asy
 Deno.test("unenroll without --yes refuses when stdin is not a terminal", async () => {
   await using dir = await tempDir();
   const store = await enrolledDir(dir.path);
-  const { ctx, out } = context(store.stateDir, { terminal: false });
+  const { ctx, out } = testContext(store.stateDir, { terminal: false });
   const e = await failure(unenrollCommand(ctx, { yes: false, localOnly: false }));
   assert.ok(e instanceof UsageError);
   assert.match(e.message, /not a terminal; pass --yes$/);
@@ -78,7 +56,7 @@ Deno.test("unenroll asks y/N on a terminal and only y removes", async () => {
   const store = await enrolledDir(dir.path);
   const prompts: string[] = [];
   for (const answer of ["\n", "n\n", "nope\n", ""]) {
-    const { ctx } = context(store.stateDir, { terminal: true, stdin: answer });
+    const { ctx } = testContext(store.stateDir, { terminal: true, stdin: answer });
     const e = await failure(
       unenrollCommand(ctx, { yes: false, localOnly: false }, {
         writePrompt: (t) => prompts.push(t),
@@ -90,7 +68,7 @@ Deno.test("unenroll asks y/N on a terminal and only y removes", async () => {
   assert.equal(prompts.length, 4);
   assert.match(prompts[0]!, /^Remove the identity of this agent from ".*state"\? \[y\/N\] $/);
 
-  const { ctx, out } = context(store.stateDir, { terminal: true, stdin: "Y\r\n" });
+  const { ctx, out } = testContext(store.stateDir, { terminal: true, stdin: "Y\r\n" });
   await unenrollCommand(ctx, { yes: false, localOnly: false }, { writePrompt: () => {} });
   assert.equal(await store.exists(), false);
   assert.equal(out.at(-1), "unenrolled (unknown agent id)\n");
@@ -98,7 +76,7 @@ Deno.test("unenroll asks y/N on a terminal and only y removes", async () => {
 
 Deno.test("unenroll when not enrolled exits 5", async () => {
   await using dir = await tempDir();
-  const { ctx } = context(join(dir.path, "state"));
+  const { ctx } = testContext(join(dir.path, "state"));
   const e = await failure(unenrollCommand(ctx, { yes: true, localOnly: true }));
   assert.ok(e instanceof NotEnrolledError);
   assert.equal(e.exitCode, 5);

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ResolvedConfig } from "../../src/config.ts";
 import type { CommandContext } from "../../src/context.ts";
 import { enrollCommand } from "../../src/enroll.ts";
 import { AgentError, UsageError } from "../../src/errors.ts";
@@ -23,6 +22,7 @@ import {
   mountReadOnly,
   mountTmpfs,
 } from "./fault_helpers.ts";
+import { testContext } from "../context_fixture.ts";
 
 const ENOSPC = "No space left on device (os error 28)";
 
@@ -265,25 +265,11 @@ Deno.test("disk full through the FileSystem seam: IdentityStore.save fails typed
 });
 
 function enrollContext(h: Harness, token: string, logs: string[]): CommandContext {
-  const config: ResolvedConfig = {
-    stateDir: h.stateDir,
-    logLevel: "debug",
-    logFormat: "text",
-    platformUrl: h.platform.url,
-    caFile: h.platform.caFile,
-    auth: "bearer",
-    timeoutSeconds: 15,
-    sources: {},
-  };
-  return {
-    config,
+  return testContext(h.stateDir, {
+    config: { logLevel: "debug", platformUrl: h.platform.url, caFile: h.platform.caFile },
     logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
-    stdout: () => {},
-    env: () => undefined,
-    stdin: () => new Blob([token]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>,
-    stdinIsTerminal: () => false,
-    shutdown: new AbortController().signal,
-  };
+    stdin: token,
+  }).ctx;
 }
 
 Deno.test("disk full through the seam: enroll --force fails before spending the token", async () => {
