@@ -370,7 +370,16 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   }
 
   /** Authenticates and checks the agent may act on `pathAgentId`. */
+  /** Authenticates the agent of the path; a refused request's body is drained, never read. */
   async function authorize(req: Request, pathAgentId: string): Promise<
+    { principal: Principal; agent: AgentRecord } | Reply
+  > {
+    const auth = await authorizeAgent(req, pathAgentId);
+    if ("status" in auth) await req.body?.cancel();
+    return auth;
+  }
+
+  async function authorizeAgent(req: Request, pathAgentId: string): Promise<
     { principal: Principal; agent: AgentRecord } | Reply
   > {
     const principal = await authenticate(req);
@@ -509,10 +518,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     pathAgentId: string,
   ): Promise<Reply> {
     const auth = await authorize(req, pathAgentId);
-    if ("status" in auth) {
-      await req.body?.cancel();
-      return auth;
-    }
+    if ("status" in auth) return auth;
     const request = await readRequest(req, method, path, HeartbeatBody, "HeartbeatRequest");
     if ("status" in request) return request;
     const body = request.value;
@@ -573,10 +579,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     pathAgentId: string,
   ): Promise<Reply> {
     const auth = await authorize(req, pathAgentId);
-    if ("status" in auth) {
-      await req.body?.cancel();
-      return auth;
-    }
+    if ("status" in auth) return auth;
     const request = await readRequest(req, method, path, RenewBody, "RenewRequest");
     if ("status" in request) return request;
     const csr = await csrOf(request.value.csr);
