@@ -455,6 +455,10 @@ export interface RunOptions {
  */
 export async function runCommand(ctx: CommandContext, options: RunOptions): Promise<void> {
   const { config, logger } = ctx;
+  // Inventory (file reads, syscalls; it never throws) overlaps loading the identity: start-up
+  // time is the first heartbeat's latency.
+  const collector = new TelemetryCollector({ logger });
+  const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
   const identity = await store.load();
@@ -463,8 +467,7 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   if (repairs.length > 0) st.permission_repairs = repairs;
   st.certificate_expires_at = identity.certificate_not_after;
 
-  const collector = new TelemetryCollector({ logger });
-  const host = await collector.host();
+  const host = await hostCollected;
   if (
     identity.machine_id !== null && host.machine_id !== null &&
     identity.machine_id !== host.machine_id
