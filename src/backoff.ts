@@ -24,6 +24,23 @@ export function fullJitterDelay(
   return random() * ceiling;
 }
 
+/**
+ * Seconds to wait after the `failures`-th consecutive failure: {@linkcode fullJitterDelay}, never
+ * less than the platform's `Retry-After`. Above that floor `spread()` seconds more are added, so
+ * agents told the same Retry-After do not all come back in the same instant.
+ */
+export function failureDelay(
+  failures: number,
+  random: () => number,
+  retryAfterSeconds?: number,
+  spread?: () => number,
+  policy: BackoffPolicy = DEFAULT_BACKOFF,
+): number {
+  const backoff = fullJitterDelay(failures, random, policy);
+  if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoff;
+  return Math.max(backoff, retryAfterSeconds + (spread ? spread() : 0));
+}
+
 /** `seconds` with uniform ±`fraction` jitter (default ±10 %). */
 export function withJitter(seconds: number, random: () => number, fraction = 0.1): number {
   return seconds * (1 - fraction + 2 * fraction * random());

@@ -1,4 +1,4 @@
-import { fullJitterDelay } from "./backoff.ts";
+import { failureDelay } from "./backoff.ts";
 import {
   CertificateCheckError,
   createCsr,
@@ -320,7 +320,7 @@ async function requestWithRetries(
       throw new PlatformError(`Cannot enroll: ${failure.message}`, failure, { cause: failure });
     }
     const floor = error.retryAfterSeconds ?? 0;
-    const delaySeconds = Math.max(fullJitterDelay(attempt, deps.random), floor);
+    const delaySeconds = failureDelay(attempt, deps.random, error.retryAfterSeconds);
     const remainingSeconds = (deadline - deps.now()) / 1000;
     if (delaySeconds >= remainingSeconds) {
       throw giveUp(

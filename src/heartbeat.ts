@@ -1,4 +1,4 @@
-import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay, withJitter } from "./backoff.ts";
+import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
 import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
@@ -123,12 +123,10 @@ export class HeartbeatSchedule {
    */
   afterFailure(retryAfterSeconds?: number): number {
     this.failures++;
-    const backoff = fullJitterDelay(this.failures, this.#random, this.#backoff);
-    if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoff;
     // U(0,1) x a jittered interval is the forward-recurrence time of a steady fleet: agents come
     // back in steady-state phase. U(0,1) x the bare interval piles returns onto second beats.
-    const spread = this.#random() * withJitter(this.intervalSeconds, this.#random);
-    return Math.max(backoff, retryAfterSeconds + spread);
+    const spread = () => this.#random() * withJitter(this.intervalSeconds, this.#random);
+    return failureDelay(this.failures, this.#random, retryAfterSeconds, spread, this.#backoff);
   }
 }
 

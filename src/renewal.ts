@@ -3,7 +3,7 @@
  * atomic identity replacement), the scheduler the heartbeat loop calls between beats, and
  * `oneconnect-agent renew`. X.509 code is loaded only when a renewal actually happens.
  */
-import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay, withJitter } from "./backoff.ts";
+import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
 import type { RenewRequest, RenewResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
@@ -259,10 +259,14 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
   async #failed(error: unknown): Promise<void> {
     this.#failures++;
     const retryAfter = error instanceof PlatformError ? error.retryAfterSeconds : undefined;
-    let delaySeconds = fullJitterDelay(this.#failures, this.#random, this.#backoff);
-    if (retryAfter !== undefined && retryAfter > 0) {
-      delaySeconds = Math.max(delaySeconds, retryAfter * (1 + 0.1 * this.#random()));
-    }
+    // Up to +10 % above the floor; renewals only run between heartbeats, which spread the fleet.
+    const delaySeconds = failureDelay(
+      this.#failures,
+      this.#random,
+      retryAfter,
+      () => 0.1 * retryAfter! * this.#random(),
+      this.#backoff,
+    );
     this.#nextAt = this.#now() + Math.round(delaySeconds * 1000);
     const message = `Cannot renew certificate: ${messageOf(error)}`;
     const expiresAt = this.#identity.certificate_not_after;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   DEFAULT_BACKOFF,
+  failureDelay,
   fullJitterDelay,
   parseRetryAfter,
   RETRY_AFTER_CAP_SECONDS,
@@ -31,4 +32,18 @@ Deno.test("Retry-After parses seconds and HTTP-dates, capped, garbage ignored", 
   for (const bad of [null, undefined, "", "-5", "soon", "1.5", "1e9", "2026-11-29"]) {
     assert.equal(parseRetryAfter(bad, now), undefined, String(bad));
   }
+});
+
+Deno.test("failureDelay never goes below Retry-After and spreads only above it", () => {
+  // No Retry-After: plain full-jitter backoff, and no draw for the spread.
+  let draws = 0;
+  const counted = () => (draws++, 1);
+  assert.equal(failureDelay(3, counted, undefined, () => 99), 4);
+  assert.equal(failureDelay(3, counted, 0, () => 99), 4);
+  assert.equal(draws, 2);
+  // A Retry-After above the backoff is a floor, plus the caller's spread.
+  assert.equal(failureDelay(1, () => 0.5, 30), 30);
+  assert.equal(failureDelay(1, () => 0.5, 30, () => 7), 37);
+  // A backoff longer than the floor wins.
+  assert.equal(failureDelay(10, () => 1, 2, () => 7), 300);
 });
