@@ -280,14 +280,21 @@ async function requestWithRetries(
       () => budget.abort(new Error("enrollment timeout reached")),
       Math.max(0, deadline - deps.now()),
     );
-    const signal = AbortSignal.any([ctx.shutdown, budget.signal]);
+    // A listener removed in `finally`, not AbortSignal.any over the process-long shutdown signal
+    // (Deno #24842), as in the platform client.
+    const request = new AbortController();
+    const abortRequest = () => request.abort();
+    ctx.shutdown.addEventListener("abort", abortRequest, { once: true });
+    budget.signal.addEventListener("abort", abortRequest, { once: true });
+    if (ctx.shutdown.aborted) request.abort();
     let error: unknown;
     try {
-      return await client.enroll(body, signal);
+      return await client.enroll(body, request.signal);
     } catch (e) {
       error = e;
     } finally {
       clearTimeout(timer);
+      ctx.shutdown.removeEventListener("abort", abortRequest);
     }
     if (!(error instanceof PlatformError)) throw error;
     const failure = error;

@@ -44,7 +44,7 @@ const HOST: Host = {
   network_interfaces: [],
 };
 
-type Answer = (body: EnrollRequest) => Promise<EnrollResponse>;
+type Answer = (body: EnrollRequest, signal?: AbortSignal) => Promise<EnrollResponse>;
 
 /** A scripted platform: one answer per attempt (the last one repeats). */
 class FakePlatform {
@@ -59,10 +59,10 @@ class FakePlatform {
     return (options) => {
       this.clientOptions.push(options);
       const client: EnrollClient = {
-        enroll: (body) => {
+        enroll: (body, signal) => {
           this.requests.push(structuredClone(body));
           const answer = this.#answers[Math.min(this.requests.length, this.#answers.length) - 1]!;
-          return answer(body);
+          return answer(body, signal);
         },
         close: () => {
           this.closed++;
@@ -140,6 +140,7 @@ async function harness(
     caFile?: string;
     fs?: FileSystem;
     url?: string | null;
+    shutdown?: AbortSignal;
   } = {},
 ): Promise<Harness> {
   const dir = await tempDir();
@@ -156,6 +157,7 @@ async function harness(
     logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
     env: opts.env,
     stdin: opts.stdin,
+    shutdown: opts.shutdown,
   });
   const deps: Partial<EnrollDeps> = {
     createClient: platform.client(),
@@ -416,6 +418,26 @@ Deno.test("enroll maps 401 and 409 to exit 3 with code, detail and what to do", 
     assert.equal(await h.store.exists(), false);
     assert.equal(await exists(token), true);
   }
+});
+
+Deno.test("enroll stopped by SIGTERM mid-request aborts it: exit 4, nothing stored", async () => {
+  const ca = await createDevCa();
+  const stop = new AbortController();
+  const hanging: Answer = (_body, signal) =>
+    new Promise((_resolve, reject) => {
+      signal?.addEventListener("abort", () =>
+        reject(new PlatformError("request aborted", { kind: "aborted" })));
+      stop.abort();
+    });
+  await using h = await harness(new FakePlatform(ca, [hanging]), {
+    env: { ONECONNECT_ENROLLMENT_TOKEN: "tok-0123456789" },
+    shutdown: stop.signal,
+  });
+  const error = await failure(h.run());
+  assert.ok(error instanceof PlatformError, String(error));
+  assert.equal(error.exitCode, 4);
+  assert.match(error.message, /^Cannot enroll: interrupted; nothing was stored$/);
+  assert.equal(await h.store.exists(), false);
 });
 
 Deno.test("enroll that fails leaves no state directory it created", async () => {
