@@ -120,24 +120,47 @@ export function buildCli(proc: CliProcess): Command {
       new Option("--interval <seconds>", "heartbeat interval, overriding the platform's")
         .argParser(integerIn(1, 86400, "seconds")),
     )
+    .option(
+      "--metrics-file <path>",
+      "keep a Prometheus textfile (node_exporter textfile collector) current (env ONECONNECT_METRICS_FILE)",
+    )
     .addHelpText(
       "after",
-      example("oneconnect-agent run", "oneconnect-agent run --once --auth mtls"),
+      example(
+        "oneconnect-agent run",
+        "oneconnect-agent run --once --auth mtls",
+        "oneconnect-agent run --metrics-file /var/lib/prometheus/node-exporter/oneconnect_agent.prom",
+      ),
     )
     .action(async (opts, cmd: Command) => {
-      const ctx = await context(cmd, { auth: opts.auth });
+      const ctx = await context(cmd, { auth: opts.auth, metricsFile: opts.metricsFile });
       const { runCommand } = await import("./heartbeat.ts");
       await runCommand(ctx, { once: opts.once === true, intervalSeconds: opts.interval });
     });
 
   program.command("status")
     .description("show enrollment and heartbeat status (exit 5 when not enrolled)")
-    .option("--json", "machine-readable output")
-    .addHelpText("after", example("oneconnect-agent status --json"))
+    .option("--json", "machine-readable output (same as --format json)")
+    .option("--format <format>", "text|json|prometheus (Prometheus text exposition format)")
+    .addHelpText(
+      "after",
+      example("oneconnect-agent status --json", "oneconnect-agent status --format prometheus"),
+    )
     .action(async (opts, cmd: Command) => {
+      const { STATUS_FORMATS, statusCommand } = await import("./status.ts");
+      const format = opts.format ?? (opts.json === true ? "json" : "text");
+      if (!(STATUS_FORMATS as readonly string[]).includes(format)) {
+        throw new UsageError(
+          `Invalid status format ${JSON.stringify(format)} (--format): expected one of ${
+            STATUS_FORMATS.join(", ")
+          }`,
+        );
+      }
+      if (opts.json === true && format !== "json") {
+        throw new UsageError(`Conflicting --json and --format ${format}: give one of them`);
+      }
       const ctx = await context(cmd);
-      const { statusCommand } = await import("./status.ts");
-      await statusCommand(ctx, { json: opts.json === true });
+      await statusCommand(ctx, { format });
     });
 
   program.command("inventory")

@@ -18,6 +18,7 @@ export const FileConfigSchema = z.strictObject({
   proxy_url: z.string().min(1).optional(),
   timeout_seconds: z.number().int().min(1).max(600).optional(),
   interval_seconds: z.number().int().min(1).max(86400).optional(),
+  metrics_file: z.string().min(1).optional(),
 });
 /** The parsed contents of `agent.json`. */
 export type FileConfig = z.infer<typeof FileConfigSchema>;
@@ -36,6 +37,7 @@ export interface ConfigFlags {
   url?: string;
   caFile?: string;
   auth?: string;
+  metricsFile?: string;
 }
 
 /** The effective configuration after precedence: flag > environment > agent.json > default. */
@@ -49,6 +51,8 @@ export interface ResolvedConfig {
   proxyUrl?: URL;
   timeoutSeconds: number;
   intervalSeconds?: number;
+  /** Prometheus textfile `run` keeps current (`--metrics-file`), if any. */
+  metricsFile?: string;
   sources: Record<string, ConfigSource>;
 }
 
@@ -77,6 +81,7 @@ export const ENV_VARS = {
   logLevel: "ONECONNECT_LOG_LEVEL",
   logFormat: "ONECONNECT_LOG_FORMAT",
   auth: "ONECONNECT_AUTH",
+  metricsFile: "ONECONNECT_METRICS_FILE",
 } as const;
 
 /** The platform's default state directory for this OS and user. */
@@ -272,6 +277,12 @@ export async function resolveConfig(
   const [url, urlOrigin] = pick("url", flags.url, ENV_VARS.platformUrl, file.platform_url);
   const [caFile] = pick("caFile", flags.caFile, ENV_VARS.caFile, file.ca_file);
   const [auth, authOrigin] = pick("auth", flags.auth, ENV_VARS.auth, file.auth);
+  const [metricsFile] = pick(
+    "metricsFile",
+    flags.metricsFile,
+    ENV_VARS.metricsFile,
+    file.metrics_file,
+  );
 
   return {
     stateDir,
@@ -291,6 +302,7 @@ export async function resolveConfig(
       : parseProxyUrl(file.proxy_url, CONFIG_FILE_NAME),
     timeoutSeconds: file.timeout_seconds ?? 15,
     intervalSeconds: file.interval_seconds,
+    metricsFile: metricsFile === undefined ? undefined : String(metricsFile),
     sources,
   };
 }

@@ -314,6 +314,8 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
       st.sequence = sequence;
       next = sequence + 1;
       if (shutdown.aborted) break;
+      if (failure === undefined) st.heartbeats_sent_total = (st.heartbeats_sent_total ?? 0) + 1;
+      else st.heartbeats_failed_total = (st.heartbeats_failed_total ?? 0) + 1;
 
       let delaySeconds: number;
       let retryNow = false;
@@ -396,6 +398,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         }
       }
 
+      st.interval_seconds = schedule.intervalSeconds;
       if (deps.once && !retryNow) {
         st.next_attempt_at = null;
         st.sequence_reserved = st.sequence;
@@ -522,11 +525,19 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     certificate_expires_at: identity.certificate_not_after,
     next_renewal_at: new Date(renewal.nextAt()).toISOString(),
   });
+  const metricsFile = config.metricsFile;
+  const sink: StatusSink = metricsFile === undefined
+    ? status
+    : (await import("./metrics_file.ts")).withMetricsFile(status, {
+      path: metricsFile,
+      identity,
+      logger,
+    });
   await heartbeatLoop({
     agentId: identity.agent_id,
     send: (body, signal) => renewal.client.heartbeat(identity.agent_id, body, signal),
     snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
-    status,
+    status: sink,
     schedule,
     monotonicMs: () => performance.now(),
     wallMs: () => Date.now(),

@@ -6,6 +6,7 @@ import { denoFileSystem, type FileSystem } from "./file_system.ts";
 import { IdentityStore, STATUS_FILE_NAME } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
+import { VERSION } from "./version.ts";
 
 /** Mode of `status.json`: it names the agent and its platform, so it stays owner-only. */
 export const STATUS_FILE_MODE = 0o600;
@@ -71,6 +72,12 @@ export const StatusSchema = z.looseObject({
   permission_repairs: z.array(PermissionRepairSchema),
   stopped: StoppedSchema.nullable(),
   renewal: RenewalStatusSchema.nullable().optional(),
+  /** Heartbeats the platform accepted, over the life of this identity (Prometheus counter). */
+  heartbeats_sent_total: z.number().int().nonnegative().optional(),
+  /** Heartbeat attempts that failed, over the life of this identity (Prometheus counter). */
+  heartbeats_failed_total: z.number().int().nonnegative().optional(),
+  /** The heartbeat interval in force when `run` last scheduled an attempt. */
+  interval_seconds: z.number().positive().optional(),
 });
 /** The agent's heartbeat status. */
 export type AgentStatus = z.infer<typeof StatusSchema>;
@@ -317,10 +324,15 @@ export function renderStatusText(
   return lines.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}`).join("\n") + "\n";
 }
 
-/** `oneconnect-agent status [--json]`: exit 5 when not enrolled. */
+/** Output formats of `status`. */
+export const STATUS_FORMATS = ["text", "json", "prometheus"] as const;
+/** An output format of `status`. */
+export type StatusFormat = typeof STATUS_FORMATS[number];
+
+/** `oneconnect-agent status [--format text|json|prometheus]`: exit 5 when not enrolled. */
 export async function statusCommand(
   ctx: CommandContext,
-  options: { json: boolean },
+  options: { format: StatusFormat },
 ): Promise<void> {
   const store = new IdentityStore(ctx.config.stateDir, { logger: ctx.logger });
   if (!(await store.exists())) {
@@ -332,8 +344,11 @@ export async function statusCommand(
   }
   const identity = await store.load();
   const status = await readStatus(statusPath(ctx.config.stateDir), { logger: ctx.logger });
-  if (options.json) {
+  if (options.format === "json") {
     ctx.stdout(JSON.stringify(statusView(identity, status), null, 2) + "\n");
+  } else if (options.format === "prometheus") {
+    const { renderPrometheusMetrics } = await import("./prometheus_metrics.ts");
+    ctx.stdout(renderPrometheusMetrics({ ...identity, version: VERSION }, status, Date.now()));
   } else {
     ctx.stdout(renderStatusText(identity, status, Date.now()));
   }

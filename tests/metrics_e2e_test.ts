@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+
+const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
+const nodeExporterMissing = (() => {
+  try {
+    return !Deno.statSync(NODE_EXPORTER).isFile;
+  } catch {
+    return true;
+  }
+})();
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** The value of sample `name` (exact series text) in an exposition, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+Deno.test({
+  name: "node_exporter's textfile collector serves the metrics file that run keeps current",
+  ignore: nodeExporterMissing,
+  async fn() {
+    await using platform = await startDevPlatform({ quiet: true });
+    await using dir = await tempDir();
+    await using textfiles = await tempDir("oneconnect-textfile-");
+    const agentId = await enrollAgent(platform, dir.path);
+    platform.injectFault({ route: "heartbeat", status: 503, times: 2 });
+
+    const port = freePort();
+    const exporter = new Deno.Command(NODE_EXPORTER, {
+      args: [
+        "--collector.disable-defaults",
+        "--collector.textfile",
+        `--collector.textfile.directory=${textfiles.path}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin" },
+    }).spawn();
+    const exporterOut = exporter.output();
+    const agent = spawnAgent([
+      "--state-dir",
+      dir.path,
+      "run",
+      "--interval",
+      "1",
+      "--metrics-file",
+      join(textfiles.path, "oneconnect_agent.prom"),
+    ]);
+    const agentOut = agent.output();
+    try {
+      let scraped = "";
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+          scraped = await res.text();
+        } catch {
+          scraped = "";
+        }
+        if ((sample(scraped, "oneconnect_agent_heartbeats_sent_total") ?? 0) >= 2) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(
+        (sample(scraped, "oneconnect_agent_heartbeats_sent_total") ?? 0) >= 2,
+        `no metrics scraped in time:\n${scraped.slice(-2000)}`,
+      );
+      // The collector parsed the file (a malformed one sets the scrape error to 1).
+      assert.equal(sample(scraped, "node_textfile_scrape_error"), 0);
+      assert.equal(sample(scraped, "oneconnect_agent_heartbeats_failed_total"), 2);
+      assert.equal(sample(scraped, "oneconnect_agent_consecutive_failures"), 0);
+      assert.ok(
+        scraped.includes(`oneconnect_agent_info{agent_id="${agentId}",version="`),
+        scraped,
+      );
+      const lastSuccess = sample(scraped, "oneconnect_agent_last_success_timestamp_seconds") ?? 0;
+      assert.ok(Math.abs(lastSuccess - Date.now() / 1000) < 30, String(lastSuccess));
+      assert.equal(sample(scraped, "oneconnect_agent_heartbeat_interval_seconds"), 1);
+    } finally {
+      agent.kill("SIGTERM");
+      exporter.kill("SIGTERM");
+    }
+    const end = await agentOut;
+    assert.equal(end.code, 0, new TextDecoder().decode(end.stderr));
+    await exporterOut;
+
+    // `status --format prometheus` prints the same state from status.json, now stopped.
+    const status = await runAgent(["--state-dir", dir.path, "status", "--format", "prometheus"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(sample(status.stdout, "oneconnect_agent_stopped"), 1);
+    assert.equal(sample(status.stdout, "oneconnect_agent_heartbeats_failed_total"), 2);
+    const file = await Deno.readTextFile(join(textfiles.path, "oneconnect_agent.prom"));
+    assert.equal(sample(file, "oneconnect_agent_stopped"), 1);
+    assert.equal(
+      sample(file, "oneconnect_agent_heartbeats_sent_total"),
+      sample(status.stdout, "oneconnect_agent_heartbeats_sent_total"),
+    );
+  },
+});
+
+Deno.test("status --format refuses an unknown format and a conflicting --json (exit 2)", async () => {
+  await using dir = await tempDir();
+  const bad = await runAgent(["--state-dir", dir.path, "status", "--format", "xml"]);
+  assert.equal(bad.code, 2);
+  assert.match(
+    bad.stderr,
+    /^error: Invalid status format "xml" \(--format\): expected one of text, json, prometheus\n$/,
+  );
+  const both = await runAgent([
+    "--state-dir",
+    dir.path,
+    "status",
+    "--json",
+    "--format",
+    "prometheus",
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /Conflicting --json and --format prometheus/);
+});
