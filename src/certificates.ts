@@ -68,7 +68,9 @@ export class CertificateCheckError extends Error {
 
 /** What {@linkcode verifyIssuedCertificate} needs. */
 export interface VerifyIssuedCertificateInput {
+  /** The answer's `certificate`: the leaf, optionally followed by its intermediate CAs (PEM). */
   certificatePem: string;
+  /** The answer's `ca_certificates`: the anchors the path must end at. */
   caCertificatePems: string[];
   /** The public key of the pair the CSR was made with. */
   publicKey: CryptoKey;
@@ -77,10 +79,14 @@ export interface VerifyIssuedCertificateInput {
   skewSeconds?: number;
 }
 
-/** The validity window of a verified certificate. */
+/** A verified certificate: its validity window and the path that proves it. */
 export interface VerifiedCertificate {
   notBefore: Date;
   notAfter: Date;
+  /** The leaf alone, as PEM. */
+  leafPem: string;
+  /** The intermediate CAs between the leaf and the anchor, issuer of the leaf first (PEM). */
+  intermediatePems: string[];
 }
 
 function describeOffset(ms: number): string {
@@ -96,17 +102,105 @@ function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
   return x.every((v, i) => v === y[i]);
 }
 
+/** `"CN=..."` of a certificate's subject (or issuer), quoted for messages. */
+function named(name: string): string {
+  return JSON.stringify(name);
+}
+
+/** The validity window check; `what` names the certificate (`certificate`, `intermediate "CN=X"`). */
+function checkValidity(
+  cert: x509.X509Certificate,
+  what: string,
+  now: number,
+  skewMs: number,
+): void {
+  const { notBefore, notAfter } = cert;
+  if (notBefore.getTime() - skewMs > now) {
+    throw new CertificateCheckError(
+      `${what} is not valid until ${notBefore.toISOString()}, ${
+        describeOffset(notBefore.getTime() - now)
+      } from now (clock skew? check this host's clock)`,
+    );
+  }
+  if (notAfter.getTime() + skewMs < now) {
+    throw new CertificateCheckError(
+      `${what} expired at ${notAfter.toISOString()}, ${
+        describeOffset(now - notAfter.getTime())
+      } ago (clock skew? check this host's clock)`,
+    );
+  }
+}
+
+/** Whether `issuer` names and signed `cert` (a key type that cannot verify it did not sign it). */
+async function issued(issuer: x509.X509Certificate, cert: x509.X509Certificate): Promise<boolean> {
+  if (cert.issuer !== issuer.subject) return false;
+  try {
+    return await cert.verify({ publicKey: issuer, signatureOnly: true }, crypto);
+  } catch {
+    return false;
+  }
+}
+
+function isCa(cert: x509.X509Certificate): boolean {
+  return cert.getExtension(x509.BasicConstraintsExtension)?.ca === true;
+}
+
 /**
- * Checks a certificate issued for our CSR before anything is stored: it parses, it carries our
- * public key, it is valid now (± skew), every CA certificate parses, and one of them signed it.
- * Throws {@linkcode CertificateCheckError} naming the failed check.
+ * The checks a CA certificate on the path must pass, as OpenSSL (and so nginx) applies them:
+ * basicConstraints CA:true (intermediates only: an anchor is trusted as configured), keyCertSign
+ * when keyUsage is present, a pathLen that allows the CAs below it, and its validity window.
+ */
+function checkCa(
+  ca: x509.X509Certificate,
+  what: string,
+  casBelow: number,
+  anchor: boolean,
+  now: number,
+  skewMs: number,
+): void {
+  const constraints = ca.getExtension(x509.BasicConstraintsExtension);
+  if (!anchor && constraints?.ca !== true) {
+    throw new CertificateCheckError(
+      `${what} is not a CA (no basicConstraints CA:true), so it cannot issue certificates; the platform's PKI must issue from a CA certificate`,
+    );
+  }
+  const keyUsage = ca.getExtension(x509.KeyUsagesExtension);
+  if (keyUsage && (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    throw new CertificateCheckError(
+      `${what} may not sign certificates (its keyUsage lacks keyCertSign)`,
+    );
+  }
+  const pathLength = constraints?.pathLength;
+  if (pathLength !== undefined && casBelow > pathLength) {
+    throw new CertificateCheckError(
+      `path length exceeded: ${what} allows ${pathLength} intermediate CA(s) below it (pathlen:${pathLength}), the chain has ${casBelow}`,
+    );
+  }
+  checkValidity(ca, what, now, skewMs);
+}
+
+/**
+ * Checks a certificate issued for our CSR before anything is stored. `certificatePem` may be a
+ * chain, leaf first, then its intermediate CAs; the path leaf → intermediates → one of the
+ * `ca_certificates` must hold: every signature, every validity window (± skew), CA:true, keyUsage
+ * keyCertSign and pathLen on the CAs, clientAuth on the leaf (when it restricts its usage), and the
+ * leaf carries our public key. Throws {@linkcode CertificateCheckError} naming the failed check.
  */
 export async function verifyIssuedCertificate(
   input: VerifyIssuedCertificateInput,
 ): Promise<VerifiedCertificate> {
   const skewMs = (input.skewSeconds ?? CLOCK_SKEW_SECONDS) * 1000;
-  const cert = parseCertificate(input.certificatePem);
-  if (typeof cert === "string") throw new CertificateCheckError(`certificate is ${cert}`);
+  const pems = splitPemBundle(input.certificatePem);
+  const chain: x509.X509Certificate[] = [];
+  for (const [i, pem] of (pems.length > 0 ? pems : [input.certificatePem]).entries()) {
+    const cert = parseCertificate(pem);
+    if (typeof cert === "string") {
+      throw new CertificateCheckError(
+        i === 0 ? `certificate is ${cert}` : `certificate chain entry ${i + 1} is ${cert}`,
+      );
+    }
+    chain.push(cert);
+  }
   const cas: x509.X509Certificate[] = [];
   for (const [i, pem] of input.caCertificatePems.entries()) {
     const ca = parseCertificate(pem);
@@ -117,41 +211,93 @@ export async function verifyIssuedCertificate(
   }
 
   const ours = await crypto.subtle.exportKey("spki", input.publicKey);
-  if (!sameBytes(cert.publicKey.rawData, ours)) {
+  const oursAt = chain.findIndex((c) => sameBytes(c.publicKey.rawData, ours));
+  if (oursAt > 0) {
+    throw new CertificateCheckError(
+      `certificate chain is in the wrong order: this agent's certificate is entry ${
+        oursAt + 1
+      }, it must come first (leaf, then its issuer, up to the root)`,
+    );
+  }
+  if (oursAt < 0) {
     throw new CertificateCheckError(
       "certificate was issued for another key, not the one this agent generated",
     );
   }
-
-  const { notBefore, notAfter } = cert;
-  if (notBefore.getTime() - skewMs > input.now) {
+  const leaf = chain[0]!;
+  checkValidity(leaf, "certificate", input.now, skewMs);
+  const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku && !eku.usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
     throw new CertificateCheckError(
-      `certificate is not valid until ${notBefore.toISOString()}, ${
-        describeOffset(notBefore.getTime() - input.now)
-      } from now (clock skew? check this host's clock)`,
+      "certificate is not for client authentication (its extendedKeyUsage lacks clientAuth)",
     );
   }
-  if (notAfter.getTime() + skewMs < input.now) {
-    throw new CertificateCheckError(
-      `certificate expired at ${notAfter.toISOString()}, ${
-        describeOffset(input.now - notAfter.getTime())
-      } ago (clock skew? check this host's clock)`,
-    );
+  if (isCa(leaf)) {
+    throw new CertificateCheckError("certificate is a CA certificate, not an agent certificate");
   }
 
-  let signed = false;
-  for (const ca of cas) {
-    try {
-      if (await cert.verify({ publicKey: ca, signatureOnly: true }, crypto)) {
-        signed = true;
+  // Walk up from the leaf: each step is an anchor (done) or the next chain entry.
+  const path: x509.X509Certificate[] = [leaf];
+  for (let i = 0;; i++) {
+    const current = path[i]!;
+    const currentName = i === 0 ? "certificate" : `intermediate ${named(current.subject)}`;
+    let anchor: x509.X509Certificate | undefined;
+    for (const ca of cas) {
+      if (await issued(ca, current)) {
+        anchor = ca;
         break;
       }
-    } catch {
-      // A CA whose key type cannot verify this signature simply is not the issuer.
     }
+    if (anchor) {
+      checkCa(anchor, `root ${named(anchor.subject)}`, i, true, input.now, skewMs);
+      break;
+    }
+    const next = chain[i + 1];
+    if (next && await issued(next, current)) {
+      checkCa(next, `intermediate ${named(next.subject)}`, i, false, input.now, skewMs);
+      path.push(next);
+      continue;
+    }
+    for (const [j, later] of chain.entries()) {
+      if (j > i + 1 && await issued(later, current)) {
+        throw new CertificateCheckError(
+          `certificate chain is in the wrong order: the issuer of ${
+            i === 0 ? "the leaf" : currentName
+          } is entry ${j + 1}, it must be entry ${i + 2} (leaf, then its issuer, up to the root)`,
+        );
+      }
+    }
+    if ([...cas, ...chain].some((c) => c !== current && c.subject === current.issuer)) {
+      throw new CertificateCheckError(
+        `${currentName} is not signed by any of the ca_certificates: its signature does not verify with the key of ${
+          named(current.issuer)
+        } (a look-alike CA of the same name?)`,
+      );
+    }
+    if (current.issuer === current.subject) {
+      throw new CertificateCheckError(
+        `certificate chain ends at ${
+          named(current.subject)
+        }, which is not one of the ca_certificates`,
+      );
+    }
+    if (i === 0) {
+      throw new CertificateCheckError(
+        `certificate is not signed by any of the ca_certificates and its issuer ${
+          named(current.issuer)
+        } is not in the chain: a missing intermediate CA (the platform must send it after the leaf) or ca_certificates of another PKI`,
+      );
+    }
+    throw new CertificateCheckError(
+      `certificate chain is missing an intermediate: ${currentName} is issued by ${
+        named(current.issuer)
+      }, which is neither in the chain nor one of the ca_certificates`,
+    );
   }
-  if (!signed) {
-    throw new CertificateCheckError("certificate is not signed by any of the ca_certificates");
-  }
-  return { notBefore, notAfter };
+  return {
+    notBefore: leaf.notBefore,
+    notAfter: leaf.notAfter,
+    leafPem: pems[0] ?? input.certificatePem,
+    intermediatePems: path.slice(1).map((c) => pems[chain.indexOf(c)]!),
+  };
 }

@@ -6,6 +6,7 @@ import {
   generateAgentKeyPair,
   parseCertificate,
   splitPemBundle,
+  type VerifiedCertificate,
   verifyIssuedCertificate,
 } from "./certificates.ts";
 import type { CommandContext } from "./context.ts";
@@ -258,9 +259,9 @@ function describeAnswer(e: PlatformError): string {
 const TOKEN_SPENT_HINT =
   "nothing was stored; the enrollment token is probably used up, so ask for a new one";
 
-function rejectedAnswer(why: string): PlatformError {
+function rejectedAnswer(why: string, hint = ""): PlatformError {
   return new PlatformError(
-    `Cannot enroll: refusing the platform's answer: ${why}; ${TOKEN_SPENT_HINT}`,
+    `Cannot enroll: refusing the platform's answer: ${why}; ${TOKEN_SPENT_HINT}${hint}`,
     { kind: "invalid_response" },
   );
 }
@@ -435,7 +436,7 @@ async function obtainIdentity(
   }
   const response = parsed.data;
   registerSecret(response.service_account_token);
-  let validity: { notBefore: Date; notAfter: Date };
+  let validity: VerifiedCertificate;
   try {
     validity = await verifyIssuedCertificate({
       certificatePem: response.certificate,
@@ -444,7 +445,14 @@ async function obtainIdentity(
       now: deps.now(),
     });
   } catch (e) {
-    if (e instanceof CertificateCheckError) throw rejectedAnswer(e.message);
+    if (e instanceof CertificateCheckError) {
+      // The platform accepted the token before its answer could be checked: say that a new token
+      // needs the cause fixed first, or it is spent the same way.
+      throw rejectedAnswer(
+        e.message,
+        " once the cause is fixed (the same answer would spend it too)",
+      );
+    }
     throw e;
   }
 
@@ -452,7 +460,8 @@ async function obtainIdentity(
     version: 1,
     agent_id: response.agent_id,
     platform_url: baseUrl.href,
-    certificate: response.certificate,
+    certificate: validity.leafPem,
+    intermediate_certificates: validity.intermediatePems,
     ca_certificates: response.ca_certificates,
     bootstrap_ca_certificates: bootstrapCa ?? [],
     private_key: privateKeyPem,

@@ -25,7 +25,14 @@ export function clientForIdentity(
     baseUrl: new URL(identity.platform_url),
     caCertificates: pinned.length > 0 ? pinned : undefined,
     auth: options.auth === "mtls"
-      ? { kind: "mtls", certificatePem: identity.certificate, privateKeyPem: identity.private_key }
+      ? {
+        kind: "mtls",
+        // The intermediates go with the leaf, so an edge trusting only the root can build the path.
+        certificatePem: [identity.certificate, ...identity.intermediate_certificates ?? []].join(
+          "",
+        ),
+        privateKeyPem: identity.private_key,
+      }
       : { kind: "bearer", token: identity.service_account_token },
     proxyUrl: options.proxyUrl,
     env: options.env,

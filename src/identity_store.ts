@@ -10,7 +10,14 @@ export const IdentitySchema = z.object({
   version: z.literal(1),
   agent_id: AgentIdSchema,
   platform_url: z.string(),
+  /** The agent's certificate (the leaf alone). */
   certificate: z.string(),
+  /**
+   * The intermediate CAs between the certificate and `ca_certificates`, issuer of the leaf first,
+   * presented with it in mTLS. Absent in files written before chains were stored: none.
+   */
+  intermediate_certificates: z.array(z.string().includes("-----BEGIN CERTIFICATE-----"))
+    .optional(),
   ca_certificates: z.array(z.string()),
   bootstrap_ca_certificates: z.array(z.string()),
   private_key: z.string(),

@@ -57,7 +57,7 @@ export interface RenewIdentityOptions {
 
 /**
  * Renews `identity` once: a new ECDSA P-256 key made here, a CSR for it, the platform's answer
- * verified like at enrollment (our key, valid now, signed by one of its CAs). Returns the new
+ * verified like at enrollment (our key, valid now, a sound path to one of its CAs). Returns the new
  * identity without storing it. Rejects with the client's {@linkcode PlatformError}, or one of kind
  * `invalid_response` when the answer fails a check.
  */
@@ -79,7 +79,7 @@ export async function renewIdentity(
 
   const answer = await client.renewCertificate(identity.agent_id, { csr }, options.signal);
   registerSecret(answer.service_account_token);
-  let validity: { notBefore: Date; notAfter: Date };
+  let validity: Awaited<ReturnType<typeof certs.verifyIssuedCertificate>>;
   try {
     validity = await certs.verifyIssuedCertificate({
       certificatePem: answer.certificate,
@@ -97,7 +97,8 @@ export async function renewIdentity(
   }
   return {
     ...identity,
-    certificate: answer.certificate,
+    certificate: validity.leafPem,
+    intermediate_certificates: validity.intermediatePems,
     private_key: privateKeyPem,
     ca_certificates: answer.ca_certificates,
     service_account_token: answer.service_account_token ?? identity.service_account_token,

@@ -4,7 +4,8 @@
  * Prints the URL, the dev CA file, the admin token and one enrollment token at start.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { startDevPlatform } from "./dev_platform/server.ts";
+import { splitPemBundle } from "../src/certificates.ts";
+import { type IssuingCaOptions, startDevPlatform } from "./dev_platform/server.ts";
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
@@ -47,6 +48,12 @@ const program = new Command("dev-platform")
   .option("--token-ttl <duration>", "lifetime of the printed enrollment token", positive, 3600)
   .option("--require-mtls", "heartbeat/renew/unenroll need a client certificate via the proxy")
   .option("--proxy-secret <secret>", "X-OneConnect-Proxy-Secret of the trusted TLS proxy")
+  .option(
+    "--issuing-ca-cert <file>",
+    "issue agent certificates from this CA (PEM, optionally followed by its own intermediates)",
+  )
+  .option("--issuing-ca-key <file>", "PKCS#8 P-256 key of --issuing-ca-cert")
+  .option("--issuing-ca-roots <file>", "root(s) answered as ca_certificates with --issuing-ca-cert")
   .option("--quiet", "no request log")
   .addHelpText(
     "after",
@@ -66,7 +73,30 @@ const o = program.opts<{
   requireMtls?: boolean;
   proxySecret?: string;
   quiet?: boolean;
+  issuingCaCert?: string;
+  issuingCaKey?: string;
+  issuingCaRoots?: string;
 }>();
+
+/** `--issuing-ca-*`: all three, or none. */
+async function issuingCa(): Promise<IssuingCaOptions | undefined> {
+  const files = [o.issuingCaCert, o.issuingCaKey, o.issuingCaRoots];
+  if (files.every((f) => f === undefined)) return undefined;
+  if (files.some((f) => f === undefined)) {
+    throw new Error("--issuing-ca-cert, --issuing-ca-key and --issuing-ca-roots go together");
+  }
+  const chainPems = splitPemBundle(await Deno.readTextFile(o.issuingCaCert!));
+  const rootPems = splitPemBundle(await Deno.readTextFile(o.issuingCaRoots!));
+  if (chainPems.length === 0 || rootPems.length === 0) {
+    throw new Error("--issuing-ca-cert and --issuing-ca-roots must hold PEM certificates");
+  }
+  return {
+    certPem: chainPems[0]!,
+    keyPem: await Deno.readTextFile(o.issuingCaKey!),
+    chainPems,
+    rootPems,
+  };
+}
 
 let platform;
 try {
@@ -81,6 +111,7 @@ try {
     requireMtls: o.requireMtls,
     proxySecret: o.proxySecret,
     quiet: o.quiet,
+    issuingCa: await issuingCa(),
   });
 } catch (e) {
   console.error(`dev-platform: ${e instanceof Error ? e.message : String(e)}`);

@@ -12,6 +12,7 @@ import {
 } from "../src/certificates.ts";
 import { keyMatchesCertificate } from "../src/identity_store.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
+import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const HOUR = 3_600_000;
 
@@ -200,4 +201,114 @@ Deno.test("keyMatchesCertificate (WebCrypto only) agrees with the X.509 check", 
   );
   assert.equal(await keyMatchesCertificate("garbage", certPem), "bad-key");
   assert.equal(await keyMatchesCertificate(keyPem, "garbage"), "bad-certificate");
+});
+
+// Chains through an intermediate CA, judged against a PKI made by the openssl CLI (tests/openssl_pki.ts).
+const HAVE_OPENSSL = opensslAvailable();
+if (!HAVE_OPENSSL) {
+  console.error(
+    `\n!!! SKIPPING the certificate chain tests of tests/certificates_test.ts: openssl is not installed at ${OPENSSL_BIN}.\n`,
+  );
+}
+
+/** The openssl PKI and a fresh agent key with a CSR for it. */
+async function chainCase() {
+  const pki = await sharedOpensslPki();
+  const keys = await generateAgentKeyPair();
+  const csr = await createCsr(keys, "host-1");
+  const verify = (certificatePem: string, now = Date.parse("2030-01-01T00:00:00Z")) =>
+    verifyIssuedCertificate({
+      certificatePem,
+      caCertificatePems: [pki.root.certPem],
+      publicKey: keys.publicKey,
+      now,
+    });
+  return { pki, keys, csr, verify };
+}
+
+Deno.test({
+  name:
+    "verifyIssuedCertificate accepts a leaf + intermediate chain up to a root in ca_certificates",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const { pki, csr, verify } = await chainCase();
+    const leaf = await pki.signAgentCsr(csr, "issuing");
+    const verified = await verify(leaf + pki.issuing.certPem);
+    assert.equal(verified.leafPem, leaf);
+    assert.deepEqual(verified.intermediatePems, [pki.issuing.certPem]);
+    assert.equal(verified.notAfter.toISOString(), "2099-12-31T00:00:00.000Z");
+    // The root sent along at the end is allowed, and not stored as an intermediate.
+    const withRoot = await verify(leaf + pki.issuing.certPem + pki.root.certPem);
+    assert.deepEqual(withRoot.intermediatePems, [pki.issuing.certPem]);
+    // A leaf issued by the root itself has no intermediates.
+    const direct = await verify(await pki.signAgentCsr(csr, "root"));
+    assert.deepEqual(direct.intermediatePems, []);
+  },
+});
+
+Deno.test({
+  name: "verifyIssuedCertificate names each way a chain is broken",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const { pki, csr, verify } = await chainCase();
+    const leaf = await pki.signAgentCsr(csr, "issuing");
+    assert.equal(
+      await rejection(verify(pki.issuing.certPem + leaf)),
+      "certificate chain is in the wrong order: this agent's certificate is entry 2, it must come first (leaf, then its issuer, up to the root)",
+    );
+    const deep = await pki.signAgentCsr(csr, "toodeep");
+    assert.equal(
+      await rejection(verify(deep + pki.issuing.certPem + pki.tooDeep.certPem)),
+      "certificate chain is in the wrong order: the issuer of the leaf is entry 3, it must be entry 2 (leaf, then its issuer, up to the root)",
+    );
+    assert.equal(
+      await rejection(verify(leaf)),
+      'certificate is not signed by any of the ca_certificates and its issuer "CN=Test Issuing CA" is not in the chain: a missing intermediate CA (the platform must send it after the leaf) or ca_certificates of another PKI',
+    );
+    assert.equal(
+      await rejection(verify(deep + pki.tooDeep.certPem)),
+      'certificate chain is missing an intermediate: intermediate "CN=Test Sub-Issuing CA" is issued by "CN=Test Issuing CA", which is neither in the chain nor one of the ca_certificates',
+    );
+    assert.equal(
+      await rejection(verify(await pki.signAgentCsr(csr, "notca") + pki.notCa.certPem)),
+      'intermediate "CN=Test Not A CA" is not a CA (no basicConstraints CA:true), so it cannot issue certificates; the platform\'s PKI must issue from a CA certificate',
+    );
+    assert.match(
+      await rejection(verify(await pki.signAgentCsr(csr, "expired") + pki.expired.certPem)),
+      /^intermediate "CN=Test Expired CA" expired at 2021-01-01T00:00:00\.000Z, \d+ minutes ago \(clock skew\? check this host's clock\)$/,
+    );
+    assert.equal(
+      await rejection(verify(deep + pki.tooDeep.certPem + pki.issuing.certPem)),
+      'path length exceeded: intermediate "CN=Test Issuing CA" allows 0 intermediate CA(s) below it (pathlen:0), the chain has 1',
+    );
+  },
+});
+
+Deno.test({
+  name: "verifyIssuedCertificate applies the clock skew allowance to intermediates too",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const { pki, csr, verify } = await chainCase();
+    // The leaf is valid from 2019, its issuer only from 2020-01-01.
+    const chain = await pki.signAgentCsr(csr, "issuing") + pki.issuing.certPem;
+    const start = Date.parse("2020-01-01T00:00:00Z");
+    await verify(chain, start - 4 * 60_000);
+    assert.equal(
+      await rejection(verify(chain, start - 10 * 60_000)),
+      'intermediate "CN=Test Issuing CA" is not valid until 2020-01-01T00:00:00.000Z, 10 minutes from now (clock skew? check this host\'s clock)',
+    );
+  },
+});
+
+Deno.test({
+  name: "verifyIssuedCertificate refuses a leaf not meant for client authentication",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const { pki, csr, verify } = await chainCase();
+    const leaf = await pki.signAgentCsr(csr, "issuing", { extendedKeyUsage: "serverAuth" });
+    assert.equal(
+      await rejection(verify(leaf + pki.issuing.certPem)),
+      "certificate is not for client authentication (its extendedKeyUsage lacks clientAuth)",
+    );
+  },
 });

@@ -31,6 +31,7 @@ import {
 } from "../tasks/dev_platform/dev_ca.ts";
 import { tempDir } from "./helpers.ts";
 import { testContext } from "./context_fixture.ts";
+import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const HOST: Host = {
   hostname: "web-01",
@@ -593,6 +594,55 @@ Deno.test("enroll --force replaces the identity only once the new one is verifie
   assert.notEqual(second.private_key, first.private_key);
   assert.equal(await exists(h.store.secretFilePath("status.json")), false);
   assert.equal(h.out.at(-1), "enrolled as agent-2\n");
+});
+
+Deno.test({
+  name:
+    "enroll stores an intermediate-issued chain and refuses a broken one, keeping the old files",
+  ignore: !opensslAvailable(),
+  async fn() {
+    const pki = await sharedOpensslPki();
+    const ca = await createDevCa();
+    const chained = (chain: (leaf: string) => string): Answer => async (body) => ({
+      agent_id: "agent-1",
+      certificate: chain(await pki.signAgentCsr(body.csr, "issuing")),
+      ca_certificates: [pki.root.certPem],
+      service_account_token: "sat-secret-0123456789",
+    });
+    const platform = new FakePlatform(ca, [chained((leaf) => leaf + pki.issuing.certPem)]);
+    await using h = await harness(platform);
+    await writeToken(h);
+    await h.run();
+    const first = await h.store.load();
+    assert.equal(new x509.X509Certificate(first.certificate).issuer, "CN=Test Issuing CA");
+    assert.equal(first.certificate.match(/BEGIN CERTIFICATE/g)?.length, 1);
+    assert.deepEqual(first.intermediate_certificates, [pki.issuing.certPem]);
+    assert.deepEqual(first.ca_certificates, [pki.root.certPem]);
+    const before = await Deno.readTextFile(h.store.identityPath);
+
+    const cases: Array<[(leaf: string) => string, RegExp]> = [
+      [(leaf) => leaf, /missing intermediate CA/],
+      [(leaf) => pki.issuing.certPem + leaf, /certificate chain is in the wrong order/],
+    ];
+    for (const [chain, why] of cases) {
+      const token = await writeToken(h);
+      const e = await failure(
+        enrollCommand(h.ctx, { force: true, check: false, timeoutSeconds: 120 }, {
+          ...h.deps,
+          createClient: new FakePlatform(ca, [chained(chain)]).client(),
+        }),
+      );
+      assert.equal(e.exitCode, 4);
+      assert.match(e.message, why);
+      assert.match(
+        e.message,
+        /; nothing was stored; the enrollment token is probably used up, so ask for a new one once the cause is fixed \(the same answer would spend it too\)$/,
+      );
+      assert.equal(e.message.split("\n").length, 1);
+      assert.equal(await Deno.readTextFile(h.store.identityPath), before);
+      assert.equal(await exists(token), true);
+    }
+  },
 });
 
 Deno.test("enroll passes the --ca-file bundle as bootstrap trust and stores it", async () => {

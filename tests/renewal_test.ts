@@ -19,6 +19,7 @@ import { createDevCa } from "../tasks/dev_platform/server.ts";
 import { tempDir } from "./helpers.ts";
 import { issueFor, makeIdentity } from "./identity_fixture.ts";
 import { testContext } from "./context_fixture.ts";
+import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -371,6 +372,7 @@ Deno.test("renewIdentity makes a new key, keeps the subject and returns the veri
     {
       ...old,
       certificate: "",
+      intermediate_certificates: [],
       private_key: "",
       certificate_not_before: "",
       certificate_not_after: "",
@@ -381,6 +383,36 @@ Deno.test("renewIdentity makes a new key, keeps the subject and returns the veri
     now: Date.now,
   });
   assert.equal(rotated.service_account_token, "oc_sat_rotated_1234567890");
+});
+
+Deno.test({
+  name: "renewIdentity checks the answer's chain and keeps its intermediates (openssl PKI)",
+  ignore: !opensslAvailable(),
+  async fn() {
+    const pki = await sharedOpensslPki();
+    const old = await makeIdentity(ca);
+    const chained = (chain: (leaf: string) => string) =>
+      new IssuingClient(async (csr) => ({
+        certificate: chain(await pki.signAgentCsr(csr, "issuing")),
+        ca_certificates: [pki.root.certPem],
+      }));
+    const renewed = await renewIdentity(old, chained((leaf) => leaf + pki.issuing.certPem), {
+      now: Date.now,
+    });
+    assert.equal(await keyMatchesCertificate(renewed.private_key, renewed.certificate), "match");
+    assert.equal(new x509.X509Certificate(renewed.certificate).issuer, "CN=Test Issuing CA");
+    assert.deepEqual(renewed.intermediate_certificates, [pki.issuing.certPem]);
+    assert.deepEqual(renewed.ca_certificates, [pki.root.certPem]);
+
+    const broken = await renewIdentity(old, chained((leaf) => pki.issuing.certPem + leaf), {
+      now: Date.now,
+    }).then(() => null, (e) => e);
+    assert.ok(broken instanceof PlatformError);
+    assert.match(
+      broken.message,
+      /^refusing the platform's answer: certificate chain is in the wrong order: .*; the current certificate is kept$/,
+    );
+  },
 });
 
 Deno.test("renewIdentity refuses a certificate for another key, from another CA, or not yet valid", async () => {

@@ -63,6 +63,12 @@ export interface DevPlatformOptions {
   quiet?: boolean;
   /** Serve with this certificate instead of one from the dev CA (e.g. a foreign server). */
   serverCertificate?: { certPem: string; keyPem: string };
+  /**
+   * Issue agent certificates from this CA (e.g. an intermediate made by openssl) instead of the
+   * dev CA, which then only serves TLS. Answers carry `certificate` = leaf + `chainPems` and
+   * `ca_certificates` = `rootPems`.
+   */
+  issuingCa?: IssuingCaOptions;
   /** Rotate the service account token on each renewal (sent back in the renewal answer). */
   rotateServiceAccountTokenOnRenew?: boolean;
   /** Heartbeats kept in memory (oldest dropped first); default 10000. */
@@ -73,6 +79,20 @@ export interface DevPlatformOptions {
   now?: () => number;
   /** Randomness seam for fault probabilities; default `Math.random`. */
   random?: () => number;
+}
+
+/** An external CA the dev platform signs agent certificates with. */
+export interface IssuingCaOptions {
+  /** The issuing CA certificate (PEM). */
+  certPem: string;
+  /** Its PKCS#8 ECDSA P-256 private key (PEM). */
+  keyPem: string;
+  /** Sent after the leaf in `certificate`, in this order; default `[certPem]`. */
+  chainPems?: string[];
+  /** The answers' `ca_certificates`: the root(s) the chain ends at. */
+  rootPems: string[];
+  /** Send the leaf after the chain, as a broken platform would (tests of the agent's check). */
+  leafLast?: boolean;
 }
 
 /** A running dev platform. */
@@ -294,14 +314,17 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   const ownsDataDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "oneconnect-dev-platform-" });
   const caFile = join(dataDir, "ca.crt");
+  let devCa: DevCa;
+  /** The CA agent certificates are issued (and client certificates checked) with. */
   let ca: DevCa;
   let server: { certPem: string; keyPem: string };
   let store: PlatformStore;
   try {
     await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
-    ca = await openDevCa(dataDir);
+    devCa = await openDevCa(dataDir);
     // The TLS certificates follow the real clock: a skewed platform clock must not break TLS.
-    server = opts.serverCertificate ?? await issueServerCertificate(ca);
+    server = opts.serverCertificate ?? await issueServerCertificate(devCa);
+    ca = opts.issuingCa ? await loadDevCa(opts.issuingCa.certPem, opts.issuingCa.keyPem) : devCa;
     store = await PlatformStore.open(
       ownsDataDir ? null : dataDir,
       opts.heartbeatHistoryLimit ?? 10_000,
@@ -319,6 +342,16 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   const log = (line: string) => {
     if (!quiet) console.error(`dev-platform: ${line}`);
   };
+
+  /** `certificate` and `ca_certificates` of an enrollment or renewal answer. */
+  function issuedAnswer(cert: x509.X509Certificate) {
+    const leaf = cert.toString("pem");
+    const issuing = opts.issuingCa;
+    if (!issuing) return { certificate: leaf, ca_certificates: [ca.certPem] };
+    const chain = (issuing.chainPems ?? [issuing.certPem]).map((pem) => pem.trim());
+    const blocks = issuing.leafLast ? [...chain, leaf] : [leaf, ...chain];
+    return { certificate: `${blocks.join("\n")}\n`, ca_certificates: issuing.rootPems };
+  }
 
   async function authenticate(req: Request): Promise<Principal | Reply> {
     const secret = req.headers.get("x-oneconnect-proxy-secret");
@@ -504,8 +537,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     log(`enrolled agent ${agentId} (${body.host.hostname ?? "no hostname"})`);
     return ok(201, {
       agent_id: agentId,
-      certificate: cert.toString("pem"),
-      ca_certificates: [ca.certPem],
+      ...issuedAnswer(cert),
       service_account_token: serviceAccountToken,
       heartbeat_interval_seconds: interval,
     });
@@ -602,10 +634,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       a.certificate_public_key_sha256 = keyHash;
       a.renewal_count += 1;
     });
-    const answer: Record<string, unknown> = {
-      certificate: cert.toString("pem"),
-      ca_certificates: [ca.certPem],
-    };
+    const answer: Record<string, unknown> = issuedAnswer(cert);
     if (opts.rotateServiceAccountTokenOnRenew) {
       const token = newToken("oc_sat_");
       store.replaceCredential(pathAgentId, token);
@@ -815,7 +844,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
 
   const platform: DevPlatform = {
     url,
-    caCertPem: ca.certPem,
+    caCertPem: devCa.certPem,
     caFile,
     serverCertPem: server.certPem,
     serverKeyPem: server.keyPem,
