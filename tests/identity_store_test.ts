@@ -149,6 +149,25 @@ Deno.test("identity store reports truncated or empty files as corrupt and leaves
   }
 });
 
+Deno.test("identity store loads files from before chains were stored and checks intermediates", async () => {
+  await using dir = await tempDir();
+  const store = new IdentityStore(dir.path);
+  const identity = await makeIdentity();
+  // An identity.json written by an older agent: no intermediate_certificates at all.
+  await Deno.writeTextFile(store.identityPath, JSON.stringify(identity), { mode: 0o600 });
+  const old = await store.load();
+  assert.equal(old.intermediate_certificates, undefined);
+  const intermediate = (await createDevCa({ commonName: "Issuing CA" })).certPem;
+  await store.save({ ...identity, intermediate_certificates: [intermediate] });
+  assert.deepEqual((await store.load()).intermediate_certificates, [intermediate]);
+  await Deno.writeTextFile(
+    store.identityPath,
+    JSON.stringify({ ...identity, intermediate_certificates: ["junk"] }),
+  );
+  const bad = await failure(store.load());
+  assert.match(bad.message, /^Corrupt identity file .*"intermediate_certificates\.0"/);
+});
+
 Deno.test("identity store names the bad field but never shows its value", async () => {
   await using dir = await tempDir();
   const store = new IdentityStore(dir.path);

@@ -97,6 +97,7 @@ ${
     https
       ? `proxy_ssl_verify on;
 proxy_ssl_trusted_certificate ${join(dir, "upstream_ca.crt")};
+proxy_ssl_verify_depth 2;
 proxy_ssl_name localhost;
 proxy_ssl_server_name on;
 proxy_ssl_session_reuse on;`
