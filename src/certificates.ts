@@ -249,8 +249,19 @@ export async function verifyIssuedCertificate(
       }
     }
     if (anchor) {
-      checkCa(anchor, `root ${named(anchor.subject)}`, i, true, input.now, skewMs);
-      break;
+      const selfIssued = anchor.subject === anchor.issuer;
+      const what = `${selfIssued ? "root" : "CA"} ${named(anchor.subject)} of ca_certificates`;
+      checkCa(anchor, what, i, true, input.now, skewMs);
+      if (selfIssued || path.includes(anchor)) break;
+      // An intermediate among ca_certificates (leaf alone, ca_certificates = [issuing, root]): it
+      // goes on the presented path too, so that an edge trusting only the root can verify us.
+      let parent = false;
+      for (const ca of cas) {
+        if (ca !== anchor && !path.includes(ca) && await issued(ca, anchor)) parent = true;
+      }
+      if (!parent) break;
+      path.push(anchor);
+      continue;
     }
     const next = chain[i + 1];
     if (next && await issued(next, current)) {
@@ -298,6 +309,8 @@ export async function verifyIssuedCertificate(
     notBefore: leaf.notBefore,
     notAfter: leaf.notAfter,
     leafPem: pems[0] ?? input.certificatePem,
-    intermediatePems: path.slice(1).map((c) => pems[chain.indexOf(c)]!),
+    intermediatePems: path.slice(1).map((c) =>
+      chain.includes(c) ? pems[chain.indexOf(c)]! : splitPemBundle(c.toString("pem"))[0]!
+    ),
   };
 }

@@ -231,7 +231,7 @@ Deno.test({
     "verifyIssuedCertificate accepts a leaf + intermediate chain up to a root in ca_certificates",
   ignore: !HAVE_OPENSSL,
   async fn() {
-    const { pki, csr, verify } = await chainCase();
+    const { pki, keys, csr, verify } = await chainCase();
     const leaf = await pki.signAgentCsr(csr, "issuing");
     const verified = await verify(leaf + pki.issuing.certPem);
     assert.equal(verified.leafPem, leaf);
@@ -240,6 +240,22 @@ Deno.test({
     // The root sent along at the end is allowed, and not stored as an intermediate.
     const withRoot = await verify(leaf + pki.issuing.certPem + pki.root.certPem);
     assert.deepEqual(withRoot.intermediatePems, [pki.issuing.certPem]);
+    // The issuing CA in ca_certificates instead of the chain: still presented with the leaf, so
+    // that an edge trusting only the root can verify the agent.
+    const anchored = await verifyIssuedCertificate({
+      certificatePem: leaf,
+      caCertificatePems: [pki.issuing.certPem, pki.root.certPem],
+      publicKey: keys.publicKey,
+      now: Date.parse("2030-01-01T00:00:00Z"),
+    });
+    assert.deepEqual(anchored.intermediatePems, [pki.issuing.certPem]);
+    const pinnedIssuing = await verifyIssuedCertificate({
+      certificatePem: leaf,
+      caCertificatePems: [pki.issuing.certPem],
+      publicKey: keys.publicKey,
+      now: Date.parse("2030-01-01T00:00:00Z"),
+    });
+    assert.deepEqual(pinnedIssuing.intermediatePems, []);
     // A leaf issued by the root itself has no intermediates.
     const direct = await verify(await pki.signAgentCsr(csr, "root"));
     assert.deepEqual(direct.intermediatePems, []);

@@ -179,6 +179,47 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "an issuing CA sent in ca_certificates, not the chain, is still presented to a root-only nginx",
+  ignore: !HAVE_TOOLS && !NGINX_REQUIRED,
+  fn: () =>
+    withPki(async (pki) => {
+      requireTools();
+      await using platform = await startDevPlatform({
+        quiet: true,
+        proxySecret: PROXY_SECRET,
+        serverCertificate: pki.serverChain,
+        issuingCa: {
+          ...pki.issuing,
+          chainPems: [],
+          rootPems: [pki.issuing.certPem, pki.root.certPem],
+        },
+      });
+      await using nginx = await startNginxMtls({
+        upstream: platform.url,
+        caPem: pki.root.certPem,
+        serverCertPem: pki.serverChain.certPem,
+        serverKeyPem: pki.serverChain.keyPem,
+        proxySecret: PROXY_SECRET,
+      });
+      await using state = await tempDir("oneconnect-pki-state-");
+      const enrolled = await enroll(
+        state.path,
+        nginx.url,
+        pki.rootFile,
+        platform.mintEnrollmentToken(),
+      );
+      assert.equal(enrolled.code, 0, enrolled.stderr);
+      const identity = await readIdentity(state.path);
+      assert.equal(identity.certificate.match(/BEGIN CERTIFICATE/g)?.length, 1);
+      assert.deepEqual(identity.intermediate_certificates, [pki.issuing.certPem]);
+      const once = await runAgent(["--state-dir", state.path, "run", "--once", "--auth", "mtls"]);
+      assert.equal(once.code, 0, `${once.stderr}\n${await nginx.errorLog()}`);
+      assert.equal(platform.heartbeats(identity.agent_id)[0]?.auth, "mtls");
+    }),
+});
+
+Deno.test({
   name: "enroll refuses each broken openssl chain with one line and stores nothing",
   ignore: !HAVE_TOOLS && !NGINX_REQUIRED,
   fn: () =>
