@@ -2,6 +2,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import { ContractValidator } from "../tasks/dev_platform/contract_validator.ts";
 import {
   AGENT_URI_PREFIX,
@@ -12,6 +13,8 @@ import {
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { nginxAvailable, startNginxMtls } from "./nginx.ts";
 import { tempDir } from "./helpers.ts";
+import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { splitPemBundle } from "../src/certificates.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
@@ -952,10 +955,10 @@ async function taskArgs(name: string): Promise<string[]> {
   return words.slice(1);
 }
 
-Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working enrollment token", async () => {
-  await using dir = await tempDir();
+/** Spawns `deno task dev-platform <args>` and reads its banner up to the enrollment token. */
+async function spawnDevPlatformCli(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...await taskArgs("dev-platform"), "--port", "0", "--data-dir", dir.path, "--quiet"],
+    args: [...await taskArgs("dev-platform"), ...args],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "piped",
@@ -967,6 +970,18 @@ Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working e
     if (done) break;
     banner += value;
   }
+  return { child, lines, banner };
+}
+
+Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working enrollment token", async () => {
+  await using dir = await tempDir();
+  const { child, lines, banner } = await spawnDevPlatformCli([
+    "--port",
+    "0",
+    "--data-dir",
+    dir.path,
+    "--quiet",
+  ]);
   const url = /listening on (\S+)/.exec(banner)?.[1];
   const caFile = /CA certificate:\s+(\S+)/.exec(banner)?.[1];
   const token = /enrollment token: (\S+)/.exec(banner)?.[1];
@@ -997,6 +1012,59 @@ Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working e
   assert.match(rest, /dev platform stopped/);
   const state = JSON.parse(await Deno.readTextFile(`${dir.path}/state.json`));
   assert.equal(state.agents.length, 1);
+});
+
+Deno.test({
+  name: "dev-platform CLI issues agent certificates from an openssl-made CA given as PEM files",
+  ignore: !opensslAvailable(),
+  async fn() {
+    const pki = await sharedOpensslPki();
+    await using dir = await tempDir();
+    const { child, lines, banner } = await spawnDevPlatformCli([
+      "--port",
+      "0",
+      "--data-dir",
+      dir.path,
+      "--quiet",
+      "--issuing-ca-cert",
+      join(pki.dir, "issuing.crt"),
+      "--issuing-ca-key",
+      join(pki.dir, "issuing.key"),
+      "--issuing-ca-roots",
+      pki.rootFile,
+    ]);
+    try {
+      const url = /listening on (\S+)/.exec(banner)?.[1];
+      const token = /enrollment token: (\S+)/.exec(banner)?.[1];
+      assert.ok(url && token, banner);
+      using client = Deno.createHttpClient({
+        caCerts: [await Deno.readTextFile(`${dir.path}/ca.crt`)],
+      });
+      const r = await call({ url: new URL(url) }, client, "POST", "api/v1/agents/enroll", {
+        enrollment_token: token,
+        csr: (await csrPem()).pem,
+        host: HOST,
+        agent_version: "0.1.0",
+      });
+      assert.equal(r.status, 201, r.text);
+      const blocks = splitPemBundle(r.json.certificate);
+      assert.equal(blocks.length, 2);
+      assert.equal(new x509.X509Certificate(blocks[0]!).issuer, "CN=Test Issuing CA");
+      assert.equal(blocks[1], pki.issuing.certPem);
+      assert.deepEqual(r.json.ca_certificates, [pki.root.certPem]);
+    } finally {
+      child.kill("SIGINT");
+      await child.status;
+      await lines.cancel();
+      await child.stderr.cancel();
+    }
+    const half = await new Deno.Command(Deno.execPath(), {
+      args: [...await taskArgs("dev-platform"), "--issuing-ca-cert", pki.rootFile],
+      cwd: new URL("..", import.meta.url).pathname,
+    }).output();
+    assert.equal(half.code, 2);
+    assert.match(new TextDecoder().decode(half.stderr), /go together/);
+  },
 });
 
 Deno.test("dev-platform CLI refuses plain HTTP off loopback with exit 2", async () => {

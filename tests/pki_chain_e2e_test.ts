@@ -110,6 +110,20 @@ Deno.test({
       await using state = await tempDir("oneconnect-pki-state-");
       const diagnose = async (r: CliResult) => `${r.stderr}\n${await nginx.errorLog()}`;
 
+      // The preflight's TLS check accepts the server's leaf + intermediate with only the root.
+      const check = await runAgent([
+        "--state-dir",
+        state.path,
+        "enroll",
+        "--check",
+        "--url",
+        nginx.url.href,
+        "--ca-file",
+        pki.rootFile,
+      ]);
+      assert.equal(check.code, 0, `${check.stdout}\n${await diagnose(check)}`);
+      assert.match(check.stdout, /verified against/);
+
       const enrolled = await enroll(
         state.path,
         nginx.url,
