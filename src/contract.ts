@@ -25,6 +25,41 @@ export const EnrollRequestSchema = z.object({
 /** Enrollment request body. */
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
 
+/**
+ * `features` of an enrollment or heartbeat answer (contract v1.3): what the platform supports
+ * beyond v1.0. Entries this agent does not know are kept and ignored; an answer without the member
+ * advertises nothing.
+ */
+export const FeaturesSchema = z.array(z.string());
+
+/** Feature: the platform accepts heartbeats without `host` (the inventory delta). */
+export const FEATURE_HOST_DIGEST = "host_digest";
+
+/**
+ * Problem codes with which the platform rejects a credential (contract v1.3 lists them): only an
+ * `application/problem+json` answer carrying one of these stops `run`, `renew` or `unenroll` as a
+ * rejection. Any other 401/403/404/410 (an edge's HTML page, plain JSON, an unknown code) is a
+ * failed attempt.
+ */
+export const REJECTION_CODES: ReadonlySet<string> = new Set([
+  "credential_revoked",
+  "credential_invalid",
+  "agent_mismatch",
+  "agent_unknown",
+]);
+
+/** Media type of RFC 9457 problem documents. */
+export const PROBLEM_MEDIA_TYPE = "application/problem+json";
+
+/** Whether a failed answer is the platform rejecting the credential (see REJECTION_CODES). */
+export function isCredentialRejection(
+  answer: { httpStatus?: number; code?: string; contentType?: string },
+): boolean {
+  return answer.httpStatus !== undefined && answer.httpStatus >= 400 &&
+    answer.contentType === PROBLEM_MEDIA_TYPE && answer.code !== undefined &&
+    REJECTION_CODES.has(answer.code);
+}
+
 /** `POST /api/v1/agents/enroll` 201 response. */
 export const EnrollResponseSchema = z.object({
   agent_id: AgentIdSchema,
@@ -32,6 +67,7 @@ export const EnrollResponseSchema = z.object({
   ca_certificates: z.array(z.string().min(1)).min(1),
   service_account_token: z.string().min(1),
   heartbeat_interval_seconds: z.number().int().min(10).max(86400).optional(),
+  features: FeaturesSchema.optional(),
 });
 /** Enrollment response body. */
 export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
@@ -40,9 +76,8 @@ export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 export const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/);
 
 /**
- * `POST /api/v1/agents/{agent_id}/heartbeats` request. Inventory delta: `host_digest` is the
- * SHA-256 of `JSON.stringify(host)`; `host` itself is sent only on the first beat of a process,
- * when it changed since the platform last acknowledged it, or when the platform asked for it.
+ * `POST /api/v1/agents/{agent_id}/heartbeats` request with the full `host`: the shape every v1
+ * platform accepts (v1.0 requires `host`; `host_digest` is ignored by platforms before v1.2).
  */
 export const HeartbeatRequestSchema = z.object({
   agent_id: AgentIdSchema,
@@ -50,20 +85,33 @@ export const HeartbeatRequestSchema = z.object({
   sent_at: z.iso.datetime({ offset: true }),
   agent_version: z.string().min(1),
   host_digest: Sha256HexSchema,
-  host: HostSchema.optional(),
+  host: HostSchema,
   metrics: MetricsSchema,
 });
-/** Heartbeat request body. */
+/** Heartbeat request body with the full host. */
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
+
+/**
+ * Digest-only heartbeat (inventory delta): no `host`, only its `host_digest`. Sent only to a
+ * platform that advertised the `host_digest` feature.
+ */
+export const HeartbeatDigestRequestSchema = HeartbeatRequestSchema.omit({ host: true });
+/** Digest-only heartbeat body. */
+export type HeartbeatDigestRequest = z.infer<typeof HeartbeatDigestRequestSchema>;
+
+/** Either heartbeat body the agent may send: `host` present or not. */
+export type HeartbeatBody = HeartbeatDigestRequest & { host?: HeartbeatRequest["host"] };
 
 /**
  * Heartbeat 200 response. `next_heartbeat_seconds` is validated loosely here on purpose: the
  * heartbeat loop ignores a bad value with a warning instead of failing the whole heartbeat.
- * `host_required: true` asks for the full `host` on the next heartbeat.
+ * `host_required: true` asks for the full `host` on the next heartbeat; `features` is what the
+ * platform supports (absent: nothing beyond v1.0).
  */
 export const HeartbeatResponseSchema = z.looseObject({
   next_heartbeat_seconds: z.unknown().optional(),
   host_required: z.boolean().optional(),
+  features: FeaturesSchema.optional(),
 });
 /** Heartbeat response body. */
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponseSchema>;

@@ -26,6 +26,7 @@ import {
   STATUS_FILE_NAME,
 } from "./identity_store.ts";
 import { type Logger, registerSecret } from "./log.ts";
+import { emptyStatus, StatusStore } from "./status.ts";
 import { type Host, TelemetryCollector } from "./telemetry.ts";
 import { VERSION } from "./version.ts";
 
@@ -393,7 +394,7 @@ async function obtainIdentity(
   baseUrl: URL,
   token: TokenSource,
   bootstrapCa: string[] | undefined,
-): Promise<Identity> {
+): Promise<{ identity: Identity; features: string[] }> {
   const { logger, config } = ctx;
   const host = await deps.collectHost(logger);
   const hostname = host.hostname ?? deps.hostname();
@@ -456,7 +457,7 @@ async function obtainIdentity(
     throw e;
   }
 
-  return {
+  const identity: Identity = {
     version: 1,
     agent_id: response.agent_id,
     platform_url: baseUrl.href,
@@ -472,6 +473,7 @@ async function obtainIdentity(
     certificate_not_before: validity.notBefore.toISOString(),
     certificate_not_after: validity.notAfter.toISOString(),
   };
+  return { identity, features: response.features ?? [] };
 }
 
 /**
@@ -522,9 +524,17 @@ export async function enrollCommand(
     if (createdStateDir) await deps.fs.remove(config.stateDir).catch(() => {});
   };
   let identity: Identity;
+  let features: string[];
   try {
     await assertStateDirWritable(deps.fs, store);
-    identity = await obtainIdentity(ctx, options, deps, baseUrl, token, bootstrapCa);
+    ({ identity, features } = await obtainIdentity(
+      ctx,
+      options,
+      deps,
+      baseUrl,
+      token,
+      bootstrapCa,
+    ));
   } catch (e) {
     await cleanUp();
     throw e;
@@ -547,6 +557,16 @@ export async function enrollCommand(
         });
       }
     });
+  }
+  if (features.length > 0) {
+    // So that the first heartbeat of the first run already uses what the platform supports.
+    const status = new StatusStore(store.secretFilePath(STATUS_FILE_NAME), {
+      ...emptyStatus(identity.agent_id),
+      platform_features: features,
+    }, { fs: deps.fs });
+    await status.save().catch((e) =>
+      logger.warn(`Cannot write status file: ${(e as Error).message}`)
+    );
   }
   if (token.file !== undefined) await deleteTokenFile(deps.fs, token.file, logger);
 

@@ -76,6 +76,8 @@ export interface PlatformErrorDetails {
   retryAfterSeconds?: number;
   /** Extra problem fields the caller may act on (e.g. `last_sequence`). */
   problem?: Record<string, unknown>;
+  /** Media type of the error answer (`application/problem+json` for a problem document). */
+  contentType?: string;
 }
 
 /** A request to the platform failed (exit 4 unless a caller turns it into a rejection). */
@@ -86,6 +88,7 @@ export class PlatformError extends AgentError {
   readonly detail?: string;
   readonly retryAfterSeconds?: number;
   readonly problem?: Record<string, unknown>;
+  readonly contentType?: string;
 
   constructor(message: string, details: PlatformErrorDetails, options?: ErrorOptions) {
     super(message, ExitCode.unreachable, options);
@@ -95,5 +98,6 @@ export class PlatformError extends AgentError {
     this.detail = details.detail;
     this.retryAfterSeconds = details.retryAfterSeconds;
     this.problem = details.problem;
+    this.contentType = details.contentType;
   }
 }

@@ -1,6 +1,11 @@
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
-import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
+import {
+  FEATURE_HOST_DIGEST,
+  type HeartbeatBody,
+  type HeartbeatResponse,
+  isCredentialRejection,
+} from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
 import { HostDelta } from "./host_delta.ts";
 import { clientForIdentity } from "./identity_client.ts";
@@ -22,8 +27,8 @@ export const FLAG_INTERVAL_BOUNDS = { min: 1, max: 86400 } as const;
  * but never reuse one, and a healthy agent pays the reservation write once per this many beats.
  */
 export const SEQUENCE_RESERVATION_BLOCK = 100;
-/** HTTP statuses meaning the credential or the agent is gone: stop, never retry. */
-export const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
+/** Statuses that stop `run` when a platform problem document carries a rejection code. */
+const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
 /** Days before certificate expiry from which `run` warns. */
 export const CERTIFICATE_WARNING_DAYS = 7;
 
@@ -153,7 +158,7 @@ export interface Snapshot {
 export interface HeartbeatLoopDeps {
   agentId: string;
   /** Sends one heartbeat; rejects with a {@linkcode PlatformError}. */
-  send: (body: HeartbeatRequest, signal: AbortSignal) => Promise<HeartbeatResponse>;
+  send: (body: HeartbeatBody, signal: AbortSignal) => Promise<HeartbeatResponse>;
   /** Collects the newest host facts and metrics (never throws). */
   snapshot: () => Promise<Snapshot> | Snapshot;
   status: StatusSink;
@@ -208,13 +213,9 @@ function conflictSequence(error: PlatformError): number | undefined {
 }
 
 function rejectionMessage(error: PlatformError): string {
-  if (error.code === "client_certificate_required") {
-    // Re-enrolling would not help: the bearer token is fine, the edge wants the certificate.
-    return `Cannot send heartbeat: ${error.message}; use --auth mtls (or ONECONNECT_AUTH=mtls) to present the agent certificate`;
-  }
-  const why = error.httpStatus === 403
+  const why = error.code === "agent_mismatch"
     ? "the platform says this credential belongs to another agent"
-    : error.httpStatus === 404 || error.httpStatus === 410
+    : error.code === "agent_unknown"
     ? "the platform no longer knows this agent"
     : "the platform no longer accepts this agent's credential";
   return `Cannot send heartbeat: ${error.message}; ${why}: re-enroll with "oneconnect-agent enroll --force"`;
@@ -275,6 +276,12 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
   let warnedHint = false;
   let announcedInterval = schedule.intervalSeconds;
   const hostDelta = new HostDelta(deps.digest);
+  // Set when the platform refused a digest-only beat despite advertising `host_digest`: from then
+  // on every beat of this process carries `host`, so one refusal can never repeat.
+  let digestRefused = false;
+  const digestOnly = () =>
+    !digestRefused && (st.platform_features ?? []).includes(FEATURE_HOST_DIGEST);
+  let announcedDigest = digestOnly();
 
   st.stopped = null;
   try {
@@ -290,9 +297,9 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         await save();
       }
       const snap = await deps.snapshot();
-      const inventory = await hostDelta.fields(snap.host);
+      const inventory = await hostDelta.fields(snap.host, digestOnly());
       if (shutdown.aborted) break;
-      const body: HeartbeatRequest = {
+      const body: HeartbeatBody = {
         agent_id: deps.agentId,
         sequence,
         sent_at: iso(deps.wallMs()),
@@ -319,8 +326,19 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
 
       let delaySeconds: number;
       let retryNow = false;
+      const carriedHost = "host" in body && body.host !== undefined;
       if (failure === undefined) {
-        hostDelta.accepted(body.host !== undefined, response?.host_required === true);
+        hostDelta.accepted(carriedHost, response?.host_required === true);
+        // The platform's last word on what it supports; a v1.0 platform's answers have none.
+        st.platform_features = response?.features ?? [];
+        if (digestOnly() !== announcedDigest) {
+          announcedDigest = digestOnly();
+          logger.info(
+            announcedDigest
+              ? "Platform supports digest-only heartbeats (host_digest): host sent when changed"
+              : "Platform does not advertise host_digest: host sent on every heartbeat",
+          );
+        }
         const hint = schedule.applyHint(response?.next_heartbeat_seconds);
         if ((hint.kind === "invalid" || hint.kind === "clamped") && !warnedHint) {
           warnedHint = true;
@@ -363,8 +381,19 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
           });
         }
       } else if (
-        failure.httpStatus !== undefined && REJECTION_STATUSES.has(failure.httpStatus)
+        !carriedHost && !digestRefused &&
+        (failure.httpStatus === 400 || failure.httpStatus === 422)
       ) {
+        // Contract v1.3: a platform that refuses a beat without `host` gets the full one at once
+        // (new sequence: the refused one may have been recorded) and on every later beat.
+        digestRefused = true;
+        announcedDigest = false;
+        logger.warn(
+          `Platform refused a heartbeat without host (${failure.message}); sending the full host on every heartbeat of this process`,
+        );
+        delaySeconds = 0;
+        retryNow = true;
+      } else if (isCredentialRejection(failure)) {
         const message = rejectionMessage(failure);
         st.consecutive_failures++;
         st.failing_since ??= st.last_attempt_at;
@@ -392,9 +421,19 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         st.failing_since ??= st.last_attempt_at;
         if (failingSinceMono === undefined) {
           failingSinceMono = startedMono;
-          logger.warn(`Heartbeats failing since ${st.failing_since}: ${failure.message}`, {
-            retry_in_seconds: deps.once ? undefined : Math.round(delaySeconds * 10) / 10,
-          });
+          // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
+          const notRejected = failure.httpStatus !== undefined &&
+              REJECTION_STATUSES.has(failure.httpStatus)
+            ? ` (${
+              failure.contentType === undefined ? "no content type" : `"${failure.contentType}"`
+            }, not a platform rejection: retrying)`
+            : "";
+          logger.warn(
+            `Heartbeats failing since ${st.failing_since}: ${failure.message}${notRejected}`,
+            {
+              retry_in_seconds: deps.once ? undefined : Math.round(delaySeconds * 10) / 10,
+            },
+          );
         }
       }
 
@@ -411,6 +450,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
             detail: failure.detail,
             retryAfterSeconds: failure.retryAfterSeconds,
             problem: failure.problem,
+            contentType: failure.contentType,
           }, { cause: failure });
         }
         return "once";

@@ -33,14 +33,17 @@ export class HostDelta {
     this.#digestOf = digestOf;
   }
 
-  /** The `host_digest` and, when due, `host` fields for a heartbeat about `host`. */
-  async fields(host: Host): Promise<HostFields> {
+  /**
+   * The `host_digest` and, when due, `host` fields for a heartbeat about `host`; with
+   * `digestOnly` false (the platform did not advertise `host_digest`) `host` is always due.
+   */
+  async fields(host: Host, digestOnly = true): Promise<HostFields> {
     const text = JSON.stringify(host);
     if (text !== this.#text) {
       this.#digest = await this.#digestOf(text);
       this.#text = text;
     }
-    return text === this.#acknowledged
+    return digestOnly && text === this.#acknowledged
       ? { host_digest: this.#digest }
       : { host_digest: this.#digest, host };
   }

@@ -11,7 +11,7 @@ import {
   EnrollResponseSchema,
   type HealthResponse,
   HealthResponseSchema,
-  type HeartbeatRequest,
+  type HeartbeatBody,
   type HeartbeatResponse,
   HeartbeatResponseSchema,
   ProblemSchema,
@@ -308,7 +308,7 @@ export class PlatformClient implements Disposable {
   /** `POST api/v1/agents/{id}/heartbeats` (200). */
   async heartbeat(
     agentId: string,
-    body: HeartbeatRequest,
+    body: HeartbeatBody,
     signal?: AbortSignal,
   ): Promise<HeartbeatResponse> {
     const answer = await this.#request({
@@ -530,9 +530,9 @@ export class PlatformClient implements Disposable {
       return this.#error(
         `platform answered ${status} with ${what}, not JSON${
           title ? ` (page title ${q(title)})` : ""
-        }${retryNote}`,
+        }${retryNote}${title === undefined ? "" : this.#certificateHint(title)}`,
         "http",
-        { httpStatus: status, retryAfterSeconds },
+        { httpStatus: status, retryAfterSeconds, contentType: type },
       );
     }
     const problem = ProblemSchema.safeParse(parsed.value);
@@ -540,6 +540,7 @@ export class PlatformClient implements Disposable {
       return this.#error(`platform answered ${status}${retryNote}`, "http", {
         httpStatus: status,
         retryAfterSeconds,
+        contentType: type,
       });
     }
     const { type: _type, title, status: _status, detail, code, ...extensions } = problem.data;
@@ -553,16 +554,33 @@ export class PlatformClient implements Disposable {
     return this.#error(
       `platform answered ${status}${safeCode ? ` ${safeCode}` : ""}${
         text ? `: ${text}` : ""
-      }${retryNote}`,
+      }${retryNote}${safeCode === "client_certificate_required" ? this.#certificateHint() : ""}`,
       "http",
       {
         httpStatus: status,
+        contentType: type,
         code: safeCode,
         detail: safeDetail,
         retryAfterSeconds,
         problem: redactValue(extensions) as Record<string, unknown>,
       },
     );
+  }
+
+  /**
+   * What to do about an answer demanding a client certificate: the platform's
+   * `client_certificate_required`, or nginx's default page for a missing (496) or unverifiable
+   * (495) one, whose titles are "400 No required SSL certificate was sent" and "400 The SSL
+   * certificate error". Empty for any other page.
+   */
+  #certificateHint(pageTitle?: string): string {
+    if (pageTitle !== undefined && /SSL certificate error/i.test(pageTitle)) {
+      return "; the edge rejected the client certificate";
+    }
+    if (pageTitle !== undefined && !/No required SSL certificate/i.test(pageTitle)) return "";
+    return this.#auth.kind === "mtls"
+      ? "; the edge did not receive the agent certificate"
+      : "; the edge requires a client certificate: use --auth mtls (or ONECONNECT_AUTH=mtls)";
   }
 
   #redirectError(response: Response): PlatformError {
@@ -739,7 +757,7 @@ function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string
       return `the server rejected the client certificate (${alert})`;
     }
     if (!mtls && /HandshakeFailure/i.test(alert)) {
-      return `the server ended the handshake; it may require a client certificate (${alert})`;
+      return `the server ended the handshake; it may require a client certificate: use --auth mtls (${alert})`;
     }
     return `the server sent alert ${alert}`;
   }

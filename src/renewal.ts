@@ -5,7 +5,7 @@
  */
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
-import type { RenewRequest, RenewResponse } from "./contract.ts";
+import { isCredentialRejection, type RenewRequest, type RenewResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
@@ -18,8 +18,6 @@ export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
 export const RENEWAL_JITTER_FRACTION = 0.1;
 /** Renew at once when less than this remains (see {@linkcode renewalDueAt} for short lifetimes). */
 export const RENEWAL_URGENT_SECONDS = 86_400;
-/** HTTP statuses meaning the platform no longer accepts this agent (`renew` exits 3). */
-export const RENEWAL_REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
 
 /**
  * When a certificate valid from `notBeforeMs` to `notAfterMs` is due for renewal (wall-clock ms):
@@ -356,7 +354,7 @@ export async function renewCommand(
       last_renewed_at: previous?.last_renewed_at ?? null,
     });
     if (!(error instanceof PlatformError)) throw error;
-    if (error.httpStatus !== undefined && RENEWAL_REJECTION_STATUSES.has(error.httpStatus)) {
+    if (isCredentialRejection(error)) {
       throw new CredentialRejectedError(
         `${message}; the platform no longer accepts this agent: re-enroll with "oneconnect-agent enroll --force"`,
         { cause: error },

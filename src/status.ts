@@ -78,6 +78,11 @@ export const StatusSchema = z.looseObject({
   heartbeats_failed_total: z.number().int().nonnegative().optional(),
   /** The heartbeat interval in force when `run` last scheduled an attempt. */
   interval_seconds: z.number().positive().optional(),
+  /**
+   * The `features` of the platform's last enrollment or heartbeat answer (contract v1.3); absent
+   * in status files of older agents, which means none.
+   */
+  platform_features: z.array(z.string()).optional(),
 });
 /** The agent's heartbeat status. */
 export type AgentStatus = z.infer<typeof StatusSchema>;

@@ -1,5 +1,6 @@
 import type { CommandContext } from "./context.ts";
 import { NotEnrolledError, PlatformError, UsageError } from "./errors.ts";
+import { isCredentialRejection } from "./contract.ts";
 import { denoFileSystem, type FileSystem } from "./file_system.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore, type IdentityStoreOptions } from "./identity_store.ts";
@@ -75,10 +76,9 @@ async function forgetOnPlatform(
       }, { cause: e });
     }
     const message = e instanceof Error ? e.message : String(e);
-    const status = e instanceof PlatformError ? e.httpStatus : undefined;
-    // A missing client certificate is a configuration problem, not a sign the agent is gone.
-    const gone = status === 404 || status === 410 ||
-      (status === 401 && !(e as PlatformError).code?.startsWith("client_certificate"));
+    // Only the platform's own rejection says the agent is gone; an edge's page says nothing.
+    const gone = e instanceof PlatformError && isCredentialRejection(e) &&
+      e.code !== "agent_mismatch";
     if (gone) {
       ctx.logger.info(`The platform no longer knows ${who}`, { error: message });
       return `platform: ${who} is already gone (${message})`;

@@ -5,7 +5,12 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { splitPemBundle } from "../src/certificates.ts";
-import { type IssuingCaOptions, startDevPlatform } from "./dev_platform/server.ts";
+import {
+  CONTRACT_VERSIONS,
+  type ContractVersion,
+  type IssuingCaOptions,
+  startDevPlatform,
+} from "./dev_platform/server.ts";
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
@@ -26,6 +31,14 @@ function port(raw: string): number {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n > 65535) throw new InvalidArgumentError("expected a port 0..65535");
   return n;
+}
+
+function contractVersion(raw: string): ContractVersion {
+  const version = CONTRACT_VERSIONS.find((v) => v === raw);
+  if (version === undefined) {
+    throw new InvalidArgumentError(`expected one of ${CONTRACT_VERSIONS.join(", ")}`);
+  }
+  return version;
 }
 
 function interval(raw: string): number {
@@ -54,6 +67,12 @@ const program = new Command("dev-platform")
   )
   .option("--issuing-ca-key <file>", "PKCS#8 P-256 key of --issuing-ca-cert")
   .option("--issuing-ca-roots <file>", "root(s) answered as ca_certificates with --issuing-ca-cert")
+  .option(
+    "--contract <version>",
+    "behave as a platform of this contract version: 1.0 (host on every heartbeat, no features) or 1.3",
+    contractVersion,
+    "1.3",
+  )
   .option("--quiet", "no request log")
   .addHelpText(
     "after",
@@ -72,6 +91,7 @@ const o = program.opts<{
   tokenTtl: number;
   requireMtls?: boolean;
   proxySecret?: string;
+  contract: ContractVersion;
   quiet?: boolean;
   issuingCaCert?: string;
   issuingCaKey?: string;
@@ -110,6 +130,7 @@ try {
     heartbeatIntervalSeconds: o.heartbeatInterval,
     requireMtls: o.requireMtls,
     proxySecret: o.proxySecret,
+    contractVersion: o.contract,
     quiet: o.quiet,
     issuingCa: await issuingCa(),
   });
@@ -118,7 +139,9 @@ try {
   Deno.exit(2);
 }
 const token = platform.mintEnrollmentToken({ ttlSeconds: o.tokenTtl });
-console.log(`OneConnect dev platform listening on ${platform.url.href}`);
+console.log(
+  `OneConnect dev platform (contract ${o.contract}) listening on ${platform.url.href}`,
+);
 console.log(`  CA certificate:   ${platform.caFile}`);
 console.log(`  admin token:      ${platform.adminToken}`);
 console.log(`  enrollment token: ${token}  (single use, ${o.tokenTtl} s)`);

@@ -4,9 +4,11 @@ import {
   EnrollRequestSchema,
   EnrollResponseSchema,
   HealthResponseSchema,
+  HeartbeatDigestRequestSchema,
   HeartbeatRequestSchema,
   HeartbeatResponseSchema,
   ProblemSchema,
+  REJECTION_CODES,
   RenewRequestSchema,
   RenewResponseSchema,
 } from "../src/contract.ts";
@@ -35,6 +37,7 @@ const PAIRS: [string, z.ZodType, Direction][] = [
   ["Metrics", MetricsSchema, "request"],
   ["EnrollRequest", EnrollRequestSchema, "request"],
   ["HeartbeatRequest", HeartbeatRequestSchema, "request"],
+  ["HeartbeatDigestRequest", HeartbeatDigestRequestSchema, "request"],
   ["RenewRequest", RenewRequestSchema, "request"],
   ["EnrollResponse", EnrollResponseSchema, "response"],
   ["HeartbeatResponse", HeartbeatResponseSchema, "response"],
@@ -342,8 +345,8 @@ Deno.test("zod and the document accept and reject the same heartbeat payloads", 
     [{ ...good, sent_at: "yesterday" }, false],
     [{ ...good, metrics: { ...good.metrics, load_average: [1, 2] } }, false],
     [{ ...good, host: { ...good.host, network_interfaces: [{ name: "lo" }] } }, false],
-    // Inventory delta: `host` may be left out, `host_digest` may not.
-    [{ ...good, host: undefined }, true],
+    // v1.3: `host` is required as in v1.0; digest-only beats are HeartbeatDigestRequest.
+    [{ ...good, host: undefined }, false],
     [{ ...good, host_digest: undefined }, false],
     [{ ...good, host_digest: "0123456789ABCDEF".repeat(4) }, false],
     [{ ...good, host_digest: "0123456789abcdef".repeat(3) }, false],
@@ -353,6 +356,32 @@ Deno.test("zod and the document accept and reject the same heartbeat payloads", 
     // Through JSON, as on the wire: an `undefined` member is no member at all.
     const wire = JSON.parse(JSON.stringify(payload));
     assert.equal(validator.validateSchema("HeartbeatRequest", wire).length === 0, valid);
+  }
+  const { host: _host, ...digestOnly } = good;
+  const digestCases: [unknown, boolean][] = [
+    [digestOnly, true],
+    [{ ...digestOnly, host_digest: undefined }, false],
+    [{ ...digestOnly, sequence: 0 }, false],
+  ];
+  for (const [payload, valid] of digestCases) {
+    assert.equal(HeartbeatDigestRequestSchema.safeParse(payload).success, valid);
+    const wire = JSON.parse(JSON.stringify(payload));
+    assert.equal(validator.validateSchema("HeartbeatDigestRequest", wire).length === 0, valid);
+    // The operation takes either shape.
+    const errors = validator.validateRequest("POST", "/api/v1/agents/agent-1/heartbeats", wire);
+    assert.equal(errors.length === 0, valid, errors.join("; "));
+  }
+});
+
+Deno.test("contract v1.3 lists the rejection codes the agent stops on, and features", () => {
+  const info = doc.info as Json;
+  assert.equal(info.version, "1.3.0");
+  const description = String(info.description);
+  for (const code of REJECTION_CODES) assert.match(description, new RegExp(`\`${code}\``));
+  assert.match(description, /only after the platform advertised\s+`host_digest`/);
+  for (const name of ["EnrollResponse", "HeartbeatResponse"]) {
+    const schema = resolvePointer(doc, `#/components/schemas/${name}`) as Json;
+    assert.ok(isObject((schema.properties as Json).features), name);
   }
 });
 
@@ -365,6 +394,8 @@ Deno.test("zod and the document accept and reject the same heartbeat answers", a
     [{ host_required: false }, true],
     [{ host_required: "yes" }, false],
     [{ host_required: 1 }, false],
+    [{ features: ["host_digest", "unknown_future_feature"] }, true],
+    [{ features: "host_digest" }, false],
   ];
   for (const [payload, valid] of cases) {
     assert.equal(

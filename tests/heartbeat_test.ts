@@ -3,7 +3,8 @@ import FakeTimers from "@sinonjs/fake-timers";
 import { createHash } from "node:crypto";
 import { parseRetryAfter } from "../src/backoff.ts";
 import {
-  type HeartbeatRequest,
+  type HeartbeatBody,
+  HeartbeatDigestRequestSchema,
   HeartbeatRequestSchema,
   type HeartbeatResponse,
 } from "../src/contract.ts";
@@ -35,7 +36,7 @@ const METRICS: Metrics = { uptime_seconds: 100, load_average: [0.1, 0.2, 0.3], m
 
 type Reply = HeartbeatResponse | PlatformError;
 interface Sent {
-  body: HeartbeatRequest;
+  body: HeartbeatBody;
   mono: number;
   wall: number;
   timersPending: number;
@@ -69,6 +70,11 @@ interface HarnessOptions {
    * WebCrypto's asynchronous op, so beats after the first would never be sent.
    */
   realDigest?: boolean;
+  /**
+   * `features` the platform advertises in every 2xx answer (unless the reply has its own) and
+   * the status starts with; default `["host_digest"]` (a v1.3 platform); null: a v1.0 platform.
+   */
+  features?: string[] | null;
 }
 
 function harness(options: HarnessOptions = {}) {
@@ -88,8 +94,12 @@ function harness(options: HarnessOptions = {}) {
   const saves: AgentStatus[] = [];
   let snapshots = 0;
   const digested: string[] = [];
+  const features = options.features === undefined ? ["host_digest"] : options.features;
   const status = {
-    current: options.status ?? emptyStatus("agent-1"),
+    current: options.status ??
+      (features === null
+        ? emptyStatus("agent-1")
+        : { ...emptyStatus("agent-1"), platform_features: features }),
     save(): Promise<void> {
       events.push("save");
       if (options.saveFails) return Promise.reject(new Error("No space left on device"));
@@ -117,7 +127,7 @@ function harness(options: HarnessOptions = {}) {
         const reply = options.replies?.[sent.length - 1] ?? {};
         const answer = typeof reply === "function" ? await reply(signal) : reply;
         if (answer instanceof PlatformError) throw answer;
-        return answer;
+        return features === null || "features" in answer ? answer : { ...answer, features };
       },
       snapshot: () => {
         snapshots++;
@@ -156,13 +166,20 @@ function harness(options: HarnessOptions = {}) {
   };
 }
 
+/** A failed answer as PlatformClient reports it; with a `code`, a problem document by default. */
 function httpError(
   status: number,
-  extra: { code?: string; retryAfterSeconds?: number; problem?: Record<string, unknown> } = {},
+  extra: {
+    code?: string;
+    retryAfterSeconds?: number;
+    problem?: Record<string, unknown>;
+    contentType?: string;
+  } = {},
 ): PlatformError {
   return new PlatformError(`platform answered ${status}${extra.code ? ` ${extra.code}` : ""}`, {
     kind: "http",
     httpStatus: status,
+    contentType: extra.code ? "application/problem+json" : undefined,
     ...extra,
   });
 }
@@ -483,7 +500,10 @@ Deno.test("heartbeat loop --once: 0 on success, PlatformError on failure, reject
   assert.equal(failing.sent.length, 1);
   assert.equal(failing.saves.at(-1)!.consecutive_failures, 1);
 
-  const rejected = harness({ once: true, replies: [httpError(401)] });
+  const rejected = harness({
+    once: true,
+    replies: [httpError(401, { code: "credential_invalid" })],
+  });
   const rejEnd = rejected.run().then(() => null, (e) => e);
   await rejected.clock.tickAsync(0);
   assert.ok((await rejEnd) instanceof CredentialRejectedError);
@@ -561,7 +581,8 @@ Deno.test("heartbeat loop sends host on the first beat, then only host_digest", 
   for (const { body } of h.sent) {
     assert.equal(body.host_digest, digestOf(HOST));
     assert.deepEqual(body.metrics, METRICS);
-    assert.ok(HeartbeatRequestSchema.safeParse(body).success, JSON.stringify(body));
+    const schema = "host" in body ? HeartbeatRequestSchema : HeartbeatDigestRequestSchema;
+    assert.ok(schema.safeParse(body).success, JSON.stringify(body));
   }
   const bytes = h.sent.map((s) => JSON.stringify(s.body).length);
   assert.ok(bytes[1]! < bytes[0]! - JSON.stringify(HOST).length + 10, String(bytes));
@@ -657,4 +678,118 @@ Deno.test("heartbeat loop sends host on the first beat of every process", async 
   assert.equal(await h.run(), "once");
   assert.equal(await h.run(), "once");
   assert.deepEqual(carriedHost(h.sent), [true, true]);
+});
+
+for (
+  const [what, reply] of [
+    [
+      "an edge's HTML 403",
+      new PlatformError(
+        'platform answered 403 with "text/html", not JSON (page title "403 Forbidden")',
+        { kind: "http", httpStatus: 403, contentType: "text/html" },
+      ),
+    ],
+    [
+      "a plain-JSON 401",
+      httpError(401, { code: "credential_revoked", contentType: "application/json" }),
+    ],
+    ["a problem 404 with an unknown code", httpError(404, { code: "route_not_found" })],
+    ["a 410 without a body", httpError(410)],
+  ] as const
+) {
+  Deno.test(`heartbeat loop keeps running on ${what}: no platform rejection`, async () => {
+    const h = harness({ intervalSeconds: 60, replies: [{}, reply, reply, {}] });
+    const done = h.run();
+    await h.clock.tickAsync(15 * 60_000);
+    h.shutdown.abort();
+    assert.equal(await done, "shutdown");
+    assert.ok(h.sent.length >= 5, `kept sending: ${h.sent.length}`);
+    const warnings = h.logs.filter((l) => l.level === "warn");
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match(warnings[0]!.msg, /platform answered 4\d\d/);
+    assert.match(warnings[0]!.msg, /not a platform rejection: retrying/);
+    assert.match(
+      warnings[0]!.msg,
+      /"text\/html"|"application\/json"|problem\+json|no content type/,
+    );
+    assert.ok(h.logs.some((l) => l.msg.startsWith("Heartbeats recovered after 2 failed")));
+    assert.equal(h.saves.at(-1)!.stopped?.reason, "shutdown");
+  });
+}
+
+Deno.test("heartbeat loop sends host on every beat to a platform without host_digest", async () => {
+  const h = harness({ intervalSeconds: 60, features: null });
+  const done = h.run();
+  await h.clock.tickAsync(3 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.equal(h.sent.length, 4);
+  assert.deepEqual(carriedHost(h.sent), [true, true, true, true]);
+  for (const { body } of h.sent) assert.ok(HeartbeatRequestSchema.safeParse(body).success);
+  assert.deepEqual(h.saves.at(-1)!.platform_features, []);
+});
+
+Deno.test("heartbeat loop uses host_digest once an answer advertises it, and remembers it", async () => {
+  const h = harness({
+    intervalSeconds: 60,
+    features: null,
+    replies: [{ features: ["some_future_thing", "host_digest"] }, { features: ["host_digest"] }],
+  });
+  const done = h.run();
+  await h.clock.tickAsync(3 * 60_000);
+  h.shutdown.abort();
+  await done;
+  // Answer 3 carries no `features`: advertising nothing, the platform gets `host` again.
+  assert.deepEqual(carriedHost(h.sent), [true, false, false, true]);
+  assert.ok(
+    h.saves.some((s) =>
+      JSON.stringify(s.platform_features) === '["some_future_thing","host_digest"]'
+    ),
+  );
+  assert.deepEqual(h.saves.at(-1)!.platform_features, []);
+  assert.ok(h.logs.some((l) => l.msg.startsWith("Platform supports digest-only heartbeats")));
+});
+
+Deno.test("heartbeat loop resends a refused digest-only beat with host at once, and stops the delta", async () => {
+  const refusal = httpError(400, { code: "invalid_request" });
+  const h = harness({ intervalSeconds: 60, replies: [{}, refusal, {}, {}, {}] });
+  const done = h.run();
+  await h.clock.tickAsync(4 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(carriedHost(h.sent), [true, false, true, true, true, true]);
+  assert.deepEqual(h.sent.map((s) => s.body.sequence), [1, 2, 3, 4, 5, 6]);
+  assert.equal(h.sent[2]!.mono, h.sent[1]!.mono, "resent without waiting");
+  const warnings = h.logs.filter((l) => l.level === "warn");
+  assert.equal(warnings.length, 1, JSON.stringify(warnings));
+  assert.match(
+    warnings[0]!.msg,
+    /^Platform refused a heartbeat without host \(platform answered 400 invalid_request\)/,
+  );
+  assert.ok(h.saves.every((s) => s.consecutive_failures === 0), "the refusal is no failure");
+  assert.ok(h.saves.every((s) => s.sequence <= s.sequence_reserved || s.stopped !== null));
+});
+
+Deno.test("heartbeat loop never loops on the same 400: a refused full beat backs off", async () => {
+  const refusal = () => httpError(422, { code: "invalid_request" });
+  const h = harness({
+    intervalSeconds: 60,
+    replies: [{}, refusal(), refusal(), refusal(), refusal(), refusal()],
+  });
+  const done = h.run();
+  await h.clock.tickAsync(60_000 + 1);
+  const early = h.sent.length;
+  await h.clock.tickAsync(10 * 60_000);
+  h.shutdown.abort();
+  await done;
+  // Beat 2 (digest-only) refused -> beat 3 at once with host, refused -> backoff, not a resend.
+  assert.equal(early, 3, String(early));
+  assert.deepEqual(carriedHost(h.sent).slice(0, 3), [true, false, true]);
+  assert.ok(h.sent[3]!.mono > h.sent[2]!.mono, "the full beat's refusal is backed off");
+  for (let i = 3; i < 6; i++) assert.ok(h.sent[i]!.mono > h.sent[i - 1]!.mono, `beat ${i + 1}`);
+  assert.ok(carriedHost(h.sent).slice(2).every((c) => c));
+  assert.equal(
+    h.logs.filter((l) => l.msg.startsWith("Platform refused a heartbeat without host")).length,
+    1,
+  );
 });

@@ -4,7 +4,7 @@
  * first beat of a process carries the full `host`; later ones only `host_digest` (inventory delta).
  */
 import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
-import type { HeartbeatRequest } from "../../src/contract.ts";
+import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/contract.ts";
 import { silentLogger } from "../../src/log.ts";
 import { emptyStatus } from "../../src/status.ts";
 import { type SystemSeam, TelemetryCollector } from "../../src/telemetry.ts";
@@ -80,19 +80,21 @@ export async function heartbeatBodies(
   agentId: string,
   sequence: number,
   beats = 2,
-): Promise<HeartbeatRequest[]> {
+): Promise<HeartbeatBody[]> {
   const collector = new TelemetryCollector({ system, logger: silentLogger });
   const status = emptyStatus(agentId);
   status.sequence = sequence - 1;
   status.sequence_reserved = sequence - 1;
-  const sent: HeartbeatRequest[] = [];
+  // A platform that advertised the inventory delta (contract v1.3).
+  status.platform_features = [FEATURE_HOST_DIGEST];
+  const sent: HeartbeatBody[] = [];
   const done = new AbortController();
   await heartbeatLoop({
     agentId,
     send: (body) => {
       sent.push(body);
       if (sent.length >= beats) done.abort();
-      return Promise.resolve({ next_heartbeat_seconds: 60 });
+      return Promise.resolve({ next_heartbeat_seconds: 60, features: [FEATURE_HOST_DIGEST] });
     },
     snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
     status: { current: status, save: () => Promise.resolve() },

@@ -57,6 +57,12 @@ export interface DevPlatformOptions {
   requireMtls?: boolean;
   /** `X-OneConnect-Proxy-Secret` value marking requests from the trusted nginx. */
   proxySecret?: string;
+  /**
+   * Contract version to behave as: "1.3" (default) advertises `features: ["host_digest"]` and
+   * accepts digest-only heartbeats; "1.0" sends no `features` and answers a heartbeat without
+   * `host` 400 `invalid_request`, as a platform written against contract v1.0 does.
+   */
+  contractVersion?: ContractVersion;
   /** Validate every request and response against contract/openapi.yaml; default true. */
   validateContract?: boolean;
   /** No request log on stderr. */
@@ -94,6 +100,10 @@ export interface IssuingCaOptions {
   /** Send the leaf after the chain, as a broken platform would (tests of the agent's check). */
   leafLast?: boolean;
 }
+/** Contract versions the dev platform can behave as. */
+export type ContractVersion = "1.0" | "1.3";
+/** Contract versions accepted by `--contract`. */
+export const CONTRACT_VERSIONS: readonly ContractVersion[] = ["1.0", "1.3"];
 
 /** A running dev platform. */
 export interface DevPlatform extends AsyncDisposable {
@@ -303,6 +313,8 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   }
   const certTtl = opts.certTtlSeconds ?? DEFAULT_CERT_TTL;
   const interval = opts.heartbeatIntervalSeconds ?? 60;
+  // What a v1.3 platform advertises; a v1.0 one has no `features` member at all.
+  const features = (opts.contractVersion ?? "1.3") === "1.0" ? {} : { features: ["host_digest"] };
   const maxBody = opts.maxBodyBytes ?? 65_536;
   const quiet = opts.quiet ?? false;
   const offsetMs = (opts.clockOffsetSeconds ?? 0) * 1000;
@@ -540,6 +552,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       ...issuedAnswer(cert),
       service_account_token: serviceAccountToken,
       heartbeat_interval_seconds: interval,
+      ...features,
     });
   }
 
@@ -554,6 +567,10 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     const request = await readRequest(req, method, path, HeartbeatBody, "HeartbeatRequest");
     if ("status" in request) return request;
     const body = request.value;
+    if (!("features" in features) && (typeof body.host !== "object" || body.host === null)) {
+      // Contract v1.0 requires `host` on every heartbeat.
+      return problem(400, "invalid_request", "host is not an object");
+    }
     if (body.agent_id !== pathAgentId) {
       return problem(400, "invalid_request", "agent_id in the body differs from the path");
     }
@@ -599,9 +616,9 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       log(
         `agent ${pathAgentId} sent host_digest ${body.host_digest.slice(0, 12)}…, asking for host`,
       );
-      return ok(200, { next_heartbeat_seconds: interval, host_required: true });
+      return ok(200, { next_heartbeat_seconds: interval, host_required: true, ...features });
     }
-    return ok(200, { next_heartbeat_seconds: interval });
+    return ok(200, { next_heartbeat_seconds: interval, ...features });
   }
 
   async function renew(
