@@ -179,6 +179,7 @@ Deno.test("enrollment issues a certificate for the CSR key with the agent SAN UR
     assert.match(r.json.agent_id, /^[A-Za-z0-9._-]{1,128}$/);
     assert.deepEqual(r.json.ca_certificates, [p.caCertPem]);
     assert.equal(r.json.heartbeat_interval_seconds, 60);
+    assert.deepEqual(r.json.features, ["host_digest"]);
     assert.ok(r.json.service_account_token.length >= 32);
     const cert = new x509.X509Certificate(r.json.certificate);
     const ours = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
@@ -331,7 +332,7 @@ Deno.test("heartbeats are recorded with the bearer bound to its agent", async ()
     const b = await enroll(p, client);
     const okBeat = await beat(p, client, a.agentId, 1, bearer(a.token));
     assert.equal(okBeat.status, 200, okBeat.text);
-    assert.deepEqual(okBeat.json, { next_heartbeat_seconds: 60 });
+    assert.deepEqual(okBeat.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
     const mismatch = await beat(p, client, b.agentId, 1, bearer(a.token));
     assert.equal(mismatch.status, 403);
     assert.equal(mismatch.json.code, "agent_mismatch");
@@ -413,8 +414,8 @@ Deno.test("heartbeat without host answers host_required when the digest is unkno
     await send(5, { host_digest: claimed, host: RENAMED });
     await send(6, { host_digest: claimed });
     await send(7, { host_digest: RENAMED_DIGEST });
-    const required = { next_heartbeat_seconds: 60, host_required: true };
-    const fine = { next_heartbeat_seconds: 60 };
+    const required = { next_heartbeat_seconds: 60, host_required: true, features: ["host_digest"] };
+    const fine = { next_heartbeat_seconds: 60, features: ["host_digest"] };
     assert.deepEqual(answers, [required, fine, fine, required, fine, fine, required]);
     const agent = p.agents().find((x) => x.agent_id === a.agentId);
     assert.deepEqual(agent?.host, RENAMED);
@@ -458,10 +459,10 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
       host_digest: RENAMED_DIGEST,
       host: RENAMED,
     });
-    assert.deepEqual(withHost.json, { next_heartbeat_seconds: 60 });
+    assert.deepEqual(withHost.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
     for (const seq of [2, 3]) {
       const r = await deltaBeat(p, client, a, seq, { host_digest: RENAMED_DIGEST });
-      assert.deepEqual(r.json, { next_heartbeat_seconds: 60 });
+      assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
     }
     const listed = await call(p, client, "GET", "admin/v1/agents", undefined, bearer(p.adminToken));
     assert.deepEqual(listed.json.agents[0].host, RENAMED);
@@ -484,7 +485,7 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
     using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
     assert.deepEqual(p.agents()[0]?.host, RENAMED);
     const r = await deltaBeat(p, client, a, 4, { host_digest: RENAMED_DIGEST });
-    assert.deepEqual(r.json, { next_heartbeat_seconds: 60 });
+    assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
   }
   // A state file from before the inventory delta (no host, no digest) still loads; the platform
   // then asks for the host.
@@ -500,7 +501,11 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
   assert.equal(p.agents()[0]?.host, null);
   assert.equal(p.agents()[0]?.hostname, "renamed-host");
   const r = await deltaBeat(p, client, a, 5, { host_digest: RENAMED_DIGEST });
-  assert.deepEqual(r.json, { next_heartbeat_seconds: 60, host_required: true });
+  assert.deepEqual(r.json, {
+    next_heartbeat_seconds: 60,
+    host_required: true,
+    features: ["host_digest"],
+  });
   assert.deepEqual(p.contractViolations, []);
 });
 
@@ -1093,4 +1098,32 @@ Deno.test("a port already in use fails the start and leaves no temp data dir beh
   }).output();
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "AddrInUse");
   assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+});
+
+Deno.test("dev platform as contract 1.0: host required on every heartbeat, no features", async () => {
+  await withPlatform({ contractVersion: "1.0" }, async (p, client) => {
+    const a = await enroll(p, client);
+    const full = await deltaBeat(p, client, a, 1, { host_digest: HOST_DIGEST, host: HOST });
+    assert.equal(full.status, 200, full.text);
+    assert.deepEqual(full.json, { next_heartbeat_seconds: 60 });
+    const digestOnly = await deltaBeat(p, client, a, 2, { host_digest: HOST_DIGEST });
+    assert.equal(digestOnly.status, 400, digestOnly.text);
+    assert.equal(digestOnly.headers.get("content-type"), "application/problem+json");
+    assert.equal(digestOnly.json.code, "invalid_request");
+    assert.equal(digestOnly.json.detail, "host is not an object");
+    assert.equal(p.heartbeats(a.agentId).length, 1, "the refused beat is not recorded");
+    assert.deepEqual(p.contractViolations, []);
+  });
+  // The enrollment answer of a v1.0 platform has no `features` either.
+  await withPlatform({ contractVersion: "1.0" }, async (p, client) => {
+    const { pem } = await csrPem();
+    const r = await call(p, client, "POST", "api/v1/agents/enroll", {
+      enrollment_token: p.mintEnrollmentToken(),
+      csr: pem,
+      host: HOST,
+      agent_version: "0.1.0",
+    });
+    assert.equal(r.status, 201, r.text);
+    assert.equal("features" in r.json, false);
+  });
 });

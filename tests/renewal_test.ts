@@ -481,6 +481,7 @@ Deno.test("renew exits 3 when the platform no longer knows the agent and 4 when 
         kind: "http",
         httpStatus: 410,
         code: "agent_unknown",
+        contentType: "application/problem+json",
       }),
       3,
       /^Cannot renew certificate: platform answered 410 agent_unknown: deleted; the platform no longer accepts this agent: re-enroll/,
@@ -489,6 +490,16 @@ Deno.test("renew exits 3 when the platform no longer knows the agent and 4 when 
       new PlatformError("platform answered 503", { kind: "http", httpStatus: 503 }),
       4,
       /^Cannot renew certificate: platform answered 503$/,
+    ],
+    // Only the platform's problem document rejects: an edge's HTML 401 is a failed attempt.
+    [
+      new PlatformError('platform answered 401 with "text/html", not JSON', {
+        kind: "http",
+        httpStatus: 401,
+        contentType: "text/html",
+      }),
+      4,
+      /^Cannot renew certificate: platform answered 401 with "text\/html", not JSON$/,
     ],
   ];
   for (const [error, code, message] of cases) {

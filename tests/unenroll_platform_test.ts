@@ -36,6 +36,7 @@ function httpError(status: number, code: string): PlatformError {
     kind: "http",
     httpStatus: status,
     code,
+    contentType: "application/problem+json",
   });
 }
 
@@ -93,6 +94,12 @@ Deno.test("unenroll removes the local identity even when the platform call fails
     httpError(503, "unavailable"),
     // A proxy demanding a certificate says nothing about whether the agent still exists.
     httpError(401, "client_certificate_required"),
+    // An edge's HTML 404 (a mis-routed ingress) is not the platform saying the agent is gone.
+    new PlatformError('platform answered 404 with "text/html", not JSON', {
+      kind: "http",
+      httpStatus: 404,
+      contentType: "text/html",
+    }),
     new Error("something unexpected"),
   ];
   for (const failure of failures) {
@@ -168,8 +175,8 @@ Deno.test("unenroll --yes makes the platform forget the agent; its old identity 
   assert.equal(result.code, 0, result.stderr);
   assert.equal(
     result.stdout,
-    `platform: deleted agent "${agentId}"\nremoved ${
-      join(stateDir, "identity.json")
+    `platform: deleted agent "${agentId}"\nremoved ${join(stateDir, "identity.json")}\nremoved ${
+      join(stateDir, "status.json")
     }\nunenrolled ${agentId}\n`,
   );
   assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, true);
