@@ -543,6 +543,49 @@ Deno.test("an HTML 502 page from a load balancer is http 502 saying the answer w
   );
 });
 
+Deno.test("nginx's default 400 page for a missing client certificate says use --auth mtls", async () => {
+  // nginx's own page for error 496, as a stock `ssl_verify_client on` sends it.
+  const page =
+    "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n" +
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n" +
+    "<center>No required SSL certificate was sent</center>\r\n<hr><center>nginx</center>\r\n" +
+    "</body>\r\n</html>\r\n";
+  await using server = serve(() =>
+    new Response(page, { status: 400, headers: { "content-type": "text/html" } })
+  );
+  using c = client(urlOf(server), { auth: { kind: "bearer", token: TOKEN } });
+  const error = await failure(c.heartbeat("agent-1", heartbeatBody), "http");
+  assert.equal(error.httpStatus, 400);
+  assert.equal(error.contentType, "text/html");
+  assert.equal(
+    error.message,
+    'platform answered 400 with "text/html", not JSON (page title "400 No required SSL certificate was sent"); the edge requires a client certificate: use --auth mtls (or ONECONNECT_AUTH=mtls)',
+  );
+});
+
+Deno.test("a client_certificate_required problem says use --auth mtls; the content type is kept", async () => {
+  await using server = serve(() =>
+    new Response(
+      JSON.stringify({
+        type: "about:blank",
+        title: "Unauthorized",
+        status: 401,
+        detail: "mutual TLS is required",
+        code: "client_certificate_required",
+      }),
+      { status: 401, headers: { "content-type": "application/problem+json" } },
+    )
+  );
+  using c = client(urlOf(server), { auth: { kind: "bearer", token: TOKEN } });
+  const error = await failure(c.heartbeat("agent-1", heartbeatBody), "http");
+  assert.equal(error.code, "client_certificate_required");
+  assert.equal(error.contentType, "application/problem+json");
+  assert.match(
+    error.message,
+    /mutual TLS is required; the edge requires a client certificate: use --auth mtls/,
+  );
+});
+
 Deno.test("invalid JSON or a non-JSON 200 is invalid_response", async () => {
   let answer = () =>
     new Response('{"status": "ok",', { headers: { "content-type": "application/json" } });
