@@ -37,6 +37,14 @@ export interface NginxMtlsOptions {
    * without a verified one; "on" demands a certificate for every request, enrollment included.
    */
   verifyClient?: "on" | "optional";
+  /**
+   * Stock nginx: its own default HTML error pages (a missing or unverifiable client certificate
+   * is nginx's "400 No required SSL certificate was sent" / "400 The SSL certificate error"
+   * page), every route proxied as is (the platform judges `X-Client-Verify`), and
+   * {@linkcode NginxMtls.block} answering `return 403` (nginx's "403 Forbidden" page) in front
+   * of the API. Default false: this project's problem documents, as above.
+   */
+  stockErrorPages?: boolean;
 }
 
 /** A running nginx. */
@@ -45,6 +53,8 @@ export interface NginxMtls extends AsyncDisposable {
   readonly url: URL;
   /** The error log so far (for diagnosing a failing test). */
   errorLog(): Promise<string>;
+  /** With `stockErrorPages`: while on, nginx answers every API call with its own HTML 403. */
+  block(on: boolean): Promise<void>;
   /** Stops nginx and removes its temp dir. */
   close(): Promise<void>;
 }
@@ -103,6 +113,20 @@ proxy_ssl_server_name on;
 proxy_ssl_session_reuse on;`
       : ""
   }
+`;
+  // `if (-f)` is evaluated per request: the 403 is switched by a file, without a reload.
+  const stock = `
+    location = /api/v1/agents/enroll {
+      include ${join(dir, "proxy.conf")};
+    }
+    location / {
+      if (-f ${join(dir, "block")}) {
+        return 403;
+      }
+      include ${join(dir, "proxy.conf")};
+    }
+  }
+}
 `;
   const conf = `daemon off;
 master_process off;
@@ -164,6 +188,10 @@ http {
   }
 }
 `;
+  if (opts.stockErrorPages) {
+    // Same server, without this project's error pages: everything from them on is replaced.
+    return { conf: conf.slice(0, conf.indexOf("    # nginx answers")) + stock, proxy };
+  }
   return { conf, proxy };
 }
 
@@ -224,7 +252,10 @@ export async function startNginxMtls(opts: NginxMtlsOptions): Promise<NginxMtls>
         await stderrDone;
         await Deno.remove(dir, { recursive: true }).catch(() => {});
       };
-      return { url, errorLog, close, [Symbol.asyncDispose]: close };
+      const blockFile = join(dir, "block");
+      const block = (on: boolean) =>
+        on ? Deno.writeTextFile(blockFile, "") : Deno.remove(blockFile).catch(() => {});
+      return { url, errorLog, block, close, [Symbol.asyncDispose]: close };
     }
     if (!exited) child.kill("SIGKILL");
     await status;
