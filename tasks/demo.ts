@@ -1,11 +1,17 @@
 /**
  * `deno task demo`: the whole product in one command. Starts the dev platform over HTTPS on an
  * ephemeral loopback port, enrolls the real CLI with a one-time token, lets it send three
- * heartbeats, stops it with SIGTERM and prints what the platform recorded.
+ * heartbeats, stops it with SIGTERM and prints what the platform recorded, and which inventory
+ * mode the agent and the platform negotiated. `--contract 1.0` runs the platform as a v1.0 one.
  */
 import { join } from "node:path";
 import { agentPermissionFlags } from "./permissions.ts";
-import { type DevPlatform, startDevPlatform } from "./dev_platform/server.ts";
+import {
+  CONTRACT_VERSIONS,
+  type ContractVersion,
+  type DevPlatform,
+  startDevPlatform,
+} from "./dev_platform/server.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const HEARTBEATS = 3;
@@ -17,6 +23,13 @@ class StepError extends Error {
   constructor(readonly step: string, message: string) {
     super(message);
   }
+}
+
+const contractArg = Deno.args[Deno.args.indexOf("--contract") + 1] ?? "1.3";
+const contract = CONTRACT_VERSIONS.find((v) => v === contractArg) as ContractVersion | undefined;
+if (contract === undefined || (Deno.args.length > 0 && !Deno.args.includes("--contract"))) {
+  console.error(`usage: deno task demo [--contract ${CONTRACT_VERSIONS.join("|")}]`);
+  Deno.exit(2);
 }
 
 const started = performance.now();
@@ -128,9 +141,13 @@ async function main(): Promise<number> {
     say("OneConnect agent demo\n");
     const flags = await agentPermissionFlags();
 
-    say("[1/5] Starting the dev platform (HTTPS, loopback, ephemeral port)");
+    say(`[1/5] Starting the dev platform (contract ${contract}, HTTPS, loopback, ephemeral port)`);
     try {
-      platform = await startDevPlatform({ quiet: true, dataDir: join(work, "platform") });
+      platform = await startDevPlatform({
+        quiet: true,
+        dataDir: join(work, "platform"),
+        contractVersion: contract,
+      });
     } catch (e) {
       throw new StepError("start dev platform", e instanceof Error ? e.message : String(e));
     }
@@ -244,6 +261,17 @@ async function main(): Promise<number> {
     for (const hb of beats) {
       say(`    #${hb.sequence}  ${hb.received_at}  ${describeHeartbeat(hb.body)}`);
     }
+    // What the agent remembered of the platform's answers (status.json), and what it sent.
+    const status = JSON.parse(await Deno.readTextFile(join(stateDir, "status.json")));
+    const features: string[] = status.platform_features ?? [];
+    const withHost = beats.filter((hb) => "host" in (hb.body as object)).length;
+    say(
+      `  negotiated ${
+        features.includes("host_digest")
+          ? "inventory delta: the platform advertised host_digest, steady heartbeats are digest-only"
+          : "full inventory: the platform advertised no host_digest, every heartbeat carries host"
+      } (platform features ${JSON.stringify(features)}; ${withHost} of ${beats.length} with host)`,
+    );
     const violations = platform.contractViolations;
     if (violations.length > 0) {
       for (const v of violations) say(`  contract violation: ${v}`);

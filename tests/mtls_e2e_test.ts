@@ -133,11 +133,12 @@ Deno.test({
       async () => {
         const before = platform.requestCount;
         const result = await runOnce(state.path, "bearer");
-        assert.equal(result.code, 3, result.stderr);
+        // A configuration problem, not a rejection of the credential: a failed attempt (exit 4).
+        assert.equal(result.code, 4, result.stderr);
         const line = errorLine(result);
         assert.match(
           line,
-          /^error: Cannot send heartbeat: platform answered 401 client_certificate_required: .*requires a client certificate; use --auth mtls/,
+          /^error: Cannot send heartbeat: platform answered 401 client_certificate_required: .*requires a client certificate; the edge requires a client certificate: use --auth mtls/,
         );
         assert.doesNotMatch(line, /re-enroll/);
         assert.equal(platform.requestCount, before, "nginx must refuse it before the platform");
@@ -158,10 +159,11 @@ Deno.test({
       });
       const before = platform.requestCount;
       const result = await runOnce(foreign.path, "mtls");
-      assert.equal(result.code, 3, result.stderr);
-      assert.match(
+      // `client_certificate_invalid` is no rejection code of the contract: a failed attempt.
+      assert.equal(result.code, 4, result.stderr);
+      assert.equal(
         errorLine(result),
-        /^error: Cannot send heartbeat: platform answered 401 client_certificate_invalid: client certificate rejected by the TLS proxy;/,
+        "error: Cannot send heartbeat: platform answered 401 client_certificate_invalid: client certificate rejected by the TLS proxy",
       );
       assert.equal(platform.requestCount, before, "nginx must refuse it before the platform");
       assert.equal(platform.heartbeats(agentId).length, 1);
