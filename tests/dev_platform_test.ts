@@ -1127,3 +1127,30 @@ Deno.test("dev platform as contract 1.0: host required on every heartbeat, no fe
     assert.equal("features" in r.json, false);
   });
 });
+
+Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown version is refused", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", "--contract", "1.0"],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let banner = "";
+  while (!/listening on \S+/.test(banner)) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    banner += value;
+  }
+  child.kill("SIGKILL");
+  while (!(await lines.read()).done);
+  await child.status;
+  assert.match(banner, /dev platform \(contract 1\.0\) listening on https:/);
+
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: [...await taskArgs("dev-platform"), "--contract", "1.1"],
+    cwd: new URL("..", import.meta.url).pathname,
+  }).output();
+  assert.notEqual(bad.code, 0);
+  assert.match(new TextDecoder().decode(bad.stderr), /expected one of 1\.0, 1\.3/);
+});
