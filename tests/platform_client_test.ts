@@ -329,7 +329,10 @@ const openssl = await (async () => {
 if (!openssl) console.error("SKIPPING mTLS handshake tests: openssl is not installed");
 
 /** `openssl s_server` demanding a client certificate from the pinned CA (Deno.serve cannot). */
-async function startClientAuthServer(dir: string): Promise<AsyncDisposable & { url: URL }> {
+async function startClientAuthServer(
+  dir: string,
+  extraArgs: string[] = [],
+): Promise<AsyncDisposable & { url: URL }> {
   await Deno.writeTextFile(`${dir}/ca.pem`, pinnedCa.pem);
   await Deno.writeTextFile(`${dir}/server.pem`, serverCert.cert);
   await Deno.writeTextFile(`${dir}/server.key`, serverCert.key);
@@ -349,6 +352,7 @@ async function startClientAuthServer(dir: string): Promise<AsyncDisposable & { u
       "1",
       "-verify_return_error",
       "-www",
+      ...extraArgs,
     ],
     stdin: "null",
     stdout: "piped",
@@ -410,6 +414,24 @@ Deno.test({
       const error = await failure(c.health(), "tls");
       assert.match(error.message, /requires a client certificate; use --auth mtls/);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "a TLS 1.2 server demanding a client certificate (HandshakeFailure alert) says use --auth mtls",
+  ignore: !openssl,
+  fn: async () => {
+    await using dir = await tempDir();
+    await using server = await startClientAuthServer(dir.path, ["-no_tls1_3"]);
+    using c = client(server.url, { auth: { kind: "bearer", token: TOKEN } });
+    const error = await failure(c.health(), "tls");
+    assert.equal(
+      error.message,
+      `TLS handshake with "${
+        hostPort(server.url)
+      }" failed: the server ended the handshake; it may require a client certificate: use --auth mtls (HandshakeFailure)`,
+    );
   },
 });
 
