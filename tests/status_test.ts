@@ -88,6 +88,19 @@ Deno.test("status store starts afresh for another identity", async () => {
   assert.deepEqual(store.current, emptyStatus("agent-8"));
 });
 
+Deno.test("status file keeps the platform's features; one written before them still loads", async () => {
+  await using dir = await tempDir();
+  const path = statusPath(dir.path);
+  // A status.json of an agent before contract v1.3: no `platform_features`.
+  await Deno.writeTextFile(path, JSON.stringify(failingStatus()));
+  const old = await readStatus(path);
+  assert.ok(old !== null);
+  assert.equal(old.platform_features, undefined);
+  const store = new StatusStore(path, { ...old, platform_features: ["host_digest", "x_future"] });
+  await store.save();
+  assert.deepEqual((await readStatus(path))?.platform_features, ["host_digest", "x_future"]);
+});
+
 Deno.test("status file that is corrupt or wrongly shaped is ignored with a warning", async () => {
   await using dir = await tempDir();
   const path = statusPath(dir.path);
@@ -98,6 +111,7 @@ Deno.test("status file that is corrupt or wrongly shaped is ignored with a warni
       "[]",
       JSON.stringify({ ...failingStatus(), sequence: -1 }),
       JSON.stringify({ ...failingStatus(), version: 2 }),
+      JSON.stringify({ ...failingStatus(), platform_features: "host_digest" }),
     ]
   ) {
     await Deno.writeTextFile(path, content);
