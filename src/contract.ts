@@ -48,6 +48,9 @@ export const REJECTION_CODES: ReadonlySet<string> = new Set([
   "agent_unknown",
 ]);
 
+/** HTTP statuses at which the platform may reject a credential (with a REJECTION_CODES code). */
+export const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
+
 /** Media type of RFC 9457 problem documents. */
 export const PROBLEM_MEDIA_TYPE = "application/problem+json";
 
@@ -55,7 +58,7 @@ export const PROBLEM_MEDIA_TYPE = "application/problem+json";
 export function isCredentialRejection(
   answer: { httpStatus?: number; code?: string; contentType?: string },
 ): boolean {
-  return answer.httpStatus !== undefined && answer.httpStatus >= 400 &&
+  return answer.httpStatus !== undefined && REJECTION_STATUSES.has(answer.httpStatus) &&
     answer.contentType === PROBLEM_MEDIA_TYPE && answer.code !== undefined &&
     REJECTION_CODES.has(answer.code);
 }

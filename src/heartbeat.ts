@@ -5,6 +5,7 @@ import {
   type HeartbeatBody,
   type HeartbeatResponse,
   isCredentialRejection,
+  REJECTION_STATUSES,
 } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
 import { HostDelta } from "./host_delta.ts";
@@ -27,8 +28,6 @@ export const FLAG_INTERVAL_BOUNDS = { min: 1, max: 86400 } as const;
  * but never reuse one, and a healthy agent pays the reservation write once per this many beats.
  */
 export const SEQUENCE_RESERVATION_BLOCK = 100;
-/** Statuses that stop `run` when a platform problem document carries a rejection code. */
-const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
 /** Days before certificate expiry from which `run` warns. */
 export const CERTIFICATE_WARNING_DAYS = 7;
 
