@@ -138,7 +138,9 @@ Deno.test("enroll e2e: success stores 0700/0600 identity, deletes the token, kee
     assert.equal(mode(env.stateDir), 0o700);
     assert.equal(mode(env.identityPath), 0o600);
   }
-  assert.deepEqual(await listDir(env.stateDir), ["identity.json"]);
+  // status.json holds the platform's `features` from the enrollment answer (contract v1.3).
+  assert.deepEqual(await listDir(env.stateDir), ["identity.json", "status.json"]);
+  if (posix) assert.equal(mode(join(env.stateDir, "status.json")), 0o600);
   assert.equal(await exists(tokenFile), false, "used token file deleted");
 
   const identity = IdentitySchema.parse(JSON.parse(await Deno.readTextFile(env.identityPath)));
@@ -412,7 +414,8 @@ Deno.test({
     await child.stderr.cancel();
 
     assert.equal(await Deno.readTextFile(env.identityPath), before);
-    assert.deepEqual(await listDir(env.stateDir), ["identity.json"]);
+    // The first enrollment's status.json (its `features`); nothing of the killed one.
+    assert.deepEqual(await listDir(env.stateDir), ["identity.json", "status.json"]);
     assert.equal(await exists(tokenFile), true);
     const beat = await env.agent(["run", "--once"]);
     assert.equal(beat.code, 0, beat.stderr);
