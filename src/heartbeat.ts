@@ -1,4 +1,10 @@
-import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
+import {
+  type BackoffPolicy,
+  DEFAULT_BACKOFF,
+  failureDelay,
+  MAX_RETRY_SPREAD_SECONDS,
+  withJitter,
+} from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
 import type { HeartbeatRequest, HeartbeatResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
@@ -119,13 +125,17 @@ export class HeartbeatSchedule {
    * Seconds to wait after a failure: full-jitter exponential backoff, never less than
    * `retryAfterSeconds`. Above that floor the wait is spread over about one interval: a
    * fleet told the same Retry-After (often an HTTP-date: the end of an outage) would otherwise
-   * come back in the same second (the bench measured a 7x peak after a 2-minute outage).
+   * come back in the same second (the bench measured a 7x peak after a 2-minute outage). The
+   * spread window is at most {@linkcode MAX_RETRY_SPREAD_SECONDS}, so a long interval (a day)
+   * cannot stretch a capped Retry-After beyond the documented bound.
    */
   afterFailure(retryAfterSeconds?: number): number {
     this.failures++;
     // U(0,1) x a jittered interval is the forward-recurrence time of a steady fleet: agents come
     // back in steady-state phase. U(0,1) x the bare interval piles returns onto second beats.
-    const spread = () => this.#random() * withJitter(this.intervalSeconds, this.#random);
+    const spread = () =>
+      this.#random() *
+      Math.min(withJitter(this.intervalSeconds, this.#random), MAX_RETRY_SPREAD_SECONDS);
     return failureDelay(this.failures, this.#random, retryAfterSeconds, spread, this.#backoff);
   }
 }
