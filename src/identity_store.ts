@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { join } from "node:path";
+import { runChild } from "./child_process.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
@@ -42,13 +43,10 @@ export interface PermissionRepair {
 export type CommandRunner = (
   command: string,
   args: string[],
-) => Promise<{ success: boolean; stderr: string }>;
+) => Promise<{ success: boolean; stdout?: string; stderr: string }>;
 
 /** The real command runner. */
-export const denoCommandRunner: CommandRunner = async (command, args) => {
-  const out = await new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).output();
-  return { success: out.success, stderr: new TextDecoder().decode(out.stderr) };
-};
+export const denoCommandRunner: CommandRunner = (command, args) => runChild(command, args);
 
 /** Absolute path of icacls, as allowed in `tasks/permissions.flags` (never looked up via PATH). */
 export const ICACLS_PATH = "C:\\Windows\\System32\\icacls.exe";

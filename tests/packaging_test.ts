@@ -95,6 +95,8 @@ Deno.test("systemd unit runs the agent with the restart policy of its exit codes
   ]);
   assert.deepEqual(prevented, [2, 3, 5, 6]);
   assert.equal(only(unit, "Install", "WantedBy"), "multi-user.target");
+  // A core dump would hold the private key and the bearer token.
+  assert.equal(only(unit, "Service", "LimitCORE"), "0");
 });
 
 Deno.test("systemd unit confines the agent to its state directory", () => {
@@ -262,7 +264,12 @@ Deno.test("launchd plist restarts the agent after failures only and runs it at l
     ONECONNECT_STATE_DIR: defaultStateDir({ os: "darwin", uid: () => 0, env: () => undefined }),
   });
   for (const name of Object.keys(env)) assert.ok(ALLOWED_ENV.has(name));
-  assert.match(String(plist.StandardErrorPath), /^\/Library\/Logs\/[^/]+\.log$/);
+  // A root-owned subfolder: /Library/Logs is group-writable (admin), a symlink there would make
+  // root append to a file of someone else's choice.
+  assert.equal(plist.StandardErrorPath, "/Library/Logs/OneConnect/oneconnect-agent.log");
+  assert.equal(plist.StandardOutPath, plist.StandardErrorPath);
+  const text = await Deno.readTextFile(PLIST_PATH);
+  assert.ok(text.includes("install -d -o root -g wheel -m 0755 /Library/Logs/OneConnect"));
 });
 
 Deno.test("Windows install script runs the release binary at startup as SYSTEM", async () => {
