@@ -1,10 +1,18 @@
 import { z } from "zod";
 import { join } from "node:path";
 import { runChild } from "./child_process.ts";
+import { parsePlatformUrl } from "./config.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
 import { type Logger, registerSecret, silentLogger } from "./log.ts";
+import {
+  auditStateDirOwnership,
+  type OwnershipHost,
+  requireOwner,
+  requireSafeParents,
+  shellQuote,
+} from "./ownership.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -19,8 +27,8 @@ export const IdentitySchema = z.object({
    */
   intermediate_certificates: z.array(z.string().includes("-----BEGIN CERTIFICATE-----"))
     .optional(),
-  ca_certificates: z.array(z.string()),
-  bootstrap_ca_certificates: z.array(z.string()),
+  ca_certificates: z.array(z.string().min(1)),
+  bootstrap_ca_certificates: z.array(z.string().min(1)),
   private_key: z.string(),
   service_account_token: z.string().min(1),
   machine_id: z.string().nullable(),
@@ -86,11 +94,6 @@ export function formatMode(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
 }
 
-/** Quotes `path` for a POSIX shell command line when it needs quoting. */
-export function shellQuote(path: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
-}
-
 /** Options for {@linkcode IdentityStore}. */
 export interface IdentityStoreOptions {
   fs?: FileSystem;
@@ -99,6 +102,8 @@ export interface IdentityStoreOptions {
   os?: typeof Deno.build.os;
   /** Runs icacls on Windows. */
   runCommand?: CommandRunner;
+  /** Owner and parent checks (POSIX); defaults to the real uid, `fs.lstat` and `Deno.realPath`. */
+  ownership?: OwnershipHost;
 }
 
 /** Reads, writes, audits and removes the agent's identity in its state directory. */
@@ -111,6 +116,7 @@ export class IdentityStore {
   readonly #logger: Logger;
   readonly #os: typeof Deno.build.os;
   readonly #runCommand: CommandRunner;
+  readonly #ownership: OwnershipHost;
 
   constructor(stateDir: string, options: IdentityStoreOptions = {}) {
     this.stateDir = stateDir;
@@ -119,6 +125,13 @@ export class IdentityStore {
     this.#logger = options.logger ?? silentLogger;
     this.#os = options.os ?? Deno.build.os;
     this.#runCommand = options.runCommand ?? denoCommandRunner;
+    const fs = this.#fs;
+    const os = this.#os;
+    this.#ownership = options.ownership ?? {
+      uid: () => (os === "windows" ? null : Deno.uid()),
+      lstat: (path) => fs.lstat(path),
+      realPath: (path) => Deno.realPath(path),
+    };
   }
 
   /** Path of another file in the state directory. */
@@ -128,6 +141,7 @@ export class IdentityStore {
 
   /** Creates the state directory with mode 0700 (ACL on Windows), tightening an existing one. */
   async ensureStateDir(): Promise<void> {
+    await requireSafeParents(this.stateDir, this.#ownership);
     let info = await this.#lstatOrNull(this.stateDir);
     if (info === null) {
       try {
@@ -144,6 +158,8 @@ export class IdentityStore {
       await this.#restrictWindowsDir();
       return;
     }
+    // Never chmod someone else's directory into "ours": its owner would keep control of it.
+    requireOwner(this.stateDir, info, this.#ownership.uid());
     await this.#tighten(this.stateDir, info, DIR_MODE);
   }
 
@@ -165,6 +181,8 @@ export class IdentityStore {
       );
     }
     this.#requireKind(path, info, "file");
+    await auditStateDirOwnership(this.stateDir, this.#ownership);
+    requireOwner(path, info, this.#ownership.uid());
     let text: string;
     try {
       text = await this.#fs.readTextFile(path);
@@ -195,6 +213,31 @@ export class IdentityStore {
     const identity = parsed.data;
     registerSecret(identity.private_key);
     registerSecret(identity.service_account_token);
+    // Fail closed: a file that would send the token in clear or to an unpinned server is refused.
+    const unsafe = (why: string) =>
+      new UsageError(
+        `Refusing identity file ${
+          JSON.stringify(path)
+        }: ${why}; re-enroll with "oneconnect-agent enroll --force"`,
+      );
+    let platformUrl: URL;
+    try {
+      platformUrl = parsePlatformUrl(identity.platform_url, IDENTITY_FILE_NAME);
+    } catch {
+      throw unsafe(
+        `"platform_url" ${
+          JSON.stringify(identity.platform_url)
+        } is neither https:// nor http:// on loopback`,
+      );
+    }
+    if (
+      platformUrl.protocol === "https:" && identity.ca_certificates.length === 0 &&
+      identity.bootstrap_ca_certificates.length === 0
+    ) {
+      throw unsafe(
+        '"ca_certificates" and "bootstrap_ca_certificates" are both empty, so no server could be pinned',
+      );
+    }
     const match = await keyMatchesCertificate(identity.private_key, identity.certificate);
     if (match === "bad-key") throw corrupt("private_key is not a PKCS#8 ECDSA P-256 key");
     if (match === "bad-certificate") throw corrupt("certificate is not a PEM certificate");
@@ -250,6 +293,7 @@ export class IdentityStore {
     const dirInfo = await this.#lstatOrNull(this.stateDir);
     if (dirInfo === null) return repairs;
     this.#requireKind(this.stateDir, dirInfo, "directory");
+    await auditStateDirOwnership(this.stateDir, this.#ownership);
     const dirRepair = await this.#tighten(this.stateDir, dirInfo, DIR_MODE);
     if (dirRepair) repairs.push(dirRepair);
     for (const name of AUDITED_FILES) {
@@ -257,6 +301,7 @@ export class IdentityStore {
       const info = await this.#lstatOrNull(path);
       if (info === null) continue;
       this.#requireKind(path, info, "file");
+      requireOwner(path, info, this.#ownership.uid());
       const repair = await this.#tighten(path, info, FILE_MODE);
       if (repair) repairs.push(repair);
     }

@@ -9,8 +9,8 @@ import {
   icaclsRestrictArgs,
   type Identity,
   IdentityStore,
-  shellQuote,
 } from "../src/identity_store.ts";
+import { shellQuote } from "../src/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { tempDir } from "./helpers.ts";
