@@ -13,6 +13,7 @@ import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { RenewalScheduler } from "./renewal.ts";
+import { acquireStateLock } from "./state_lock.ts";
 import { type AgentStatus, type StatusError, StatusStore } from "./status.ts";
 import { type Host, type Metrics, TelemetryCollector } from "./telemetry.ts";
 import { VERSION } from "./version.ts";
@@ -472,6 +473,12 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
+  // Held for the life of the process: this process renews and keeps the identity in memory.
+  await using _lock = await acquireStateLock(config.stateDir, {
+    command: options.once ? "run --once" : "run",
+    action: "Cannot run",
+    logger,
+  });
   const identity = await store.load();
   const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const st = status.current;
