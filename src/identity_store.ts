@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { join } from "node:path";
-import { runChild } from "./child_process.ts";
 import { parsePlatformUrl } from "./config.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
@@ -13,6 +12,7 @@ import {
   requireSafeParents,
   shellQuote,
 } from "./ownership.ts";
+import { type CommandRunner, denoCommandRunner, WindowsAcl } from "./windows_acl.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -47,32 +47,6 @@ export interface PermissionRepair {
   new_mode: string;
 }
 
-/** Runs a program and reports how it ended (a seam so the Windows ACL command is unit-testable). */
-export type CommandRunner = (
-  command: string,
-  args: string[],
-) => Promise<{ success: boolean; stdout?: string; stderr: string }>;
-
-/** The real command runner. */
-export const denoCommandRunner: CommandRunner = (command, args) => runChild(command, args);
-
-/** Absolute path of icacls, as allowed in `tasks/permissions.flags` (never looked up via PATH). */
-export const ICACLS_PATH = "C:\\Windows\\System32\\icacls.exe";
-
-/**
- * icacls arguments that leave `dir` (and everything created in it) to SYSTEM and Administrators
- * only: inherited entries removed, explicit grants replaced. SIDs, so localised names do not matter.
- */
-export function icaclsRestrictArgs(dir: string): string[] {
-  return [
-    dir,
-    "/inheritance:r",
-    "/grant:r",
-    "*S-1-5-18:(OI)(CI)F",
-    "*S-1-5-32-544:(OI)(CI)F",
-  ];
-}
-
 /** Name of the identity file inside the state directory. */
 export const IDENTITY_FILE_NAME = "identity.json";
 /** Name of the heartbeat status file (a secret-adjacent file, kept 0600 like the identity). */
@@ -100,7 +74,7 @@ export interface IdentityStoreOptions {
   logger?: Logger;
   /** Operating system whose permission model applies (defaults to the running one). */
   os?: typeof Deno.build.os;
-  /** Runs icacls on Windows. */
+  /** Runs icacls and PowerShell on Windows. */
   runCommand?: CommandRunner;
   /** Owner and parent checks (POSIX); defaults to the real uid, `fs.lstat` and `Deno.realPath`. */
   ownership?: OwnershipHost;
@@ -143,6 +117,7 @@ export class IdentityStore {
   async ensureStateDir(): Promise<void> {
     await requireSafeParents(this.stateDir, this.#ownership);
     let info = await this.#lstatOrNull(this.stateDir);
+    const created = info === null;
     if (info === null) {
       try {
         await this.#fs.mkdir(this.stateDir, DIR_MODE);
@@ -155,7 +130,7 @@ export class IdentityStore {
     }
     this.#requireKind(this.stateDir, info, "directory");
     if (this.#os === "windows") {
-      await this.#restrictWindowsDir();
+      await new WindowsAcl(this.#runCommand).secure(this.stateDir, created);
       return;
     }
     // Never chmod someone else's directory into "ours": its owner would keep control of it.
@@ -285,14 +260,19 @@ export class IdentityStore {
   /**
    * Tightens a group/other-accessible state directory (to 0700) and secret files (to 0600),
    * warning with the path and old mode since the secrets may have been exposed. Refuses symlinks
-   * and non-regular files. Windows has no mode bits: its ACL is set by {@linkcode ensureStateDir}.
+   * and non-regular files, and files owned by another user. Windows has no mode bits: the ACL set
+   * by {@linkcode ensureStateDir} is read back and refused unless only SYSTEM and Administrators.
    */
   async auditPermissions(): Promise<PermissionRepair[]> {
-    if (this.#os === "windows") return [];
     const repairs: PermissionRepair[] = [];
     const dirInfo = await this.#lstatOrNull(this.stateDir);
     if (dirInfo === null) return repairs;
     this.#requireKind(this.stateDir, dirInfo, "directory");
+    if (this.#os === "windows") {
+      // No mode bits: the ACL (set by ensureStateDir) is read back and refused unless ours.
+      await new WindowsAcl(this.#runCommand).audit(this.stateDir);
+      return repairs;
+    }
     await auditStateDirOwnership(this.stateDir, this.#ownership);
     const dirRepair = await this.#tighten(this.stateDir, dirInfo, DIR_MODE);
     if (dirRepair) repairs.push(dirRepair);
@@ -385,23 +365,6 @@ export class IdentityStore {
       { path, old_mode: oldMode, new_mode: newMode },
     );
     return { path, old_mode: oldMode, new_mode: newMode };
-  }
-
-  async #restrictWindowsDir(): Promise<void> {
-    const args = icaclsRestrictArgs(this.stateDir);
-    let result: { success: boolean; stderr: string };
-    try {
-      result = await this.#runCommand(ICACLS_PATH, args);
-    } catch (e) {
-      result = { success: false, stderr: (e as Error).message };
-    }
-    if (!result.success) {
-      throw new UsageError(
-        `Cannot restrict ${JSON.stringify(this.stateDir)} to SYSTEM and Administrators (${
-          result.stderr.trim().split(/\r?\n/)[0] ?? "icacls failed"
-        }); as an administrator run: ${ICACLS_PATH} ${args.map((a) => `"${a}"`).join(" ")}`,
-      );
-    }
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { childEnvironment, runChild } from "../src/child_process.ts";
-import { denoCommandRunner } from "../src/identity_store.ts";
+import { denoCommandRunner } from "../src/windows_acl.ts";
 import { denoSystem } from "../src/telemetry.ts";
 
 const ENV = "/usr/bin/env";

@@ -302,3 +302,21 @@ Deno.test("WinSW service definition runs the agent with restart on failure", asy
   assert.ok(ALLOWED_ENV.has(env.getAttribute("name")!));
   assert.equal(env.getAttribute("value"), "%ProgramData%\\OneConnect\\Agent");
 });
+
+Deno.test("Windows install script protects the log folder: owner, no inheritance, read back", async () => {
+  const script = await Deno.readTextFile(PS1_PATH);
+  // A folder or parent someone else created first is refused, by owner SID.
+  assert.match(script, /GetOwner\(\[Security\.Principal\.SecurityIdentifier\]\)/);
+  assert.match(script, /Assert-OwnedByUs \$parent/);
+  assert.match(script, /if \(Test-Path -LiteralPath \$Path\) \{ Assert-OwnedByUs \$Path \}/);
+  assert.match(script, /\/setowner '\*S-1-5-32-544'/);
+  assert.match(
+    script,
+    /\/inheritance:r \/grant:r '\*S-1-5-18:\(OI\)\(CI\)F' '\*S-1-5-32-544:\(OI\)\(CI\)F'/,
+  );
+  assert.match(script, /RemoveAccessRuleAll/);
+  assert.match(script, /its ACL still grants/);
+  assert.match(script, /^Protect-AgentFolder \$LogDir$/m);
+  // The unprotected form of the first round must be gone.
+  assert.doesNotMatch(script, /New-Item -ItemType Directory -Force -Path \$LogDir/);
+});
