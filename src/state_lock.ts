@@ -110,6 +110,16 @@ export async function acquireStateLock(
     } catch (e) {
       // No state directory, no identity to protect: the command reports "not enrolled" itself.
       if (e instanceof Deno.errors.NotFound) return unlocked(path);
+      const code = (e as { code?: string }).code;
+      if (code === "EROFS" || code === "ENOSPC" || code === "EDQUOT") {
+        // Nobody can write the identity here either; the command reports its own write errors.
+        options.logger.warn(
+          `Cannot create the lock file ${JSON.stringify(path)}: ${
+            (e as Error).message
+          }; continuing without it`,
+        );
+        return unlocked(path);
+      }
       if (!(e instanceof Deno.errors.AlreadyExists)) {
         throw new UsageError(
           `Cannot create the lock file ${JSON.stringify(path)}: ${(e as Error).message}`,
@@ -120,19 +130,18 @@ export async function acquireStateLock(
     }
     try {
       await file.lock(true);
-      const record: LockRecord = {
-        pid: Deno.pid,
-        started_at: new Date(performance.timeOrigin).toISOString(),
-        command: options.command,
-      };
-      await file.write(new TextEncoder().encode(`${JSON.stringify(record)}\n`));
     } catch (e) {
       file.close();
       await Deno.remove(path).catch(() => {});
-      throw new UsageError(
-        `Cannot write the lock file ${JSON.stringify(path)}: ${(e as Error).message}`,
-      );
+      throw new UsageError(`Cannot lock ${JSON.stringify(path)}: ${(e as Error).message}`);
     }
+    const record: LockRecord = {
+      pid: Deno.pid,
+      started_at: new Date(performance.timeOrigin).toISOString(),
+      command: options.command,
+    };
+    // The OS lock is the guard; the record only names the holder (a full disk may refuse it).
+    await file.write(new TextEncoder().encode(`${JSON.stringify(record)}\n`)).catch(() => {});
     let released = false;
     const release = async () => {
       if (released) return;
