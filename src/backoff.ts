@@ -1,6 +1,15 @@
 /** Longest `Retry-After` the agent honours, so a hostile or broken platform cannot park it. */
 export const RETRY_AFTER_CAP_SECONDS = 3600;
 
+/** Most the fleet spread may add above a `Retry-After` floor: 10 % of the cap (360 s). */
+export const MAX_RETRY_SPREAD_SECONDS = RETRY_AFTER_CAP_SECONDS / 10;
+
+/**
+ * Longest wait after any failure, whatever the interval or the platform says: the Retry-After cap
+ * plus the most spread (3960 s).
+ */
+export const MAX_FAILURE_DELAY_SECONDS = RETRY_AFTER_CAP_SECONDS + MAX_RETRY_SPREAD_SECONDS;
+
 /** Exponential backoff bounds, in seconds. */
 export interface BackoffPolicy {
   baseSeconds: number;
@@ -26,8 +35,10 @@ export function fullJitterDelay(
 
 /**
  * Seconds to wait after the `failures`-th consecutive failure: {@linkcode fullJitterDelay}, never
- * less than the platform's `Retry-After`. Above that floor `spread()` seconds more are added, so
- * agents told the same Retry-After do not all come back in the same instant.
+ * less than the platform's `Retry-After` (itself at most {@linkcode RETRY_AFTER_CAP_SECONDS}).
+ * Above that floor `spread()` seconds more are added (at most
+ * {@linkcode MAX_RETRY_SPREAD_SECONDS}), so agents told the same Retry-After do not all come back
+ * in the same instant. The result never exceeds {@linkcode MAX_FAILURE_DELAY_SECONDS}.
  */
 export function failureDelay(
   failures: number,
@@ -36,9 +47,11 @@ export function failureDelay(
   spread?: () => number,
   policy: BackoffPolicy = DEFAULT_BACKOFF,
 ): number {
-  const backoff = fullJitterDelay(failures, random, policy);
+  const backoff = Math.min(fullJitterDelay(failures, random, policy), MAX_FAILURE_DELAY_SECONDS);
   if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoff;
-  return Math.max(backoff, retryAfterSeconds + (spread ? spread() : 0));
+  const floor = Math.min(retryAfterSeconds, RETRY_AFTER_CAP_SECONDS);
+  const extra = Math.min(Math.max(0, spread ? spread() : 0), MAX_RETRY_SPREAD_SECONDS);
+  return Math.max(backoff, floor + extra);
 }
 
 /** `seconds` with uniform ±`fraction` jitter (default ±10 %). */

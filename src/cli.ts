@@ -16,7 +16,8 @@ Exit codes:
      agent removed, identity cloned): an operator must act
   4  the platform could not be reached or kept failing
   5  not enrolled
-  6  already enrolled (enroll without --force)`;
+  6  already enrolled (enroll without --force)
+  7  another oneconnect-agent process holds the identity (e.g. renew while the service runs)`;
 
 /** Seams the CLI needs from the process; `src/main.ts` passes the real ones. */
 export interface CliProcess {

@@ -2,6 +2,12 @@ import { z } from "zod";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import {
+  auditConfigFile,
+  auditStateDirOwnership,
+  denoOwnershipHost,
+  type OwnershipHost,
+} from "./ownership.ts";
 
 /** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
 export const AuthModeSchema = z.enum(["bearer", "mtls"]);
@@ -62,6 +68,8 @@ export interface ConfigHost {
   os: typeof Deno.build.os;
   uid: () => number | null;
   readTextFile: (path: string) => Promise<string>;
+  /** Owner and mode checks made before `agent.json` is read (default: the real ones). */
+  ownership?: OwnershipHost;
 }
 
 /** The real host: Deno's environment, OS and file system. */
@@ -70,6 +78,7 @@ export const denoConfigHost: ConfigHost = {
   os: Deno.build.os,
   uid: () => Deno.uid(),
   readTextFile: (path) => Deno.readTextFile(path),
+  ownership: denoOwnershipHost,
 };
 
 /** Environment variable for each configurable field. */
@@ -204,12 +213,22 @@ function truncate(text: string | undefined, max = 60): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
-/** Reads `agent.json` from the state directory; a missing file is an empty layer. */
+/**
+ * Reads `agent.json` from the state directory; a missing file is an empty layer. It can point
+ * `enroll` at another platform, CA or proxy, so it is audited first (POSIX): the state directory
+ * and its parents as for secrets, and the file itself not a symlink, owned by us or root, and not
+ * writable by group or others. On Windows the state directory's ACL covers it.
+ */
 export async function readFileConfig(
   stateDir: string,
-  host: Pick<ConfigHost, "readTextFile">,
+  host: Pick<ConfigHost, "readTextFile" | "ownership"> & { os?: typeof Deno.build.os },
 ): Promise<FileConfig> {
   const path = join(stateDir, CONFIG_FILE_NAME);
+  if ((host.os ?? Deno.build.os) !== "windows") {
+    const ownership = host.ownership ?? denoOwnershipHost;
+    await auditStateDirOwnership(stateDir, ownership);
+    await auditConfigFile(path, ownership);
+  }
   let text: string;
   try {
     text = await host.readTextFile(path);

@@ -1,8 +1,13 @@
 import { z } from "zod";
 import { HostSchema, MetricsSchema } from "./telemetry.ts";
 
-/** Agent ids the platform may issue (contract v1). */
-export const AgentIdSchema = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/);
+/**
+ * Agent ids the platform may issue (contract v1.3): a letter or digit first, so `.`, `..` and
+ * `-option` can never become a path segment, a file name or an argument.
+ */
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** An agent id (see {@linkcode AGENT_ID_PATTERN}). */
+export const AgentIdSchema = z.string().regex(AGENT_ID_PATTERN);
 
 /** RFC 9457 problem body; unknown fields are kept so callers can act on extensions. */
 export const ProblemSchema = z.looseObject({

@@ -27,6 +27,7 @@ import {
 } from "./identity_store.ts";
 import { type Logger, registerSecret } from "./log.ts";
 import { emptyStatus, StatusStore } from "./status.ts";
+import { acquireStateLock } from "./state_lock.ts";
 import { type Host, TelemetryCollector } from "./telemetry.ts";
 import { VERSION } from "./version.ts";
 
@@ -519,8 +520,15 @@ export async function enrollCommand(
   const createdStateDir = !(await fileExists(deps.fs, config.stateDir));
   // Before the token is spent: a state directory we cannot write must fail now, not after.
   await store.ensureStateDir();
+  // Before the token is spent: a running service (or renew) must not write the identity too.
+  await using lock = await acquireStateLock(config.stateDir, {
+    command: "enroll",
+    action: "Cannot enroll",
+    logger,
+  });
   // Nothing stored: leave no empty state directory behind either (the remove is non-recursive).
   const cleanUp = async () => {
+    await lock.release();
     if (createdStateDir) await deps.fs.remove(config.stateDir).catch(() => {});
   };
   let identity: Identity;

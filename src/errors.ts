@@ -7,6 +7,7 @@ export const ExitCode = {
   unreachable: 4,
   notEnrolled: 5,
   alreadyEnrolled: 6,
+  busy: 7,
 } as const;
 
 /** One of the documented exit codes. */

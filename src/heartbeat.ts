@@ -1,4 +1,10 @@
-import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
+import {
+  type BackoffPolicy,
+  DEFAULT_BACKOFF,
+  failureDelay,
+  MAX_RETRY_SPREAD_SECONDS,
+  withJitter,
+} from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
 import {
   FEATURE_HOST_DIGEST,
@@ -13,6 +19,7 @@ import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { RenewalScheduler } from "./renewal.ts";
+import { acquireStateLock } from "./state_lock.ts";
 import { type AgentStatus, type StatusError, StatusStore } from "./status.ts";
 import { type Host, type Metrics, TelemetryCollector } from "./telemetry.ts";
 import { VERSION } from "./version.ts";
@@ -123,13 +130,17 @@ export class HeartbeatSchedule {
    * Seconds to wait after a failure: full-jitter exponential backoff, never less than
    * `retryAfterSeconds`. Above that floor the wait is spread over about one interval: a
    * fleet told the same Retry-After (often an HTTP-date: the end of an outage) would otherwise
-   * come back in the same second (the bench measured a 7x peak after a 2-minute outage).
+   * come back in the same second (the bench measured a 7x peak after a 2-minute outage). The
+   * spread window is at most {@linkcode MAX_RETRY_SPREAD_SECONDS}, so a long interval (a day)
+   * cannot stretch a capped Retry-After beyond the documented bound.
    */
   afterFailure(retryAfterSeconds?: number): number {
     this.failures++;
     // U(0,1) x a jittered interval is the forward-recurrence time of a steady fleet: agents come
     // back in steady-state phase. U(0,1) x the bare interval piles returns onto second beats.
-    const spread = () => this.#random() * withJitter(this.intervalSeconds, this.#random);
+    const spread = () =>
+      this.#random() *
+      Math.min(withJitter(this.intervalSeconds, this.#random), MAX_RETRY_SPREAD_SECONDS);
     return failureDelay(this.failures, this.#random, retryAfterSeconds, spread, this.#backoff);
   }
 }
@@ -501,6 +512,12 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
+  // Held for the life of the process: this process renews and keeps the identity in memory.
+  await using _lock = await acquireStateLock(config.stateDir, {
+    command: options.once ? "run --once" : "run",
+    action: "Cannot run",
+    logger,
+  });
   const identity = await store.load();
   const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const st = status.current;

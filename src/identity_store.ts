@@ -1,9 +1,18 @@
 import { z } from "zod";
 import { join } from "node:path";
+import { parsePlatformUrl } from "./config.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
 import { type Logger, registerSecret, silentLogger } from "./log.ts";
+import {
+  auditStateDirOwnership,
+  type OwnershipHost,
+  requireOwner,
+  requireSafeParents,
+  shellQuote,
+} from "./ownership.ts";
+import { type CommandRunner, denoCommandRunner, WindowsAcl } from "./windows_acl.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -18,8 +27,8 @@ export const IdentitySchema = z.object({
    */
   intermediate_certificates: z.array(z.string().includes("-----BEGIN CERTIFICATE-----"))
     .optional(),
-  ca_certificates: z.array(z.string()),
-  bootstrap_ca_certificates: z.array(z.string()),
+  ca_certificates: z.array(z.string().min(1)),
+  bootstrap_ca_certificates: z.array(z.string().min(1)),
   private_key: z.string(),
   service_account_token: z.string().min(1),
   machine_id: z.string().nullable(),
@@ -36,35 +45,6 @@ export interface PermissionRepair {
   path: string;
   old_mode: string;
   new_mode: string;
-}
-
-/** Runs a program and reports how it ended (a seam so the Windows ACL command is unit-testable). */
-export type CommandRunner = (
-  command: string,
-  args: string[],
-) => Promise<{ success: boolean; stderr: string }>;
-
-/** The real command runner. */
-export const denoCommandRunner: CommandRunner = async (command, args) => {
-  const out = await new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).output();
-  return { success: out.success, stderr: new TextDecoder().decode(out.stderr) };
-};
-
-/** Absolute path of icacls, as allowed in `tasks/permissions.flags` (never looked up via PATH). */
-export const ICACLS_PATH = "C:\\Windows\\System32\\icacls.exe";
-
-/**
- * icacls arguments that leave `dir` (and everything created in it) to SYSTEM and Administrators
- * only: inherited entries removed, explicit grants replaced. SIDs, so localised names do not matter.
- */
-export function icaclsRestrictArgs(dir: string): string[] {
-  return [
-    dir,
-    "/inheritance:r",
-    "/grant:r",
-    "*S-1-5-18:(OI)(CI)F",
-    "*S-1-5-32-544:(OI)(CI)F",
-  ];
 }
 
 /** Name of the identity file inside the state directory. */
@@ -88,19 +68,16 @@ export function formatMode(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
 }
 
-/** Quotes `path` for a POSIX shell command line when it needs quoting. */
-export function shellQuote(path: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
-}
-
 /** Options for {@linkcode IdentityStore}. */
 export interface IdentityStoreOptions {
   fs?: FileSystem;
   logger?: Logger;
   /** Operating system whose permission model applies (defaults to the running one). */
   os?: typeof Deno.build.os;
-  /** Runs icacls on Windows. */
+  /** Runs icacls and PowerShell on Windows. */
   runCommand?: CommandRunner;
+  /** Owner and parent checks (POSIX); defaults to the real uid, `fs.lstat` and `Deno.realPath`. */
+  ownership?: OwnershipHost;
 }
 
 /** Reads, writes, audits and removes the agent's identity in its state directory. */
@@ -113,6 +90,7 @@ export class IdentityStore {
   readonly #logger: Logger;
   readonly #os: typeof Deno.build.os;
   readonly #runCommand: CommandRunner;
+  readonly #ownership: OwnershipHost;
 
   constructor(stateDir: string, options: IdentityStoreOptions = {}) {
     this.stateDir = stateDir;
@@ -121,6 +99,13 @@ export class IdentityStore {
     this.#logger = options.logger ?? silentLogger;
     this.#os = options.os ?? Deno.build.os;
     this.#runCommand = options.runCommand ?? denoCommandRunner;
+    const fs = this.#fs;
+    const os = this.#os;
+    this.#ownership = options.ownership ?? {
+      uid: () => (os === "windows" ? null : Deno.uid()),
+      lstat: (path) => fs.lstat(path),
+      realPath: (path) => Deno.realPath(path),
+    };
   }
 
   /** Path of another file in the state directory. */
@@ -130,7 +115,9 @@ export class IdentityStore {
 
   /** Creates the state directory with mode 0700 (ACL on Windows), tightening an existing one. */
   async ensureStateDir(): Promise<void> {
+    await requireSafeParents(this.stateDir, this.#ownership);
     let info = await this.#lstatOrNull(this.stateDir);
+    const created = info === null;
     if (info === null) {
       try {
         await this.#fs.mkdir(this.stateDir, DIR_MODE);
@@ -143,9 +130,11 @@ export class IdentityStore {
     }
     this.#requireKind(this.stateDir, info, "directory");
     if (this.#os === "windows") {
-      await this.#restrictWindowsDir();
+      await new WindowsAcl(this.#runCommand).secure(this.stateDir, created);
       return;
     }
+    // Never chmod someone else's directory into "ours": its owner would keep control of it.
+    requireOwner(this.stateDir, info, this.#ownership.uid());
     await this.#tighten(this.stateDir, info, DIR_MODE);
   }
 
@@ -167,6 +156,8 @@ export class IdentityStore {
       );
     }
     this.#requireKind(path, info, "file");
+    await auditStateDirOwnership(this.stateDir, this.#ownership);
+    requireOwner(path, info, this.#ownership.uid());
     let text: string;
     try {
       text = await this.#fs.readTextFile(path);
@@ -197,6 +188,31 @@ export class IdentityStore {
     const identity = parsed.data;
     registerSecret(identity.private_key);
     registerSecret(identity.service_account_token);
+    // Fail closed: a file that would send the token in clear or to an unpinned server is refused.
+    const unsafe = (why: string) =>
+      new UsageError(
+        `Refusing identity file ${
+          JSON.stringify(path)
+        }: ${why}; re-enroll with "oneconnect-agent enroll --force"`,
+      );
+    let platformUrl: URL;
+    try {
+      platformUrl = parsePlatformUrl(identity.platform_url, IDENTITY_FILE_NAME);
+    } catch {
+      throw unsafe(
+        `"platform_url" ${
+          JSON.stringify(identity.platform_url)
+        } is neither https:// nor http:// on loopback`,
+      );
+    }
+    if (
+      platformUrl.protocol === "https:" && identity.ca_certificates.length === 0 &&
+      identity.bootstrap_ca_certificates.length === 0
+    ) {
+      throw unsafe(
+        '"ca_certificates" and "bootstrap_ca_certificates" are both empty, so no server could be pinned',
+      );
+    }
     const match = await keyMatchesCertificate(identity.private_key, identity.certificate);
     if (match === "bad-key") throw corrupt("private_key is not a PKCS#8 ECDSA P-256 key");
     if (match === "bad-certificate") throw corrupt("certificate is not a PEM certificate");
@@ -244,14 +260,20 @@ export class IdentityStore {
   /**
    * Tightens a group/other-accessible state directory (to 0700) and secret files (to 0600),
    * warning with the path and old mode since the secrets may have been exposed. Refuses symlinks
-   * and non-regular files. Windows has no mode bits: its ACL is set by {@linkcode ensureStateDir}.
+   * and non-regular files, and files owned by another user. Windows has no mode bits: the ACL set
+   * by {@linkcode ensureStateDir} is read back and refused unless only SYSTEM and Administrators.
    */
   async auditPermissions(): Promise<PermissionRepair[]> {
-    if (this.#os === "windows") return [];
     const repairs: PermissionRepair[] = [];
     const dirInfo = await this.#lstatOrNull(this.stateDir);
     if (dirInfo === null) return repairs;
     this.#requireKind(this.stateDir, dirInfo, "directory");
+    if (this.#os === "windows") {
+      // No mode bits: the ACL (set by ensureStateDir) is read back and refused unless ours.
+      await new WindowsAcl(this.#runCommand).audit(this.stateDir);
+      return repairs;
+    }
+    await auditStateDirOwnership(this.stateDir, this.#ownership);
     const dirRepair = await this.#tighten(this.stateDir, dirInfo, DIR_MODE);
     if (dirRepair) repairs.push(dirRepair);
     for (const name of AUDITED_FILES) {
@@ -259,6 +281,7 @@ export class IdentityStore {
       const info = await this.#lstatOrNull(path);
       if (info === null) continue;
       this.#requireKind(path, info, "file");
+      requireOwner(path, info, this.#ownership.uid());
       const repair = await this.#tighten(path, info, FILE_MODE);
       if (repair) repairs.push(repair);
     }
@@ -342,23 +365,6 @@ export class IdentityStore {
       { path, old_mode: oldMode, new_mode: newMode },
     );
     return { path, old_mode: oldMode, new_mode: newMode };
-  }
-
-  async #restrictWindowsDir(): Promise<void> {
-    const args = icaclsRestrictArgs(this.stateDir);
-    let result: { success: boolean; stderr: string };
-    try {
-      result = await this.#runCommand(ICACLS_PATH, args);
-    } catch (e) {
-      result = { success: false, stderr: (e as Error).message };
-    }
-    if (!result.success) {
-      throw new UsageError(
-        `Cannot restrict ${JSON.stringify(this.stateDir)} to SYSTEM and Administrators (${
-          result.stderr.trim().split(/\r?\n/)[0] ?? "icacls failed"
-        }); as an administrator run: ${ICACLS_PATH} ${args.map((a) => `"${a}"`).join(" ")}`,
-      );
-    }
   }
 }
 

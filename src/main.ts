@@ -1,35 +1,6 @@
 import { runCli } from "./cli.ts";
-import { AgentError, ExitCode } from "./errors.ts";
-import { redact, writeStderrLine } from "./log.ts";
-
-function debugRequested(): boolean {
-  const i = Deno.args.indexOf("--log-level");
-  if (i >= 0 && Deno.args[i + 1] === "debug") return true;
-  if (Deno.args.includes("--log-level=debug")) return true;
-  try {
-    return Deno.env.get("ONECONNECT_LOG_LEVEL") === "debug";
-  } catch {
-    return false;
-  }
-}
-
-/** Reports `error` as one redacted line on stderr and returns the exit code it maps to. */
-function report(error: unknown): number {
-  if (error instanceof AgentError) {
-    writeStderrLine(`error: ${redact(error.message).replace(/\r?\n/g, " ")}`);
-    return error.exitCode;
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  writeStderrLine(
-    `error: internal error: ${
-      redact(message).replace(/\r?\n/g, " ")
-    } (rerun with --log-level debug for a trace)`,
-  );
-  if (error instanceof Error && error.stack && debugRequested()) {
-    writeStderrLine(redact(error.stack));
-  }
-  return ExitCode.internal;
-}
+import { ExitCode } from "./errors.ts";
+import { reportError, reportUncaughtErrors } from "./error_report.ts";
 
 const shutdown = new AbortController();
 const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -39,10 +10,7 @@ for (const signal of signals) {
   Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
 }
 
-globalThis.addEventListener("unhandledrejection", (event) => {
-  event.preventDefault();
-  Deno.exit(report(event.reason));
-});
+reportUncaughtErrors((code) => Deno.exit(code));
 
 let code: number = ExitCode.ok;
 try {
@@ -51,6 +19,6 @@ try {
     shutdown: shutdown.signal,
   });
 } catch (error) {
-  code = report(error);
+  code = reportError(error);
 }
 Deno.exit(code);

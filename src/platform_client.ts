@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import { parseRetryAfter } from "./backoff.ts";
 import {
+  AGENT_ID_PATTERN,
   type EnrollRequest,
   type EnrollResponse,
   EnrollResponseSchema,
@@ -19,7 +20,7 @@ import {
   type RenewResponse,
   RenewResponseSchema,
 } from "./contract.ts";
-import { PlatformError, type PlatformErrorDetails } from "./errors.ts";
+import { PlatformError, type PlatformErrorDetails, UsageError } from "./errors.ts";
 import { type Logger, redact, redactValue, registerSecret, silentLogger } from "./log.ts";
 import { USER_AGENT } from "./version.ts";
 
@@ -214,6 +215,21 @@ interface Answer {
 }
 
 /** A client for platform contract v1; dispose it (or call close) to release its connections. */
+/**
+ * `api/v1/agents/<id><suffix>`; an id that could act as a path segment (`.`, `..`) never gets
+ * this far (the identity is validated on load), and is refused here too rather than sent.
+ */
+function agentPath(agentId: string, suffix: string): string {
+  if (!AGENT_ID_PATTERN.test(agentId)) {
+    throw new UsageError(
+      `Refusing agent id ${
+        JSON.stringify(agentId)
+      }: it must start with a letter or digit; re-enroll with "oneconnect-agent enroll --force"`,
+    );
+  }
+  return `api/v1/agents/${encodeURIComponent(agentId)}${suffix}`;
+}
+
 export class PlatformClient implements Disposable {
   /** The proxy requests go through (without credentials), or undefined when direct. */
   readonly proxy: URL | undefined;
@@ -313,7 +329,7 @@ export class PlatformClient implements Disposable {
   ): Promise<HeartbeatResponse> {
     const answer = await this.#request({
       method: "POST",
-      path: `api/v1/agents/${encodeURIComponent(agentId)}/heartbeats`,
+      path: agentPath(agentId, "/heartbeats"),
       body,
       signal,
       authenticated: true,
@@ -329,7 +345,7 @@ export class PlatformClient implements Disposable {
   ): Promise<RenewResponse> {
     const answer = await this.#request({
       method: "POST",
-      path: `api/v1/agents/${encodeURIComponent(agentId)}/certificate`,
+      path: agentPath(agentId, "/certificate"),
       body,
       signal,
       authenticated: true,
@@ -341,7 +357,7 @@ export class PlatformClient implements Disposable {
   async unenroll(agentId: string, signal?: AbortSignal): Promise<void> {
     await this.#request({
       method: "DELETE",
-      path: `api/v1/agents/${encodeURIComponent(agentId)}`,
+      path: agentPath(agentId, ""),
       signal,
       authenticated: true,
     });

@@ -10,6 +10,7 @@ import { CredentialRejectedError, PlatformError } from "./errors.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
 import { type Logger, registerSecret } from "./log.ts";
+import { acquireStateLock } from "./state_lock.ts";
 import { type AgentStatus, type RenewalStatus, StatusStore } from "./status.ts";
 
 /** Fraction of the certificate lifetime after which it is renewed. */
@@ -330,6 +331,12 @@ export async function renewCommand(
   const { config, logger } = ctx;
   const store = new IdentityStore(config.stateDir, { logger });
   await store.auditPermissions();
+  // A running service holds it too: two writers would each keep a token the other revoked.
+  await using _lock = await acquireStateLock(config.stateDir, {
+    command: "renew",
+    action: "Cannot renew",
+    logger,
+  });
   const identity = await store.load();
   const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const previous = status.current.renewal;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { runChild } from "./child_process.ts";
 import type { CommandContext } from "./context.ts";
 import type { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
@@ -93,15 +94,9 @@ export const denoSystem: SystemSeam = {
   hardwareConcurrency: () => navigator.hardwareConcurrency,
   readTextFile: (path) => Deno.readTextFile(path),
   runCommand: async (path, args) => {
-    const out = await new Deno.Command(path, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-      signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS),
-    }).output();
+    const out = await runChild(path, args, { timeoutMs: COMMAND_TIMEOUT_MS });
     if (!out.success) throw new Error(`${path} exited with code ${out.code}`);
-    return new TextDecoder().decode(out.stdout);
+    return out.stdout;
   },
 };
 

@@ -4,6 +4,7 @@ import { isCredentialRejection } from "./contract.ts";
 import { denoFileSystem, type FileSystem } from "./file_system.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore, type IdentityStoreOptions } from "./identity_store.ts";
+import { acquireStateLock } from "./state_lock.ts";
 
 /** Bound of the best-effort `DELETE api/v1/agents/{id}`, in seconds. */
 export const UNENROLL_TIMEOUT_SECONDS = 10;
@@ -132,6 +133,11 @@ export async function unenrollCommand(
       `Not enrolled: no identity at ${JSON.stringify(store.identityPath)}; nothing to remove`,
     );
   }
+  await using _lock = await acquireStateLock(ctx.config.stateDir, {
+    command: "unenroll",
+    action: "Cannot unenroll",
+    logger: ctx.logger,
+  });
   // The agent id makes the question and the result concrete; a damaged file is removed all the same.
   let identity: Identity | undefined;
   try {

@@ -47,3 +47,14 @@ Deno.test("failureDelay never goes below Retry-After and spreads only above it",
   // A backoff longer than the floor wins.
   assert.equal(failureDelay(10, () => 1, 2, () => 7), 300);
 });
+
+Deno.test("failureDelay never exceeds 3600 s plus the 360 s spread, whatever the inputs", () => {
+  const huge = () => 1e9;
+  assert.equal(failureDelay(1, () => 0.999, 99999, huge), 3960);
+  assert.equal(failureDelay(1, () => 0.999, 3600, () => 86400 * 1.1), 3960);
+  assert.equal(
+    failureDelay(40, () => 0.999, undefined, huge, { baseSeconds: 1, capSeconds: 1e9 }),
+    3960,
+  );
+  assert.equal(failureDelay(1, () => 0, 120, () => 30), 150, "normal spreads are untouched");
+});

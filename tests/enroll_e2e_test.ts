@@ -414,11 +414,14 @@ Deno.test({
     await child.stderr.cancel();
 
     assert.equal(await Deno.readTextFile(env.identityPath), before);
-    // The first enrollment's status.json (its `features`); nothing of the killed one.
-    assert.deepEqual(await listDir(env.stateDir), ["identity.json", "status.json"]);
+    // The first enrollment's status.json (its `features`), and the killed process's lock file: the
+    // next command recovers it (its OS lock is free). Nothing else of the killed enrollment.
+    assert.deepEqual(await listDir(env.stateDir), ["identity.json", "identity.lock", "status.json"]);
     assert.equal(await exists(tokenFile), true);
     const beat = await env.agent(["run", "--once"]);
     assert.equal(beat.code, 0, beat.stderr);
+    assert.match(beat.stderr, /Removing the stale lock .*identity\.lock/);
+    assert.deepEqual(await listDir(env.stateDir), ["identity.json", "status.json"]);
 
     // Without --force a fresh state dir killed the same way holds no identity at all.
     env.platform.injectFault({ route: "enroll", delayMs: 3000, times: 1 });
@@ -442,7 +445,7 @@ Deno.test({
     await child2.status;
     await child2.stdout.cancel();
     await child2.stderr.cancel();
-    assert.deepEqual(await listDir(fresh), []);
+    assert.deepEqual(await listDir(fresh), ["identity.lock"]);
     const status2 = await runAgent(["--state-dir", fresh, "status"]);
     assert.equal(status2.code, 5, status2.stderr);
   },

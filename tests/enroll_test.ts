@@ -15,6 +15,7 @@ import {
   AgentError,
   AlreadyEnrolledError,
   CredentialRejectedError,
+  ExitCode,
   PlatformError,
   UsageError,
 } from "../src/errors.ts";
@@ -710,4 +711,47 @@ Deno.test("enroll falls back to the OS hostname for the CSR common name", async 
   await h.run();
   const csr = new x509.Pkcs10CertificateRequest(platform.requests[0]!.csr);
   assert.deepEqual(csr.subjectName.getField("CN"), ["fallback-host"]);
+});
+
+Deno.test({
+  name:
+    "enroll tightens a group/other-readable enrollment.token to 0600, warning, before reading it",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const ca = await createDevCa();
+    const platform = new FakePlatform(ca, [ok(ca)]);
+    const events: string[] = [];
+    const fs: FileSystem = {
+      ...denoFileSystem,
+      chmod: (path, mode) => {
+        events.push(`chmod ${path.split("/").pop()} ${mode.toString(8)}`);
+        return denoFileSystem.chmod(path, mode);
+      },
+      readTextFile: async (path) => {
+        if (path.endsWith("enrollment.token")) {
+          events.push(`read mode ${((await Deno.stat(path)).mode! & 0o777).toString(8)}`);
+        }
+        return denoFileSystem.readTextFile(path);
+      },
+    };
+    await using h = await harness(platform, { fs });
+    const token = await writeToken(h);
+    await Deno.chmod(token, 0o644);
+    await h.run();
+    assert.deepEqual(events, ["chmod enrollment.token 600", "read mode 600"]);
+    assert.ok(h.logs.some((l) => l.includes("enrollment.token") && /from 0644 to 0600/.test(l)));
+  },
+});
+
+Deno.test("enroll refuses an agent_id that could act as a path segment", async () => {
+  const ca = await createDevCa();
+  for (const agentId of ["..", ".", ".hidden", "-x"]) {
+    const platform = new FakePlatform(ca, [ok(ca, { agent_id: agentId })]);
+    await using h = await harness(platform);
+    await writeToken(h);
+    const error = await failure(h.run());
+    assert.equal(error.exitCode, ExitCode.unreachable, error.message);
+    assert.match(error.message, /agent_id/);
+    assert.equal(await exists(h.store.identityPath), false);
+  }
 });

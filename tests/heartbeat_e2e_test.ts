@@ -322,3 +322,47 @@ Deno.test("run exits 5 when not enrolled", async () => {
   assert.equal(result.code, 5, result.stderr);
   assert.match(result.stderr, /^error: Not enrolled/);
 });
+
+Deno.test("run after a 503 Retry-After 99999 with a one-day interval: status --json shows the next attempt within 3960 s", async () => {
+  const { IdentityStore } = await import("../src/identity_store.ts");
+  const { createDevCa } = await import("../tasks/dev_platform/dev_ca.ts");
+  const { makeIdentity } = await import("./identity_fixture.ts");
+  let beats = 0;
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      await req.body?.cancel();
+      beats++;
+      return new Response(JSON.stringify({ code: "unavailable" }), {
+        status: 503,
+        headers: { "content-type": "application/problem+json", "retry-after": "99999" },
+      });
+    },
+  );
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  const identity = await makeIdentity(await createDevCa(), {
+    platformUrl: `http://127.0.0.1:${server.addr.port}/`,
+  });
+  await new IdentityStore(stateDir).save({ ...identity, heartbeat_interval_seconds: 86400 });
+  const run = startRun(stateDir);
+  try {
+    let view: Record<string, string | number | null> = {};
+    await until(() => beats >= 1, "the first heartbeat");
+    const deadline = Date.now() + 20_000;
+    while (view.next_attempt_at == null) {
+      assert.ok(Date.now() < deadline, "status --json shows next_attempt_at");
+      const status = await runAgent(["--state-dir", stateDir, "status", "--json"]);
+      assert.equal(status.code, 0, status.stderr);
+      view = JSON.parse(status.stdout);
+    }
+    assert.equal(view.consecutive_failures, 1);
+    const waitS = (Date.parse(String(view.next_attempt_at)) -
+      Date.parse(String(view.last_attempt_at))) / 1000;
+    assert.ok(waitS >= 3599 && waitS <= 3961, `next attempt in ${waitS} s`);
+  } finally {
+    const out = await run.terminate();
+    assert.equal(out.code, 0, out.stderr);
+  }
+  assert.equal(beats, 1);
+});

@@ -793,3 +793,26 @@ Deno.test("heartbeat loop never loops on the same 400: a refused full beat backs
     1,
   );
 });
+
+Deno.test("heartbeat loop caps Retry-After 99999 at 3600 s plus 10 % even with a one-day interval", async () => {
+  const retryAfter = parseRetryAfter("99999", START);
+  assert.equal(retryAfter, 3600);
+  for (const raw of [retryAfter, 99999]) {
+    const h = harness({
+      random: () => 0.999,
+      enrollmentIntervalSeconds: 86400,
+      replies: [httpError(503, { retryAfterSeconds: raw }), {}],
+    });
+    const done = h.run();
+    await h.clock.tickAsync(10);
+    // status.json says when the next attempt is, written before the loop sleeps.
+    const waiting = h.saves.at(-1)!;
+    assert.equal(waiting.consecutive_failures, 1);
+    const waitMs = Date.parse(waiting.next_attempt_at!) - START;
+    assert.ok(waitMs >= 3600_000 && waitMs <= 3960_000, `waits ${waitMs} ms`);
+    await h.clock.tickAsync(3960_000);
+    assert.equal(h.sent.length, 2, "the second attempt came within 3960 s");
+    h.shutdown.abort();
+    await done;
+  }
+});

@@ -3,14 +3,14 @@ import { join } from "node:path";
 import { createCsr, exportPrivateKeyPem, generateAgentKeyPair } from "../src/certificates.ts";
 import { NotEnrolledError, UsageError } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
+import { type Identity, IdentityStore } from "../src/identity_store.ts";
 import {
   type CommandRunner,
   ICACLS_PATH,
   icaclsRestrictArgs,
-  type Identity,
-  IdentityStore,
-  shellQuote,
-} from "../src/identity_store.ts";
+  POWERSHELL_PATH,
+} from "../src/windows_acl.ts";
+import { shellQuote } from "../src/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { tempDir } from "./helpers.ts";
@@ -272,35 +272,36 @@ Deno.test({
   },
 });
 
-Deno.test("identity store restricts the directory with icacls on Windows", async () => {
+Deno.test("identity store secures and audits the directory ACL on Windows", async () => {
   await using dir = await tempDir();
-  const calls: Array<[string, string[]]> = [];
-  const runCommand: CommandRunner = (command, args) => {
-    calls.push([command, args]);
-    return Promise.resolve({ success: true, stderr: "" });
-  };
   const stateDir = join(dir.path, "OneConnect");
+  const calls: string[] = [];
+  let acl = ["NT AUTHORITY\\SYSTEM:(OI)(CI)(F)", "BUILTIN\\Administrators:(OI)(CI)(F)"];
+  const runCommand: CommandRunner = (command, args) => {
+    calls.push(`${command} ${args.slice(1).join(" ")}`.trim());
+    if (command === POWERSHELL_PATH) {
+      return Promise.resolve({ success: true, stdout: `S-1-5-32-544\t${stateDir}`, stderr: "" });
+    }
+    const stdout = args.length > 1
+      ? "processed file"
+      : `${stateDir} ${acl.join(`\r\n${" ".repeat(stateDir.length + 1)}`)}\r\n\r\n`;
+    return Promise.resolve({ success: true, stdout, stderr: "" });
+  };
   const store = new IdentityStore(stateDir, { os: "windows", runCommand });
   await store.ensureStateDir();
-  assert.deepEqual(calls, [[
-    "C:\\Windows\\System32\\icacls.exe",
-    [stateDir, "/inheritance:r", "/grant:r", "*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F"],
-  ]]);
-  assert.equal(ICACLS_PATH, "C:\\Windows\\System32\\icacls.exe");
+  assert.deepEqual(calls.filter((c) => c.startsWith(ICACLS_PATH)), [
+    `${ICACLS_PATH} /setowner *S-1-5-32-544`,
+    `${ICACLS_PATH} ${icaclsRestrictArgs(stateDir).slice(1).join(" ")}`,
+    ICACLS_PATH,
+    ICACLS_PATH,
+  ]);
   assert.deepEqual(await store.auditPermissions(), []);
 
-  const denied = new IdentityStore(stateDir, {
-    os: "windows",
-    runCommand: () => Promise.resolve({ success: false, stderr: "Access is denied.\r\n" }),
-  });
-  const error = await failure(denied.ensureStateDir());
+  // Someone granted themselves access since: every start refuses it.
+  acl = [...acl, "DESKTOP-7Q2K9LM\\mallory:(OI)(CI)(F)"];
+  const error = await failure(store.auditPermissions());
   assert.ok(error instanceof UsageError);
-  assert.match(error.message, /\(Access is denied\.\)/);
-  assert.ok(
-    error.message.endsWith(
-      `${ICACLS_PATH} ${icaclsRestrictArgs(stateDir).map((a) => `"${a}"`).join(" ")}`,
-    ),
-  );
+  assert.match(error.message, /its ACL grants "DESKTOP-7Q2K9LM\\\\mallory"/);
 });
 
 Deno.test("identity store keeps the previous identity when a save fails", async () => {

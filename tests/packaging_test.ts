@@ -95,6 +95,8 @@ Deno.test("systemd unit runs the agent with the restart policy of its exit codes
   ]);
   assert.deepEqual(prevented, [2, 3, 5, 6]);
   assert.equal(only(unit, "Install", "WantedBy"), "multi-user.target");
+  // A core dump would hold the private key and the bearer token.
+  assert.equal(only(unit, "Service", "LimitCORE"), "0");
 });
 
 Deno.test("systemd unit confines the agent to its state directory", () => {
@@ -262,7 +264,12 @@ Deno.test("launchd plist restarts the agent after failures only and runs it at l
     ONECONNECT_STATE_DIR: defaultStateDir({ os: "darwin", uid: () => 0, env: () => undefined }),
   });
   for (const name of Object.keys(env)) assert.ok(ALLOWED_ENV.has(name));
-  assert.match(String(plist.StandardErrorPath), /^\/Library\/Logs\/[^/]+\.log$/);
+  // A root-owned subfolder: /Library/Logs is group-writable (admin), a symlink there would make
+  // root append to a file of someone else's choice.
+  assert.equal(plist.StandardErrorPath, "/Library/Logs/OneConnect/oneconnect-agent.log");
+  assert.equal(plist.StandardOutPath, plist.StandardErrorPath);
+  const text = await Deno.readTextFile(PLIST_PATH);
+  assert.ok(text.includes("install -d -o root -g wheel -m 0755 /Library/Logs/OneConnect"));
 });
 
 Deno.test("Windows install script runs the release binary at startup as SYSTEM", async () => {
@@ -294,4 +301,22 @@ Deno.test("WinSW service definition runs the agent with restart on failure", asy
   const env = service.getElementsByTagName("env")[0]!;
   assert.ok(ALLOWED_ENV.has(env.getAttribute("name")!));
   assert.equal(env.getAttribute("value"), "%ProgramData%\\OneConnect\\Agent");
+});
+
+Deno.test("Windows install script protects the log folder: owner, no inheritance, read back", async () => {
+  const script = await Deno.readTextFile(PS1_PATH);
+  // A folder or parent someone else created first is refused, by owner SID.
+  assert.match(script, /GetOwner\(\[Security\.Principal\.SecurityIdentifier\]\)/);
+  assert.match(script, /Assert-OwnedByUs \$parent/);
+  assert.match(script, /if \(Test-Path -LiteralPath \$Path\) \{ Assert-OwnedByUs \$Path \}/);
+  assert.match(script, /\/setowner '\*S-1-5-32-544'/);
+  assert.match(
+    script,
+    /\/inheritance:r \/grant:r '\*S-1-5-18:\(OI\)\(CI\)F' '\*S-1-5-32-544:\(OI\)\(CI\)F'/,
+  );
+  assert.match(script, /RemoveAccessRuleAll/);
+  assert.match(script, /its ACL still grants/);
+  assert.match(script, /^Protect-AgentFolder \$LogDir$/m);
+  // The unprotected form of the first round must be gone.
+  assert.doesNotMatch(script, /New-Item -ItemType Directory -Force -Path \$LogDir/);
 });

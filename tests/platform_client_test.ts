@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
-import { PlatformError } from "../src/errors.ts";
+import { PlatformError, UsageError } from "../src/errors.ts";
 import type { HeartbeatRequest } from "../src/contract.ts";
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
@@ -715,8 +715,23 @@ Deno.test("unenroll accepts 204 and sends the bearer", async () => {
     return new Response(null, { status: 204 });
   });
   using c = client(urlOf(server), { auth: { kind: "bearer", token: TOKEN } });
-  await c.unenroll("agent/1");
-  assert.deepEqual(seen, [`DELETE /api/v1/agents/agent%2F1 Bearer ${TOKEN}`]);
+  await c.unenroll("agent-1");
+  assert.deepEqual(seen, [`DELETE /api/v1/agents/agent-1 Bearer ${TOKEN}`]);
+});
+
+Deno.test("agent ids that could act as a path segment are refused before any request", async () => {
+  const seen: string[] = [];
+  await using server = serve((req) => {
+    seen.push(new URL(req.url).pathname);
+    return new Response(null, { status: 204 });
+  });
+  using c = client(urlOf(server), { auth: { kind: "bearer", token: TOKEN } });
+  // `..` would otherwise resolve `api/v1/agents/../heartbeats` to `api/v1/heartbeats`.
+  for (const id of ["..", ".", "agent/1", "-x", ".hidden", ""]) {
+    await assert.rejects(() => c.unenroll(id), UsageError);
+    await assert.rejects(() => c.renewCertificate(id, { csr: "x" }), UsageError);
+  }
+  assert.deepEqual(seen, []);
 });
 
 // ---------------------------------------------------------------------------------------------

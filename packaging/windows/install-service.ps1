@@ -65,10 +65,47 @@ Stop-Agent
 New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
 Copy-Item -LiteralPath $BinaryPath -Destination $Exe -Force
 
-# Logs may mention hostnames and platform URLs: SYSTEM and Administrators only.
-New-Item -ItemType Directory -Force -Path $LogDir | Out-Null
-& icacls.exe $LogDir /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' | Out-Null
-if ($LASTEXITCODE -ne 0) { throw "icacls failed on '$LogDir' (exit $LASTEXITCODE)." }
+# Logs may mention hostnames and platform URLs, and SYSTEM appends to agent.log: SYSTEM and
+# Administrators only. Any user may create folders under ProgramData, so a folder (or its parent)
+# that someone else created first is refused: its owner could plant agent.log as a link to a file
+# of their choice, or grant themselves access again.
+$SystemSid = New-Object Security.Principal.SecurityIdentifier('S-1-5-18')
+$AdminsSid = New-Object Security.Principal.SecurityIdentifier('S-1-5-32-544')
+$Icacls = Join-Path $env:SystemRoot 'System32\icacls.exe'
+
+function Assert-OwnedByUs([string]$Path) {
+  $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier])
+  if ($owner -ne $SystemSid -and $owner -ne $AdminsSid) {
+    throw "Refusing '$Path': it is owned by $($owner.Value), not SYSTEM or Administrators; check its contents, then run: icacls `"$Path`" /setowner *S-1-5-32-544 /T /C"
+  }
+}
+
+function Protect-AgentFolder([string]$Path) {
+  $parent = Split-Path -LiteralPath $Path -Parent
+  if (-not (Test-Path -LiteralPath $parent)) { New-Item -ItemType Directory -Path $parent | Out-Null }
+  Assert-OwnedByUs $parent
+  if (Test-Path -LiteralPath $Path) { Assert-OwnedByUs $Path } else { New-Item -ItemType Directory -Path $Path | Out-Null }
+  & $Icacls $Path /setowner '*S-1-5-32-544' | Out-Null
+  if ($LASTEXITCODE -ne 0) { throw "icacls /setowner failed on '$Path' (exit $LASTEXITCODE)." }
+  & $Icacls $Path /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' | Out-Null
+  if ($LASTEXITCODE -ne 0) { throw "icacls failed on '$Path' (exit $LASTEXITCODE)." }
+  # /grant:r keeps other explicit entries: remove every one that is not SYSTEM or Administrators.
+  $acl = Get-Acl -LiteralPath $Path
+  foreach ($rule in @($acl.Access)) {
+    $sid = $rule.IdentityReference.Translate([Security.Principal.SecurityIdentifier])
+    if ($sid -ne $SystemSid -and $sid -ne $AdminsSid) { [void]$acl.RemoveAccessRuleAll($rule) }
+  }
+  Set-Acl -LiteralPath $Path -AclObject $acl
+  # Read back: refuse unless only SYSTEM and Administrators remain and Administrators own it.
+  $check = Get-Acl -LiteralPath $Path
+  if ($check.GetOwner([Security.Principal.SecurityIdentifier]) -ne $AdminsSid) { throw "Owner of '$Path' is not Administrators after icacls /setowner." }
+  foreach ($rule in @($check.Access)) {
+    $sid = $rule.IdentityReference.Translate([Security.Principal.SecurityIdentifier])
+    if ($sid -ne $SystemSid -and $sid -ne $AdminsSid) { throw "Refusing '$Path': its ACL still grants $($rule.IdentityReference)." }
+  }
+}
+
+Protect-AgentFolder $LogDir
 
 $version = & $Exe --version
 if ($LASTEXITCODE -ne 0) { throw "'$Exe --version' failed (exit $LASTEXITCODE)." }

@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { resolveConfig } from "../src/config.ts";
+import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
+import { IdentityStore } from "../src/identity_store.ts";
+import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { runAgent, tempDir } from "./helpers.ts";
+import { makeIdentity } from "./identity_fixture.ts";
+
+// Tests run as root here; "another user" is nobody. Temp dirs live under /tmp, whose parent is
+// world-writable but sticky: allowed, as by OpenSSH's StrictModes.
+const NOBODY = 65534;
+const asRoot = Deno.build.os !== "windows" && Deno.uid() === 0;
+const skip = !asRoot;
+
+async function failure(promise: Promise<unknown>): Promise<AgentError> {
+  const error = await promise.then(() => null, (e) => e);
+  assert.ok(error instanceof AgentError, `expected an AgentError, got ${error}`);
+  return error;
+}
+
+const mode = async (path: string) => (await Deno.lstat(path)).mode! & 0o7777;
+
+Deno.test({
+  name: "a state directory owned by another user is refused with the fix, never chmod-ed to ours",
+  ignore: skip,
+  fn: async () => {
+    await using dir = await tempDir();
+    const stateDir = join(dir.path, "state");
+    await Deno.mkdir(stateDir);
+    await Deno.chmod(stateDir, 0o777);
+    await Deno.chown(stateDir, NOBODY, NOBODY);
+    const store = new IdentityStore(stateDir);
+    for (const attempt of [() => store.auditPermissions(), () => store.ensureStateDir()]) {
+      const error = await failure(attempt());
+      assert.ok(error instanceof UsageError);
+      assert.equal(
+        error.message,
+        `Refusing ${
+          JSON.stringify(stateDir)
+        }: it is owned by uid ${NOBODY}, not by uid 0 (this user) or root, so that user controls it; check its contents, then as root run: chown -R 0 ${stateDir}`,
+      );
+      assert.equal(await mode(stateDir), 0o777, "someone else's directory is left as it was");
+    }
+  },
+});
+
+Deno.test({
+  name: "run and status refuse a state directory owned by another user: exit 2, one line",
+  ignore: skip,
+  fn: async () => {
+    await using dir = await tempDir();
+    const stateDir = join(dir.path, "state");
+    await new IdentityStore(stateDir).save(await makeIdentity(await createDevCa()));
+    await Deno.chmod(stateDir, 0o777);
+    await Deno.chown(stateDir, NOBODY, NOBODY);
+    for (const args of [["run", "--once"], ["status"]]) {
+      const r = await runAgent(["--state-dir", stateDir, ...args]);
+      assert.equal(r.code, ExitCode.usage, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /^error: Refusing ".*": it is owned by uid 65534.*chown -R 0 /);
+      assert.equal(await mode(stateDir), 0o777);
+    }
+  },
+});
+
+Deno.test({
+  name: "a secret file owned by another user is refused on load and on audit",
+  ignore: skip,
+  fn: async () => {
+    await using dir = await tempDir();
+    const store = new IdentityStore(join(dir.path, "state"));
+    await store.save(await makeIdentity(await createDevCa()));
+    await Deno.chown(store.identityPath, NOBODY, NOBODY);
+    for (const attempt of [() => store.load(), () => store.auditPermissions()]) {
+      const error = await failure(attempt());
+      assert.ok(error instanceof UsageError);
+      assert.match(error.message, /identity\.json": it is owned by uid 65534.*chown 0 /);
+    }
+    const token = store.secretFilePath("enrollment.token");
+    await Deno.chown(store.identityPath, 0, 0);
+    await Deno.writeTextFile(token, "tok", { mode: 0o600 });
+    await Deno.chown(token, NOBODY, NOBODY);
+    assert.match(
+      (await failure(store.auditPermissions())).message,
+      /enrollment\.token": it is owned/,
+    );
+  },
+});
+
+Deno.test({
+  name: "a parent directory writable by others is refused unless sticky",
+  ignore: skip,
+  fn: async () => {
+    await using dir = await tempDir();
+    const parent = join(dir.path, "shared");
+    const stateDir = join(parent, "state");
+    await new IdentityStore(stateDir).save(await makeIdentity(await createDevCa()));
+    await Deno.chmod(parent, 0o777);
+    const store = new IdentityStore(stateDir);
+    for (const attempt of [() => store.load(), () => store.auditPermissions()]) {
+      const error = await failure(attempt());
+      assert.equal(error.exitCode, ExitCode.usage);
+      assert.equal(
+        error.message,
+        `Refusing state directory ${JSON.stringify(stateDir)}: the directory ${
+          JSON.stringify(parent)
+        } above it is writable by group or others (mode 0777), who could replace it; as its owner or root run: chmod go-w ${parent}`,
+      );
+    }
+    // A missing state directory below it is refused before it is created.
+    const fresh = new IdentityStore(join(parent, "new", "state"));
+    assert.match((await failure(fresh.ensureStateDir())).message, /writable by group or others/);
+    await Deno.chmod(parent, 0o1777);
+    await store.load();
+    await Deno.chmod(parent, 0o755);
+    await Deno.chown(parent, NOBODY, NOBODY);
+    assert.match((await failure(store.load())).message, /above it is owned by uid 65534/);
+  },
+});
+
+Deno.test({
+  name: "agent.json is audited before it is read: symlink, group/other-writable or foreign refused",
+  ignore: skip,
+  fn: async () => {
+    await using dir = await tempDir();
+    const stateDir = join(dir.path, "state");
+    await Deno.mkdir(stateDir, { mode: 0o700 });
+    const config = join(stateDir, "agent.json");
+    const evil = join(dir.path, "evil.json");
+    await Deno.writeTextFile(evil, JSON.stringify({ platform_url: "https://attacker.example" }));
+    const resolve = () => resolveConfig({ stateDir });
+
+    await Deno.symlink(evil, config);
+    assert.match((await failure(resolve())).message, /agent\.json": it is a symbolic link/);
+    await Deno.remove(config);
+
+    await Deno.writeTextFile(config, JSON.stringify({ platform_url: "https://p.example" }));
+    await Deno.chmod(config, 0o666);
+    const writable = await failure(resolve());
+    assert.equal(writable.exitCode, ExitCode.usage);
+    assert.match(writable.message, /writable by group or others \(mode 0666\).*chmod go-w /);
+
+    await Deno.chmod(config, 0o644);
+    await Deno.chown(config, NOBODY, NOBODY);
+    assert.match((await failure(resolve())).message, /agent\.json": it is owned by uid 65534/);
+
+    await Deno.chown(config, 0, 0);
+    assert.equal((await resolve()).platformUrl?.href, "https://p.example/");
+
+    await Deno.chown(stateDir, NOBODY, NOBODY);
+    assert.match((await failure(resolve())).message, /state": it is owned by uid 65534/);
+  },
+});
+
+Deno.test("identity.json is re-validated on load and fails closed", async () => {
+  const ca = await createDevCa();
+  await using dir = await tempDir();
+  const store = new IdentityStore(join(dir.path, "state"));
+  const write = async (patch: Record<string, unknown>) => {
+    await store.save(await makeIdentity(ca));
+    const json = JSON.parse(await Deno.readTextFile(store.identityPath));
+    await Deno.writeTextFile(store.identityPath, JSON.stringify({ ...json, ...patch }));
+  };
+  await write({ platform_url: "http://10.0.0.5:8080/" });
+  const clear = await failure(store.load());
+  assert.equal(clear.exitCode, ExitCode.usage);
+  assert.match(
+    clear.message,
+    /^Refusing identity file ".*": "platform_url" "http:\/\/10\.0\.0\.5:8080\/" is neither https:\/\/ nor http:\/\/ on loopback; re-enroll/,
+  );
+
+  await write({ ca_certificates: [], bootstrap_ca_certificates: [] });
+  assert.match((await failure(store.load())).message, /both empty, so no server could be pinned/);
+
+  for (const id of ["..", ".", ".hidden", "-rf"]) {
+    await write({ agent_id: id });
+    assert.match((await failure(store.load())).message, /Corrupt identity file .*"agent_id"/);
+  }
+
+  await write({
+    platform_url: "http://127.0.0.1:8080/",
+    ca_certificates: [],
+    bootstrap_ca_certificates: [],
+  });
+  await store.load();
+});

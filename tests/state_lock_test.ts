@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ExitCode } from "../src/errors.ts";
+import { IdentityStore } from "../src/identity_store.ts";
+import { createLogger, type Logger, silentLogger } from "../src/log.ts";
+import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state_lock.ts";
+import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { makeIdentity } from "./identity_fixture.ts";
+
+const options = (command: string, logger: Logger = silentLogger) => ({
+  command,
+  action: `Cannot ${command}`,
+  logger,
+});
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+Deno.test("state lock: one holder at a time, the loser names it and exits 7", async () => {
+  await using dir = await tempDir();
+  const lock = await acquireStateLock(dir.path, options("run"));
+  const record = JSON.parse(await Deno.readTextFile(join(dir.path, LOCK_FILE_NAME)));
+  assert.equal(record.pid, Deno.pid);
+  assert.equal(record.command, "run");
+  assert.ok(!Number.isNaN(Date.parse(record.started_at)));
+  // Within one process too: the OS lock is per open file, not per process.
+  const error = await acquireStateLock(dir.path, options("renew")).then(() => null, (e) => e);
+  assert.ok(error instanceof StateLockedError);
+  assert.equal(error.exitCode, ExitCode.busy);
+  assert.equal(ExitCode.busy, 7);
+  assert.match(
+    error.message,
+    new RegExp(
+      `^Cannot renew: the identity is in use by oneconnect-agent run \\(pid ${Deno.pid}, started .*\\); wait for it to finish, or stop the service first \\(exit 7\\)$`,
+    ),
+  );
+  await lock.release();
+  assert.equal(await exists(join(dir.path, LOCK_FILE_NAME)), false);
+  await (await acquireStateLock(dir.path, options("renew"))).release();
+});
+
+Deno.test("state lock: a lock left by a killed process is recovered with a warning", async () => {
+  await using dir = await tempDir();
+  const script = `
+    import { acquireStateLock } from ${
+    JSON.stringify(new URL("../src/state_lock.ts", import.meta.url).href)
+  };
+    import { silentLogger } from ${JSON.stringify(new URL("../src/log.ts", import.meta.url).href)};
+    await acquireStateLock(${
+    JSON.stringify(dir.path)
+  }, { command: "run", action: "x", logger: silentLogger });
+    console.log("held");
+    setInterval(() => {}, 1000);
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  assert.equal(new TextDecoder().decode(value).trim(), "held");
+  // Alive: busy.
+  await assert.rejects(() => acquireStateLock(dir.path, options("renew")), StateLockedError);
+  child.kill("SIGKILL");
+  await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel();
+  assert.ok(await exists(join(dir.path, LOCK_FILE_NAME)), "a killed holder leaves its file");
+  const warnings: string[] = [];
+  const logger = createLogger({ level: "warn", write: (line) => warnings.push(line) });
+  const lock = await acquireStateLock(dir.path, options("renew", logger));
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0]!,
+    /Removing the stale lock .* of oneconnect-agent run \(pid \d+, .*no longer running/,
+  );
+  await lock.release();
+});
+
+Deno.test("renew while run holds the identity exits 7 in one line and sends nothing", async () => {
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  // An unreachable platform: run keeps retrying, renew would fail with exit 4 if it got that far.
+  await new IdentityStore(stateDir).save(
+    await makeIdentity(await createDevCa(), { platformUrl: "https://127.0.0.1:1/" }),
+  );
+  const runner = spawnAgent(["--state-dir", stateDir, "run"]);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!(await exists(join(stateDir, LOCK_FILE_NAME)))) {
+      assert.ok(Date.now() < deadline, "run took its lock");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const before = await Deno.readTextFile(join(stateDir, "identity.json"));
+    for (const [args, action] of [[["renew"], "renew"], [["run", "--once"], "run"]] as const) {
+      const r = await runAgent(["--state-dir", stateDir, ...args]);
+      assert.equal(r.code, 7, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^error: Cannot ${action}: the identity is in use by oneconnect-agent run \\(pid \\d+`,
+        ),
+      );
+    }
+    assert.equal(await Deno.readTextFile(join(stateDir, "identity.json")), before);
+  } finally {
+    runner.kill("SIGTERM");
+    await runner.output();
+  }
+  assert.equal(await exists(join(stateDir, LOCK_FILE_NAME)), false, "released on exit");
+});
