@@ -416,7 +416,11 @@ Deno.test({
     assert.equal(await Deno.readTextFile(env.identityPath), before);
     // The first enrollment's status.json (its `features`), and the killed process's lock file: the
     // next command recovers it (its OS lock is free). Nothing else of the killed enrollment.
-    assert.deepEqual(await listDir(env.stateDir), ["identity.json", "identity.lock", "status.json"]);
+    assert.deepEqual(await listDir(env.stateDir), [
+      "identity.json",
+      "identity.lock",
+      "status.json",
+    ]);
     assert.equal(await exists(tokenFile), true);
     const beat = await env.agent(["run", "--once"]);
     assert.equal(beat.code, 0, beat.stderr);
