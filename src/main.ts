@@ -1,6 +1,7 @@
 import { runCli } from "./cli.ts";
 import { AgentError, ExitCode } from "./errors.ts";
 import { redact, writeStderrLine } from "./log.ts";
+import { neutraliseTrustEnvironment } from "./trust_store.ts";
 
 function debugRequested(): boolean {
   const i = Deno.args.indexOf("--log-level");
@@ -46,6 +47,7 @@ globalThis.addEventListener("unhandledrejection", (event) => {
 
 let code: number = ExitCode.ok;
 try {
+  neutraliseTrustEnvironment();
   await runCli(Deno.args, {
     env: (name) => Deno.env.get(name),
     shutdown: shutdown.signal,
