@@ -4,6 +4,7 @@ import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
 import { type Logger, registerSecret, silentLogger } from "./log.ts";
+import { TrustSchema } from "./trust_source.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -27,6 +28,8 @@ export const IdentitySchema = z.object({
   heartbeat_interval_seconds: z.number().int(),
   certificate_not_before: z.iso.datetime(),
   certificate_not_after: z.iso.datetime(),
+  /** What enrollment trusted for the platform's server (absent in files from older agents). */
+  trust: TrustSchema.optional(),
 });
 /** The agent's identity. */
 export type Identity = z.infer<typeof IdentitySchema>;

@@ -75,10 +75,23 @@ export function neutraliseTrustEnvironment(): void {
       Deno.env.delete(name);
     }
   }
-  // An empty store until the first client asks for more: anything that builds the store early
-  // (a fetch) then trusts nothing rather than the environment.
+  // An empty store until a command selects one: whatever builds the store early (the module
+  // loader fetching npm packages, a fetch) then trusts nothing rather than the environment.
   Deno.env.set("DENO_TLS_CA_STORE", STORE_VALUE.none);
   state.armed = true;
+  assertStoreNotBuilt();
+}
+
+/**
+ * Chooses the root store for this process before anything can build it (a command calls this
+ * before loading its modules: in `deno run` the module loader builds the store when it loads npm
+ * packages). Later clients wanting another store are refused or warned about, see
+ * {@linkcode createRootedHttpClient}.
+ */
+export function selectRootStore(roots: RootStore): void {
+  if (state.store !== undefined) return;
+  state.store = roots;
+  if (state.armed) Deno.env.set("DENO_TLS_CA_STORE", STORE_VALUE[roots]);
 }
 
 /** The trust variables that were set when the agent started (for `enroll --check`). */
@@ -96,6 +109,7 @@ export function trustVariablesAtStartup(): readonly string[] {
 function assertStoreNotBuilt(): void {
   if (Deno.build.standalone) return;
   Deno.env.set("DENO_CERT", "/nonexistent/oneconnect-agent/root-store-probe.pem");
+  // With DENO_CERT naming a missing file, a first build fails (and is not cached by `deno run`).
   let early: Deno.HttpClient | undefined;
   try {
     early = Deno.createHttpClient({});
@@ -108,10 +122,10 @@ function assertStoreNotBuilt(): void {
   const startup = state.startup.filter((name) => name !== "DENO_TLS_CA_STORE");
   const what = startup.length > 0 ? `, with ${startup.join(" and ")} set` : "";
   const fix = startup.length > 0
-    ? `unset ${startup.join(" and ")} in the agent's environment`
-    : "do not pass --cert or preload code";
+    ? `unset ${startup.join(" and ")} in the agent's environment, `
+    : "";
   throw new UsageError(
-    `Cannot guarantee that only the pinned CAs are trusted: Deno built its root certificate store before the agent started${what}; ${fix}, and start it again`,
+    `Cannot guarantee that only the pinned CAs are trusted: Deno built its root certificate store before the agent started${what} (or was given --cert); ${fix}do not pass --cert or preload code, and start it again`,
   );
 }
 
@@ -160,9 +174,13 @@ export function createRootedHttpClient(
     state.store = "mozilla";
     return Deno.createHttpClient(options);
   }
-  if (state.armed) assertStoreNotBuilt();
+  if (state.armed) {
+    // neutraliseTrustEnvironment cleared the variables: only the selected store is named.
+    selectRootStore(roots);
+    return createRootedHttpClient(options, roots, logger);
+  }
   // Outside the agent (tests, tools) the caller's environment is put back afterwards.
-  const saved = state.armed ? undefined : TRUST_VARIABLES.map((name) => [name, Deno.env.get(name)]);
+  const saved = TRUST_VARIABLES.map((name) => [name, Deno.env.get(name)] as const);
   for (const name of TRUST_VARIABLES) Deno.env.delete(name);
   Deno.env.set("DENO_TLS_CA_STORE", STORE_VALUE[roots]);
   try {
@@ -170,13 +188,9 @@ export function createRootedHttpClient(
     state.store = roots;
     return client;
   } finally {
-    if (saved) {
-      for (const [name, value] of saved) {
-        if (value === undefined) Deno.env.delete(name!);
-        else Deno.env.set(name!, value);
-      }
-    } else {
-      Deno.env.set("DENO_TLS_CA_STORE", STORE_VALUE.none);
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
     }
   }
 }

@@ -162,6 +162,7 @@ async function harness(
   });
   const deps: Partial<EnrollDeps> = {
     createClient: platform.client(),
+    prove: () => Promise.resolve(),
     collectHost: () => Promise.resolve(structuredClone(HOST)),
     hostname: () => "fallback-host",
     sleep: (ms) => {

@@ -102,3 +102,66 @@ export async function issueOpensslServerCert(
     keyPem: await Deno.readTextFile(keyFile),
   };
 }
+
+/** Makes an intermediate CA `name` signed by `parent` (files `<name>.pem`, `<name>.key`). */
+export async function makeOpensslIntermediate(
+  dir: string,
+  parent: OpensslCa,
+  name: string,
+  commonName: string,
+): Promise<OpensslCa> {
+  const keyFile = `${dir}/${name}.key`;
+  const certFile = `${dir}/${name}.pem`;
+  const extFile = `${dir}/${name}.ext`;
+  await Deno.writeTextFile(
+    extFile,
+    "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+  );
+  await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", keyFile], dir);
+  await openssl([
+    "req",
+    "-new",
+    "-key",
+    keyFile,
+    "-out",
+    `${dir}/${name}.csr`,
+    "-subj",
+    `/O=Test/CN=${commonName}`,
+  ], dir);
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/${name}.csr`,
+    "-CA",
+    parent.certFile,
+    "-CAkey",
+    parent.keyFile,
+    "-CAcreateserial",
+    "-out",
+    certFile,
+    "-days",
+    "30",
+    "-extfile",
+    extFile,
+  ], dir);
+  return { certFile, keyFile, certPem: await Deno.readTextFile(certFile) };
+}
+
+/** The pin of a PEM certificate as the README's openssl one-liner computes it. */
+export async function opensslPin(certFile: string): Promise<string> {
+  const out = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256',
+      "sh",
+      certFile,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const hex = /([0-9a-f]{64})\s*$/.exec(new TextDecoder().decode(out.stdout))?.[1];
+  if (!hex) throw new Error("openssl printed no SHA-256");
+  return `sha256:${hex}`;
+}

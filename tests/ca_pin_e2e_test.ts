@@ -1,0 +1,133 @@
+/**
+ * End to end: `ca-pin` agrees with openssl, and `enroll --ca-pin` trusts exactly the presented CA
+ * whose key matches (an openssl-made root -> intermediate -> server PKI in front of the dev
+ * platform), or sends nothing when none does.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { runAgent, tempDir } from "./helpers.ts";
+import {
+  HAVE_OPENSSL,
+  issueOpensslServerCert,
+  makeOpensslCa,
+  makeOpensslIntermediate,
+  opensslPin,
+} from "./openssl_ca.ts";
+
+const ignore = !HAVE_OPENSSL;
+
+async function pki(dir: string) {
+  const root = await makeOpensslCa(dir, "root", "Pin Root CA");
+  const intermediate = await makeOpensslIntermediate(dir, root, "intermediate", "Pin Issuing CA");
+  const leaf = await issueOpensslServerCert(dir, intermediate, "server");
+  return { root, intermediate, leaf };
+}
+
+Deno.test({
+  name: "ca-pin prints, for every certificate of a PEM file, the value openssl's one-liner gives",
+  ignore,
+  async fn() {
+    await using dir = await tempDir();
+    const { root, intermediate } = await pki(dir.path);
+    const bundle = join(dir.path, "bundle.pem");
+    await Deno.writeTextFile(bundle, root.certPem + intermediate.certPem);
+    const result = await runAgent(["ca-pin", bundle]);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stdout.trim().split("\n");
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, new RegExp(`^${await opensslPin(root.certFile)}  .*CN=Pin Root CA$`));
+    assert.match(
+      lines[1]!,
+      new RegExp(`^${await opensslPin(intermediate.certFile)}  .*CN=Pin Issuing CA$`),
+    );
+  },
+});
+
+Deno.test({
+  name: "enroll --ca-pin trusts the presented CA matching the pin, and the agent keeps trusting it",
+  ignore,
+  async fn() {
+    await using dir = await tempDir();
+    const { intermediate, leaf } = await pki(dir.path);
+    await using platform = await startDevPlatform({
+      quiet: true,
+      serverCertificate: { certPem: leaf.certPem + intermediate.certPem, keyPem: leaf.keyPem },
+    });
+    const stateDir = join(dir.path, "state");
+    const pin = await opensslPin(intermediate.certFile);
+    const enroll = await runAgent([
+      "--state-dir",
+      stateDir,
+      "enroll",
+      "--url",
+      platform.url.href,
+      "--ca-pin",
+      pin,
+      "--token-file",
+      "-",
+    ], { stdin: platform.mintEnrollmentToken() });
+    assert.equal(enroll.code, 0, enroll.stderr);
+    const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
+    assert.deepEqual(identity.trust, { source: "ca_pin", ca_pins: [pin] });
+    assert.deepEqual(identity.bootstrap_ca_certificates, [intermediate.certPem]);
+    const once = await runAgent(["--state-dir", stateDir, "run", "--once"]);
+    assert.equal(once.code, 0, once.stderr);
+    assert.equal(platform.heartbeats(identity.agent_id).length, 1);
+  },
+});
+
+Deno.test({
+  name: "enroll --ca-pin with a pin nothing presented matches names what it saw and sends no token",
+  ignore,
+  async fn() {
+    await using dir = await tempDir();
+    const { root, intermediate, leaf } = await pki(dir.path);
+    await using platform = await startDevPlatform({
+      quiet: true,
+      serverCertificate: { certPem: leaf.certPem + intermediate.certPem, keyPem: leaf.keyPem },
+    });
+    const stateDir = join(dir.path, "state");
+    const wrong = await opensslPin(root.certFile); // the root is not presented
+    const token = platform.mintEnrollmentToken();
+    const enroll = await runAgent([
+      "--state-dir",
+      stateDir,
+      "enroll",
+      "--url",
+      platform.url.href,
+      "--ca-pin",
+      wrong,
+      "--token-file",
+      "-",
+    ], { stdin: token });
+    assert.equal(enroll.code, 4, enroll.stderr);
+    const line = enroll.stderr.trim().split("\n").at(-1)!;
+    assert.match(
+      line,
+      /^error: Cannot enroll: no CA certificate presented by "127\.0\.0\.1:\d+" matches --ca-pin /,
+    );
+    assert.ok(line.includes(await opensslPin(intermediate.certFile)), line);
+    assert.ok(line.includes(await opensslPin(leaf.certFile)), line);
+    assert.equal(platform.requestCount, 0, "a request reached the platform");
+    assert.deepEqual(platform.agents(), []);
+  },
+});
+
+Deno.test("enroll --ca-pin refuses a malformed pin before anything else (exit 2)", async () => {
+  await using dir = await tempDir();
+  const result = await runAgent([
+    "--state-dir",
+    join(dir.path, "state"),
+    "enroll",
+    "--url",
+    "https://127.0.0.1:1/",
+    "--ca-pin",
+    "sha256:abc",
+  ], { env: { ONECONNECT_ENROLLMENT_TOKEN: "t" } });
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(
+    result.stderr,
+    /^error: Invalid CA pin "sha256:abc" \(--ca-pin\): expected sha256:<64 hex digits>/m,
+  );
+});
