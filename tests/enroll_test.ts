@@ -683,7 +683,7 @@ Deno.test("enroll warns, naming the path, when the used token file cannot be del
   const token = await writeToken(h);
   await h.run();
   assert.equal(h.out.at(-1), "enrolled as agent-1\n");
-  const warning = h.logs.find((l) => l.includes("WARN"));
+  const warning = h.logs.find((l) => l.includes("WARN") && l.includes("token file"));
   assert.ok(warning?.includes(`Could not delete the used enrollment token file`));
   assert.ok(warning?.includes(token));
 });

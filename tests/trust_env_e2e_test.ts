@@ -155,7 +155,7 @@ Deno.test({
     assert.equal(lines.length, 1, result.stderr);
     assert.match(
       lines[0]!,
-      /^error: Cannot guarantee that only the pinned CAs are trusted: Deno built its root certificate store before the agent started, with DENO_CERT set; unset DENO_CERT .*/,
+      /^error: Cannot guarantee that only the pinned CAs are trusted: Deno built its root certificate store before the agent started, with DENO_CERT set \(or was given --cert\); unset DENO_CERT in the agent's environment, .*/,
     );
     assert.deepEqual(impostor.requests, []);
   },
