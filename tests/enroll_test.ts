@@ -712,3 +712,35 @@ Deno.test("enroll falls back to the OS hostname for the CSR common name", async 
   const csr = new x509.Pkcs10CertificateRequest(platform.requests[0]!.csr);
   assert.deepEqual(csr.subjectName.getField("CN"), ["fallback-host"]);
 });
+
+Deno.test("enroll stores nothing when the proving request through the final client fails", async () => {
+  const ca = await createDevCa();
+  const platform = new FakePlatform(ca, [ok(ca)]);
+  await using h = await harness(platform);
+  h.deps.prove = () =>
+    Promise.reject(
+      new PlatformError(
+        'TLS handshake with "127.0.0.1:1" failed: certificate is not signed by a pinned CA (UnknownIssuer)',
+        { kind: "tls" },
+      ),
+    );
+  await writeToken(h);
+  const error = await h.run().then(() => null, (e) => e);
+  assert.ok(error instanceof PlatformError);
+  assert.match(
+    error.message,
+    /^Cannot enroll: the new identity was not stored because its client cannot reach the platform \(GET api\/v1\/health: TLS handshake .*\(UnknownIssuer\)\); nothing was stored/,
+  );
+  assert.equal(await h.store.exists(), false);
+});
+
+Deno.test("enroll without --ca-file or --ca-pin trusts the OS store, says so once, and records it", async () => {
+  const ca = await createDevCa();
+  const platform = new FakePlatform(ca, [ok(ca)]);
+  await using h = await harness(platform);
+  await writeToken(h);
+  await h.run();
+  const warnings = h.logs.filter((l) => l.includes("operating system's trust store"));
+  assert.equal(warnings.length, 1);
+  assert.deepEqual((await h.store.load()).trust, { source: "system" });
+});
