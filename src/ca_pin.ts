@@ -4,6 +4,7 @@
  * a pin: read the chain the server presents without trusting it, keep the CA certificates whose
  * key matches a pin. Loaded by `enroll` and `ca-pin` only.
  */
+import { connect as netConnect, type Socket } from "node:net";
 import { connect } from "node:tls";
 import { parseCertificate, splitPemBundle } from "./certificates.ts";
 import { PlatformError, UsageError } from "./errors.ts";
@@ -105,42 +106,125 @@ interface PeerCertificate {
  * The certificate chain `host:port` presents, leaf first, read WITHOUT verifying it (nothing is
  * sent but the TLS handshake). Callers must trust it only after matching a pin.
  */
-export function readPresentedChain(
+/** An HTTP proxy to tunnel through (CONNECT), with its `Proxy-Authorization` value if any. */
+export interface ChainTunnel {
+  host: string;
+  port: number;
+  authorization?: string;
+}
+
+/** Opens a CONNECT tunnel to `target` through `tunnel` (the socket is handed to TLS). */
+function openTunnel(tunnel: ChainTunnel, target: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: tunnel.host, port: tunnel.port });
+    let head = "";
+    const onData = (chunk: Uint8Array) => {
+      head += new TextDecoder().decode(chunk);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (head.length > 16384) socket.destroy(new Error("proxy answer too long"));
+        return;
+      }
+      socket.off("data", onData);
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
+      if (status !== "200") {
+        socket.destroy();
+        reject(new Error(`proxy answered CONNECT with ${status ?? "garbage"}`));
+        return;
+      }
+      resolve(socket);
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+    socket.once("connect", () => {
+      const auth = tunnel.authorization ? `Proxy-Authorization: ${tunnel.authorization}\r\n` : "";
+      socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`);
+    });
+  });
+}
+
+/**
+ * The certificate chain `host:port` presents (through `tunnel` when given), leaf first, read
+ * WITHOUT verifying it (nothing is sent but the TLS handshake). Callers must trust it only after
+ * matching a pin, or use it only to describe a failure.
+ */
+export async function readPresentedChain(
   host: string,
   port: number,
   timeoutMs: number,
+  tunnel?: ChainTunnel,
 ): Promise<string[]> {
   const target = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-  return new Promise((resolve, reject) => {
-    // node:tls fails every handshake, even unverified ones, when its root list is empty (as the
-    // agent's DENO_TLS_CA_STORE="," makes it); the list is read synchronously by connect().
-    const stores = Deno.env.get("DENO_TLS_CA_STORE");
-    Deno.env.set("DENO_TLS_CA_STORE", "mozilla");
-    let socket: ReturnType<typeof connect>;
-    try {
-      socket = connect({
-        host,
-        port,
-        rejectUnauthorized: false,
-        servername: /^[\d.]+$|:/.test(host) ? undefined : host,
-      });
-    } finally {
-      if (stores === undefined) Deno.env.delete("DENO_TLS_CA_STORE");
-      else Deno.env.set("DENO_TLS_CA_STORE", stores);
-    }
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(
-        new PlatformError(
-          `no TLS handshake with ${JSON.stringify(target)} within ${timeoutMs} ms`,
-          {
-            kind: "timeout",
-          },
+  const fail = (e: Error) =>
+    new PlatformError(
+      `cannot read the certificates of ${JSON.stringify(target)}: ${e.message}`,
+      { kind: "network" },
+      { cause: e },
+    );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new PlatformError(
+            `no TLS handshake with ${JSON.stringify(target)} within ${timeoutMs} ms`,
+            { kind: "timeout" },
+          ),
         ),
-      );
-    }, timeoutMs);
+      timeoutMs,
+    );
+  });
+  let raw: Socket | undefined;
+  try {
+    if (tunnel) {
+      raw = await Promise.race([
+        openTunnel(tunnel, target).catch((e) => {
+          throw fail(e);
+        }),
+        deadline,
+      ]);
+    }
+    return await Promise.race([handshake(host, port, raw, fail), deadline]);
+  } finally {
+    clearTimeout(timer);
+    raw?.destroy();
+  }
+}
+
+/**
+ * A self-signed certificate whose key was discarded when it was made: the CA list of the
+ * unverified handshakes, so that nobody chains to it and no real root store is involved.
+ */
+const UNVERIFIED_READER_CA = `-----BEGIN CERTIFICATE-----
+MIIBvTCCAWOgAwIBAgIUUno/5VX1r7KhdX6MWJh6ZY9YqW0wCgYIKoZIzj0EAwIw
+MzExMC8GA1UEAwwob25lY29ubmVjdC1hZ2VudCB1bnZlcmlmaWVkIGNoYWluIHJl
+YWRlcjAgFw0yNjEyMDEwMTM4MTZaGA8yMTI2MTEwNzAxMzgxNlowMzExMC8GA1UE
+Awwob25lY29ubmVjdC1hZ2VudCB1bnZlcmlmaWVkIGNoYWluIHJlYWRlcjBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABFffoE7reR0yutpyuHHkSMPB7n5LmR32yVld
+FeNI0ns5Cyg2D9y/khnWJ/okkAkNYnpR/L/jqr+CjQPPHEbYVJCjUzBRMB0GA1Ud
+DgQWBBQ7lnJScbAtEGKyXL0+G/4aewSCmjAfBgNVHSMEGDAWgBQ7lnJScbAtEGKy
+XL0+G/4aewSCmjAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQDv
+3Tmg9Fv0Ct7JlSlpv+dBX4NuYgwTMBwuXMV1h8u8iQIgIbV6lky0aEj8XU3cIYGr
+yNv3bXUoYh4MOepIybf3VtQ=
+-----END CERTIFICATE-----
+`;
+
+function handshake(
+  host: string,
+  port: number,
+  raw: Socket | undefined,
+  fail: (e: Error) => PlatformError,
+): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    // An explicit `ca` keeps node:tls off Deno's process root store (it would build it, or fail
+    // every handshake when the agent left it empty); nothing is verified either way.
+    const socket = connect({
+      ...(raw ? { socket: raw } : { host, port }),
+      ca: [UNVERIFIED_READER_CA],
+      rejectUnauthorized: false,
+      servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+    });
     socket.once("secureConnect", () => {
-      clearTimeout(timer);
       const chain: string[] = [];
       const seen = new Set<string>();
       let cert = socket.getPeerCertificate(true) as unknown as PeerCertificate | undefined;
@@ -153,17 +237,8 @@ export function readPresentedChain(
       resolve(chain);
     });
     socket.once("error", (e: Error) => {
-      clearTimeout(timer);
       socket.destroy();
-      reject(
-        new PlatformError(
-          `cannot read the certificates of ${JSON.stringify(target)}: ${e.message}`,
-          {
-            kind: "network",
-          },
-          { cause: e },
-        ),
-      );
+      reject(fail(e));
     });
   });
 }

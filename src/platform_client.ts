@@ -184,6 +184,8 @@ export class PlatformClient implements Disposable {
   readonly #now: () => number;
   readonly #client: Deno.HttpClient;
   readonly #target: string;
+  /** `Proxy-Authorization` for the proxy, kept only to read a refused certificate through it. */
+  #proxyAuthorization: string | undefined;
   #closed = false;
 
   /** Creates the one HTTP client (connection pool) used for this instance's whole life. */
@@ -228,6 +230,10 @@ export class PlatformClient implements Disposable {
       const username = decodeURIComponent(proxy.username);
       const password = decodeURIComponent(proxy.password);
       registerSecret(password);
+      if (username || password) {
+        this.#proxyAuthorization = `Basic ${btoa(`${username}:${password}`)}`;
+        registerSecret(this.#proxyAuthorization);
+      }
       const bare = new URL(proxy.href);
       bare.username = "";
       bare.password = "";
@@ -372,7 +378,7 @@ export class PlatformClient implements Disposable {
           signal: controller.signal,
         });
       } catch (e) {
-        throw this.#transportError(e, cause, "connect");
+        throw await this.#diagnosed(this.#transportError(e, cause, "connect"), e);
       }
       this.#logger.debug("Platform answered", {
         method: spec.method,
@@ -560,6 +566,30 @@ export class PlatformClient implements Disposable {
         retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after"), this.#now()),
       },
     );
+  }
+
+  /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
+  async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
+    if (error.kind !== "tls" || !/UnknownIssuer|BadSignature/.test(errorText(raw))) return error;
+    // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
+    if (this.proxy?.protocol === "https:") return error;
+    const { describeUntrustedCertificate } = await import("./tls_diagnosis.ts");
+    const port = Number(this.#baseUrl.port || 443);
+    const proxy = this.proxy;
+    const text = await describeUntrustedCertificate(
+      this.#baseUrl.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port,
+      this.#timeoutMs,
+      proxy
+        ? {
+          host: proxy.hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)),
+          authorization: this.#proxyAuthorization,
+        }
+        : undefined,
+    );
+    if (text === undefined) return error;
+    return this.#error(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
   }
 
   #transportError(

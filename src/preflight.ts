@@ -287,6 +287,11 @@ export function denoPreflightNetwork(
       );
       try {
         await abortable(conn.handshake(), signal);
+      } catch (e) {
+        if (!/UnknownIssuer|BadSignature/.test(String(e))) throw e;
+        const { describeUntrustedCertificate } = await import("./tls_diagnosis.ts");
+        const text = await describeUntrustedCertificate(hostname, port, 5000);
+        throw text === undefined ? e : new Error(text);
       } finally {
         conn.close();
       }

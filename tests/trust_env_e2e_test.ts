@@ -101,7 +101,10 @@ function assertRefusedByPin(
   impostor: Impostor,
 ): void {
   assert.equal(result.code, 4, result.stderr);
-  assert.match(result.stderr, /not signed by a pinned CA \(UnknownIssuer\)/);
+  assert.match(
+    result.stderr,
+    /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Impostor Inspection CA" .*not by a trusted or pinned CA/m,
+  );
   assert.deepEqual(impostor.requests, [], "a request reached the impostor");
 }
 
