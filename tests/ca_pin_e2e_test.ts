@@ -70,6 +70,22 @@ Deno.test({
     assert.equal(enroll.code, 0, enroll.stderr);
     const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
     assert.deepEqual(identity.trust, { source: "ca_pin", ca_pins: [pin] });
+    const check = await runAgent([
+      "--state-dir",
+      join(dir.path, "check"),
+      "enroll",
+      "--check",
+      "--url",
+      platform.url.href,
+    ], { env: { ONECONNECT_CA_PIN: pin } });
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(
+      check.stdout,
+      new RegExp(
+        `^ok +tls +certificate of 127\\.0\\.0\\.1:\\d+ verified against the presented CA certificate matching --ca-pin ${pin}$`,
+        "m",
+      ),
+    );
     assert.deepEqual(identity.bootstrap_ca_certificates, [intermediate.certPem]);
     const once = await runAgent(["--state-dir", stateDir, "run", "--once"]);
     assert.equal(once.code, 0, once.stderr);

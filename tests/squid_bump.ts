@@ -21,7 +21,7 @@ export interface BumpingSquid extends AsyncDisposable {
   ca: OpensslCa;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -40,7 +40,7 @@ export async function startBumpingSquid(dir: string, caName: string): Promise<Bu
   const ca = await makeOpensslCa(dir, "squid-ca", caName);
   const sslDb = `${dir}/ssl_db`;
   await run(CERTGEN, ["-c", "-s", sslDb, "-M", "4MB"]);
-  const port = await freePort();
+  const port = freePort();
   const config = `${dir}/squid.conf`;
   await Deno.writeTextFile(
     config,
