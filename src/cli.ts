@@ -12,7 +12,8 @@ export const EXIT_CODES_HELP = `
 Exit codes:
   0  ok
   1  internal error
-  2  usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state)
+  2  usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state,
+     or TLS trust that cannot be limited to the pinned CAs)
   3  the platform rejected the credential (token invalid/expired/used, credential revoked,
      agent removed, identity cloned): an operator must act
   4  the platform could not be reached or kept failing
