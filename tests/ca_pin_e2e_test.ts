@@ -7,21 +7,41 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./helpers.ts";
-import {
-  HAVE_OPENSSL,
-  issueOpensslServerCert,
-  makeOpensslCa,
-  makeOpensslIntermediate,
-  opensslPin,
-} from "./openssl_ca.ts";
+import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
-const ignore = !HAVE_OPENSSL;
+const ignore = !opensslAvailable();
 
-async function pki(dir: string) {
-  const root = await makeOpensslCa(dir, "root", "Pin Root CA");
-  const intermediate = await makeOpensslIntermediate(dir, root, "intermediate", "Pin Issuing CA");
-  const leaf = await issueOpensslServerCert(dir, intermediate, "server");
-  return { root, intermediate, leaf };
+/** The openssl-made PKI (root -> issuing CA -> server) with the file of each certificate. */
+async function pki(_dir: string) {
+  const made = await sharedOpensslPki();
+  const file = (name: string) => join(made.dir, `${name}.crt`);
+  return {
+    root: { certFile: file("root"), certPem: made.root.certPem },
+    intermediate: { certFile: file("issuing"), certPem: made.issuing.certPem },
+    leaf: {
+      certFile: file("server"),
+      certPem: made.serverChain.certPem,
+      keyPem: made.serverChain.keyPem,
+    },
+  };
+}
+
+/** The pin of a PEM certificate as the README's openssl one-liner computes it. */
+async function opensslPin(certFile: string): Promise<string> {
+  const out = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `${OPENSSL_BIN} x509 -in "$1" -pubkey -noout | ${OPENSSL_BIN} pkey -pubin -outform der | ${OPENSSL_BIN} dgst -sha256`,
+      "sh",
+      certFile,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const hex = /([0-9a-f]{64})\s*$/.exec(new TextDecoder().decode(out.stdout))?.[1];
+  if (!hex) throw new Error("openssl printed no SHA-256");
+  return `sha256:${hex}`;
 }
 
 Deno.test({
@@ -36,10 +56,10 @@ Deno.test({
     assert.equal(result.code, 0, result.stderr);
     const lines = result.stdout.trim().split("\n");
     assert.equal(lines.length, 2);
-    assert.match(lines[0]!, new RegExp(`^${await opensslPin(root.certFile)}  .*CN=Pin Root CA$`));
+    assert.match(lines[0]!, new RegExp(`^${await opensslPin(root.certFile)}  .*CN=Test Root CA$`));
     assert.match(
       lines[1]!,
-      new RegExp(`^${await opensslPin(intermediate.certFile)}  .*CN=Pin Issuing CA$`),
+      new RegExp(`^${await opensslPin(intermediate.certFile)}  .*CN=Test Issuing CA$`),
     );
   },
 });
@@ -52,7 +72,7 @@ Deno.test({
     const { intermediate, leaf } = await pki(dir.path);
     await using platform = await startDevPlatform({
       quiet: true,
-      serverCertificate: { certPem: leaf.certPem + intermediate.certPem, keyPem: leaf.keyPem },
+      serverCertificate: { certPem: leaf.certPem, keyPem: leaf.keyPem },
     });
     const stateDir = join(dir.path, "state");
     const pin = await opensslPin(intermediate.certFile);
@@ -101,7 +121,7 @@ Deno.test({
     const { root, intermediate, leaf } = await pki(dir.path);
     await using platform = await startDevPlatform({
       quiet: true,
-      serverCertificate: { certPem: leaf.certPem + intermediate.certPem, keyPem: leaf.keyPem },
+      serverCertificate: { certPem: leaf.certPem, keyPem: leaf.keyPem },
     });
     const stateDir = join(dir.path, "state");
     const wrong = await opensslPin(root.certFile); // the root is not presented

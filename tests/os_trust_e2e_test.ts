@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./helpers.ts";
-import { HAVE_OPENSSL, issueOpensslServerCert, makeOpensslCa } from "./openssl_ca.ts";
+import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const UPDATE = "/usr/sbin/update-ca-certificates";
 const canEditStore = Deno.build.os === "linux" && Deno.uid() === 0 &&
@@ -20,14 +20,14 @@ async function updateStore(): Promise<void> {
 
 Deno.test({
   name: "enroll without --ca-file trusts the OS store (update-ca-certificates), and run keeps it",
-  ignore: !HAVE_OPENSSL || !canEditStore,
+  ignore: !opensslAvailable() || !canEditStore,
   async fn() {
     await using dir = await tempDir();
-    const ca = await makeOpensslCa(dir.path, "os-ca", "OneConnect OS Store Test CA");
-    const leaf = await issueOpensslServerCert(dir.path, ca, "server");
+    const pki = await sharedOpensslPki();
+    const ca = { certFile: pki.rootFile, certPem: pki.root.certPem };
     await using platform = await startDevPlatform({
       quiet: true,
-      serverCertificate: { certPem: leaf.certPem, keyPem: leaf.keyPem },
+      serverCertificate: pki.serverChain,
     });
     const stateDir = join(dir.path, "state");
     const installed = `/usr/local/share/ca-certificates/oneconnect-test-${crypto.randomUUID()}.crt`;
@@ -68,7 +68,7 @@ Deno.test({
     assert.equal(after.code, 4, after.stderr);
     assert.match(
       after.stderr,
-      /issued by "OneConnect OS Store Test CA" .*not by a trusted or pinned CA/,
+      /issued by "Test Issuing CA" .*not by a trusted or pinned CA/,
     );
   },
 });

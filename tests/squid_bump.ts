@@ -3,7 +3,7 @@
  * all` and its own CA (made by openssl), on a free loopback port, with its own config, cache and
  * pid in a temp dir. Only the squid started here is ever stopped.
  */
-import { makeOpensslCa, type OpensslCa } from "./openssl_ca.ts";
+import { OPENSSL_BIN } from "./openssl_pki.ts";
 
 /** Where Debian's squid-openssl installs squid and its certificate generator. */
 export const SQUID = "/usr/sbin/squid";
@@ -17,8 +17,8 @@ export const HAVE_SQUID_BUMP = await Promise.all([Deno.stat(SQUID), Deno.stat(CE
 export interface BumpingSquid extends AsyncDisposable {
   /** `http://127.0.0.1:<port>`. */
   url: string;
-  /** The CA squid signs its forged server certificates with. */
-  ca: OpensslCa;
+  /** PEM of the CA squid signs its forged server certificates with. */
+  caPem: string;
 }
 
 function freePort(): number {
@@ -37,7 +37,28 @@ async function run(command: string, args: string[]): Promise<void> {
 
 /** Starts squid bumping every CONNECT with a CA named `caName`; stop it by disposing. */
 export async function startBumpingSquid(dir: string, caName: string): Promise<BumpingSquid> {
-  const ca = await makeOpensslCa(dir, "squid-ca", caName);
+  const ca = { certFile: `${dir}/squid-ca.pem`, keyFile: `${dir}/squid-ca.key` };
+  await run(OPENSSL_BIN, [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    ca.keyFile,
+    "-out",
+    ca.certFile,
+    "-days",
+    "30",
+    "-subj",
+    `/O=Test/CN=${caName}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
   const sslDb = `${dir}/ssl_db`;
   await run(CERTGEN, ["-c", "-s", sslDb, "-M", "4MB"]);
   const port = freePort();
@@ -99,7 +120,7 @@ export async function startBumpingSquid(dir: string, caName: string): Promise<Bu
   }
   return {
     url: `http://127.0.0.1:${port}`,
-    ca,
+    caPem: await Deno.readTextFile(ca.certFile),
     async [Symbol.asyncDispose]() {
       if (!ended) child.kill("SIGKILL");
       await exited.catch(() => {});

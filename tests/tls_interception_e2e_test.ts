@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
-import { HAVE_OPENSSL } from "./openssl_ca.ts";
+import { opensslAvailable } from "./openssl_pki.ts";
 import { HAVE_SQUID_BUMP, startBumpingSquid } from "./squid_bump.ts";
 
-const ignore = !HAVE_OPENSSL || !HAVE_SQUID_BUMP;
+const ignore = !opensslAvailable() || !HAVE_SQUID_BUMP;
 const INTERCEPTED =
   /TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Contoso Inspection CA" \(subject "[^"]+"\), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file\/--ca-pin/;
 

@@ -10,9 +10,9 @@ import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { MAIN, runAgent, tempDir } from "./helpers.ts";
-import { HAVE_OPENSSL, issueOpensslServerCert, makeOpensslCa } from "./openssl_ca.ts";
+import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
-const noOpenssl = !HAVE_OPENSSL;
+const noOpenssl = !opensslAvailable();
 
 interface Impostor extends AsyncDisposable {
   url: string;
@@ -22,10 +22,11 @@ interface Impostor extends AsyncDisposable {
   dir: string;
 }
 
-/** An HTTPS server on loopback whose certificate chains to a fresh impostor CA. */
+/** An HTTPS server on loopback whose certificate chains to an openssl-made (impostor) root CA. */
 async function startImpostor(dir: string): Promise<Impostor> {
-  const ca = await makeOpensslCa(dir, "impostor-ca", "Impostor Inspection CA");
-  const leaf = await issueOpensslServerCert(dir, ca, "impostor-server");
+  const pki = await sharedOpensslPki();
+  const ca = { certFile: pki.rootFile, certPem: pki.root.certPem };
+  const leaf = pki.serverChain;
   const requests: Impostor["requests"] = [];
   const server = Deno.serve({
     hostname: "127.0.0.1",
@@ -103,7 +104,7 @@ function assertRefusedByPin(
   assert.equal(result.code, 4, result.stderr);
   assert.match(
     result.stderr,
-    /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Impostor Inspection CA" .*not by a trusted or pinned CA/m,
+    /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Test Issuing CA" .*not by a trusted or pinned CA/m,
   );
   assert.deepEqual(impostor.requests, [], "a request reached the impostor");
 }
