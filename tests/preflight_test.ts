@@ -441,7 +441,7 @@ Deno.test("enroll --check with the wrong CA file fails the TLS check", async () 
   ]);
   assert.match(
     result.stdout,
-    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted .*UnknownIssuer/m,
+    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted with the CA file \(1 certificate\): certificate issued by "OneConnect Dev CA" \(subject "localhost"\), not by a trusted or pinned CA; /m,
   );
   assert.equal(
     result.stderr,
