@@ -4,6 +4,7 @@ import type { CommandContext } from "./context.ts";
 import { writeStdout } from "./context.ts";
 import { UsageError } from "./errors.ts";
 import { createLogger, writeStderrLine } from "./log.ts";
+import { selectRootStore } from "./trust_store.ts";
 import { VERSION } from "./version.ts";
 
 /** Exit codes as shown in `--help` and the README. */
@@ -11,7 +12,8 @@ export const EXIT_CODES_HELP = `
 Exit codes:
   0  ok
   1  internal error
-  2  usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state)
+  2  usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state,
+     or TLS trust that cannot be limited to the pinned CAs)
   3  the platform rejected the credential (token invalid/expired/used, credential revoked,
      agent removed, identity cloned): an operator must act
   4  the platform could not be reached or kept failing
@@ -89,6 +91,12 @@ export function buildCli(proc: CliProcess): Command {
       "file holding the enrollment token, - for stdin (else env ONECONNECT_ENROLLMENT_TOKEN, else <state-dir>/enrollment.token)",
     )
     .option("--ca-file <path>", "PEM bundle to trust for the platform (env ONECONNECT_CA_FILE)")
+    .option(
+      "--ca-pin <sha256:hex>",
+      "trust the CA the platform presents whose key has this pin; repeatable (env ONECONNECT_CA_PIN, comma-separated)",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .option("--force", "replace an existing identity (only once the new one is stored)")
     .option("--check", "preflight: test DNS, TCP, TLS, health and clock skew; consumes no token")
     .addOption(
@@ -104,13 +112,30 @@ export function buildCli(proc: CliProcess): Command {
     )
     .action(async (opts, cmd: Command) => {
       const ctx = await context(cmd, { url: opts.url, caFile: opts.caFile });
+      const caPins = [...opts.caPin as string[]];
+      const envPins = proc.env("ONECONNECT_CA_PIN");
+      if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
+      // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
+      selectRootStore(ctx.config.caFile !== undefined || caPins.length > 0 ? "none" : "system");
       const { enrollCommand } = await import("./enroll.ts");
       await enrollCommand(ctx, {
         tokenFile: opts.tokenFile,
+        caPins,
         force: opts.force === true,
         check: opts.check === true,
         timeoutSeconds: opts.timeout,
       });
+    });
+
+  program.command("ca-pin")
+    .description(
+      "print the --ca-pin value (SHA-256 of the public key) of each certificate in a PEM file",
+    )
+    .argument("<pem-file>", "PEM file with one or more CA certificates")
+    .addHelpText("after", example("oneconnect-agent ca-pin /etc/oneconnect/platform-ca.pem"))
+    .action(async (file: string) => {
+      const { caPinCommand } = await import("./ca_pin.ts");
+      await caPinCommand(file, writeStdout);
     });
 
   program.command("run")

@@ -28,7 +28,10 @@ import {
 import { type Logger, registerSecret } from "./log.ts";
 import { emptyStatus, StatusStore } from "./status.ts";
 import { acquireStateLock } from "./state_lock.ts";
+import { clientForIdentity } from "./identity_client.ts";
 import { type Host, TelemetryCollector } from "./telemetry.ts";
+import { describeTrust, rootStoreOf, type Trust } from "./trust_source.ts";
+import type { RootStore } from "./trust_store.ts";
 import { VERSION } from "./version.ts";
 
 /** Flags of `oneconnect-agent enroll`. */
@@ -39,6 +42,8 @@ export interface EnrollOptions {
   check: boolean;
   /** `--timeout`: give up retrying after this many seconds. */
   timeoutSeconds: number;
+  /** `--ca-pin` values (or `ONECONNECT_CA_PIN` split at commas), not yet validated. */
+  caPins?: string[];
 }
 
 /** The one platform call enrollment makes (the PlatformClient, or a fake in unit tests). */
@@ -50,8 +55,10 @@ export interface EnrollClient {
 /** How the enrollment client is built: bootstrap trust only, no credential. */
 export interface EnrollClientOptions {
   baseUrl: URL;
-  /** The `--ca-file` bundle; undefined = system roots. */
+  /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
   caCertificates?: string[];
+  /** Deno root store trusted besides `caCertificates`. */
+  rootStore?: RootStore;
   proxyUrl?: URL;
   env: (name: string) => string | undefined;
   timeoutMs: number;
@@ -69,6 +76,10 @@ export interface EnrollDeps {
   now: () => number;
   fs: FileSystem;
   store: Pick<IdentityStoreOptions, "os" | "runCommand">;
+  /** One request through the client the new identity will use (GET health); throws if it fails. */
+  prove: (identity: Identity, ctx: CommandContext) => Promise<void>;
+  /** The CA certificates matching `pins` among those the platform presents (see ca_pin.ts). */
+  pinnedCas: (baseUrl: URL, pins: string[], timeoutMs: number) => Promise<string[]>;
 }
 
 /** Longest token file or stdin accepted; a token is short, anything bigger is a mistake. */
@@ -107,6 +118,24 @@ const defaultDeps: EnrollDeps = {
   now: Date.now,
   fs: denoFileSystem,
   store: {},
+  prove: async (identity, ctx) => {
+    using client = clientForIdentity(identity, {
+      auth: ctx.config.auth,
+      proxyUrl: ctx.config.proxyUrl,
+      env: ctx.env,
+      timeoutMs: ctx.config.timeoutSeconds * 1000,
+      logger: ctx.logger,
+    });
+    await client.health(ctx.shutdown);
+  },
+  pinnedCas: async (baseUrl, pins, timeoutMs) => {
+    const { matchPinnedCas, readPresentedChain } = await import("./ca_pin.ts");
+    const host = baseUrl.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = Number(baseUrl.port || 443);
+    const chain = await readPresentedChain(host, port, timeoutMs);
+    const matched = await matchPinnedCas(chain, pins, `${baseUrl.hostname}:${port}`);
+    return matched.map((c) => c.pem);
+  },
 };
 
 /** Where the enrollment token came from, for messages and for deleting the file afterwards. */
@@ -395,6 +424,7 @@ async function obtainIdentity(
   baseUrl: URL,
   token: TokenSource,
   bootstrapCa: string[] | undefined,
+  trust: Trust,
 ): Promise<{ identity: Identity; features: string[] }> {
   const { logger, config } = ctx;
   const host = await deps.collectHost(logger);
@@ -418,6 +448,7 @@ async function obtainIdentity(
   const client = await deps.createClient({
     baseUrl,
     caCertificates: bootstrapCa,
+    rootStore: rootStoreOf(trust),
     proxyUrl: config.proxyUrl,
     env: ctx.env,
     timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
@@ -473,8 +504,75 @@ async function obtainIdentity(
     heartbeat_interval_seconds: response.heartbeat_interval_seconds ?? 60,
     certificate_not_before: validity.notBefore.toISOString(),
     certificate_not_after: validity.notAfter.toISOString(),
+    trust,
   };
   return { identity, features: response.features ?? [] };
+}
+
+/**
+ * What enrollment trusts for the platform's server: the `--ca-file` bundle, the presented CA
+ * certificates matching `--ca-pin` (read before anything is sent), or the OS trust store.
+ */
+export async function enrollmentTrust(
+  ctx: CommandContext,
+  options: EnrollOptions,
+  deps: Pick<EnrollDeps, "fs" | "pinnedCas"> = defaultDeps,
+  baseUrl: URL,
+): Promise<{ trust: Trust; cas: string[] | undefined }> {
+  const { config, logger } = ctx;
+  const rawPins = (options.caPins ?? []).filter((p) => p.trim() !== "");
+  if (config.caFile !== undefined) {
+    if (rawPins.length > 0) {
+      throw new UsageError("Cannot enroll: pass --ca-file or --ca-pin, not both");
+    }
+    return { trust: { source: "ca_file" }, cas: await readBootstrapCa(deps.fs, config.caFile) };
+  }
+  if (rawPins.length > 0) {
+    const { parseCaPin } = await import("./ca_pin.ts");
+    const pins = [...new Set(rawPins.map((p) => parseCaPin(p)))];
+    if (baseUrl.protocol !== "https:") {
+      throw new UsageError("Cannot enroll: --ca-pin needs an https:// platform URL");
+    }
+    const { proxyForUrl } = await import("./platform_client.ts");
+    if (proxyForUrl(baseUrl, ctx.env, config.proxyUrl) !== undefined) {
+      throw new UsageError(
+        "Cannot enroll: --ca-pin reads the platform's certificates over a direct connection, and a proxy is configured; pass --ca-file with the platform's CA instead",
+      );
+    }
+    let cas: string[];
+    try {
+      cas = await deps.pinnedCas(baseUrl, pins, config.timeoutSeconds * 1000);
+    } catch (e) {
+      if (!(e instanceof PlatformError)) throw e;
+      throw new PlatformError(`Cannot enroll: ${e.message}`, e, { cause: e });
+    }
+    return { trust: { source: "ca_pin", ca_pins: pins }, cas };
+  }
+  const trust: Trust = { source: "system" };
+  logger.warn(
+    `Trusting ${
+      describeTrust(trust)
+    } for the platform's server (no --ca-file or --ca-pin); pin the platform's CA with --ca-pin to trust only it`,
+  );
+  return { trust, cas: undefined };
+}
+
+/** Refuses to store an identity whose client cannot reach the platform (see EnrollDeps.prove). */
+async function proveIdentity(
+  ctx: CommandContext,
+  deps: EnrollDeps,
+  identity: Identity,
+): Promise<void> {
+  try {
+    await deps.prove(identity, ctx);
+  } catch (e) {
+    if (!(e instanceof PlatformError)) throw e;
+    throw new PlatformError(
+      `Cannot enroll: the new identity was not stored because its client cannot reach the platform (GET api/v1/health: ${e.message}); ${TOKEN_SPENT_HINT}`,
+      e,
+      { cause: e },
+    );
+  }
 }
 
 /**
@@ -492,7 +590,10 @@ export async function enrollCommand(
   if (options.check) {
     // Before anything else: the check must not read, let alone spend, the enrollment token.
     const { preflightCommand } = await import("./preflight.ts");
-    return await preflightCommand(ctx, { timeoutSeconds: options.timeoutSeconds });
+    return await preflightCommand(ctx, {
+      timeoutSeconds: options.timeoutSeconds,
+      caPins: options.caPins,
+    });
   }
   const baseUrl = config.platformUrl;
   if (baseUrl === undefined) {
@@ -513,9 +614,7 @@ export async function enrollCommand(
     );
   }
 
-  const bootstrapCa = config.caFile === undefined
-    ? undefined
-    : await readBootstrapCa(deps.fs, config.caFile);
+  const { trust, cas: bootstrapCa } = await enrollmentTrust(ctx, options, deps, baseUrl);
   const token = await resolveToken(ctx, options, store, deps.fs);
   const createdStateDir = !(await fileExists(deps.fs, config.stateDir));
   // Before the token is spent: a state directory we cannot write must fail now, not after.
@@ -542,7 +641,9 @@ export async function enrollCommand(
       baseUrl,
       token,
       bootstrapCa,
+      trust,
     ));
+    await proveIdentity(ctx, deps, identity);
   } catch (e) {
     await cleanUp();
     throw e;

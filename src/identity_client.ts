@@ -2,6 +2,7 @@ import type { AuthMode } from "./config.ts";
 import type { Identity } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { PlatformClient } from "./platform_client.ts";
+import { rootStoreOf, trustOf } from "./trust_source.ts";
 
 /** What an authenticated client needs besides the identity. */
 export interface IdentityClientOptions {
@@ -13,8 +14,9 @@ export interface IdentityClientOptions {
 }
 
 /**
- * A {@linkcode PlatformClient} acting as `identity`: its platform URL, the pinned CA set (the
- * platform's CAs and the `--ca-file` of enrollment), and its certificate or its bearer token.
+ * A {@linkcode PlatformClient} acting as `identity`: its platform URL, what enrollment trusted
+ * (the `--ca-file` bundle, the CAs matching `--ca-pin`, or a root store) plus the platform's CAs,
+ * and its certificate or its bearer token.
  */
 export function clientForIdentity(
   identity: Identity,
@@ -24,6 +26,7 @@ export function clientForIdentity(
   return new PlatformClient({
     baseUrl: new URL(identity.platform_url),
     caCertificates: pinned.length > 0 ? pinned : undefined,
+    rootStore: rootStoreOf(trustOf(identity)),
     auth: options.auth === "mtls"
       ? {
         kind: "mtls",

@@ -13,6 +13,7 @@ import {
   shellQuote,
 } from "./ownership.ts";
 import { type CommandRunner, denoCommandRunner, WindowsAcl } from "./windows_acl.ts";
+import { TrustSchema } from "./trust_source.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -36,6 +37,8 @@ export const IdentitySchema = z.object({
   heartbeat_interval_seconds: z.number().int(),
   certificate_not_before: z.iso.datetime(),
   certificate_not_after: z.iso.datetime(),
+  /** What enrollment trusted for the platform's server (absent in files from older agents). */
+  trust: TrustSchema.optional(),
 });
 /** The agent's identity. */
 export type Identity = z.infer<typeof IdentitySchema>;
@@ -205,9 +208,10 @@ export class IdentityStore {
         } is neither https:// nor http:// on loopback`,
       );
     }
+    // An identity enrolled on the OS trust store may hold no CA; any other needs one to pin.
     if (
       platformUrl.protocol === "https:" && identity.ca_certificates.length === 0 &&
-      identity.bootstrap_ca_certificates.length === 0
+      identity.bootstrap_ca_certificates.length === 0 && identity.trust?.source !== "system"
     ) {
       throw unsafe(
         '"ca_certificates" and "bootstrap_ca_certificates" are both empty, so no server could be pinned',

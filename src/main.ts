@@ -1,6 +1,7 @@
 import { runCli } from "./cli.ts";
 import { ExitCode } from "./errors.ts";
 import { reportError, reportUncaughtErrors } from "./error_report.ts";
+import { neutraliseTrustEnvironment } from "./trust_store.ts";
 
 const shutdown = new AbortController();
 const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -14,6 +15,7 @@ reportUncaughtErrors((code) => Deno.exit(code));
 
 let code: number = ExitCode.ok;
 try {
+  neutraliseTrustEnvironment();
   await runCli(Deno.args, {
     env: (name) => Deno.env.get(name),
     shutdown: shutdown.signal,

@@ -20,8 +20,9 @@ import {
   type RenewResponse,
   RenewResponseSchema,
 } from "./contract.ts";
-import { PlatformError, type PlatformErrorDetails, UsageError } from "./errors.ts";
+import { AgentError, PlatformError, type PlatformErrorDetails, UsageError } from "./errors.ts";
 import { type Logger, redact, redactValue, registerSecret, silentLogger } from "./log.ts";
+import { createRootedHttpClient, type RootStore } from "./trust_store.ts";
 import { USER_AGENT } from "./version.ts";
 
 /** How requests authenticate: nothing (enroll, health), the bearer token, or the client certificate. */
@@ -34,8 +35,10 @@ export type PlatformAuth =
 export interface PlatformClientOptions {
   /** Platform base URL with a trailing slash (from `parsePlatformUrl`); paths are appended. */
   baseUrl: URL;
-  /** Pinned CA certificates (PEM); when given, only these are trusted. */
+  /** Pinned CA certificates (PEM); trusted with {@linkcode rootStore}. */
   caCertificates?: string[];
+  /** Deno root store trusted besides `caCertificates`: default none when pinned, else mozilla. */
+  rootStore?: RootStore;
   /** Default none; the bearer header is sent only in bearer mode. */
   auth?: PlatformAuth;
   /** Explicit proxy (`proxy_url` in agent.json); otherwise HTTPS_PROXY/HTTP_PROXY/NO_PROXY. */
@@ -155,51 +158,6 @@ function prefixMatches(a: number[], b: number[], prefix: number): boolean {
   return true;
 }
 
-// Deno trusts its built-in root store *in addition to* `caCerts`, and loads that store once per
-// process, when the first TLS client is made, from DENO_TLS_CA_STORE. An empty list ("," parses
-// to no stores) leaves only the pinned set. The variable is restored right after, so child
-// processes (deno, npm) keep their normal roots.
-let rootStore: "untouched" | "pinned_only" | "built_in" = "untouched";
-
-function createClient(
-  options: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem>,
-  pinned: boolean,
-  logger: Logger,
-): Deno.HttpClient {
-  if (rootStore === "untouched" && pinned && canWriteCaStoreVariable()) {
-    const previous = Deno.env.get("DENO_TLS_CA_STORE");
-    Deno.env.set("DENO_TLS_CA_STORE", ",");
-    try {
-      const client = Deno.createHttpClient(options);
-      rootStore = "pinned_only";
-      return client;
-    } finally {
-      if (previous === undefined) Deno.env.delete("DENO_TLS_CA_STORE");
-      else Deno.env.set("DENO_TLS_CA_STORE", previous);
-    }
-  }
-  if (rootStore === "untouched") {
-    rootStore = "built_in";
-  } else if (rootStore === "built_in" && pinned) {
-    logger.warn(
-      "Pinned CA certificates are trusted in addition to the built-in roots in this process",
-    );
-  } else if (rootStore === "pinned_only" && !pinned) {
-    logger.warn("Built-in root certificates are unavailable in this process after pinning");
-  }
-  return Deno.createHttpClient(options);
-}
-
-function canWriteCaStoreVariable(): boolean {
-  try {
-    // Query first: with a narrow --allow-env list, touching an unlisted variable would prompt.
-    return Deno.permissions.querySync({ name: "env", variable: "DENO_TLS_CA_STORE" }).state ===
-      "granted";
-  } catch {
-    return false;
-  }
-}
-
 interface RequestSpec {
   method: "GET" | "POST" | "DELETE";
   path: string;
@@ -242,6 +200,8 @@ export class PlatformClient implements Disposable {
   readonly #now: () => number;
   readonly #client: Deno.HttpClient;
   readonly #target: string;
+  /** `Proxy-Authorization` for the proxy, kept only to read a refused certificate through it. */
+  #proxyAuthorization: string | undefined;
   #closed = false;
 
   /** Creates the one HTTP client (connection pool) used for this instance's whole life. */
@@ -286,6 +246,10 @@ export class PlatformClient implements Disposable {
       const username = decodeURIComponent(proxy.username);
       const password = decodeURIComponent(proxy.password);
       registerSecret(password);
+      if (username || password) {
+        this.#proxyAuthorization = `Basic ${btoa(`${username}:${password}`)}`;
+        registerSecret(this.#proxyAuthorization);
+      }
       const bare = new URL(proxy.href);
       bare.username = "";
       bare.password = "";
@@ -297,8 +261,13 @@ export class PlatformClient implements Disposable {
       this.proxy = bare;
     }
     try {
-      this.#client = createClient(clientOptions, this.#pinned, this.#logger);
+      this.#client = createRootedHttpClient(
+        clientOptions,
+        options.rootStore ?? (this.#pinned ? "none" : "mozilla"),
+        this.#logger,
+      );
     } catch (e) {
+      if (e instanceof AgentError && !(e instanceof PlatformError)) throw e;
       // Deno's message names the broken input, never its contents; redact all the same.
       throw new PlatformError(
         `cannot set up TLS for ${JSON.stringify(this.#target)}: ${redact(oneLine(errorText(e)))}`,
@@ -425,7 +394,7 @@ export class PlatformClient implements Disposable {
           signal: controller.signal,
         });
       } catch (e) {
-        throw this.#transportError(e, cause, "connect");
+        throw await this.#diagnosed(this.#transportError(e, cause, "connect"), e);
       }
       this.#logger.debug("Platform answered", {
         method: spec.method,
@@ -631,6 +600,30 @@ export class PlatformClient implements Disposable {
         retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after"), this.#now()),
       },
     );
+  }
+
+  /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
+  async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
+    if (error.kind !== "tls" || !/UnknownIssuer|BadSignature/.test(errorText(raw))) return error;
+    // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
+    if (this.proxy?.protocol === "https:") return error;
+    const { describeUntrustedCertificate } = await import("./tls_diagnosis.ts");
+    const port = Number(this.#baseUrl.port || 443);
+    const proxy = this.proxy;
+    const text = await describeUntrustedCertificate(
+      this.#baseUrl.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port,
+      this.#timeoutMs,
+      proxy
+        ? {
+          host: proxy.hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)),
+          authorization: this.#proxyAuthorization,
+        }
+        : undefined,
+    );
+    if (text === undefined) return error;
+    return this.#error(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
   }
 
   #transportError(

@@ -46,8 +46,10 @@ export interface PreflightNetwork {
 /** What to check. */
 export interface PreflightTarget {
   url: URL;
-  /** Pinned CA PEMs (from --ca-file); undefined means the system roots. */
+  /** Pinned CA PEMs (--ca-file, or the CAs matching --ca-pin); undefined means a root store. */
   caCerts?: string[];
+  /** How to name what is trusted, e.g. "the operating system's trust store". */
+  trustLabel?: string;
   /** The proxy requests go through, if any. */
   proxy?: URL;
   /** Bound of each check. */
@@ -138,9 +140,12 @@ export async function runPreflight(
     return checks;
   }
 
-  const pin = target.caCerts
-    ? `the CA file (${target.caCerts.length} certificate${target.caCerts.length === 1 ? "" : "s"})`
-    : "the system roots";
+  const pin = target.trustLabel ??
+    (target.caCerts
+      ? `the CA file (${target.caCerts.length} certificate${
+        target.caCerts.length === 1 ? "" : "s"
+      })`
+      : "the operating system's trust store");
   if (target.url.protocol !== "https:") {
     checks.push({ name: "tls", status: "skip", detail: "plain http (loopback only)" });
   } else if (via) {
@@ -282,6 +287,11 @@ export function denoPreflightNetwork(
       );
       try {
         await abortable(conn.handshake(), signal);
+      } catch (e) {
+        if (!/UnknownIssuer|BadSignature/.test(String(e))) throw e;
+        const { describeUntrustedCertificate } = await import("./tls_diagnosis.ts");
+        const text = await describeUntrustedCertificate(hostname, port, 5000);
+        throw text === undefined ? e : new Error(text);
       } finally {
         conn.close();
       }
@@ -296,6 +306,8 @@ export function denoPreflightNetwork(
 export interface PreflightOptions {
   /** `enroll --timeout`; each check is bounded by it and by the configured request timeout. */
   timeoutSeconds: number;
+  /** `enroll --ca-pin` values. */
+  caPins?: string[];
 }
 
 /**
@@ -313,20 +325,26 @@ export async function preflightCommand(
       "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
     );
   }
-  const [{ PlatformClient }, { readBootstrapCa }] = await Promise.all([
-    import("./platform_client.ts"),
-    import("./enroll.ts"),
-  ]);
-  const { denoFileSystem } = await import("./file_system.ts");
-  const caCerts = ctx.config.caFile === undefined
-    ? undefined
-    : await readBootstrapCa(denoFileSystem, ctx.config.caFile);
+  const [{ PlatformClient }, { enrollmentTrust }, { describeTrust, rootStoreOf }] = await Promise
+    .all([
+      import("./platform_client.ts"),
+      import("./enroll.ts"),
+      import("./trust_source.ts"),
+    ]);
+  const { trust, cas: caCerts } = await enrollmentTrust(
+    ctx,
+    { force: false, check: true, timeoutSeconds: options.timeoutSeconds, caPins: options.caPins },
+    undefined,
+    url,
+  );
+  const trustLabel = describeTrust(trust, caCerts?.length ?? 0);
   const timeoutMs = Math.min(options.timeoutSeconds, ctx.config.timeoutSeconds) * 1000;
   // Made first: the first TLS client of the process decides whether only the pin is trusted,
   // and the TLS check must trust exactly what enrollment will.
   using client = new PlatformClient({
     baseUrl: url,
     caCertificates: caCerts,
+    rootStore: rootStoreOf(trust),
     proxyUrl: ctx.config.proxyUrl,
     env: ctx.env,
     timeoutMs,
@@ -334,7 +352,7 @@ export async function preflightCommand(
   });
   const health = (signal: AbortSignal) => client.health(signal);
   const checks = await runPreflight(
-    { url, caCerts, proxy: client.proxy, timeoutMs },
+    { url, caCerts, trustLabel, proxy: client.proxy, timeoutMs },
     (network ?? denoPreflightNetwork)(health),
   );
   ctx.stdout(formatChecks(checks));

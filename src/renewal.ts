@@ -45,6 +45,25 @@ export interface RenewalClient {
     body: RenewRequest,
     signal?: AbortSignal,
   ): Promise<RenewResponse>;
+  /** `GET api/v1/health`: the request that proves a renewed identity's client still works. */
+  health?(signal?: AbortSignal): Promise<unknown>;
+}
+
+/**
+ * One request through the client of a renewed identity before it is stored: a renewal whose CA
+ * set no longer validates the platform's server must change nothing.
+ */
+export async function proveRenewedClient(client: RenewalClient, signal?: AbortSignal) {
+  try {
+    await client.health?.(signal);
+  } catch (e) {
+    if (!(e instanceof PlatformError)) throw e;
+    throw new PlatformError(
+      `the renewed identity cannot reach the platform (GET api/v1/health: ${e.message}); the current certificate is kept`,
+      e,
+      { cause: e },
+    );
+  }
 }
 
 /** Options of {@linkcode renewIdentity}. */
@@ -209,9 +228,11 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
         ((identity: Identity, c: C, s: AbortSignal) =>
           renewIdentity(identity, c, { now: this.#now, signal: s }));
       renewed = await renew(old, this.#client, signal);
-      // Built before storing: a client that cannot be made must leave the old identity in force.
+      // Built and proven before storing: a client that cannot be made or cannot reach the
+      // platform must leave the old identity in force.
       client = this.#options.createClient(renewed);
       try {
+        await proveRenewedClient(client, signal);
         await this.#options.store.save(renewed);
       } catch (e) {
         client.close();
@@ -353,6 +374,12 @@ export async function renewCommand(
   const client = deps.createClient(identity, ctx);
   try {
     renewed = await renewIdentity(identity, client, { now: deps.now, signal: ctx.shutdown });
+    const next = deps.createClient(renewed, ctx);
+    try {
+      await proveRenewedClient(next, ctx.shutdown);
+    } finally {
+      next.close();
+    }
   } catch (error) {
     const message = `Cannot renew certificate: ${messageOf(error)}`;
     await saveStatus({

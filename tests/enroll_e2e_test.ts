@@ -151,7 +151,9 @@ Deno.test("enroll e2e: success stores 0700/0600 identity, deletes the token, kee
   assert.deepEqual(identity.ca_certificates, [env.platform.caCertPem]);
   assert.equal(identity.bootstrap_ca_certificates.length, 1);
 
-  assert.equal(forwarder.bodies.length, 1);
+  // The enrollment POST, then the proving GET health through the stored identity's client.
+  assert.equal(forwarder.bodies.length, 2);
+  assert.equal(forwarder.bodies[1], "");
   const sent = JSON.parse(forwarder.bodies[0]!);
   assert.deepEqual(Object.keys(sent).sort(), ["agent_version", "csr", "enrollment_token", "host"]);
   assert.equal(sent.enrollment_token, token);

@@ -163,6 +163,7 @@ async function harness(
   });
   const deps: Partial<EnrollDeps> = {
     createClient: platform.client(),
+    prove: () => Promise.resolve(),
     collectHost: () => Promise.resolve(structuredClone(HOST)),
     hostname: () => "fallback-host",
     sleep: (ms) => {
@@ -683,7 +684,7 @@ Deno.test("enroll warns, naming the path, when the used token file cannot be del
   const token = await writeToken(h);
   await h.run();
   assert.equal(h.out.at(-1), "enrolled as agent-1\n");
-  const warning = h.logs.find((l) => l.includes("WARN"));
+  const warning = h.logs.find((l) => l.includes("WARN") && l.includes("token file"));
   assert.ok(warning?.includes(`Could not delete the used enrollment token file`));
   assert.ok(warning?.includes(token));
 });
@@ -754,4 +755,36 @@ Deno.test("enroll refuses an agent_id that could act as a path segment", async (
     assert.match(error.message, /agent_id/);
     assert.equal(await exists(h.store.identityPath), false);
   }
+});
+
+Deno.test("enroll stores nothing when the proving request through the final client fails", async () => {
+  const ca = await createDevCa();
+  const platform = new FakePlatform(ca, [ok(ca)]);
+  await using h = await harness(platform);
+  h.deps.prove = () =>
+    Promise.reject(
+      new PlatformError(
+        'TLS handshake with "127.0.0.1:1" failed: certificate is not signed by a pinned CA (UnknownIssuer)',
+        { kind: "tls" },
+      ),
+    );
+  await writeToken(h);
+  const error = await h.run().then(() => null, (e) => e);
+  assert.ok(error instanceof PlatformError);
+  assert.match(
+    error.message,
+    /^Cannot enroll: the new identity was not stored because its client cannot reach the platform \(GET api\/v1\/health: TLS handshake .*\(UnknownIssuer\)\); nothing was stored/,
+  );
+  assert.equal(await h.store.exists(), false);
+});
+
+Deno.test("enroll without --ca-file or --ca-pin trusts the OS store, says so once, and records it", async () => {
+  const ca = await createDevCa();
+  const platform = new FakePlatform(ca, [ok(ca)]);
+  await using h = await harness(platform);
+  await writeToken(h);
+  await h.run();
+  const warnings = h.logs.filter((l) => l.includes("operating system's trust store"));
+  assert.equal(warnings.length, 1);
+  assert.deepEqual((await h.store.load()).trust, { source: "system" });
 });

@@ -186,7 +186,9 @@ Deno.test({
       assert.equal(result.code, 4, result.stderr);
       assert.equal(
         errorLine(result),
-        `error: Cannot send heartbeat: TLS handshake with "127.0.0.1:${impostor.url.port}" failed: certificate is not signed by a pinned CA (UnknownIssuer)`,
+        `error: Cannot send heartbeat: TLS handshake with "127.0.0.1:${impostor.url.port}" failed: certificate issued by "${
+          foreignCa.cert.subjectName.getField("CN")[0]
+        }" (subject "localhost"), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file/--ca-pin`,
       );
       assert.equal(platform.requestCount, before, "nothing may reach the platform");
       assert.equal(platform.heartbeats(agentId).length, 1);

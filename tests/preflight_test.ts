@@ -109,7 +109,7 @@ Deno.test("preflight skips DNS for an IP address and uses port 443 by default", 
   assert.deepEqual(summary(checks), ["skip dns", "ok tcp", "ok tls", "ok health", "ok clock"]);
   assert.equal(checks[0]!.detail, "::1 is an IP address");
   assert.deepEqual(calls.slice(0, 2), ["tcp ::1:443", "tls ::1:443 pins=system"]);
-  assert.match(checks[2]!.detail, /verified against the system roots$/);
+  assert.match(checks[2]!.detail, /verified against the operating system's trust store$/);
 });
 
 Deno.test("preflight reports a DNS failure and skips what depends on it", async () => {
@@ -167,7 +167,7 @@ Deno.test("preflight through a proxy resolves and dials the proxy and leaves TLS
   assert.equal(checks[1]!.detail, "connected to proxy proxy.corp:3128 in 3 ms");
   assert.equal(
     checks[2]!.detail,
-    "checked against the system roots through the proxy by the health check",
+    "checked against the operating system's trust store through the proxy by the health check",
   );
 
   const refused = fakeNet({ tcp: new Error("Connection refused") });
@@ -441,7 +441,7 @@ Deno.test("enroll --check with the wrong CA file fails the TLS check", async () 
   ]);
   assert.match(
     result.stdout,
-    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted .*UnknownIssuer/m,
+    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted with the CA file \(1 certificate\): certificate issued by "OneConnect Dev CA" \(subject "localhost"\), not by a trusted or pinned CA; /m,
   );
   assert.equal(
     result.stderr,

@@ -558,3 +558,43 @@ Deno.test("run's modules load X.509 code only when a renewal happens", async () 
   const heavy = [...seen].filter((s) => /x509|certificates\.ts$/.test(s));
   assert.deepEqual(heavy, []);
 });
+
+Deno.test("a renewed identity whose client cannot reach the platform is not stored (proving request)", async () => {
+  const identity = identityFor(T0, T0 + 3 * DAY);
+  class Unreachable extends FakeClient {
+    health(): Promise<unknown> {
+      return Promise.reject(
+        new PlatformError(
+          'TLS handshake with "127.0.0.1:1" failed: certificate is not signed by a pinned CA (UnknownIssuer)',
+          { kind: "tls" },
+        ),
+      );
+    }
+  }
+  const saved: Identity[] = [];
+  const status = { current: emptyStatus(identity.agent_id), save: () => Promise.resolve() };
+  const created: Unreachable[] = [];
+  using scheduler = new RenewalScheduler<FakeClient>({
+    identity,
+    client: new FakeClient("first"),
+    createClient: () => {
+      const c = new Unreachable("renewed");
+      created.push(c);
+      return c;
+    },
+    store: { save: (id) => Promise.resolve(void saved.push(id)) },
+    status,
+    logger: silentLogger,
+    now: () => T0 + 3 * DAY - HOUR,
+    random: () => 0.5,
+    renew: () => Promise.resolve(identityFor(T0, T0 + 30 * DAY, "new")),
+  });
+  assert.equal(await scheduler.runIfDue(new AbortController().signal), null);
+  assert.deepEqual(saved, []);
+  assert.equal(scheduler.identity, identity);
+  assert.equal(created[0]?.closed, 1);
+  assert.match(
+    status.current.renewal?.last_error ?? "",
+    /^Cannot renew certificate: the renewed identity cannot reach the platform \(GET api\/v1\/health: TLS handshake .*UnknownIssuer\)\); the current certificate is kept$/,
+  );
+});
