@@ -35,7 +35,10 @@ async function run(command: string, args: string[]): Promise<void> {
   }
 }
 
-/** Starts squid bumping every CONNECT with a CA named `caName`; stop it by disposing. */
+/**
+ * Starts squid bumping every CONNECT with a CA named `caName`; stop it by disposing. `dir` is
+ * given to squid's user: keep the agent's state directory out of it.
+ */
 export async function startBumpingSquid(dir: string, caName: string): Promise<BumpingSquid> {
   const ca = { certFile: `${dir}/squid-ca.pem`, keyFile: `${dir}/squid-ca.key` };
   await run(OPENSSL_BIN, [

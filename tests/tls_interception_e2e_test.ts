@@ -20,7 +20,9 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     await using platform = await startDevPlatform({ quiet: true });
-    await using squid = await startBumpingSquid(join(dir.path), "Contoso Inspection CA");
+    // squid's own temp dir: it is handed to squid's user, the state dir's parents must not be.
+    await using squidDir = await tempDir("oneconnect-squid-");
+    await using squid = await startBumpingSquid(squidDir.path, "Contoso Inspection CA");
     const result = await runAgent([
       "--state-dir",
       join(dir.path, "state"),
@@ -48,7 +50,9 @@ Deno.test({
     await using platform = await startDevPlatform({ quiet: true });
     const stateDir = join(dir.path, "state");
     const agentId = await enrollAgent(platform, stateDir);
-    await using squid = await startBumpingSquid(join(dir.path), "Contoso Inspection CA");
+    // squid's own temp dir: it is handed to squid's user, the state dir's parents must not be.
+    await using squidDir = await tempDir("oneconnect-squid-");
+    await using squid = await startBumpingSquid(squidDir.path, "Contoso Inspection CA");
     const run = await runAgent(["--state-dir", stateDir, "run", "--once"], {
       env: { HTTPS_PROXY: squid.url },
     });
