@@ -146,7 +146,9 @@ try {
 }
 const token = platform.mintEnrollmentToken({ ttlSeconds: o.tokenTtl });
 console.log(
-  `OneConnect dev platform (contract ${o.contract}) listening on ${platform.url.href}`,
+  `OneConnect dev platform (contract ${o.contract}${
+    o.refuseDigestOnly ? ", refusing heartbeats without host" : ""
+  }) listening on ${platform.url.href}`,
 );
 console.log(`  CA certificate:   ${platform.caFile}`);
 console.log(`  admin token:      ${platform.adminToken}`);

@@ -1209,9 +1209,10 @@ Deno.test("dev platform refuseDigestOnly advertises host_digest, then refuses be
   });
 });
 
-Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown version is refused", async () => {
+/** The dev-platform CLI's banner with `args` (the process is killed once it has printed it). */
+async function cliBanner(args: string[]): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", "--contract", "1.0"],
+    args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", ...args],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "null",
@@ -1226,6 +1227,18 @@ Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown ver
   child.kill("SIGKILL");
   while (!(await lines.read()).done);
   await child.status;
+  return banner;
+}
+
+Deno.test("dev-platform CLI --refuse-digest-only says so in its banner", async () => {
+  assert.match(
+    await cliBanner(["--refuse-digest-only"]),
+    /dev platform \(contract 1\.3, refusing heartbeats without host\) listening on https:/,
+  );
+});
+
+Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown version is refused", async () => {
+  const banner = await cliBanner(["--contract", "1.0"]);
   assert.match(banner, /dev platform \(contract 1\.0\) listening on https:/);
 
   const bad = await new Deno.Command(Deno.execPath(), {
