@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { PLATFORM_ERROR_KINDS } from "./errors.ts";
 import { HostSchema, MetricsSchema } from "./telemetry.ts";
 
 /**
@@ -40,6 +41,9 @@ export const FeaturesSchema = z.array(z.string());
 /** Feature: the platform accepts heartbeats without `host` (the inventory delta). */
 export const FEATURE_HOST_DIGEST = "host_digest";
 
+/** Feature: the platform accepts `gap` (outage evidence) in heartbeats. */
+export const FEATURE_GAP = "gap";
+
 /**
  * Problem codes with which the platform rejects a credential (contract v1.3 lists them): only an
  * `application/problem+json` answer carrying one of these stops `run`, `renew` or `unenroll` as a
@@ -56,16 +60,64 @@ export const REJECTION_CODES: ReadonlySet<string> = new Set([
 /** HTTP statuses at which the platform may reject a credential (with a REJECTION_CODES code). */
 export const REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
 
+/**
+ * Problem codes with which the platform refuses an enrollment token (contract v1.3): only an
+ * `application/problem+json` 401/409 carrying one of these stops `enroll` with exit 3; any other
+ * 401/409 is a failed attempt, retried within `--timeout`.
+ */
+export const ENROLLMENT_REJECTION_CODES: ReadonlySet<string> = new Set([
+  "enrollment_token_invalid",
+  "enrollment_token_consumed",
+]);
+
+/** HTTP statuses at which the platform refuses an enrollment token. */
+export const ENROLLMENT_REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 409]);
+
 /** Media type of RFC 9457 problem documents. */
 export const PROBLEM_MEDIA_TYPE = "application/problem+json";
 
-/** Whether a failed answer is the platform rejecting the credential (see REJECTION_CODES). */
-export function isCredentialRejection(
-  answer: { httpStatus?: number; code?: string; contentType?: string },
+/** The parts of a failed answer the rejection rules look at. */
+export interface FailedAnswer {
+  httpStatus?: number;
+  code?: string;
+  contentType?: string;
+}
+
+function isProblemWith(
+  answer: FailedAnswer,
+  statuses: ReadonlySet<number>,
+  codes: ReadonlySet<string>,
 ): boolean {
-  return answer.httpStatus !== undefined && REJECTION_STATUSES.has(answer.httpStatus) &&
+  return answer.httpStatus !== undefined && statuses.has(answer.httpStatus) &&
     answer.contentType === PROBLEM_MEDIA_TYPE && answer.code !== undefined &&
-    REJECTION_CODES.has(answer.code);
+    codes.has(answer.code);
+}
+
+/** Whether a failed answer is the platform rejecting the credential (see REJECTION_CODES). */
+export function isCredentialRejection(answer: FailedAnswer): boolean {
+  return isProblemWith(answer, REJECTION_STATUSES, REJECTION_CODES);
+}
+
+/** Whether a failed answer is the platform refusing the enrollment token. */
+export function isEnrollmentRejection(answer: FailedAnswer): boolean {
+  return isProblemWith(answer, ENROLLMENT_REJECTION_STATUSES, ENROLLMENT_REJECTION_CODES);
+}
+
+/**
+ * A note for an answer at a rejection status that is no platform rejection (an edge's page, plain
+ * JSON, an unknown code), naming its content type and what the agent does: `` ("text/html", not
+ * a platform rejection: retrying)``; empty for other statuses.
+ */
+export function notRejectedNote(
+  answer: FailedAnswer,
+  statuses: ReadonlySet<number>,
+  outcome = "retrying",
+): string {
+  if (answer.httpStatus === undefined || !statuses.has(answer.httpStatus)) return "";
+  const type = answer.contentType === undefined
+    ? "no content type"
+    : JSON.stringify(answer.contentType);
+  return ` (${type}, not a platform rejection: ${outcome})`;
 }
 
 /** `POST /api/v1/agents/enroll` 201 response. */
@@ -83,6 +135,30 @@ export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 /** Lowercase hex SHA-256, as in `host_digest`. */
 export const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/);
 
+/** `gap.last_error.kind`: the agent's own error kinds; `other` for one this version cannot name. */
+export const GAP_ERROR_KINDS = [...PLATFORM_ERROR_KINDS, "other"] as const;
+
+/** `gap.last_error.code`: a problem code the agent passes on only when it is this plain a token. */
+export const GAP_CODE_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
+
+/**
+ * Outage evidence (contract v1.3, feature `gap`): carried by heartbeats after failed attempts,
+ * until one is accepted. Kinds, statuses and codes only: never a message or other server text.
+ */
+export const GapSchema = z.object({
+  /** `sent_at` of the first failed attempt. */
+  since: z.iso.datetime({ offset: true }),
+  /** Failed attempts since then, over restarts of the agent. */
+  attempts: z.number().int().min(1),
+  last_error: z.object({
+    kind: z.enum(GAP_ERROR_KINDS),
+    status: z.number().int().min(100).max(599).nullable(),
+    code: z.string().regex(GAP_CODE_PATTERN).nullable(),
+  }),
+});
+/** Outage evidence in a heartbeat. */
+export type Gap = z.infer<typeof GapSchema>;
+
 /**
  * `POST /api/v1/agents/{agent_id}/heartbeats` request with the full `host`: the shape every v1
  * platform accepts (v1.0 requires `host`; `host_digest` is ignored by platforms before v1.2).
@@ -95,6 +171,7 @@ export const HeartbeatRequestSchema = z.object({
   host_digest: Sha256HexSchema,
   host: HostSchema,
   metrics: MetricsSchema,
+  gap: GapSchema.optional(),
 });
 /** Heartbeat request body with the full host. */
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;

@@ -10,7 +10,14 @@ import {
   verifyIssuedCertificate,
 } from "./certificates.ts";
 import type { CommandContext } from "./context.ts";
-import { type EnrollRequest, type EnrollResponse, EnrollResponseSchema } from "./contract.ts";
+import {
+  ENROLLMENT_REJECTION_STATUSES,
+  type EnrollRequest,
+  type EnrollResponse,
+  EnrollResponseSchema,
+  isEnrollmentRejection,
+  notRejectedNote,
+} from "./contract.ts";
 import {
   AlreadyEnrolledError,
   CredentialRejectedError,
@@ -277,7 +284,11 @@ export async function readBootstrapCa(fs: FileSystem, path: string): Promise<str
 }
 
 function isRetryable(e: PlatformError): boolean {
-  if (e.httpStatus !== undefined) return e.httpStatus === 429 || e.httpStatus >= 500;
+  // A 401/409 that is no contract rejection (an edge's page, an unknown code) may pass.
+  if (e.httpStatus !== undefined) {
+    return e.httpStatus === 429 || e.httpStatus >= 500 ||
+      ENROLLMENT_REJECTION_STATUSES.has(e.httpStatus);
+  }
   return e.kind === "network" || e.kind === "dns" || e.kind === "timeout";
 }
 
@@ -335,14 +346,20 @@ async function requestWithRetries(
         kind: "aborted",
       }, { cause: error });
     }
-    if (error.httpStatus === 401 || error.httpStatus === 409) {
+    if (isEnrollmentRejection(error)) {
       throw new CredentialRejectedError(
         `Cannot enroll: ${describeAnswer(error)}; ask for a new enrollment token`,
         { cause: error },
       );
     }
     const giveUp = (why: string) =>
-      new PlatformError(`Cannot enroll: ${why}: ${failure.message}`, failure, { cause: failure });
+      new PlatformError(
+        `Cannot enroll: ${why}: ${failure.message}${
+          notRejectedNote(failure, ENROLLMENT_REJECTION_STATUSES, "gave up")
+        }`,
+        failure,
+        { cause: failure },
+      );
     if (budget.signal.aborted) {
       throw giveUp(`gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
     }
@@ -371,7 +388,7 @@ async function requestWithRetries(
     ctx.logger.warn("Enrollment attempt failed; retrying", {
       attempt,
       retry_in_seconds: Math.round(delaySeconds * 10) / 10,
-      error: error.message,
+      error: `${error.message}${notRejectedNote(error, ENROLLMENT_REJECTION_STATUSES)}`,
     });
     try {
       await deps.sleep(delaySeconds * 1000, ctx.shutdown);

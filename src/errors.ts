@@ -53,17 +53,24 @@ export class AlreadyEnrolledError extends AgentError {
   }
 }
 
+/**
+ * The fixed set of ways talking to the platform can fail (also the `gap.last_error.kind` values
+ * of contract v1.3).
+ */
+export const PLATFORM_ERROR_KINDS = [
+  "network",
+  "dns",
+  "tls",
+  "timeout",
+  "aborted",
+  "http",
+  "redirect",
+  "response_too_large",
+  "invalid_response",
+] as const;
+
 /** What went wrong talking to the platform, as the heartbeat and enrollment logic sees it. */
-export type PlatformErrorKind =
-  | "network"
-  | "dns"
-  | "tls"
-  | "timeout"
-  | "aborted"
-  | "http"
-  | "redirect"
-  | "response_too_large"
-  | "invalid_response";
+export type PlatformErrorKind = typeof PLATFORM_ERROR_KINDS[number];
 
 /** Details of a failed platform request. */
 export interface PlatformErrorDetails {

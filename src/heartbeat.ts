@@ -11,6 +11,7 @@ import {
   type HeartbeatBody,
   type HeartbeatResponse,
   isCredentialRejection,
+  notRejectedNote,
   REJECTION_STATUSES,
 } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
@@ -18,6 +19,7 @@ import { HostDelta } from "./host_delta.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
+import { outageGap } from "./outage_gap.ts";
 import { RenewalScheduler } from "./renewal.ts";
 import { acquireStateLock } from "./state_lock.ts";
 import { type AgentStatus, type StatusError, StatusStore } from "./status.ts";
@@ -309,6 +311,8 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
       const snap = await deps.snapshot();
       const inventory = await hostDelta.fields(snap.host, digestOnly());
       if (shutdown.aborted) break;
+      // Outage evidence (contract v1.3): from status.json, so a restart keeps it.
+      const gap = outageGap(st);
       const body: HeartbeatBody = {
         agent_id: deps.agentId,
         sequence,
@@ -316,6 +320,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         agent_version: agentVersion,
         ...inventory,
         metrics: snap.metrics,
+        ...(gap === undefined ? {} : { gap }),
       };
       st.last_attempt_at = body.sent_at;
       request = new AbortController();
@@ -377,6 +382,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
           logger.info(`Heartbeats recovered after ${recoveredFrom} failed attempts`, {
             failing_since: since,
             down_seconds: downSeconds,
+            gap_reported: gap !== undefined,
           });
         }
         if (!everSucceeded) {
@@ -432,12 +438,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         if (failingSinceMono === undefined) {
           failingSinceMono = startedMono;
           // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
-          const notRejected = failure.httpStatus !== undefined &&
-              REJECTION_STATUSES.has(failure.httpStatus)
-            ? ` (${
-              failure.contentType === undefined ? "no content type" : `"${failure.contentType}"`
-            }, not a platform rejection: retrying)`
-            : "";
+          const notRejected = notRejectedNote(failure, REJECTION_STATUSES);
           logger.warn(
             `Heartbeats failing since ${st.failing_since}: ${failure.message}${notRejected}`,
             {

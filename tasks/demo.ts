@@ -2,7 +2,9 @@
  * `deno task demo`: the whole product in one command. Starts the dev platform over HTTPS on an
  * ephemeral loopback port, enrolls the real CLI with a one-time token, lets it send three
  * heartbeats, stops it with SIGTERM and prints what the platform recorded, and which inventory
- * mode the agent and the platform negotiated. `--contract 1.0` runs the platform as a v1.0 one.
+ * mode the agent and the platform negotiated. The platform refuses the first two heartbeats (an
+ * outage), so the first accepted one carries the `gap` (outage evidence) the platform advertised.
+ * `--contract 1.0` runs the platform as a v1.0 one (no `features`: no delta, no gap).
  */
 import { join } from "node:path";
 import { agentPermissionFlags } from "./permissions.ts";
@@ -15,6 +17,8 @@ import {
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const HEARTBEATS = 3;
+/** Heartbeats the platform refuses (503) before accepting any: the outage the demo shows. */
+const REFUSED = 2;
 const TOTAL_BUDGET_MS = 28_000;
 const STOP_BUDGET_MS = 5_000;
 
@@ -192,10 +196,11 @@ async function main(): Promise<number> {
     say(`      enrolled as ${agent.agent_id}`);
 
     const runArgs = ["--state-dir", stateDir, "run", "--interval", "1"];
+    platform.injectFault({ route: "heartbeat", status: 503, times: REFUSED });
     say(
       `[4/5] oneconnect-agent ${
         runArgs.join(" ")
-      }   (until the platform has ${HEARTBEATS} heartbeats)`,
+      }   (the platform refuses the first ${REFUSED} with 503, then records ${HEARTBEATS})`,
     );
     runner = spawnAgent(flags, runArgs);
     let exitedEarly: Deno.CommandStatus | null = null;
@@ -222,8 +227,9 @@ async function main(): Promise<number> {
       for (const hb of beats.slice(seen)) {
         // Inventory delta: only the first beat of the process carries the full host.
         const inventory = "host" in (hb.body as object) ? "with host" : "host_digest only";
+        const gap = hb.gap ? `, gap: ${hb.gap.attempts} failed attempts` : "";
         say(
-          `    platform │ heartbeat #${hb.sequence} received (${hb.body_bytes} bytes, ${inventory})`,
+          `    platform │ heartbeat #${hb.sequence} received (${hb.body_bytes} bytes, ${inventory}${gap})`,
         );
       }
       seen = beats.length;
@@ -272,6 +278,28 @@ async function main(): Promise<number> {
           : "full inventory: the platform advertised no host_digest, every heartbeat carries host"
       } (platform features ${JSON.stringify(features)}; ${withHost} of ${beats.length} with host)`,
     );
+    const gapBeat = beats.find((hb) => hb.gap !== undefined);
+    const uptime = (gapBeat?.body as { metrics?: { uptime_seconds?: number | null } })?.metrics
+      ?.uptime_seconds;
+    if (gapBeat?.gap) {
+      const { since, attempts, last_error: e } = gapBeat.gap;
+      const lasted = (Date.parse(gapBeat.received_at) - Date.parse(since)) / 1000;
+      say(
+        `  gap        heartbeat #${gapBeat.sequence} reported the outage: since ${since} (${
+          lasted.toFixed(1)
+        } s), ${attempts} failed attempts, last error ${
+          [e.kind, e.status, e.code].filter((v) => v !== null).join(" ")
+        }; host uptime ${uptime ?? "n/a"} s ${
+          typeof uptime === "number" && uptime > lasted
+            ? "> the gap: the host was up but could not reach the platform"
+            : "<= the gap: the host was off"
+        }`,
+      );
+    } else {
+      say(
+        `  gap        none sent: the platform did not advertise "gap" (sequences 1-${REFUSED} were refused)`,
+      );
+    }
     const violations = platform.contractViolations;
     if (violations.length > 0) {
       for (const v of violations) say(`  contract violation: ${v}`);

@@ -73,6 +73,10 @@ const program = new Command("dev-platform")
     contractVersion,
     "1.3",
   )
+  .option(
+    "--refuse-digest-only",
+    "advertise host_digest, yet answer heartbeats without host 400 (tests the agent's fallback)",
+  )
   .option("--quiet", "no request log")
   .addHelpText(
     "after",
@@ -92,6 +96,7 @@ const o = program.opts<{
   requireMtls?: boolean;
   proxySecret?: string;
   contract: ContractVersion;
+  refuseDigestOnly?: boolean;
   quiet?: boolean;
   issuingCaCert?: string;
   issuingCaKey?: string;
@@ -131,6 +136,7 @@ try {
     requireMtls: o.requireMtls,
     proxySecret: o.proxySecret,
     contractVersion: o.contract,
+    refuseDigestOnly: o.refuseDigestOnly,
     quiet: o.quiet,
     issuingCa: await issuingCa(),
   });
@@ -140,7 +146,9 @@ try {
 }
 const token = platform.mintEnrollmentToken({ ttlSeconds: o.tokenTtl });
 console.log(
-  `OneConnect dev platform (contract ${o.contract}) listening on ${platform.url.href}`,
+  `OneConnect dev platform (contract ${o.contract}${
+    o.refuseDigestOnly ? ", refusing heartbeats without host" : ""
+  }) listening on ${platform.url.href}`,
 );
 console.log(`  CA certificate:   ${platform.caFile}`);
 console.log(`  admin token:      ${platform.adminToken}`);

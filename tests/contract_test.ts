@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import {
+  ENROLLMENT_REJECTION_CODES,
   EnrollRequestSchema,
   EnrollResponseSchema,
+  FEATURE_GAP,
+  GapSchema,
   HealthResponseSchema,
   HeartbeatDigestRequestSchema,
   HeartbeatRequestSchema,
@@ -38,6 +41,7 @@ const PAIRS: [string, z.ZodType, Direction][] = [
   ["EnrollRequest", EnrollRequestSchema, "request"],
   ["HeartbeatRequest", HeartbeatRequestSchema, "request"],
   ["HeartbeatDigestRequest", HeartbeatDigestRequestSchema, "request"],
+  ["Gap", GapSchema, "request"],
   ["RenewRequest", RenewRequestSchema, "request"],
   ["EnrollResponse", EnrollResponseSchema, "response"],
   ["HeartbeatResponse", HeartbeatResponseSchema, "response"],
@@ -404,5 +408,45 @@ Deno.test("zod and the document accept and reject the same heartbeat answers", a
       JSON.stringify(payload),
     );
     assert.equal(validator.validateSchema("HeartbeatResponse", payload).length === 0, valid);
+  }
+});
+
+Deno.test("contract v1.3 defines gap and the enrollment rejection codes the agent stops on", () => {
+  const description = String((doc.info as Json).description);
+  for (const code of ENROLLMENT_REJECTION_CODES) {
+    assert.match(description, new RegExp(`\`${code}\``));
+  }
+  assert.match(description, new RegExp(`advertised the \`${FEATURE_GAP}\` feature`));
+  assert.match(description, /uptime_seconds` smaller than the time since `gap.since`/);
+  for (const name of ["HeartbeatRequest", "HeartbeatDigestRequest"]) {
+    const schema = resolvePointer(doc, `#/components/schemas/${name}`) as Json;
+    assert.ok(isObject((schema.properties as Json).gap), name);
+    assert.ok(!(schema.required as string[]).includes("gap"), name);
+  }
+});
+
+Deno.test("zod and the document accept and reject the same gaps", async () => {
+  const validator = await ContractValidator.load();
+  const good = {
+    since: "2030-01-01T00:00:00.000Z",
+    attempts: 17,
+    last_error: { kind: "tls", status: null, code: null },
+  };
+  const error = good.last_error;
+  const cases: [unknown, boolean][] = [
+    [good, true],
+    [{ ...good, last_error: { kind: "http", status: 503, code: "unavailable" } }, true],
+    [{ ...good, last_error: { ...error, kind: "other" } }, true],
+    [{ ...good, attempts: 0 }, false],
+    [{ ...good, since: "yesterday" }, false],
+    [{ ...good, last_error: { ...error, kind: "certificate expired" } }, false],
+    [{ ...good, last_error: { ...error, status: 42 } }, false],
+    [{ ...good, last_error: { ...error, code: "Bad Gateway from edge" } }, false],
+    [{ ...good, last_error: { ...error, code: "x".repeat(65) } }, false],
+    [{ ...good, last_error: { kind: "tls", status: null } }, false],
+  ];
+  for (const [payload, valid] of cases) {
+    assert.equal(GapSchema.safeParse(payload).success, valid, JSON.stringify(payload));
+    assert.equal(validator.validateSchema("Gap", payload).length === 0, valid);
   }
 });

@@ -24,8 +24,9 @@ Deno.test("deno task demo enrolls the real agent, shows 3 heartbeats and exits 0
   const agentId = /enrolled as (\S+)/.exec(stdout)?.[1];
   assert.ok(agentId, stdout);
   assert.match(stdout, new RegExp(`agent id\\s+${agentId}`));
-  assert.match(stdout, /heartbeats 3, last sequence 3/);
-  for (const seq of [1, 2, 3]) {
+  // The platform refuses sequences 1 and 2 (the outage the demo shows).
+  assert.match(stdout, /heartbeats 3, last sequence 5/);
+  for (const seq of [3, 4, 5]) {
     assert.match(
       stdout,
       new RegExp(`#${seq}\\s+\\S+\\s+memory \\d+ MiB available of \\d+ MiB, load `),
@@ -36,7 +37,12 @@ Deno.test("deno task demo enrolls the real agent, shows 3 heartbeats and exits 0
   assert.match(stdout, /Demo finished in/);
   assert.match(
     stdout,
-    /negotiated inventory delta: the platform advertised host_digest, .*\["host_digest"\]; 1 of 3 with host/,
+    /negotiated inventory delta: the platform advertised host_digest, .*\["host_digest","gap"\]; 1 of 3 with host/,
+  );
+  assert.match(stdout, /heartbeat #3 received \(\d+ bytes, with host, gap: 2 failed attempts\)/);
+  assert.match(
+    stdout,
+    /gap {8}heartbeat #3 reported the outage: since \S+ \([\d.]+ s\), 2 failed attempts, last error http 503 unavailable; host uptime \d+ s /,
   );
   // The token went through a file, never through argv or the output.
   assert.doesNotMatch(stdout, /oc_enr_/);
@@ -46,5 +52,7 @@ Deno.test("deno task demo --contract 1.0 shows the full inventory on every heart
   const stdout = await demo("--contract", "1.0");
   assert.match(stdout, /Starting the dev platform \(contract 1\.0/);
   assert.match(stdout, /negotiated full inventory: .*\[\]; 3 of 3 with host/);
+  assert.match(stdout, /gap {8}none sent: the platform did not advertise "gap"/);
+  assert.doesNotMatch(stdout, /, gap: /);
   assert.match(stdout, /every request and response matched contract\/openapi.yaml/);
 });

@@ -125,7 +125,10 @@ async function enroll(p: DevPlatform, client: Deno.HttpClient): Promise<Enrolled
 function heartbeatBody(
   agentId: string,
   sequence: number,
-  inventory: { host_digest: string; host?: unknown } = { host_digest: HOST_DIGEST, host: HOST },
+  inventory: { host_digest: string; host?: unknown; gap?: unknown } = {
+    host_digest: HOST_DIGEST,
+    host: HOST,
+  },
 ) {
   return {
     agent_id: agentId,
@@ -179,7 +182,7 @@ Deno.test("enrollment issues a certificate for the CSR key with the agent SAN UR
     assert.match(r.json.agent_id, /^[A-Za-z0-9._-]{1,128}$/);
     assert.deepEqual(r.json.ca_certificates, [p.caCertPem]);
     assert.equal(r.json.heartbeat_interval_seconds, 60);
-    assert.deepEqual(r.json.features, ["host_digest"]);
+    assert.deepEqual(r.json.features, ["host_digest", "gap"]);
     assert.ok(r.json.service_account_token.length >= 32);
     const cert = new x509.X509Certificate(r.json.certificate);
     const ours = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
@@ -332,7 +335,7 @@ Deno.test("heartbeats are recorded with the bearer bound to its agent", async ()
     const b = await enroll(p, client);
     const okBeat = await beat(p, client, a.agentId, 1, bearer(a.token));
     assert.equal(okBeat.status, 200, okBeat.text);
-    assert.deepEqual(okBeat.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
+    assert.deepEqual(okBeat.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
     const mismatch = await beat(p, client, b.agentId, 1, bearer(a.token));
     assert.equal(mismatch.status, 403);
     assert.equal(mismatch.json.code, "agent_mismatch");
@@ -380,7 +383,7 @@ function deltaBeat(
   client: Deno.HttpClient,
   a: Enrolled,
   sequence: number,
-  inventory: { host_digest: string; host?: unknown },
+  inventory: { host_digest: string; host?: unknown; gap?: unknown },
 ): Promise<Call> {
   return call(
     p,
@@ -414,8 +417,12 @@ Deno.test("heartbeat without host answers host_required when the digest is unkno
     await send(5, { host_digest: claimed, host: RENAMED });
     await send(6, { host_digest: claimed });
     await send(7, { host_digest: RENAMED_DIGEST });
-    const required = { next_heartbeat_seconds: 60, host_required: true, features: ["host_digest"] };
-    const fine = { next_heartbeat_seconds: 60, features: ["host_digest"] };
+    const required = {
+      next_heartbeat_seconds: 60,
+      host_required: true,
+      features: ["host_digest", "gap"],
+    };
+    const fine = { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] };
     assert.deepEqual(answers, [required, fine, fine, required, fine, fine, required]);
     const agent = p.agents().find((x) => x.agent_id === a.agentId);
     assert.deepEqual(agent?.host, RENAMED);
@@ -459,10 +466,13 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
       host_digest: RENAMED_DIGEST,
       host: RENAMED,
     });
-    assert.deepEqual(withHost.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
+    assert.deepEqual(withHost.json, {
+      next_heartbeat_seconds: 60,
+      features: ["host_digest", "gap"],
+    });
     for (const seq of [2, 3]) {
       const r = await deltaBeat(p, client, a, seq, { host_digest: RENAMED_DIGEST });
-      assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
+      assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
     }
     const listed = await call(p, client, "GET", "admin/v1/agents", undefined, bearer(p.adminToken));
     assert.deepEqual(listed.json.agents[0].host, RENAMED);
@@ -485,7 +495,7 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
     using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
     assert.deepEqual(p.agents()[0]?.host, RENAMED);
     const r = await deltaBeat(p, client, a, 4, { host_digest: RENAMED_DIGEST });
-    assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest"] });
+    assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
   }
   // A state file from before the inventory delta (no host, no digest) still loads; the platform
   // then asks for the host.
@@ -504,7 +514,7 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
   assert.deepEqual(r.json, {
     next_heartbeat_seconds: 60,
     host_required: true,
-    features: ["host_digest"],
+    features: ["host_digest", "gap"],
   });
   assert.deepEqual(p.contractViolations, []);
 });
@@ -1128,9 +1138,81 @@ Deno.test("dev platform as contract 1.0: host required on every heartbeat, no fe
   });
 });
 
-Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown version is refused", async () => {
+const GAP = {
+  since: "2020-01-01T00:00:00.000Z",
+  attempts: 2,
+  last_error: { kind: "http", status: 503, code: "unavailable" },
+};
+
+Deno.test("dev platform records a heartbeat's gap and refuses a malformed one", async () => {
+  await withPlatform({}, async (p, client) => {
+    const a = await enroll(p, client);
+    const ok = await deltaBeat(p, client, a, 1, { host_digest: HOST_DIGEST, host: HOST, gap: GAP });
+    assert.equal(ok.status, 200, ok.text);
+    assert.deepEqual(p.heartbeats(a.agentId)[0]?.gap, GAP);
+    const admin = await call(
+      p,
+      client,
+      "GET",
+      `admin/v1/agents/${a.agentId}/heartbeats`,
+      undefined,
+      {
+        authorization: `Bearer ${p.adminToken}`,
+      },
+    );
+    assert.deepEqual(admin.json.heartbeats[0].gap, GAP);
+    const plain = await deltaBeat(p, client, a, 2, { host_digest: HOST_DIGEST, host: HOST });
+    assert.equal(plain.status, 200, plain.text);
+    assert.equal(p.heartbeats(a.agentId)[1]?.gap, undefined);
+    assert.deepEqual(p.contractViolations, []);
+    // A message where only a code may go, or a gap from the future: refused, not recorded.
+    const withText = { ...GAP, last_error: { ...GAP.last_error, code: "Service down, see x" } };
+    const bad = await deltaBeat(p, client, a, 3, {
+      host_digest: HOST_DIGEST,
+      host: HOST,
+      gap: withText,
+    });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(p.contractViolations.length, 1);
+    const future = { ...GAP, since: "2999-01-01T00:00:00.000Z" };
+    const late = await deltaBeat(p, client, a, 4, {
+      host_digest: HOST_DIGEST,
+      host: HOST,
+      gap: future,
+    });
+    assert.equal(late.status, 400, late.text);
+    assert.equal(late.json.detail, "gap.since is not before sent_at");
+    assert.equal(p.heartbeats(a.agentId).length, 2);
+  });
+});
+
+Deno.test("dev platform as contract 1.0 counts a gap as a violation: it was never advertised", async () => {
+  await withPlatform({ contractVersion: "1.0" }, async (p, client) => {
+    const a = await enroll(p, client);
+    const r = await deltaBeat(p, client, a, 1, { host_digest: HOST_DIGEST, host: HOST, gap: GAP });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(p.contractViolations.length, 1);
+    assert.match(p.contractViolations[0]!, /gap sent to a platform that did not advertise it/);
+  });
+});
+
+Deno.test("dev platform refuseDigestOnly advertises host_digest, then refuses beats without host", async () => {
+  await withPlatform({ refuseDigestOnly: true }, async (p, client) => {
+    const a = await enroll(p, client);
+    const full = await deltaBeat(p, client, a, 1, { host_digest: HOST_DIGEST, host: HOST });
+    assert.equal(full.status, 200, full.text);
+    assert.deepEqual(full.json.features, ["host_digest", "gap"]);
+    const digestOnly = await deltaBeat(p, client, a, 2, { host_digest: HOST_DIGEST });
+    assert.equal(digestOnly.status, 400, digestOnly.text);
+    assert.equal(digestOnly.json.code, "invalid_request");
+    assert.equal(p.heartbeats(a.agentId).length, 1);
+  });
+});
+
+/** The dev-platform CLI's banner with `args` (the process is killed once it has printed it). */
+async function cliBanner(args: string[]): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", "--contract", "1.0"],
+    args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", ...args],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "null",
@@ -1145,6 +1227,18 @@ Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown ver
   child.kill("SIGKILL");
   while (!(await lines.read()).done);
   await child.status;
+  return banner;
+}
+
+Deno.test("dev-platform CLI --refuse-digest-only says so in its banner", async () => {
+  assert.match(
+    await cliBanner(["--refuse-digest-only"]),
+    /dev platform \(contract 1\.3, refusing heartbeats without host\) listening on https:/,
+  );
+});
+
+Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown version is refused", async () => {
+  const banner = await cliBanner(["--contract", "1.0"]);
   assert.match(banner, /dev platform \(contract 1\.0\) listening on https:/);
 
   const bad = await new Deno.Command(Deno.execPath(), {

@@ -216,3 +216,64 @@ Deno.test({
     assert.deepEqual(platform.contractViolations, []);
   },
 });
+
+Deno.test({
+  name:
+    "stock nginx HTML 401 in front of enrollment: retried within --timeout, exit 4, token kept; enrolls once it is gone",
+  ignore: !HAVE_NGINX && !NGINX_REQUIRED,
+  async fn() {
+    if (!HAVE_NGINX) {
+      throw new Error(`ONECONNECT_REQUIRE_NGINX is set but there is no nginx at ${NGINX_BIN}`);
+    }
+    await using platform = await startDevPlatform({ quiet: true });
+    await using nginx = await startNginxMtls({
+      upstream: platform.url,
+      caPem: platform.caCertPem,
+      serverCertPem: platform.serverCertPem,
+      serverKeyPem: platform.serverKeyPem,
+      proxySecret: PROXY_SECRET,
+      stockErrorPages: true,
+    });
+    await using dir = await tempDir("oneconnect-edge-enroll-");
+    const stateDir = join(dir.path, "state");
+    const tokenFile = join(dir.path, "enrollment.token");
+    await Deno.writeTextFile(tokenFile, platform.mintEnrollmentToken() + "\n", { mode: 0o600 });
+    const enrollArgs = (timeout: string) => [
+      "--state-dir",
+      stateDir,
+      "enroll",
+      "--url",
+      nginx.url.href,
+      "--ca-file",
+      platform.caFile,
+      "--token-file",
+      tokenFile,
+      "--timeout",
+      timeout,
+    ];
+    await nginx.blockEnrollment(true);
+    const refused = await runAgent(enrollArgs("3"));
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(
+      errorLine(refused),
+      /^error: Cannot enroll: gave up after 3 s \(--timeout\) and \d+ attempts: platform answered 401 with "text\/html", not JSON \(page title "401 Authorization Required"\) \("text\/html", not a platform rejection: gave up\)$/,
+    );
+    assert.match(refused.stderr, /Enrollment attempt failed; retrying/);
+    assert.doesNotMatch(refused.stderr, /new enrollment token|<html|<center/i);
+    assert.equal(await Deno.stat(tokenFile).then(() => true), true, "token kept");
+    assert.equal(await Deno.stat(join(stateDir, "identity.json")).catch(() => null), null);
+    assert.equal(platform.agents().length, 0);
+
+    // The edge recovers while enroll retries: the same token enrolls.
+    const child = spawnAgent(enrollArgs("60"));
+    const output = child.output();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await nginx.blockEnrollment(false);
+    const out = await output;
+    const stderr = decoder.decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.match(stderr, /Enrollment attempt failed; retrying/);
+    assert.equal(platform.agents().length, 1);
+    assert.deepEqual(platform.contractViolations, []);
+  },
+});

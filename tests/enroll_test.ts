@@ -101,22 +101,31 @@ function ok(ca: DevCa, extra: Partial<EnrollResponse> = {}): Answer {
   });
 }
 
+/** A failed answer as PlatformClient reports it; with a `code`, a problem document by default. */
 function fail(
   status: number | undefined,
-  opts: { code?: string; detail?: string; retryAfter?: number; kind?: PlatformError["kind"] } = {},
+  opts: {
+    code?: string;
+    detail?: string;
+    retryAfter?: number;
+    kind?: PlatformError["kind"];
+    contentType?: string;
+    message?: string;
+  } = {},
 ): Answer {
   return () =>
     Promise.reject(
       new PlatformError(
-        status === undefined
+        opts.message ?? (status === undefined
           ? 'connection to "127.0.0.1:1" refused'
-          : `platform answered ${status}${opts.code ? ` ${opts.code}` : ""}`,
+          : `platform answered ${status}${opts.code ? ` ${opts.code}` : ""}`),
         {
           kind: opts.kind ?? (status === undefined ? "network" : "http"),
           httpStatus: status,
           code: opts.code,
           detail: opts.detail,
           retryAfterSeconds: opts.retryAfter,
+          contentType: opts.contentType ?? (opts.code ? "application/problem+json" : undefined),
         },
       ),
     );
@@ -421,6 +430,69 @@ Deno.test("enroll maps 401 and 409 to exit 3 with code, detail and what to do", 
     assert.equal(await h.store.exists(), false);
     assert.equal(await exists(token), true);
   }
+});
+
+for (
+  const [what, answer, shown] of [
+    [
+      "an edge's HTML 401",
+      fail(401, {
+        contentType: "text/html",
+        message:
+          'platform answered 401 with "text/html", not JSON (page title "401 Authorization Required")',
+      }),
+      /platform answered 401 with "text\/html", not JSON \(page title "401 Authorization Required"\) \("text\/html", not a platform rejection: gave up\)$/,
+    ],
+    [
+      "a plain-JSON 409 with a contract code",
+      fail(409, { code: "enrollment_token_consumed", contentType: "application/json" }),
+      /platform answered 409 enrollment_token_consumed \("application\/json", not a platform rejection: gave up\)$/,
+    ],
+    [
+      "a problem 401 with a code the contract does not define",
+      fail(401, { code: "token_unknown" }),
+      /platform answered 401 token_unknown \("application\/problem\+json", not a platform rejection: gave up\)$/,
+    ],
+    [
+      "a 409 without a body",
+      fail(409),
+      /platform answered 409 \(no content type, not a platform rejection: gave up\)$/,
+    ],
+  ] as const
+) {
+  Deno.test(`enroll retries ${what} within --timeout, then exits 4 keeping the token`, async () => {
+    const ca = await createDevCa();
+    const platform = new FakePlatform(ca, [answer]);
+    await using h = await harness(platform);
+    const token = await writeToken(h);
+    const e = await failure(h.run({ timeoutSeconds: 10 }));
+    assert.ok(e instanceof PlatformError, String(e));
+    assert.equal(e.exitCode, 4);
+    assert.match(e.message, /^Cannot enroll: gave up after 10 s \(--timeout\) and \d+ attempts: /);
+    assert.match(e.message, shown);
+    assert.ok(platform.requests.length >= 2, `retried: ${platform.requests.length}`);
+    assert.match(
+      h.logs.join("\n"),
+      /Enrollment attempt failed; retrying.*not a platform rejection: retrying/,
+    );
+    assert.equal(await h.store.exists(), false);
+    assert.equal(await exists(token), true);
+  });
+}
+
+Deno.test("enroll gets past a transient HTML 401 from an edge and enrolls", async () => {
+  const ca = await createDevCa();
+  const edge = fail(401, {
+    contentType: "text/html",
+    message: 'platform answered 401 with "text/html", not JSON (page title "401 Unauthorized")',
+  });
+  const platform = new FakePlatform(ca, [edge, edge, ok(ca)]);
+  await using h = await harness(platform);
+  const token = await writeToken(h);
+  await h.run({ timeoutSeconds: 60 });
+  assert.equal(platform.requests.length, 3);
+  assert.equal(await h.store.exists(), true);
+  assert.equal(await exists(token), false);
 });
 
 Deno.test("enroll stopped by SIGTERM mid-request aborts it: exit 4, nothing stored", async () => {

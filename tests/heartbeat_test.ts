@@ -816,3 +816,103 @@ Deno.test("heartbeat loop caps Retry-After 99999 at 3600 s plus 10 % even with a
     await done;
   }
 });
+
+const GAP_FEATURES = ["host_digest", "gap"];
+
+Deno.test("heartbeat loop reports the outage as gap on the first accepted beat, counting failed gap beats", async () => {
+  const replies: Reply[] = [
+    {},
+    networkError(),
+    networkError(),
+    httpError(503, { code: "unavailable" }),
+    {},
+    {},
+  ];
+  const h = harness({ intervalSeconds: 60, features: GAP_FEATURES, replies });
+  const done = h.run();
+  await h.clock.tickAsync(15 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.ok(h.sent.length >= 6);
+  const gaps = h.sent.map((s) => s.body.gap);
+  const since = h.sent[1]!.body.sent_at;
+  assert.deepEqual(gaps.slice(0, 6), [
+    undefined,
+    undefined,
+    { since, attempts: 1, last_error: { kind: "network", status: null, code: null } },
+    { since, attempts: 2, last_error: { kind: "network", status: null, code: null } },
+    { since, attempts: 3, last_error: { kind: "http", status: 503, code: "unavailable" } },
+    undefined,
+  ]);
+  for (const { body } of h.sent) {
+    const schema = body.host === undefined ? HeartbeatDigestRequestSchema : HeartbeatRequestSchema;
+    assert.ok(schema.safeParse(body).success, JSON.stringify(body));
+  }
+  assert.equal(h.saves.at(-1)!.consecutive_failures, 0);
+});
+
+for (
+  const [what, features] of [
+    ["a v1.3 platform that did not advertise gap", ["host_digest"]],
+    ["a v1.0 platform", null],
+  ] as const
+) {
+  Deno.test(`heartbeat loop never sends gap to ${what}`, async () => {
+    const replies: Reply[] = [{}, networkError(), httpError(503), {}, {}];
+    const h = harness({ intervalSeconds: 60, features: features && [...features], replies });
+    const done = h.run();
+    await h.clock.tickAsync(10 * 60_000);
+    h.shutdown.abort();
+    await done;
+    assert.ok(h.sent.length >= 5);
+    assert.ok(h.sent.every((s) => !("gap" in s.body)), "a gap went on the wire");
+    assert.ok(h.logs.some((l) => l.msg.startsWith("Heartbeats recovered after 2 failed")));
+  });
+}
+
+Deno.test("heartbeat loop reports a gap a previous process recorded in status (restart)", async () => {
+  const status: AgentStatus = {
+    ...emptyStatus("agent-1"),
+    platform_features: GAP_FEATURES,
+    sequence: 40,
+    sequence_reserved: 99,
+    consecutive_failures: 17,
+    failing_since: "2026-11-29T09:00:00.000Z",
+    last_error: {
+      kind: "tls",
+      http_status: null,
+      code: null,
+      message: 'TLS handshake with "platform.example" failed: certificate expired',
+    },
+  };
+  const h = harness({ intervalSeconds: 60, status, replies: [{}, {}] });
+  const done = h.run();
+  await h.clock.tickAsync(90_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(h.sent[0]!.body.gap, {
+    since: "2026-11-29T09:00:00.000Z",
+    attempts: 17,
+    last_error: { kind: "tls", status: null, code: null },
+  });
+  assert.equal(h.sent[0]!.body.sequence, 100, "after the reserved block, as after any restart");
+  assert.doesNotMatch(JSON.stringify(h.sent[0]!.body), /handshake|expired/);
+  assert.equal(h.sent[1]!.body.gap, undefined);
+});
+
+Deno.test("heartbeat loop passes on only plain problem codes in gap, never a message", async () => {
+  const odd = new PlatformError("platform answered 502 Edge.Timeout:7: upstream 10.0.0.7 down", {
+    kind: "http",
+    httpStatus: 502,
+    code: "Edge.Timeout:7",
+    detail: "upstream 10.0.0.7 down",
+    contentType: "application/problem+json",
+  });
+  const h = harness({ intervalSeconds: 60, features: GAP_FEATURES, replies: [odd, {}] });
+  const done = h.run();
+  await h.clock.tickAsync(5 * 60_000);
+  h.shutdown.abort();
+  await done;
+  assert.deepEqual(h.sent[1]!.body.gap?.last_error, { kind: "http", status: 502, code: null });
+  assert.doesNotMatch(JSON.stringify(h.sent[1]!.body), /10\.0\.0\.7|Edge|upstream/);
+});

@@ -55,6 +55,11 @@ export interface NginxMtls extends AsyncDisposable {
   errorLog(): Promise<string>;
   /** With `stockErrorPages`: while on, nginx answers every API call with its own HTML 403. */
   block(on: boolean): Promise<void>;
+  /**
+   * With `stockErrorPages`: while on, nginx answers enrollment with its own HTML 401 page
+   * ("401 Authorization Required").
+   */
+  blockEnrollment(on: boolean): Promise<void>;
   /** Stops nginx and removes its temp dir. */
   close(): Promise<void>;
 }
@@ -117,6 +122,9 @@ proxy_ssl_session_reuse on;`
   // `if (-f)` is evaluated per request: the 403 is switched by a file, without a reload.
   const stock = `
     location = /api/v1/agents/enroll {
+      if (-f ${join(dir, "block_enrollment")}) {
+        return 401;
+      }
       include ${join(dir, "proxy.conf")};
     }
     location / {
@@ -252,10 +260,16 @@ export async function startNginxMtls(opts: NginxMtlsOptions): Promise<NginxMtls>
         await stderrDone;
         await Deno.remove(dir, { recursive: true }).catch(() => {});
       };
-      const blockFile = join(dir, "block");
-      const block = (on: boolean) =>
-        on ? Deno.writeTextFile(blockFile, "") : Deno.remove(blockFile).catch(() => {});
-      return { url, errorLog, block, close, [Symbol.asyncDispose]: close };
+      const switchFile = (name: string) => (on: boolean) =>
+        on ? Deno.writeTextFile(join(dir, name), "") : Deno.remove(join(dir, name)).catch(() => {});
+      return {
+        url,
+        errorLog,
+        block: switchFile("block"),
+        blockEnrollment: switchFile("block_enrollment"),
+        close,
+        [Symbol.asyncDispose]: close,
+      };
     }
     if (!exited) child.kill("SIGKILL");
     await status;

@@ -58,11 +58,16 @@ export interface DevPlatformOptions {
   /** `X-OneConnect-Proxy-Secret` value marking requests from the trusted nginx. */
   proxySecret?: string;
   /**
-   * Contract version to behave as: "1.3" (default) advertises `features: ["host_digest"]` and
-   * accepts digest-only heartbeats; "1.0" sends no `features` and answers a heartbeat without
+   * Contract version to behave as: "1.3" (default) advertises `features: ["host_digest", "gap"]`,
+   * accepts digest-only heartbeats and records `gap`; "1.0" sends no `features` and answers a heartbeat without
    * `host` 400 `invalid_request`, as a platform written against contract v1.0 does.
    */
   contractVersion?: ContractVersion;
+  /**
+   * Advertise `host_digest`, yet answer every heartbeat without `host` 400 `invalid_request` (a
+   * platform whose delta is broken): for tests of the agent's fallback. Default false.
+   */
+  refuseDigestOnly?: boolean;
   /** Validate every request and response against contract/openapi.yaml; default true. */
   validateContract?: boolean;
   /** No request log on stderr. */
@@ -270,8 +275,18 @@ const EnrollBody = z.object({
 const HeartbeatBody = z.looseObject({
   agent_id: z.string(),
   sequence: z.number().int().min(1),
+  sent_at: z.string(),
   agent_version: z.string(),
   host_digest: z.string(),
+  gap: z.object({
+    since: z.string(),
+    attempts: z.number().int().min(1),
+    last_error: z.object({
+      kind: z.string(),
+      status: z.number().int().nullable(),
+      code: z.string().nullable(),
+    }),
+  }).optional(),
   host: z.looseObject({
     hostname: z.string().nullable().optional(),
     machine_id: z.string().nullable().optional(),
@@ -314,7 +329,9 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   const certTtl = opts.certTtlSeconds ?? DEFAULT_CERT_TTL;
   const interval = opts.heartbeatIntervalSeconds ?? 60;
   // What a v1.3 platform advertises; a v1.0 one has no `features` member at all.
-  const features = (opts.contractVersion ?? "1.3") === "1.0" ? {} : { features: ["host_digest"] };
+  const features = (opts.contractVersion ?? "1.3") === "1.0"
+    ? {}
+    : { features: ["host_digest", "gap"] };
   const maxBody = opts.maxBodyBytes ?? 65_536;
   const quiet = opts.quiet ?? false;
   const offsetMs = (opts.clockOffsetSeconds ?? 0) * 1000;
@@ -567,9 +584,22 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
     const request = await readRequest(req, method, path, HeartbeatBody, "HeartbeatRequest");
     if ("status" in request) return request;
     const body = request.value;
-    if (!("features" in features) && (typeof body.host !== "object" || body.host === null)) {
-      // Contract v1.0 requires `host` on every heartbeat.
+    const hostMissing = typeof body.host !== "object" || body.host === null;
+    if (hostMissing && (!("features" in features) || opts.refuseDigestOnly)) {
+      // Contract v1.0 requires `host` on every heartbeat (and so does a broken v1.3 platform).
       return problem(400, "invalid_request", "host is not an object");
+    }
+    const gap = body.gap;
+    if (gap !== undefined) {
+      if (!("features" in features) && validate) {
+        // A v1.0 platform ignores it, but the agent broke the rule: only after `features`.
+        violations.push(
+          `request ${method} ${path}: gap sent to a platform that did not advertise it`,
+        );
+      }
+      if (!(Date.parse(gap.since) <= Date.parse(body.sent_at))) {
+        return problem(400, "invalid_request", "gap.since is not before sent_at");
+      }
     }
     if (body.agent_id !== pathAgentId) {
       return problem(400, "invalid_request", "agent_id in the body differs from the path");
@@ -611,6 +641,14 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       body_bytes: new TextEncoder().encode(request.text).length,
     };
     if (auth.principal.fingerprint) record.client_cert_fingerprint = auth.principal.fingerprint;
+    if (gap !== undefined) {
+      record.gap = gap;
+      log(
+        `agent ${pathAgentId} reports a gap since ${gap.since}: ${gap.attempts} failed attempts, last ${gap.last_error.kind}${
+          gap.last_error.status === null ? "" : ` ${gap.last_error.status}`
+        }${gap.last_error.code === null ? "" : ` ${gap.last_error.code}`}`,
+      );
+    }
     store.addHeartbeat(record);
     if (hostRequired) {
       log(

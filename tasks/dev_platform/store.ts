@@ -48,6 +48,16 @@ export const HeartbeatRecordSchema = z.object({
   client_cert_fingerprint: z.string().optional(),
   /** Size of the request body in bytes. */
   body_bytes: z.number().int(),
+  /** The outage evidence the heartbeat carried (contract v1.3 `gap`), as given. */
+  gap: z.object({
+    since: z.string(),
+    attempts: z.number().int(),
+    last_error: z.object({
+      kind: z.string(),
+      status: z.number().int().nullable(),
+      code: z.string().nullable(),
+    }),
+  }).optional(),
 });
 /** One heartbeat as the platform received it. */
 export type HeartbeatRecord = z.infer<typeof HeartbeatRecordSchema>;
