@@ -577,8 +577,11 @@ export class TelemetryCollector {
       this.#tryAsync("machine_id", () => this.#machineId()),
       this.#platformFacts(),
     ]);
-    const firstCore = this.#try("cpu_model", () => sys.cpus?.()[0] ?? null);
+    // Linux: /proc/cpuinfo (read by head); elsewhere, or where it lacks a figure, os.cpus().
     const cpuinfo = platform.cpuinfo === null ? null : parseCpuinfo(platform.cpuinfo);
+    const firstCore = cpuinfo?.model && cpuinfo.mhz
+      ? null
+      : this.#try("cpu_model", () => sys.cpus?.()[0] ?? null);
     const cpu_model = cpuinfo?.model ?? identityValue(firstCore?.model);
     const speed = firstCore?.speed;
     const cpu_mhz = cpuinfo?.mhz ??
