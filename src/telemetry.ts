@@ -74,7 +74,7 @@ export const HostSchema = z.object({
   // Contract v1.3: optional so that v1.2 agents stay valid; this agent always sends them.
   cpu_model: z.string().nullable().optional(),
   /** Nominal or current frequency of the first core, MHz. */
-  cpu_mhz: z.number().int().positive().nullable().optional(),
+  cpu_mhz: z.number().int().min(1).nullable().optional(),
   hardware_vendor: z.string().nullable().optional(),
   hardware_model: z.string().nullable().optional(),
   hardware_serial: z.string().nullable().optional(),
