@@ -8,12 +8,14 @@ import {
   parseMachineIdFile,
   parseOsRelease,
   parseRegMachineGuid,
+  parseRegTimeZone,
   parseSwVers,
   REG_EXE,
   SW_VERS,
   type SystemSeam,
   TelemetryCollector,
   TelemetrySchema,
+  zoneFromLocaltimeLink,
 } from "../src/telemetry.ts";
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./helpers.ts";
@@ -134,7 +136,10 @@ function fakeSystem(
     },
     runCommand: linuxCommands,
     cpus: advancingCpus(),
-    timeZone: () => "Europe/Berlin",
+    readLink: (path) =>
+      path === "/etc/localtime"
+        ? Promise.resolve("/usr/share/zoneinfo/Europe/Berlin")
+        : Promise.reject(notFound(path)),
   };
   const merged = { ...base, ...overrides };
   const system = {
@@ -513,6 +518,15 @@ Deno.test("Windows MachineGuid comes from reg query and the version from the NT 
       ["query", "HKLM\\SOFTWARE\\Microsoft\\Cryptography", "/v", "MachineGuid", "/reg:64"],
     ],
     [REG_EXE, ["query", "HKLM\\HARDWARE\\DESCRIPTION\\System\\BIOS"]],
+    [
+      REG_EXE,
+      [
+        "query",
+        "HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation",
+        "/v",
+        "TimeZoneKeyName",
+      ],
+    ],
   ]);
   equal(
     parseRegMachineGuid("ERROR: The system was unable to find the specified registry key"),
@@ -541,7 +555,7 @@ Deno.test("static facts are read once per collector, dynamic ones at every colle
   equal(calls.hardwareConcurrency, 1);
   // head over DMI and /proc once; df and /proc/net/dev once (not due again within a minute).
   equal(calls.runCommand, 3);
-  equal(calls.timeZone, 1);
+  equal(calls.readLink, 1);
   equal(calls.hostname, 5);
   equal(calls.osRelease, 1);
   equal(calls.networkInterfaces, 5);
@@ -703,4 +717,32 @@ Deno.test("no child-process samplers run outside Linux", async () => {
   equal(t.host.hardware_serial, "C02XJ0J5ML8");
   // sw_vers once, ioreg once for both the machine id and the hardware.
   equal(calls.runCommand, 2);
+});
+
+Deno.test("the time zone comes from /etc/localtime, /etc/timezone or the Windows registry", async () => {
+  equal(
+    zoneFromLocaltimeLink("../usr/share/zoneinfo/America/Argentina/Buenos_Aires"),
+    "America/Argentina/Buenos_Aires",
+  );
+  equal(zoneFromLocaltimeLink("/var/db/timezone/zoneinfo/Europe/Berlin"), "Europe/Berlin");
+  equal(zoneFromLocaltimeLink("/usr/share/zoneinfo/posix/Etc/GMT+5"), "Etc/GMT+5");
+  equal(zoneFromLocaltimeLink("/etc/alternatives/localtime"), null);
+  const debian = fakeSystem({ readLink: () => Promise.reject(new Error("not a link")) }, {
+    "/etc/timezone": "Etc/UTC\n",
+  }).system;
+  equal((await new TelemetryCollector({ system: debian }).host()).time_zone, "Etc/UTC");
+  const windows = fakeSystem({
+    os: "windows",
+    runCommand: (_path, args) =>
+      Promise.resolve(
+        args.includes("TimeZoneKeyName")
+          ? "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation\r\n    TimeZoneKeyName    REG_SZ    W. Europe Standard Time\r\n\r\n"
+          : "",
+      ),
+  }).system;
+  equal(
+    (await new TelemetryCollector({ system: windows }).host()).time_zone,
+    "W. Europe Standard Time",
+  );
+  equal(parseRegTimeZone("ERROR: The system was unable to find the specified registry key"), null);
 });
