@@ -1,6 +1,7 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import type { LogFields, Logger, LogLevel } from "../src/log.ts";
 import {
+  denoSystem,
   IOREG,
   isInternalAddress,
   MetricsSchema,
@@ -745,4 +746,15 @@ Deno.test("the time zone comes from /etc/localtime, /etc/timezone or the Windows
     "W. Europe Standard Time",
   );
   equal(parseRegTimeZone("ERROR: The system was unable to find the specified registry key"), null);
+});
+
+Deno.test({
+  name: "helpers run with an empty environment and their exit status honoured",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // `env` prints its environment: nothing may leak from the agent (proxy settings, tokens).
+    equal(await denoSystem.runCommand("/usr/bin/env", []), "");
+    await rejects(() => denoSystem.runCommand("/usr/bin/false", []), /exited with code 1/);
+    equal(await denoSystem.runCommand("/usr/bin/false", [], { anyExit: true }), "");
+  },
 });
