@@ -593,7 +593,10 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   await heartbeatLoop({
     agentId: identity.agent_id,
     send: (body, signal) => renewal.client.heartbeat(identity.agent_id, body, signal),
-    snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
+    snapshot: async () => ({
+      host: await collector.host(),
+      metrics: await collector.sampleMetrics(),
+    }),
     status: sink,
     schedule,
     monotonicMs: () => performance.now(),

@@ -1,6 +1,51 @@
+import { cpus as nodeCpus } from "node:os";
 import { z } from "zod";
 import { runChild } from "./child_process.ts";
 import type { CommandContext } from "./context.ts";
+import {
+  type CoreTimes,
+  type CpuCounters,
+  cpuUsage,
+  CpuUsageSchema,
+  sumCoreTimes,
+} from "./cpu_usage.ts";
+import {
+  DF,
+  DF_ARGS,
+  type Filesystem,
+  FILESYSTEM_INTERVAL_MS,
+  FilesystemsSchema,
+  parseDfOutput,
+} from "./filesystems.ts";
+import {
+  BIOS_KEY,
+  CONTAINER_MARKERS,
+  detectVirtualization,
+  DMI_PRODUCT,
+  DMI_SERIAL,
+  DMI_VENDOR,
+  fqdnOf,
+  type HardwareIdentity,
+  HEAD,
+  identityValue,
+  LINUX_INVENTORY_ARGS,
+  parseCpuinfo,
+  parseHeadSections,
+  parseIoregHardware,
+  parseRegBios,
+  PROC_1_CGROUP,
+  PROC_CPUINFO,
+  type Virtualization,
+  VirtualizationSchema,
+} from "./hardware.ts";
+import {
+  type InterfaceCounters,
+  NETWORK_INTERVAL_MS,
+  type NetworkTraffic,
+  networkTraffic,
+  NetworkTrafficSchema,
+  parseProcNetDev,
+} from "./network_counters.ts";
 import type { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -27,6 +72,22 @@ export const HostSchema = z.object({
   cpu_count: z.number().int().nonnegative().nullable(),
   machine_id: z.string().nullable(),
   network_interfaces: z.array(NetworkInterfaceSchema).nullable(),
+  // Contract v1.3: optional so that v1.2 agents stay valid; this agent always sends them.
+  cpu_model: z.string().nullable().optional(),
+  /** Nominal or current frequency of the first core, MHz. */
+  cpu_mhz: z.number().int().min(1).nullable().optional(),
+  hardware_vendor: z.string().nullable().optional(),
+  hardware_model: z.string().nullable().optional(),
+  hardware_serial: z.string().nullable().optional(),
+  /** Now minus uptime, to the second, taken once per agent process. */
+  boot_time: z.iso.datetime({ offset: true }).nullable().optional(),
+  /** IANA time zone name. */
+  time_zone: z.string().nullable().optional(),
+  fqdn: z.string().nullable().optional(),
+  domain: z.string().nullable().optional(),
+  virtualization: VirtualizationSchema.nullable().optional(),
+  /** The agent binary's target triple (`Deno.build.target`). */
+  agent_platform: z.string().nullable().optional(),
 });
 /** Host inventory. */
 export type Host = z.infer<typeof HostSchema>;
@@ -46,7 +107,15 @@ export const MetricsSchema = z.object({
     cached_bytes: bytes,
     swap_total_bytes: bytes,
     swap_free_bytes: bytes,
+    /** v1.3: swap total minus swap free. */
+    swap_used_bytes: bytes.optional(),
   }).nullable(),
+  /** v1.3: null on the first sample of a process (no interval yet) or after a counter wrap. */
+  cpu: CpuUsageSchema.nullable().optional(),
+  /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
+  filesystems: FilesystemsSchema.optional(),
+  /** v1.3: sent with the first heartbeat after each sample (at most every minute, Linux only). */
+  network: NetworkTrafficSchema.optional(),
 });
 /** Metrics. */
 export type Metrics = z.infer<typeof MetricsSchema>;
@@ -75,8 +144,22 @@ export interface SystemSeam {
   networkInterfaces(): Deno.NetworkInterfaceInfo[];
   hardwareConcurrency(): number;
   readTextFile(path: string): Promise<string>;
-  /** Runs the program at absolute `path` and resolves to its stdout; rejects on a non-zero exit. */
-  runCommand(path: string, args: string[]): Promise<string>;
+  /**
+   * Runs the program at absolute `path` with an empty environment and resolves to its stdout;
+   * rejects on a non-zero exit unless `anyExit` (e.g. `head` exits 1 when one of its files is
+   * missing, and still prints the others).
+   */
+  runCommand(
+    path: string,
+    args: string[],
+    options?: { anyExit?: boolean },
+  ): Promise<string>;
+  /** `node:os` `cpus()`: per-core model, MHz and cumulative times. Absent: CPU fields null. */
+  cpus?(): { model: string; speed: number; times: CoreTimes }[];
+  /** `Deno.readLink`, for the /etc/localtime link that names the system time zone. */
+  readLink?(path: string): Promise<string>;
+  /** `Deno.build.target`. */
+  readonly target?: string;
 }
 
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -93,17 +176,24 @@ export const denoSystem: SystemSeam = {
   networkInterfaces: () => Deno.networkInterfaces(),
   hardwareConcurrency: () => navigator.hardwareConcurrency,
   readTextFile: (path) => Deno.readTextFile(path),
-  runCommand: async (path, args) => {
+  runCommand: async (path, args, options) => {
+    // The C locale of runChild's cleared environment gives the output the parsers expect.
     const out = await runChild(path, args, { timeoutMs: COMMAND_TIMEOUT_MS });
-    if (!out.success) throw new Error(`${path} exited with code ${out.code}`);
+    if (!out.success && !options?.anyExit) throw new Error(`${path} exited with code ${out.code}`);
     return out.stdout;
   },
+  cpus: () => nodeCpus(),
+  // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU costs ~6 MB of RSS.
+  readLink: (path) => Deno.readLink(path),
+  target: Deno.build.target,
 };
 
 /** macOS version tool; like every helper here it runs once per process and is in `--allow-run`. */
 export const SW_VERS = "/usr/bin/sw_vers";
 /** macOS registry explorer, for IOPlatformUUID. */
 export const IOREG = "/usr/sbin/ioreg";
+/** Linux network counters (read through {@linkcode HEAD}: Deno refuses /proc to --allow-read). */
+export const PROC_NET_DEV = "/proc/net/dev";
 /** Windows registry tool, for MachineGuid. */
 export const REG_EXE = "C:\\Windows\\System32\\reg.exe";
 
@@ -111,6 +201,25 @@ export const REG_EXE = "C:\\Windows\\System32\\reg.exe";
 export const OS_RELEASE_FILES = ["/etc/os-release", "/usr/lib/os-release"] as const;
 /** Linux machine-id files: systemd's, then the D-Bus copy older or minimal systems keep. */
 export const MACHINE_ID_FILES = ["/etc/machine-id", "/var/lib/dbus/machine-id"] as const;
+
+/** The system time zone link (Linux, macOS) and Debian's plain-text copy of its name. */
+export const LOCALTIME = "/etc/localtime";
+/** Debian's time zone file. */
+export const DEBIAN_TIMEZONE = "/etc/timezone";
+/** Windows registry key naming the time zone. */
+export const TIME_ZONE_KEY = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation";
+
+/** The IANA zone name in an /etc/localtime link target (`../usr/share/zoneinfo/Europe/Berlin`). */
+export function zoneFromLocaltimeLink(target: string): string | null {
+  const m = /zoneinfo\/(?:posix\/|right\/)?([A-Za-z0-9_+-]+(?:\/[A-Za-z0-9_+-]+)*)$/.exec(target);
+  return m ? m[1]! : null;
+}
+
+/** TimeZoneKeyName from `reg query ...\TimeZoneInformation /v TimeZoneKeyName`. */
+export function parseRegTimeZone(text: string): string | null {
+  const m = /^\s*TimeZoneKeyName\s+REG_SZ\s+(.+?)\s*$/mi.exec(text);
+  return m ? m[1]! : null;
+}
 
 /** Parses os-release(5) text: KEY=VALUE lines, values optionally quoted with shell escapes. */
 export function parseOsRelease(text: string): Map<string, string> {
@@ -181,6 +290,12 @@ function byteCount(value: unknown): number | null {
     : null;
 }
 
+function swapUsed(info: Deno.SystemMemoryInfo): number | null {
+  const total = byteCount(info.swapTotal);
+  const free = byteCount(info.swapFree);
+  return total === null || free === null || free > total ? null : total - free;
+}
+
 function nonEmpty(value: string): string | null {
   const v = value.trim();
   return v === "" || v === "Unknown" ? null : v;
@@ -196,6 +311,38 @@ interface StaticFacts {
   os_version: string | null;
   machine_id: string | null;
   cpu_count: number | null;
+  cpu_model: string | null;
+  cpu_mhz: number | null;
+  hardware: HardwareIdentity;
+  boot_time: string | null;
+  time_zone: string | null;
+  virtualization: Virtualization | null;
+}
+
+/** What the platform-specific inventory sources yielded (Linux /sys and /proc, ioreg, registry). */
+interface PlatformFacts {
+  hardware: HardwareIdentity;
+  cpuinfo: string | null;
+  cgroup: string | null;
+  containerMarker: string | null;
+  /** The platform's source failed as a whole (and said so). */
+  failed: boolean;
+}
+
+const NO_HARDWARE: HardwareIdentity = { vendor: null, model: null, serial: null };
+
+/** A source sampled by a child process at most every `intervalMs`; one run at a time. */
+interface Sampler<T> {
+  intervalMs: number;
+  atMs: number | null;
+  running: Promise<void> | null;
+  value: T | null;
+  /** Not yet carried by a heartbeat. */
+  fresh: boolean;
+}
+
+function sampler<T>(intervalMs: number): Sampler<T> {
+  return { intervalMs, atMs: null, running: null, value: null, fresh: false };
 }
 
 /** Options for {@linkcode TelemetryCollector}. */
@@ -215,6 +362,11 @@ export class TelemetryCollector {
   readonly #logger: Logger | undefined;
   readonly #now: () => Date;
   #static: Promise<StaticFacts> | undefined;
+  #ioreg: Promise<string> | undefined;
+  #cpuCounters: CpuCounters | null = null;
+  readonly #filesystems = sampler<{ atMs: number; mounts: Filesystem[] }>(FILESYSTEM_INTERVAL_MS);
+  readonly #network = sampler<NetworkTraffic>(NETWORK_INTERVAL_MS);
+  #netCounters: { atMs: number; counters: Map<string, InterfaceCounters> } | null = null;
   // Sources already reported, so a permanently missing one costs one debug line, not one per beat.
   readonly #reported = new Set<string>();
 
@@ -229,8 +381,10 @@ export class TelemetryCollector {
     this.#static ??= this.#readStatic();
     const facts = await this.#static;
     const sys = this.#system;
+    const hostname = this.#try("hostname", () => nonEmpty(sys.hostname()));
+    const { fqdn, domain } = fqdnOf(hostname);
     return {
-      hostname: this.#try("hostname", () => nonEmpty(sys.hostname())),
+      hostname,
       os: sys.os,
       arch: sys.arch,
       os_release: facts.os_release,
@@ -239,11 +393,110 @@ export class TelemetryCollector {
       cpu_count: facts.cpu_count,
       machine_id: facts.machine_id,
       network_interfaces: this.#try("network_interfaces", () => this.#interfaces()),
+      cpu_model: facts.cpu_model,
+      cpu_mhz: facts.cpu_mhz,
+      hardware_vendor: facts.hardware.vendor,
+      hardware_model: facts.hardware.model,
+      hardware_serial: facts.hardware.serial,
+      boot_time: facts.boot_time,
+      time_zone: facts.time_zone,
+      fqdn,
+      domain,
+      virtualization: facts.virtualization,
+      agent_platform: sys.target ?? null,
     };
   }
 
-  /** Metrics sampled now: uptime, load average and memory. */
+  /**
+   * Metrics sampled now: uptime, load average, memory and CPU utilisation since the previous
+   * call. Filesystems and network traffic come from samplers that run in child processes: they
+   * appear in the first call after each sample (see {@linkcode refresh}) and are left out in
+   * between, which keeps steady heartbeats small.
+   */
   metrics(): Metrics {
+    const metrics = this.#baseMetrics();
+    for (
+      const [key, s] of [["filesystems", this.#filesystems], ["network", this.#network]] as const
+    ) {
+      if (!s.fresh) continue;
+      s.fresh = false;
+      this.#attach(metrics, key);
+    }
+    return metrics;
+  }
+
+  /** Runs the samplers that are due (all of them with `force`), then {@linkcode metrics}. */
+  async sampleMetrics(force = false): Promise<Metrics> {
+    await this.refresh(force);
+    return this.metrics();
+  }
+
+  /**
+   * Runs each child-process sampler (Linux `df`, /proc/net/dev) that is due, or all with `force`;
+   * never rejects. Concurrent calls share a run.
+   */
+  async refresh(force = false): Promise<void> {
+    if (this.#system.os !== "linux") return;
+    const now = this.#nowMs();
+    const due = (s: Sampler<unknown>) => force || s.atMs === null || now - s.atMs >= s.intervalMs;
+    const runs: Promise<void>[] = [];
+    if (due(this.#filesystems)) {
+      runs.push(this.#run(this.#filesystems, "filesystems", async () => {
+        const mounts = parseDfOutput(await this.#system.runCommand(DF, [...DF_ARGS]));
+        return { atMs: this.#nowMs(), mounts };
+      }));
+    }
+    if (due(this.#network)) {
+      runs.push(this.#run(this.#network, "network", async () => {
+        const text = await this.#system.runCommand(HEAD, ["-n", "4096", PROC_NET_DEV]);
+        const sample = { atMs: this.#nowMs(), counters: parseProcNetDev(text) };
+        const previous = this.#netCounters;
+        this.#netCounters = sample;
+        // The first sample is only the baseline of the next one.
+        return previous === null
+          ? undefined
+          : networkTraffic(previous.counters, sample.counters, sample.atMs - previous.atMs);
+      }));
+    }
+    await Promise.all(runs);
+  }
+
+  #run<T>(s: Sampler<T>, source: string, read: () => Promise<T | undefined>): Promise<void> {
+    s.running ??= (async () => {
+      s.atMs = this.#nowMs();
+      try {
+        const value = await read();
+        if (value !== undefined) {
+          s.value = value;
+          s.fresh = true;
+        }
+      } catch (error) {
+        this.#fail(source, error);
+      } finally {
+        s.running = null;
+      }
+    })();
+    return s.running;
+  }
+
+  #attach(metrics: Metrics, key: "filesystems" | "network"): void {
+    if (key === "network") {
+      if (this.#network.value !== null) metrics.network = this.#network.value;
+      return;
+    }
+    const fs = this.#filesystems.value;
+    if (fs === null) return;
+    metrics.filesystems = {
+      age_seconds: Math.max(0, Math.floor((this.#nowMs() - fs.atMs) / 1000)),
+      mounts: fs.mounts,
+    };
+  }
+
+  #nowMs(): number {
+    return this.#now().getTime();
+  }
+
+  #baseMetrics(): Metrics {
     const sys = this.#system;
     return {
       uptime_seconds: this.#try("uptime_seconds", () => {
@@ -252,18 +505,41 @@ export class TelemetryCollector {
       }),
       load_average: this.#try("load_average", () => this.#loadAverage()),
       memory: this.#try("memory", () => this.#memory()),
+      cpu: this.#cpu(),
     };
   }
 
-  /** One full snapshot, as heartbeats and `inventory` carry it. */
+  /**
+   * One full snapshot, as `inventory` prints it: the samplers run when due, and the newest
+   * filesystems and network figures are included whether or not a heartbeat carried them.
+   */
   async collect(): Promise<Telemetry> {
-    const host = await this.host();
+    const [host] = await Promise.all([this.host(), this.refresh()]);
+    const metrics = this.#baseMetrics();
+    this.#attach(metrics, "filesystems");
+    this.#attach(metrics, "network");
     return {
       agent_version: VERSION,
       collected_at: this.#now().toISOString(),
       host,
-      metrics: this.metrics(),
+      metrics,
     };
+  }
+
+  /** Utilisation since the previous call; null on the first (an expected null: no debug line). */
+  #cpu(): Metrics["cpu"] {
+    const cpus = this.#system.cpus;
+    if (!cpus) return null;
+    let current: CpuCounters | null;
+    try {
+      current = sumCoreTimes(cpus());
+    } catch (error) {
+      return this.#fail("cpu", error);
+    }
+    if (current === null) return this.#fail("cpu", "no usable value");
+    const previous = this.#cpuCounters;
+    this.#cpuCounters = current;
+    return cpuUsage(previous, current);
   }
 
   #fail(source: string, error: unknown): null {
@@ -303,17 +579,128 @@ export class TelemetryCollector {
       const n = sys.hardwareConcurrency();
       return Number.isInteger(n) && n > 0 ? n : null;
     });
-    const [release, machine_id] = await Promise.all([
+    const boot_time = this.#try("boot_time", () => {
+      const up = sys.osUptime();
+      if (!Number.isFinite(up) || up < 0) return null;
+      const at = Math.floor((this.#nowMs() - up * 1000) / 1000) * 1000;
+      return new Date(at).toISOString().replace(".000Z", "Z");
+    });
+    const [release, machine_id, platform, time_zone] = await Promise.all([
       this.#tryAsync("os_name", () => this.#osNameVersion(os_release)),
       this.#tryAsync("machine_id", () => this.#machineId()),
+      this.#platformFacts(),
+      this.#tryAsync("time_zone", () => this.#timeZone()),
     ]);
+    // Linux: /proc/cpuinfo (read by head); elsewhere, or where it lacks a figure, os.cpus().
+    const cpuinfo = platform.cpuinfo === null ? null : parseCpuinfo(platform.cpuinfo);
+    const firstCore = cpuinfo?.model && cpuinfo.mhz
+      ? null
+      : this.#try("cpu_model", () => sys.cpus?.()[0] ?? null);
+    const cpu_model = cpuinfo?.model ?? identityValue(firstCore?.model);
+    const speed = firstCore?.speed;
+    const cpu_mhz = cpuinfo?.mhz ??
+      (speed !== undefined && Number.isInteger(speed) && speed > 0 ? speed : null);
+    const hardware = platform.hardware;
+    // A failed source already said why; a source that ran but lacked a value says so per field.
+    if (!platform.failed) {
+      for (const [field, value] of Object.entries(hardware)) {
+        if (value === null) this.#fail(`hardware_${field}`, "no usable value");
+      }
+    }
+    if (cpu_mhz === null) this.#fail("cpu_mhz", "no usable value");
+    const virtualization = detectVirtualization({
+      containerMarker: platform.containerMarker,
+      cgroup: platform.cgroup,
+      hardware,
+      cpuinfo: platform.cpuinfo,
+    });
+    if (virtualization === null && !platform.failed) {
+      this.#fail("virtualization", "no evidence readable");
+    }
     return {
       os_release,
       os_name: release?.name ?? null,
       os_version: release?.version ?? null,
       machine_id,
       cpu_count,
+      cpu_model,
+      cpu_mhz,
+      hardware,
+      boot_time,
+      time_zone,
+      virtualization,
     };
+  }
+
+  /** Hardware identity and virtualization evidence; every part null when unreadable. */
+  async #platformFacts(): Promise<PlatformFacts> {
+    const sys = this.#system;
+    const facts: PlatformFacts = {
+      hardware: NO_HARDWARE,
+      cpuinfo: null,
+      cgroup: null,
+      containerMarker: null,
+      failed: false,
+    };
+    try {
+      switch (sys.os) {
+        case "linux": {
+          for (const [path, technology] of CONTAINER_MARKERS) {
+            const present = await sys.readTextFile(path).then(() => true, () => false);
+            if (present) {
+              facts.containerMarker = technology;
+              break;
+            }
+          }
+          // One process for all files; an unreadable one (no DMI in containers, the serial to
+          // non-root) only lacks its section.
+          const sections = parseHeadSections(
+            await sys.runCommand(HEAD, [...LINUX_INVENTORY_ARGS], { anyExit: true }),
+          );
+          facts.hardware = {
+            vendor: identityValue(sections.get(DMI_VENDOR)),
+            model: identityValue(sections.get(DMI_PRODUCT)),
+            serial: identityValue(sections.get(DMI_SERIAL)),
+          };
+          facts.cpuinfo = sections.get(PROC_CPUINFO) ?? null;
+          facts.cgroup = sections.get(PROC_1_CGROUP) ?? null;
+          break;
+        }
+        case "darwin":
+          facts.hardware = parseIoregHardware(await this.#ioregPlatform());
+          break;
+        case "windows":
+          facts.hardware = parseRegBios(await sys.runCommand(REG_EXE, ["query", BIOS_KEY]));
+          break;
+      }
+    } catch (error) {
+      this.#fail("hardware", error);
+      facts.failed = true;
+    }
+    return facts;
+  }
+
+  /**
+   * The system time zone: the IANA name the /etc/localtime link points at (Linux, macOS), else
+   * Debian's /etc/timezone; on Windows the registry's zone key name ("W. Europe Standard Time").
+   */
+  async #timeZone(): Promise<string | null> {
+    const sys = this.#system;
+    if (sys.os === "windows") {
+      return parseRegTimeZone(
+        await sys.runCommand(REG_EXE, ["query", TIME_ZONE_KEY, "/v", "TimeZoneKeyName"]),
+      );
+    }
+    const link = await sys.readLink?.(LOCALTIME).catch(() => null);
+    const zone = link ? zoneFromLocaltimeLink(link) : null;
+    if (zone !== null || sys.os !== "linux") return zone;
+    return nonEmpty(await sys.readTextFile(DEBIAN_TIMEZONE));
+  }
+
+  /** `ioreg` output for the platform device, run once for the machine id and the hardware. */
+  #ioregPlatform(): Promise<string> {
+    this.#ioreg ??= this.#system.runCommand(IOREG, ["-rd1", "-c", "IOPlatformExpertDevice"]);
+    return this.#ioreg;
   }
 
   async #osNameVersion(
@@ -357,9 +744,7 @@ export class TelemetryCollector {
         throw new Error(problems.join("; "));
       }
       case "darwin":
-        return parseIoregPlatformUuid(
-          await sys.runCommand(IOREG, ["-rd1", "-c", "IOPlatformExpertDevice"]),
-        );
+        return parseIoregPlatformUuid(await this.#ioregPlatform());
       case "windows":
         return parseRegMachineGuid(
           await sys.runCommand(REG_EXE, [
@@ -437,6 +822,7 @@ export class TelemetryCollector {
           cached_bytes: null,
           swap_total_bytes: byteCount(info.swapTotal),
           swap_free_bytes: byteCount(info.swapFree),
+          swap_used_bytes: swapUsed(info),
         };
       case "windows":
         return {
@@ -457,13 +843,22 @@ export class TelemetryCollector {
           cached_bytes: null,
           swap_total_bytes: byteCount(info.swapTotal),
           swap_free_bytes: byteCount(info.swapFree),
+          swap_used_bytes: swapUsed(info),
         };
     }
   }
 }
 
+/** How long `inventory` watches CPU and network counters to report their rates. */
+export const INVENTORY_SAMPLE_MS = 1000;
+
 /** `inventory`: prints one telemetry snapshot as pretty JSON. */
 export async function inventoryCommand(ctx: CommandContext): Promise<void> {
-  const telemetry = await new TelemetryCollector({ logger: ctx.logger }).collect();
+  const collector = new TelemetryCollector({ logger: ctx.logger });
+  // CPU and network figures are deltas: take a baseline, wait, then collect.
+  await collector.sampleMetrics(true);
+  await new Promise((resolve) => setTimeout(resolve, INVENTORY_SAMPLE_MS));
+  await collector.refresh(true);
+  const telemetry = await collector.collect();
   ctx.stdout(JSON.stringify(telemetry, null, 2) + "\n");
 }

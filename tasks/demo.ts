@@ -114,21 +114,43 @@ function kill(agent: Agent | null, signal: Deno.Signal): void {
 
 const mib = (n: unknown) => typeof n === "number" ? `${(n / 1048576).toFixed(0)} MiB` : "n/a";
 
-function describeHeartbeat(body: unknown): string {
-  const b = body as {
-    sequence?: number;
-    metrics?: {
-      memory?: { total_bytes?: number; available_bytes?: number } | null;
-      load_average?: number[] | null;
-      uptime_seconds?: number | null;
-    };
+interface DemoBody {
+  sequence?: number;
+  metrics?: {
+    memory?: { total_bytes?: number; available_bytes?: number } | null;
+    load_average?: number[] | null;
+    uptime_seconds?: number | null;
+    cpu?: { idle?: number | null } | null;
+    filesystems?: { age_seconds: number; mounts: [string, string, ...(number | null)[]][] };
   };
+}
+
+function describeHeartbeat(body: unknown): string {
+  const b = body as DemoBody;
   const memory = b.metrics?.memory;
   const load = b.metrics?.load_average;
+  const idle = b.metrics?.cpu?.idle;
   return [
     `memory ${mib(memory?.available_bytes)} available of ${mib(memory?.total_bytes)}`,
     `load ${load ? load.map((l) => l.toFixed(2)).join(" / ") : "n/a"}`,
+    // The first beat of a process has no CPU interval yet.
+    `cpu ${typeof idle === "number" ? `${(100 - idle).toFixed(1)}% busy` : "n/a (first beat)"}`,
+    ...(b.metrics?.filesystems ? ["filesystems"] : []),
   ].join(", ");
+}
+
+/** The newest filesystem figures among the beats (df runs at most every 5 minutes). */
+function describeDisks(bodies: unknown[]): string[] {
+  const fs = bodies.map((b) => (b as DemoBody).metrics?.filesystems).filter((f) => f).at(-1);
+  if (!fs) return ["  disk       n/a (no filesystem figures on this OS yet)"];
+  return fs.mounts.map(([mount, type, total, free, avail]) => {
+    // df's Use%: used over what is usable (used + available), reserved blocks aside.
+    const used = typeof total === "number" && typeof free === "number" ? total - free : null;
+    const share = used !== null && typeof avail === "number" && used + avail > 0
+      ? `, ${Math.ceil((100 * used) / (used + avail))}% used`
+      : "";
+    return `  disk       ${mount} (${type}) ${mib(avail)} available of ${mib(total)}${share}`;
+  });
 }
 
 async function main(): Promise<number> {
@@ -300,6 +322,7 @@ async function main(): Promise<number> {
         `  gap        none sent: the platform did not advertise "gap" (sequences 1-${REFUSED} were refused)`,
       );
     }
+    for (const line of describeDisks(beats.map((hb) => hb.body))) say(line);
     const violations = platform.contractViolations;
     if (violations.length > 0) {
       for (const v of violations) say(`  contract violation: ${v}`);

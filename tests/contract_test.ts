@@ -321,6 +321,31 @@ Deno.test("contract drift check reaches nested fields, types, enums, bounds and 
   );
 });
 
+const V13_METRICS = {
+  uptime_seconds: 10,
+  load_average: null,
+  memory: null,
+  cpu: { user: 12.5, system: 3.1, idle: 84.4, iowait: null, steal: null },
+  filesystems: {
+    age_seconds: 12,
+    mounts: [["/", "ext4", 1000, 600, 500, 100, 90], ["/boot/efi", "vfat", 10, 5, 5, null, null]],
+  },
+  network: { interval_seconds: 60, interfaces: { eth0: [1, 2, 0, 3, 4, 0], eth1: null } },
+};
+const V13_HOST = {
+  cpu_model: "AMD EPYC",
+  cpu_mhz: 2596,
+  hardware_vendor: null,
+  hardware_model: null,
+  hardware_serial: null,
+  boot_time: "2026-12-01T01:19:43Z",
+  time_zone: "UTC",
+  fqdn: null,
+  domain: null,
+  virtualization: { kind: "container", technology: "docker" },
+  agent_platform: "x86_64-unknown-linux-gnu",
+};
+
 Deno.test("zod and the document accept and reject the same heartbeat payloads", async () => {
   const validator = await ContractValidator.load();
   const good = {
@@ -354,6 +379,27 @@ Deno.test("zod and the document accept and reject the same heartbeat payloads", 
     [{ ...good, host_digest: undefined }, false],
     [{ ...good, host_digest: "0123456789ABCDEF".repeat(4) }, false],
     [{ ...good, host_digest: "0123456789abcdef".repeat(3) }, false],
+    // v1.3 telemetry depth: optional, validated when present.
+    [{ ...good, metrics: V13_METRICS, host: { ...good.host, ...V13_HOST } }, true],
+    [{ ...good, metrics: { ...V13_METRICS, cpu: null } }, true],
+    [{ ...good, metrics: { ...V13_METRICS, cpu: { ...V13_METRICS.cpu, user: 150 } } }, false],
+    [
+      { ...good, metrics: { ...V13_METRICS, filesystems: { age_seconds: 0, mounts: [["/"]] } } },
+      false,
+    ],
+    [{
+      ...good,
+      metrics: { ...V13_METRICS, network: { interval_seconds: 60, interfaces: { eth0: [1, 2] } } },
+    }, false],
+    [{
+      ...good,
+      metrics: { ...V13_METRICS, network: { interval_seconds: 60, interfaces: { eth0: null } } },
+    }, true],
+    [{
+      ...good,
+      host: { ...good.host, ...V13_HOST, virtualization: { kind: "jail", technology: null } },
+    }, false],
+    [{ ...good, host: { ...good.host, ...V13_HOST, boot_time: "at dawn" } }, false],
   ];
   for (const [payload, valid] of cases) {
     assert.equal(HeartbeatRequestSchema.safeParse(payload).success, valid, JSON.stringify(payload));

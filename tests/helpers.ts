@@ -105,3 +105,8 @@ export async function enrollAgent(
   const identity = JSON.parse(await Deno.readTextFile(`${stateDir}/identity.json`));
   return identity.agent_id;
 }
+
+/** A recorded tool output from tests/fixtures/telemetry (its README says where each comes from). */
+export function telemetryFixture(name: string): string {
+  return Deno.readTextFileSync(new URL(`./fixtures/telemetry/${name}`, import.meta.url));
+}

@@ -72,8 +72,41 @@ Deno.test({
   },
 });
 
-// Deno 2.9 never measures the page cache, and reading /proc/meminfo needs --allow-all.
-const NULL_ON_LINUX = new Set(["metrics.memory.cached_bytes"]);
+/** This machine's DMI identity (absent in containers; the serial is readable by root only). */
+function dmi(name: string): string | null {
+  try {
+    const v = Deno.readTextFileSync(`/sys/class/dmi/id/${name}`).trim();
+    return v === "" ? null : v;
+  } catch {
+    return null;
+  }
+}
+
+const HOSTNAME_IS_FQDN = !linuxOnly && Deno.hostname().includes(".");
+
+/**
+ * Fields null on this Linux machine for a known reason: Deno 2.9 never measures the page cache
+ * (and reading /proc/meminfo needs --allow-all); os.cpus() does not count iowait or steal; a
+ * container has no DMI; a bare host name has no domain.
+ */
+const NULL_ON_LINUX = new Set([
+  "metrics.memory.cached_bytes",
+  "metrics.cpu.iowait",
+  "metrics.cpu.steal",
+  ...(linuxOnly
+    ? []
+    : ["vendor", "model", "serial"].filter((f) =>
+      dmi(f === "vendor" ? "sys_vendor" : `product_${f === "model" ? "name" : f}`) === null
+    ).map((f) => `host.hardware_${f}`)),
+  ...(HOSTNAME_IS_FQDN ? [] : ["host.fqdn", "host.domain"]),
+]);
+/** Of those, the ones whose absence the agent notes in one debug line each. */
+const EXPECTED_DEBUG_SOURCES = [...NULL_ON_LINUX].filter((p) => p.startsWith("host.hardware_"))
+  .map((p) => p.slice("host.".length));
+
+function debugSources(stderr: string): string[] {
+  return [...stderr.matchAll(/Cannot read (\S+); reporting null/g)].map((m) => m[1]!).sort();
+}
 
 function nullPaths(value: unknown, path: string, out: string[]): string[] {
   if (value === null) out.push(path);
@@ -89,24 +122,41 @@ Deno.test({
   async fn() {
     const { code, stderr, telemetry } = await inventory();
     equal(code, 0);
-    // At debug level every unavailable source would have left a line here.
-    equal(stderr, "");
+    // At debug level every unavailable source leaves a line here: only the expected ones.
+    deepEqual(debugSources(stderr), EXPECTED_DEBUG_SOURCES.sort(), stderr);
+    equal(stderr.trim().split("\n").filter((l) => l !== "").length, EXPECTED_DEBUG_SOURCES.length);
     ok(telemetry);
     const nulls = nullPaths(telemetry, "", []).filter((p) => !NULL_ON_LINUX.has(p));
     deepEqual(nulls, []);
     ok(/^[0-9a-f]{32}$/.test(telemetry.host.machine_id ?? ""));
     ok((telemetry.host.network_interfaces ?? []).length > 0);
+    // Present, not merely non-null: inventory waits for a CPU and network interval.
+    ok(telemetry.metrics.cpu, "metrics.cpu missing");
+    ok(telemetry.metrics.filesystems, "metrics.filesystems missing");
+    ok(telemetry.metrics.network, "metrics.network missing");
   },
 });
 
-/** What losing each `--allow-sys` entry must do to `inventory`: a null field, or a loud failure. */
-const WITHOUT: Record<string, { field: (t: Telemetry) => unknown; source: string } | "fails"> = {
-  hostname: { field: (t) => t.host.hostname, source: "hostname" },
-  osRelease: { field: (t) => t.host.os_release, source: "os_release" },
-  osUptime: { field: (t) => t.metrics.uptime_seconds, source: "uptime_seconds" },
-  loadavg: { field: (t) => t.metrics.load_average, source: "load_average" },
-  networkInterfaces: { field: (t) => t.host.network_interfaces, source: "network_interfaces" },
-  systemMemoryInfo: { field: (t) => t.metrics.memory, source: "memory" },
+/** What losing each `--allow-sys` entry must do to `inventory`: null fields, or a loud failure. */
+const WITHOUT: Record<
+  string,
+  { fields: (t: Telemetry) => unknown[]; sources: string[] } | "fails"
+> = {
+  hostname: { fields: (t) => [t.host.hostname], sources: ["hostname"] },
+  osRelease: { fields: (t) => [t.host.os_release], sources: ["os_release"] },
+  // Boot time is now minus uptime.
+  osUptime: {
+    fields: (t) => [t.metrics.uptime_seconds, t.host.boot_time],
+    sources: ["boot_time", "uptime_seconds"],
+  },
+  loadavg: { fields: (t) => [t.metrics.load_average], sources: ["load_average"] },
+  networkInterfaces: {
+    fields: (t) => [t.host.network_interfaces],
+    sources: ["network_interfaces"],
+  },
+  systemMemoryInfo: { fields: (t) => [t.metrics.memory], sources: ["memory"] },
+  // node:os cpus(): the CPU times (the model and MHz come from /proc/cpuinfo on Linux).
+  cpus: { fields: (t) => [t.metrics.cpu], sources: ["cpu"] },
   // The configuration resolver needs the uid to choose the default state directory.
   uid: "fails",
 };
@@ -137,14 +187,141 @@ Deno.test({
       }
       equal(result.code, 0, result.stderr);
       ok(result.telemetry);
-      equal(expected.field(result.telemetry), null, `${entry} removed but its field survived`);
-      const lines = result.stderr.trim().split("\n");
-      deepEqual(lines.length, 1, result.stderr);
-      ok(lines[0]!.includes(`DEBUG Cannot read ${expected.source}; reporting null`), lines[0]);
-      ok(lines[0]!.includes(denied), lines[0]);
-      // Only that field is lost.
+      for (const field of expected.fields(result.telemetry)) {
+        equal(field, null, `${entry} removed but a field it feeds survived`);
+      }
+      const lines = result.stderr.trim().split("\n").filter((l) =>
+        !EXPECTED_DEBUG_SOURCES.some((s) => l.includes(`Cannot read ${s};`))
+      );
+      deepEqual(debugSources(lines.join("\n")), expected.sources, result.stderr);
+      equal(lines.length, expected.sources.length, result.stderr);
+      for (const line of lines) ok(line.includes(denied), line);
+      // Only those fields are lost.
       const nulls = nullPaths(result.telemetry, "", []).filter((p) => !NULL_ON_LINUX.has(p));
-      equal(nulls.length, 1, `${entry}: ${nulls.join(", ")}`);
+      equal(nulls.length, expected.sources.length, `${entry}: ${nulls.join(", ")}`);
+    }
+  },
+});
+
+function procNetDev(text: string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const m of text.matchAll(/^\s*([^\s:]+):\s*(.*)$/gm)) {
+    out.set(m[1]!, m[2]!.trim().split(/\s+/).map(Number));
+  }
+  return out;
+}
+
+async function readViaCat(path: string): Promise<string> {
+  // The test runs with --allow-all, so it could read /proc itself; cat keeps it independent of
+  // the agent's own reader.
+  return await commandOutput("cat", [path]);
+}
+
+Deno.test({
+  name: "inventory's v1.3 fields match /proc, df, /sys and the clock of this machine",
+  ignore: linuxOnly,
+  async fn() {
+    const before = procNetDev(await readViaCat("/proc/net/dev"));
+    const result = await runAgent(["inventory"]);
+    const after = procNetDev(await readViaCat("/proc/net/dev"));
+    equal(result.code, 0, result.stderr);
+    const t = TelemetrySchema.parse(JSON.parse(result.stdout));
+    const h = t.host;
+
+    const cpuinfo = await readViaCat("/proc/cpuinfo");
+    equal(h.cpu_model, /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? null);
+    const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)$/m.exec(cpuinfo)?.[1]);
+    if (Number.isFinite(mhz)) {
+      ok(Math.abs((h.cpu_mhz ?? 0) - mhz) <= mhz * 0.2, `cpu_mhz ${h.cpu_mhz} vs ${mhz}`);
+    }
+    equal(h.hardware_vendor, dmi("sys_vendor"));
+    equal(h.hardware_model, dmi("product_name"));
+    equal(h.hardware_serial, dmi("product_serial"));
+    const btime = Number(/^btime (\d+)$/m.exec(await readViaCat("/proc/stat"))?.[1]) * 1000;
+    ok(Math.abs(Date.parse(h.boot_time ?? "") - btime) <= 3000, `boot_time ${h.boot_time}`);
+    const zone = await Deno.realPath("/etc/localtime").catch(() => "");
+    ok(
+      h.time_zone !== null &&
+        (zone.endsWith(`/${h.time_zone}`) || (h.time_zone === "UTC" && /UTC$/.test(zone)) ||
+          (h.time_zone === "UTC" && (await commandOutput("date", ["+%Z"])) === "UTC")),
+      `time_zone ${h.time_zone} vs /etc/localtime -> ${zone}`,
+    );
+    equal(h.agent_platform, Deno.build.target);
+    const docker = await Deno.stat("/.dockerenv").then(() => true, () => false);
+    if (docker) deepEqual(h.virtualization, { kind: "container", technology: "docker" });
+    else ok(h.virtualization !== null);
+
+    const meminfo = await readViaCat("/proc/meminfo");
+    const swapUsed = (meminfoKb(meminfo, "SwapTotal") - meminfoKb(meminfo, "SwapFree")) * 1024;
+    ok(Math.abs((t.metrics.memory?.swap_used_bytes ?? -1e12) - swapUsed) <= 64 * 1024 * 1024);
+
+    const cpu = t.metrics.cpu;
+    ok(cpu, "cpu missing");
+    const sum = (cpu.user ?? 0) + (cpu.system ?? 0) + (cpu.idle ?? 0);
+    ok(Math.abs(sum - 100) <= 0.3, `cpu shares sum to ${sum}`);
+
+    // df's own view of the root filesystem, in bytes.
+    const df = (await commandOutput("df", ["-B1", "--output=size,avail,itotal", "/"]))
+      .split("\n")[1]!.trim().split(/\s+/).map(Number);
+    const root = t.metrics.filesystems?.mounts.find(([mount]) => mount === "/");
+    ok(root, "no / in filesystems");
+    equal(root[2], df[0]);
+    ok(Math.abs((root[4] ?? 0) - df[1]!) <= 256 * 1024 * 1024, `avail ${root[4]} vs ${df[1]}`);
+    equal(root[5], df[2] === 0 ? null : df[2]);
+    for (const [mount, type] of t.metrics.filesystems?.mounts ?? []) {
+      ok(!["tmpfs", "proc", "sysfs", "overlay", "devtmpfs"].includes(type), `${type} ${mount}`);
+    }
+
+    // Traffic over inventory's sampling second fits within the counters around the whole run.
+    const net = t.metrics.network;
+    ok(net, "network missing");
+    for (const [name, traffic] of Object.entries(net.interfaces)) {
+      ok(name !== "lo");
+      ok(traffic, `${name} null`);
+      const b = before.get(name)!, a = after.get(name)!;
+      ok(traffic[0] <= a[0]! - b[0]! && traffic[3] <= a[8]! - b[8]!, `${name}: ${traffic}`);
+    }
+    for (const [name, counters] of before) {
+      if (name !== "lo" && counters[0]! > 0) ok(name in net.interfaces, `${name} missing`);
+    }
+  },
+});
+
+/** What losing each `--allow-run` entry that Linux uses does to `inventory`. */
+const WITHOUT_RUN: Record<string, { sources: string[]; gone: (t: Telemetry) => unknown[] }> = {
+  "/usr/bin/df": { sources: ["filesystems"], gone: (t) => [t.metrics.filesystems] },
+  "/usr/bin/head": {
+    sources: ["hardware", "network"],
+    // Virtualization survives in a Docker container: /.dockerenv is read directly.
+    gone: (t) => [t.metrics.network, t.host.hardware_vendor],
+  },
+};
+
+Deno.test({
+  name: "every Linux --allow-run entry in the shared permissions is needed by inventory",
+  ignore: linuxOnly,
+  async fn() {
+    const flags = await agentPermissionFlags();
+    const runIndex = flags.findIndex((f) => f.startsWith("--allow-run="));
+    const entries = flags[runIndex]!.slice("--allow-run=".length).split(",");
+    for (const [entry, expected] of Object.entries(WITHOUT_RUN)) {
+      ok(entries.includes(entry), `${entry} not in --allow-run`);
+      const narrowed = flags.with(
+        runIndex,
+        `--allow-run=${entries.filter((e) => e !== entry).join(",")}`,
+      );
+      const result = await inventory(narrowed);
+      equal(result.code, 0, result.stderr);
+      ok(result.telemetry);
+      for (const v of expected.gone(result.telemetry)) ok(v === null || v === undefined, entry);
+      for (const source of expected.sources) {
+        ok(
+          new RegExp(`Cannot read ${source}; reporting null.*Requires run access`).test(
+            result.stderr,
+          ),
+          `${entry}: ${result.stderr}`,
+        );
+      }
     }
   },
 });

@@ -1,6 +1,7 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import type { LogFields, Logger, LogLevel } from "../src/log.ts";
 import {
+  denoSystem,
   IOREG,
   isInternalAddress,
   MetricsSchema,
@@ -8,14 +9,19 @@ import {
   parseMachineIdFile,
   parseOsRelease,
   parseRegMachineGuid,
+  parseRegTimeZone,
   parseSwVers,
   REG_EXE,
   SW_VERS,
   type SystemSeam,
   TelemetryCollector,
   TelemetrySchema,
+  zoneFromLocaltimeLink,
 } from "../src/telemetry.ts";
 import { VERSION } from "../src/version.ts";
+import { telemetryFixture as fixture } from "./helpers.ts";
+import { DF } from "../src/filesystems.ts";
+import { HEAD } from "../src/hardware.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
 const MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
@@ -63,6 +69,40 @@ const NICS: Deno.NetworkInterfaceInfo[] = [
   },
 ];
 
+/** A Linux host's helpers: `head` over DMI and /proc, `df`, `head` over /proc/net/dev. */
+function linuxCommands(path: string, args: string[]): Promise<string> {
+  if (path === HEAD && args[0] === "-v") return Promise.resolve(fixture("linux_head_physical.txt"));
+  if (path === HEAD && args.at(-1) === "/proc/net/dev") {
+    return Promise.resolve(fixture("linux_proc_net_dev.txt"));
+  }
+  if (path === DF) return Promise.resolve(fixture("linux_df_container.txt"));
+  return Promise.reject(new Error(`unexpected command ${path}`));
+}
+
+/** Two cores whose counters advance by 100 ms user, 50 ms sys and 850 ms idle per call. */
+function advancingCpus() {
+  let n = 0;
+  return () => {
+    n++;
+    const times = { user: 1000 * n, nice: 0, sys: 500 * n, idle: 8500 * n, irq: 0 };
+    return [0, 1].map(() => ({ model: "Intel(R) Xeon(R)", speed: 2900, times: { ...times } }));
+  };
+}
+
+/** What the default fake Linux host reports in the v1.3 inventory fields. */
+const LINUX_V13_HOST = {
+  cpu_model: "11th Gen Intel(R) Core(TM) i7-1185G7 @ 3.00GHz",
+  cpu_mhz: 1800,
+  hardware_vendor: "Dell Inc.",
+  hardware_model: "Latitude 7420",
+  hardware_serial: "4XK2LM3",
+  time_zone: "Europe/Berlin",
+  fqdn: null,
+  domain: null,
+  virtualization: { kind: "none", technology: null },
+  agent_platform: "x86_64-unknown-linux-gnu",
+};
+
 function notFound(path: string): Error {
   return new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`);
 }
@@ -95,10 +135,19 @@ function fakeSystem(
       const text = fileMap[path];
       return text === undefined ? Promise.reject(notFound(path)) : Promise.resolve(text);
     },
-    runCommand: (path) => Promise.reject(new Error(`unexpected command ${path}`)),
+    runCommand: linuxCommands,
+    cpus: advancingCpus(),
+    readLink: (path) =>
+      path === "/etc/localtime"
+        ? Promise.resolve("/usr/share/zoneinfo/Europe/Berlin")
+        : Promise.reject(notFound(path)),
   };
   const merged = { ...base, ...overrides };
-  const system = { os: merged.os, arch: merged.arch } as SystemSeam;
+  const system = {
+    os: merged.os,
+    arch: merged.arch,
+    target: "x86_64-unknown-linux-gnu",
+  } as SystemSeam;
   for (const [key, value] of Object.entries(merged)) {
     if (typeof value === "function") {
       (system as unknown as Record<string, unknown>)[key] = (...args: unknown[]) => {
@@ -173,6 +222,9 @@ Deno.test("collector reports a Linux host through the seam", async () => {
           internal: true,
         },
       ],
+      ...LINUX_V13_HOST,
+      // FIXED minus 12345 s of uptime, to the second.
+      boot_time: "2026-01-01T23:38:20Z",
     },
     metrics: {
       uptime_seconds: 12345,
@@ -185,7 +237,15 @@ Deno.test("collector reports a Linux host through the seam", async () => {
         cached_bytes: null,
         swap_total_bytes: 2_000_000_000,
         swap_free_bytes: 1_500_000_000,
+        swap_used_bytes: 500_000_000,
       },
+      // The first sample of a collector has no interval yet.
+      cpu: null,
+      filesystems: {
+        age_seconds: 0,
+        mounts: [["/", "ext4", 270553174016, 246344327168, 84735447040, 16777216, 16363902]],
+      },
+      // The first network sample is only a baseline: no traffic figures yet.
     },
   });
   deepEqual(logger.lines, []);
@@ -301,11 +361,15 @@ Deno.test("permission denied yields null and one debug line per source, never a 
       cpu_count: null,
       machine_id: null,
       network_interfaces: null,
+      ...LINUX_V13_HOST,
+      boot_time: null,
     });
-    deepEqual(t.metrics, { uptime_seconds: null, load_average: null, memory: null });
+    const { cpu: _cpu, filesystems: _fs, network: _net, ...basic } = t.metrics;
+    deepEqual(basic, { uptime_seconds: null, load_average: null, memory: null });
   }
   const sources = logger.lines.map((l) => l.fields?.source).sort();
   deepEqual(sources, [
+    "boot_time",
     "cpu_count",
     "hostname",
     "load_average",
@@ -334,7 +398,10 @@ Deno.test("empty hostname and release strings from Deno become null", async () =
   const host = await new TelemetryCollector({ system, logger }).host();
   equal(host.hostname, null);
   equal(host.os_release, null);
-  deepEqual(logger.lines.map((l) => l.fields?.error), ["no usable value", "no usable value"]);
+  deepEqual(logger.lines.map((l) => [l.fields?.source, l.fields?.error]).sort(), [
+    ["hostname", "no usable value"],
+    ["os_release", "no usable value"],
+  ]);
 });
 
 Deno.test("os-release parsing handles double quotes, single quotes, escapes and comments", () => {
@@ -422,6 +489,7 @@ Deno.test("macOS helper failures yield null facts and one debug line each", asyn
   equal(host.os_version, null);
   equal(host.machine_id, null);
   deepEqual(logger.lines.map((l) => [l.fields?.source, l.fields?.error]).sort(), [
+    ["hardware", `${IOREG} exited with code 1`],
     ["machine_id", `${IOREG} exited with code 1`],
     ["os_name", `${SW_VERS} exited with code 1`],
   ]);
@@ -445,10 +513,22 @@ Deno.test("Windows MachineGuid comes from reg query and the version from the NT 
   equal(host.os_name, "Windows");
   equal(host.os_version, "10.0.22631");
   equal(host.os_release, "10.0.22631");
-  deepEqual(seen, [[
-    REG_EXE,
-    ["query", "HKLM\\SOFTWARE\\Microsoft\\Cryptography", "/v", "MachineGuid", "/reg:64"],
-  ]]);
+  deepEqual(seen, [
+    [
+      REG_EXE,
+      ["query", "HKLM\\SOFTWARE\\Microsoft\\Cryptography", "/v", "MachineGuid", "/reg:64"],
+    ],
+    [REG_EXE, ["query", "HKLM\\HARDWARE\\DESCRIPTION\\System\\BIOS"]],
+    [
+      REG_EXE,
+      [
+        "query",
+        "HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation",
+        "/v",
+        "TimeZoneKeyName",
+      ],
+    ],
+  ]);
   equal(
     parseRegMachineGuid("ERROR: The system was unable to find the specified registry key"),
     null,
@@ -460,7 +540,9 @@ Deno.test("the helpers the collector runs are exactly those allowed in the share
   const run = flags.find((f) => f.startsWith("--allow-run="));
   ok(run, "no --allow-run= line in tasks/permissions.flags");
   const allowed = run.slice("--allow-run=".length).split(",");
-  for (const path of [SW_VERS, IOREG, REG_EXE]) ok(allowed.includes(path), `${path} not allowed`);
+  for (const path of [SW_VERS, IOREG, REG_EXE, DF, HEAD]) {
+    ok(allowed.includes(path), `${path} not allowed`);
+  }
 });
 
 Deno.test("static facts are read once per collector, dynamic ones at every collection", async () => {
@@ -469,18 +551,22 @@ Deno.test("static facts are read once per collector, dynamic ones at every colle
   // Concurrent first calls must share one read, not race two.
   await Promise.all([collector.host(), collector.host()]);
   for (let i = 0; i < 3; i++) await collector.collect();
-  equal(calls.readTextFile, 2); // /etc/os-release and /etc/machine-id
+  // /etc/os-release, /etc/machine-id, /.dockerenv and /run/.containerenv
+  equal(calls.readTextFile, 4);
   equal(calls.hardwareConcurrency, 1);
-  equal(calls.runCommand, undefined);
+  // head over DMI and /proc once; df and /proc/net/dev once (not due again within a minute).
+  equal(calls.runCommand, 3);
+  equal(calls.readLink, 1);
   equal(calls.hostname, 5);
   equal(calls.osRelease, 1);
   equal(calls.networkInterfaces, 5);
   equal(calls.loadavg, 3);
   equal(calls.systemMemoryInfo, 3);
-  equal(calls.osUptime, 3);
+  equal(calls.osUptime, 4); // once more for boot_time
+  equal(calls.cpus, 3); // once per collection (the CPU model came from /proc/cpuinfo)
   // A second collector (a new process) reads them again.
   await new TelemetryCollector({ system }).host();
-  equal(calls.readTextFile, 4);
+  equal(calls.readTextFile, 8);
 });
 
 Deno.test("a source that recovers is reported again without a new debug line", () => {
@@ -549,4 +635,126 @@ Deno.test("machine-id files are validated", () => {
   equal(parseMachineIdFile("uninitialized\n"), null);
   equal(parseMachineIdFile("0".repeat(32)), null);
   equal(parseMachineIdFile(MACHINE_ID.slice(1)), null);
+});
+
+Deno.test("cpu utilisation is null on the first sample, then the delta since the last", () => {
+  const collector = new TelemetryCollector({ system: fakeSystem().system });
+  equal(collector.metrics().cpu, null);
+  deepEqual(collector.metrics().cpu, { user: 10, system: 5, idle: 85, iowait: null, steal: null });
+  const noCpus = fakeSystem({ cpus: undefined }).system;
+  equal(new TelemetryCollector({ system: noCpus }).metrics().cpu, null);
+});
+
+Deno.test("filesystems ride one heartbeat per df run, df runs at most every 5 minutes", async () => {
+  let nowMs = Date.parse("2026-01-02T03:00:00Z");
+  let beat = 0;
+  const netDev = () =>
+    `Inter-| Receive | Transmit\n face |bytes|bytes\n  eth0: ${1000 * beat} ${
+      10 * beat
+    } 0 0 0 0 0 0 ${500 * beat} ${5 * beat} 0 0 0 0 0 0\n`;
+  const seen: string[] = [];
+  const { system } = fakeSystem({
+    runCommand: (path, args) => {
+      seen.push(path === DF ? "df" : args[0] === "-v" ? "inventory" : "net");
+      return path === HEAD && args[0] === "-n"
+        ? Promise.resolve(netDev())
+        : linuxCommands(path, args);
+    },
+  });
+  const collector = new TelemetryCollector({ system, now: () => new Date(nowMs) });
+  const beats: Array<{ fs?: number; net?: unknown }> = [];
+  for (beat = 1; beat <= 7; beat++) {
+    const m = await collector.sampleMetrics();
+    beats.push({ fs: m.filesystems?.age_seconds, net: m.network });
+    nowMs += 60_000;
+  }
+  const traffic = { interval_seconds: 60, interfaces: { eth0: [1000, 10, 0, 500, 5, 0] } };
+  deepEqual(beats, [
+    { fs: 0, net: undefined }, // the first network sample is the baseline
+    { fs: undefined, net: traffic },
+    { fs: undefined, net: traffic },
+    { fs: undefined, net: traffic },
+    { fs: undefined, net: traffic },
+    { fs: 0, net: traffic }, // 5 minutes after the first df
+    { fs: undefined, net: traffic },
+  ]);
+  equal(seen.filter((s) => s === "df").length, 2);
+  equal(seen.filter((s) => s === "net").length, 7);
+  // `inventory` shows the newest figures whenever they were taken, with their age.
+  nowMs += 30_000;
+  const t = await collector.collect();
+  equal(t.metrics.filesystems?.age_seconds, 150); // df ran at 5 min, now is 7.5 min
+  deepEqual(t.metrics.network, { ...traffic, interval_seconds: 90 }); // network was due again
+  MetricsSchema.parse(t.metrics);
+});
+
+Deno.test("a failing df costs one debug line and leaves filesystems out", async () => {
+  const logger = recordingLogger();
+  const { system } = fakeSystem({
+    runCommand: (path, args) =>
+      path === DF
+        ? Promise.reject(new Error(`${DF} exited with code 1`))
+        : linuxCommands(path, args),
+  });
+  const collector = new TelemetryCollector({ system, logger });
+  for (let i = 0; i < 2; i++) {
+    equal((await collector.sampleMetrics(true)).filesystems, undefined);
+  }
+  deepEqual(logger.lines.map((l) => [l.fields?.source, l.fields?.error]), [
+    ["filesystems", `${DF} exited with code 1`],
+  ]);
+});
+
+Deno.test("no child-process samplers run outside Linux", async () => {
+  const { system, calls } = fakeSystem({
+    os: "darwin",
+    runCommand: (path) =>
+      Promise.resolve(path === IOREG ? fixture("macos_ioreg_platform.txt") : ""),
+  });
+  const t = await new TelemetryCollector({ system }).collect();
+  equal(t.metrics.filesystems, undefined);
+  equal(t.metrics.network, undefined);
+  equal(t.host.hardware_vendor, "Apple Inc.");
+  equal(t.host.hardware_serial, "C02XJ0J5ML8");
+  // sw_vers once, ioreg once for both the machine id and the hardware.
+  equal(calls.runCommand, 2);
+});
+
+Deno.test("the time zone comes from /etc/localtime, /etc/timezone or the Windows registry", async () => {
+  equal(
+    zoneFromLocaltimeLink("../usr/share/zoneinfo/America/Argentina/Buenos_Aires"),
+    "America/Argentina/Buenos_Aires",
+  );
+  equal(zoneFromLocaltimeLink("/var/db/timezone/zoneinfo/Europe/Berlin"), "Europe/Berlin");
+  equal(zoneFromLocaltimeLink("/usr/share/zoneinfo/posix/Etc/GMT+5"), "Etc/GMT+5");
+  equal(zoneFromLocaltimeLink("/etc/alternatives/localtime"), null);
+  const debian = fakeSystem({ readLink: () => Promise.reject(new Error("not a link")) }, {
+    "/etc/timezone": "Etc/UTC\n",
+  }).system;
+  equal((await new TelemetryCollector({ system: debian }).host()).time_zone, "Etc/UTC");
+  const windows = fakeSystem({
+    os: "windows",
+    runCommand: (_path, args) =>
+      Promise.resolve(
+        args.includes("TimeZoneKeyName")
+          ? "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation\r\n    TimeZoneKeyName    REG_SZ    W. Europe Standard Time\r\n\r\n"
+          : "",
+      ),
+  }).system;
+  equal(
+    (await new TelemetryCollector({ system: windows }).host()).time_zone,
+    "W. Europe Standard Time",
+  );
+  equal(parseRegTimeZone("ERROR: The system was unable to find the specified registry key"), null);
+});
+
+Deno.test({
+  name: "helpers run with an empty environment and their exit status honoured",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // `env` prints its environment: nothing may leak from the agent (proxy settings, tokens).
+    equal(await denoSystem.runCommand("/usr/bin/env", []), "");
+    await rejects(() => denoSystem.runCommand("/usr/bin/false", []), /exited with code 1/);
+    equal(await denoSystem.runCommand("/usr/bin/false", [], { anyExit: true }), "");
+  },
 });

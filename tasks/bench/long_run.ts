@@ -124,7 +124,10 @@ async function main(): Promise<void> {
   await heartbeatLoop({
     agentId: identity.agent_id,
     send: (body, signal) => client.heartbeat(identity.agent_id, body, signal),
-    snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
+    snapshot: async () => ({
+      host: await collector.host(),
+      metrics: await collector.sampleMetrics(),
+    }),
     status,
     schedule,
     monotonicMs: () => performance.now(),

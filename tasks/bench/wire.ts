@@ -96,7 +96,10 @@ export async function heartbeatBodies(
       if (sent.length >= beats) done.abort();
       return Promise.resolve({ next_heartbeat_seconds: 60, features: [FEATURE_HOST_DIGEST] });
     },
-    snapshot: async () => ({ host: await collector.host(), metrics: collector.metrics() }),
+    snapshot: async () => ({
+      host: await collector.host(),
+      metrics: await collector.sampleMetrics(),
+    }),
     status: { current: status, save: () => Promise.resolve() },
     schedule: new HeartbeatSchedule({ random: () => 0.5 }),
     monotonicMs: () => performance.now(),

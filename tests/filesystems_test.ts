@@ -1,0 +1,70 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { DF_ARGS, EXCLUDED_FILESYSTEM_TYPES, parseDfOutput } from "../src/filesystems.ts";
+import { telemetryFixture } from "./helpers.ts";
+
+Deno.test("df output of a container keeps its root filesystem only", () => {
+  deepEqual(parseDfOutput(telemetryFixture("linux_df_container.txt")), [
+    ["/", "ext4", 270553174016, 270553174016 - 24208846848, 84735447040, 16777216, 16363902],
+  ]);
+});
+
+Deno.test("df output of a workstation drops pseudo, image and overlay filesystems", () => {
+  const mounts = parseDfOutput(telemetryFixture("linux_df_workstation.txt"));
+  deepEqual(mounts.map(([mount, type]) => `${type} ${mount}`), [
+    "ext4 /",
+    "vfat /boot/efi",
+    "btrfs /mnt/data",
+    "xfs /srv/my data",
+  ]);
+  // Filesystems without an inode table (vfat, btrfs) report null inodes, not zero.
+  deepEqual(mounts[1], ["/boot/efi", "vfat", 535805952, 529436672, 529436672, null, null]);
+  deepEqual(mounts[2]!.slice(5), [null, null]);
+});
+
+Deno.test("df lines with dashes, garbage or a zero size are skipped or nulled", () => {
+  const text = [
+    "Type 1B-blocks Used Avail Inodes IFree Mounted on",
+    "ext4 1000 - 400 10 - /a",
+    "ext4 0 0 0 0 0 /empty",
+    "ext4 1000 2000 0 1 1 /overfull",
+    "not a df line",
+    "",
+  ].join("\n");
+  deepEqual(parseDfOutput(text), [
+    ["/a", "ext4", 1000, null, 400, 10, null],
+    ["/overfull", "ext4", 1000, null, 0, 1, 1],
+  ]);
+});
+
+Deno.test("the excluded filesystem types cover memory, pseudo, container and network ones", () => {
+  for (const type of ["tmpfs", "proc", "sysfs", "overlay", "squashfs", "nfs4", "cifs", "9p"]) {
+    ok(EXCLUDED_FILESYSTEM_TYPES.has(type), type);
+  }
+  for (const type of ["ext4", "xfs", "btrfs", "vfat", "zfs", "ntfs3"]) {
+    ok(!EXCLUDED_FILESYSTEM_TYPES.has(type), type);
+  }
+  // Only local filesystems are queried, so a hung network mount cannot block df.
+  ok(DF_ARGS.includes("-l"));
+});
+
+Deno.test({
+  name: "df on this machine parses into the filesystems df itself lists",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await new Deno.Command("/usr/bin/df", {
+      args: [...DF_ARGS],
+      clearEnv: true,
+      stdout: "piped",
+    }).output();
+    equal(out.code, 0);
+    const text = new TextDecoder().decode(out.stdout);
+    const lines = text.trim().split("\n").slice(1);
+    const mounts = parseDfOutput(text);
+    ok(mounts.length > 0);
+    ok(mounts.length <= lines.length);
+    for (const [mount, type, total, free, avail] of mounts) {
+      ok(lines.some((l) => l.startsWith(type) && l.endsWith(` ${mount}`)), mount);
+      ok(total !== null && free !== null && avail !== null && avail <= free && free <= total);
+    }
+  },
+});
