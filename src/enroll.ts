@@ -52,6 +52,7 @@ export interface EnrollClientOptions {
   /** The `--ca-file` bundle; undefined = system roots. */
   caCertificates?: string[];
   proxyUrl?: URL;
+  proxyPac?: string;
   env: (name: string) => string | undefined;
   timeoutMs: number;
   logger: Logger;
@@ -418,6 +419,7 @@ async function obtainIdentity(
     baseUrl,
     caCertificates: bootstrapCa,
     proxyUrl: config.proxyUrl,
+    proxyPac: config.proxyPac,
     env: ctx.env,
     timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
     logger,

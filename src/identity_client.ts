@@ -1,3 +1,4 @@
+import type { ClockOffset } from "./clock_offset.ts";
 import type { AuthMode } from "./config.ts";
 import type { Identity } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
@@ -7,6 +8,9 @@ import { PlatformClient } from "./platform_client.ts";
 export interface IdentityClientOptions {
   auth: AuthMode;
   proxyUrl?: URL;
+  proxyPac?: string;
+  /** Measures the platform's clock from its answers (shared by every client of a process). */
+  clock?: ClockOffset;
   env: (name: string) => string | undefined;
   timeoutMs: number;
   logger: Logger;
@@ -35,6 +39,8 @@ export function clientForIdentity(
       }
       : { kind: "bearer", token: identity.service_account_token },
     proxyUrl: options.proxyUrl,
+    proxyPac: options.proxyPac,
+    clock: options.clock,
     env: options.env,
     timeoutMs: options.timeoutMs,
     logger: options.logger,

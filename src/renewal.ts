@@ -309,6 +309,7 @@ const defaultRenewDeps: RenewCommandDeps = {
     clientForIdentity(identity, {
       auth: ctx.config.auth,
       proxyUrl: ctx.config.proxyUrl,
+      proxyPac: ctx.config.proxyPac,
       env: ctx.env,
       timeoutMs: ctx.config.timeoutSeconds * 1000,
       logger: ctx.logger,

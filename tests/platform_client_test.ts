@@ -5,11 +5,10 @@ import { PlatformError } from "../src/errors.ts";
 import type { HeartbeatRequest } from "../src/contract.ts";
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
-  matchesNoProxy,
   PlatformClient,
   type PlatformClientOptions,
-  proxyForUrl,
 } from "../src/platform_client.ts";
+import { matchesNoProxy, proxyForUrl } from "../src/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
@@ -933,7 +932,7 @@ Deno.test("matchesNoProxy follows the usual NO_PROXY rules", () => {
   }
 });
 
-Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https, HTTP_PROXY for http", () => {
+Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https; plain http never", () => {
   const env = (vars: Record<string, string>) => (name: string) => vars[name];
   const https = new URL("https://platform.example.com/");
   const explicit = new URL("http://explicit:3128/");
@@ -941,8 +940,8 @@ Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https, HTTP_PROXY
   assert.equal(proxyForUrl(https, env({ https_proxy: "proxy:8080" }))?.href, "http://proxy:8080/");
   assert.equal(proxyForUrl(https, env({ HTTP_PROXY: "http://p/" })), undefined);
   assert.equal(
-    proxyForUrl(new URL("http://127.0.0.1:8080/"), env({ HTTP_PROXY: "http://p:1/" }))?.href,
-    "http://p:1/",
+    proxyForUrl(new URL("http://127.0.0.1:8080/"), env({ HTTP_PROXY: "http://p:1/" }), explicit),
+    undefined,
   );
   assert.equal(proxyForUrl(https, env({ HTTPS_PROXY: "http://p:1/" }), explicit), explicit);
   assert.equal(proxyForUrl(https, env({ NO_PROXY: "example.com" }), explicit), undefined);
