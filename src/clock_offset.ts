@@ -27,8 +27,8 @@ export function offsetFromDate(
   if (date === null) return undefined;
   const platformMs = Date.parse(date);
   if (Number.isNaN(platformMs)) return undefined;
-  // The header truncates to the second: its true instant lies in [platformMs, platformMs + 1000).
-  return Math.round((platformMs + 500 - (sentWallMs + receivedWallMs) / 2) / 1000);
+  // `|| 0` turns -0 into 0.
+  return Math.round((platformMs - (sentWallMs + receivedWallMs) / 2) / 1000) || 0;
 }
 
 /** `612 s ahead of` / `3 min behind` style text for an offset, from the host's point of view. */

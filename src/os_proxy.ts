@@ -24,9 +24,9 @@ export interface OsProxySetting {
 
 /** Parses `netsh winhttp show proxy`; undefined for "Direct access". */
 export function parseWinHttpProxy(text: string): OsProxySetting | undefined {
-  const fields = [...text.matchAll(/^\s*([^:\r\n]+?)\s*:\s*(.*?)\s*$/gm)]
-    .map((m) => [m[1]!.toLowerCase(), m[2]!] as const)
-    .filter(([, value]) => value !== "");
+  const fields = text.split(/\r?\n/).map((line) => /^\s*([^:]+?)\s*:\s*(.*?)\s*$/.exec(line))
+    .filter((m) => m !== null && m[2] !== "")
+    .map((m) => [m![1]!.toLowerCase(), m![2]!] as const);
   // English labels first; a localised system prints the server, then the bypass list.
   const server = fields.find(([key]) => key.startsWith("proxy server"))?.[1] ?? fields[0]?.[1];
   const bypassRaw = fields.find(([key]) => key.startsWith("bypass list"))?.[1] ??

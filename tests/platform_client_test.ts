@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
+import { ClockOffset } from "../src/clock_offset.ts";
 import { PlatformError } from "../src/errors.ts";
 import type { HeartbeatRequest } from "../src/contract.ts";
 import {
@@ -262,6 +263,30 @@ Deno.test("an expired server certificate is refused as tls naming the expiry", a
     error.message,
     /^TLS handshake with "127\.0\.0\.1:\d+" failed: certificate expired at \d{4}-\d\d-\d\dT[\d:]+Z \(Expired\)$/,
   );
+});
+
+Deno.test("an expired server certificate error carries the measured clock offset", async () => {
+  await using server = serve(() => json(HEALTHY), expiredCert);
+  const clock = new ClockOffset(undefined, {
+    seconds: -600,
+    measuredAt: "2026-01-01T12:00:00.000Z",
+  });
+  using c = client(urlOf(server), { clock });
+  const error = await failure(c.health(), "tls");
+  assert.match(
+    error.message,
+    /\(Expired\); the platform's clock is 10 min behind this host \(measured 2026-01-01T12:00:00.000Z\)$/,
+  );
+});
+
+Deno.test("every answer's Date header updates the clock offset", async () => {
+  await using server = serve(
+    () => json(HEALTHY, 200, { date: new Date(Date.now() + 300_000).toUTCString() }),
+  );
+  const clock = new ClockOffset();
+  using c = client(urlOf(server), { clock });
+  await c.health();
+  assert.ok(Math.abs(clock.latest!.seconds - 300) <= 1, String(clock.latest?.seconds));
 });
 
 Deno.test("pinning: the platform's CA set replaces the built-in roots, in a real agent process", async () => {
