@@ -291,7 +291,7 @@ Deno.test("preflightCommand prints the checks and fails with exit 4 naming the f
     assert.equal(out.length, 1);
     // The proxy decision first, then the five checks (and the final newline).
     assert.equal(out[0]!.split("\n").length, 7);
-    assert.match(out[0]!, /^ok {4}route  direct \(from no proxy configured\)$/m);
+    assert.match(out[0]!, /^ok {4}route {2}direct \(from no proxy configured\)$/m);
   }
   {
     const { ctx, out } = context("https://127.0.0.1:1/");
