@@ -2,6 +2,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
 import { ClockOffset } from "../src/clock_offset.ts";
+import { silentLogger } from "../src/log.ts";
 import { PlatformError } from "../src/errors.ts";
 import type { HeartbeatRequest } from "../src/contract.ts";
 import {
@@ -9,7 +10,7 @@ import {
   PlatformClient,
   type PlatformClientOptions,
 } from "../src/platform_client.ts";
-import { matchesNoProxy, proxyForUrl } from "../src/proxy_select.ts";
+import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
@@ -814,6 +815,63 @@ Deno.test("a closed client fails as aborted", async () => {
 
 // ---------------------------------------------------------------------------------------------
 // Proxies.
+
+Deno.test("PROXY a; PROXY b: a refused first hop fails over to the second, then sticks to it", async () => {
+  await using server = serve(() => json(HEALTHY));
+  await using proxy = startConnectProxy();
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadUrl = new URL(`http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`);
+  dead.close();
+  let evaluations = 0;
+  const route = new ProxyRoute(urlOf(server), {
+    env: () => undefined,
+    pac: "/test.pac",
+    evaluatePac: () => {
+      evaluations++;
+      return Promise.resolve([
+        { kind: "proxy", url: deadUrl },
+        { kind: "proxy", url: proxy.url },
+      ]);
+    },
+  });
+  const warnings: string[] = [];
+  const logger = { ...silentLogger, warn: (m: string) => warnings.push(m) };
+  using c = client(urlOf(server), { proxyRoute: route, logger });
+  assert.equal(c.proxy?.href, undefined, "a PAC decision is made at the first request");
+  await c.health();
+  await c.health();
+  assert.equal(c.proxy?.href, proxy.url.href);
+  assert.equal(proxy.tunnels, 1);
+  assert.equal(evaluations, 1);
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0]!,
+    /^cannot connect to proxy "127\.0\.0\.1:\d+": connection refused; trying the next proxy/,
+  );
+});
+
+Deno.test("when every hop fails the PAC is evaluated again at the next request", async () => {
+  await using server = serve(() => json(HEALTHY));
+  await using proxy = startConnectProxy();
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadUrl = new URL(`http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`);
+  dead.close();
+  let evaluations = 0;
+  const route = new ProxyRoute(urlOf(server), {
+    env: () => undefined,
+    pac: "/test.pac",
+    evaluatePac: () => {
+      evaluations++;
+      const url = evaluations === 1 ? deadUrl : proxy.url;
+      return Promise.resolve([{ kind: "proxy", url }]);
+    },
+  });
+  using c = client(urlOf(server), { proxyRoute: route });
+  await failure(c.health(), "network");
+  await c.health();
+  assert.equal(evaluations, 2);
+  assert.equal(proxy.tunnels, 1);
+});
 
 Deno.test("HTTPS_PROXY from the environment tunnels through the CONNECT proxy", async () => {
   await using server = serve(() => json(HEALTHY));
