@@ -1,3 +1,4 @@
+import { ClockOffset } from "./clock_offset.ts";
 import { failureDelay } from "./backoff.ts";
 import {
   CertificateCheckError,
@@ -53,6 +54,8 @@ export interface EnrollClientOptions {
   caCertificates?: string[];
   proxyUrl?: URL;
   proxyPac?: string;
+  /** Measures the platform's clock from its answers (for the hint of a validity error). */
+  clock?: ClockOffset;
   env: (name: string) => string | undefined;
   timeoutMs: number;
   logger: Logger;
@@ -415,11 +418,13 @@ async function obtainIdentity(
     host,
     agent_version: VERSION,
   };
+  const clock = new ClockOffset();
   const client = await deps.createClient({
     baseUrl,
     caCertificates: bootstrapCa,
     proxyUrl: config.proxyUrl,
     proxyPac: config.proxyPac,
+    clock,
     env: ctx.env,
     timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
     logger,
@@ -446,6 +451,7 @@ async function obtainIdentity(
       caCertificatePems: response.ca_certificates,
       publicKey: keys.publicKey,
       now: deps.now(),
+      clock: clock.latest,
     });
   } catch (e) {
     if (e instanceof CertificateCheckError) {

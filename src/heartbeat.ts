@@ -567,6 +567,7 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     store,
     status,
     logger,
+    clock,
   });
   const schedule = new HeartbeatSchedule({
     intervalSeconds: options.intervalSeconds ?? config.intervalSeconds,

@@ -309,3 +309,24 @@ Deno.test("run warns once about a platform clock 10 min behind and status shows 
     /^Clock offset: +-(599|600|601) s: the platform's clock is 10 min behind this host/m,
   );
 });
+
+Deno.test("enroll refusing a not-yet-valid certificate names the platform's clock offset", async () => {
+  await using platform = await startDevPlatform({ quiet: true, clockOffsetSeconds: 600 });
+  await using dir = await tempDir();
+  const enroll = await runAgent([
+    "--state-dir",
+    dir.path,
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { stdin: platform.mintEnrollmentToken() });
+  assert.notEqual(enroll.code, 0);
+  assert.match(
+    enroll.stderr,
+    /certificate is not valid until .*check this host's clock\); the platform's clock is 10 min ahead of this host \(measured 20\d\d-/,
+  );
+});
