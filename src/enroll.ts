@@ -418,7 +418,7 @@ async function obtainIdentity(
     host,
     agent_version: VERSION,
   };
-  const clock = new ClockOffset();
+  const clock = new ClockOffset(logger);
   const client = await deps.createClient({
     baseUrl,
     caCertificates: bootstrapCa,

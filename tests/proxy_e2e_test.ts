@@ -74,6 +74,8 @@ Deno.test("a plain http platform is never reached through HTTP_PROXY, http_proxy
   await using proxy = recordingListener();
   await using dir = await tempDir();
   const env = {
+    // The deno CLI (not the agent) checks for upgrades through these proxies.
+    DENO_NO_UPDATE_CHECK: "1",
     HTTP_PROXY: proxy.url,
     http_proxy: proxy.url,
     ALL_PROXY: proxy.url,
