@@ -240,6 +240,7 @@ export class PlatformClient implements Disposable {
         () => createClient(options, this.#pinned, this.#logger),
       );
     } catch (e) {
+      if (e instanceof PlatformError) throw e;
       // Deno's message names the broken input, never its contents; redact all the same.
       throw new PlatformError(
         `cannot set up TLS for ${JSON.stringify(this.#target)}: ${redact(oneLine(errorText(e)))}`,

@@ -3,6 +3,7 @@
  * `proxy_url`, then the environment, then a PAC file, then the OS setting, then direct. A plain
  * http:// platform (loopback only) is never proxied. PAC and OS code load only when configured.
  */
+import { PlatformError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
 /** One way to reach the platform: directly, or through an HTTP(S) proxy (credentials allowed). */
@@ -173,8 +174,9 @@ export function withDecidedProxyEnv<T>(direct: boolean, make: () => T): T {
     previous = Deno.env.get("NO_PROXY");
     Deno.env.set("NO_PROXY", direct ? DENO_NO_PROXY_DIRECT : "");
   } catch {
-    throw new Error(
-      "cannot make the HTTP client ignore proxy environment variables (NO_PROXY is not writable)",
+    throw new PlatformError(
+      "cannot make the HTTP client ignore the proxy environment variables: NO_PROXY is not in --allow-env",
+      { kind: "network" },
     );
   }
   try {

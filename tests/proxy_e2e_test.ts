@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./squid.ts";
 
 const NO_SQUID = !squidAvailable();
@@ -331,4 +332,24 @@ Deno.test("enroll refusing a not-yet-valid certificate names the platform's cloc
     enroll.stderr,
     /certificate is not valid until .*check this host's clock\); the platform's clock is 10 min ahead of this host \(measured 20\d\d-/,
   );
+});
+
+Deno.test("without permission to pin NO_PROXY the agent fails closed instead of following the environment", async () => {
+  await using platform = await startDevPlatform({ quiet: true, insecureHttp: true });
+  await using dir = await tempDir();
+  const enroll = await runAgent(
+    ["--state-dir", dir.path, "enroll", "--url", platform.url.href, "--token-file", "-"],
+    { stdin: platform.mintEnrollmentToken() },
+  );
+  assert.equal(enroll.code, 0, enroll.stderr);
+  const flags = (await agentPermissionFlags()).map((f) =>
+    f.startsWith("--allow-env=") ? f.replace(/(^|,)NO_PROXY(?=,|$)/, "") : f
+  );
+  const run = await runAgent(["--state-dir", dir.path, "run", "--once"], {
+    permissions: flags,
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  });
+  assert.equal(run.code, 4, run.stderr);
+  assert.match(run.stderr, /NO_PROXY is not in --allow-env/);
+  assert.equal(platform.heartbeats().length, 0);
 });
