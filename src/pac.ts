@@ -95,13 +95,7 @@ async function readAll(stream: ReadableStream<Uint8Array>, max: number): Promise
     if (total > max) throw new Error(`larger than ${PAC_MAX_BYTES} bytes`);
     chunks.push(chunk);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  return new Uint8Array(await new Blob(chunks as BlobPart[]).arrayBuffer());
 }
 
 async function httpGet(url: URL, timeoutMs: number): Promise<Uint8Array> {
@@ -176,11 +170,7 @@ function dechunk(body: Uint8Array): Uint8Array {
     at = lineEnd + 2 + size + 2;
   }
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
+  parts.reduce((offset, part) => (out.set(part, offset), offset + part.length), 0);
   return out;
 }
 

@@ -14,6 +14,7 @@ import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts"
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { freePort } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Throwaway PKI: two unrelated CAs, server certificates for every TLS case, client certificates.
@@ -177,13 +178,6 @@ async function failure(promise: Promise<unknown>, kind: string): Promise<Platfor
   assertNoSecret(error.message);
   assertNoSecret(JSON.stringify({ ...error, message: error.message }));
   return error;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** A raw TCP server that answers every connection with `respond` (for broken HTTP). */
@@ -819,9 +813,7 @@ Deno.test("a closed client fails as aborted", async () => {
 Deno.test("PROXY a; PROXY b: a refused first hop fails over to the second, then sticks to it", async () => {
   await using server = serve(() => json(HEALTHY));
   await using proxy = startConnectProxy();
-  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const deadUrl = new URL(`http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`);
-  dead.close();
+  const deadUrl = new URL(`http://127.0.0.1:${freePort()}`);
   let evaluations = 0;
   const route = new ProxyRoute(urlOf(server), {
     env: () => undefined,
@@ -853,9 +845,7 @@ Deno.test("PROXY a; PROXY b: a refused first hop fails over to the second, then 
 Deno.test("when every hop fails the PAC is evaluated again at the next request", async () => {
   await using server = serve(() => json(HEALTHY));
   await using proxy = startConnectProxy();
-  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const deadUrl = new URL(`http://127.0.0.1:${(dead.addr as Deno.NetAddr).port}`);
-  dead.close();
+  const deadUrl = new URL(`http://127.0.0.1:${freePort()}`);
   let evaluations = 0;
   const route = new ProxyRoute(urlOf(server), {
     env: () => undefined,

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { freePort, runAgent, spawnAgent, tempDir } from "./helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./squid.ts";
 
@@ -68,6 +68,28 @@ function connects(log: string, target: string): string[] {
 
 function hostPort(url: URL): string {
   return `${url.hostname}:${url.port}`;
+}
+
+/** `enroll --url <platform> --ca-file <its CA> <extra> --token-file -` with a fresh token. */
+function enrollWith(
+  platform: { url: URL; caFile: string; mintEnrollmentToken(): string },
+  stateDir: string,
+  extra: string[] = [],
+  globals: string[] = [],
+) {
+  return runAgent([
+    "--state-dir",
+    stateDir,
+    ...globals,
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    ...extra,
+    "--token-file",
+    "-",
+  ], { stdin: platform.mintEnrollmentToken() });
 }
 
 Deno.test("a plain http platform is never reached through HTTP_PROXY, http_proxy or ALL_PROXY", async () => {
@@ -152,19 +174,7 @@ Deno.test({
       new RegExp(`^ok +route +http://${squidHost} \\(from PAC "${pac.url}"\\)$`, "m"),
     );
 
-    const enroll = await runAgent([
-      "--state-dir",
-      dir.path,
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--proxy-pac",
-      pac.url,
-      "--token-file",
-      "-",
-    ], { stdin: platform.mintEnrollmentToken() });
+    const enroll = await enrollWith(platform, dir.path, ["--proxy-pac", pac.url]);
     assert.equal(enroll.code, 0, enroll.stderr);
     const afterEnroll = connects(await squid.accessLog(), target).length;
     assert.ok(afterEnroll >= 2, `squid saw ${afterEnroll} CONNECTs to ${target}`);
@@ -185,10 +195,7 @@ Deno.test({
     await using squid = await startSquid();
     await using platform = await startDevPlatform({ quiet: true });
     await using dir = await tempDir();
-    // A port that was free a moment ago: connection refused.
-    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const deadPort = (dead.addr as Deno.NetAddr).port;
-    dead.close();
+    const deadPort = freePort();
     const pacFile = join(dir.path, "proxy.pac");
     await Deno.writeTextFile(
       pacFile,
@@ -201,17 +208,7 @@ Deno.test({
       JSON.stringify({ proxy_pac_url: pacFile }),
     );
     await Deno.chmod(join(dir.path, "agent.json"), 0o600);
-    const enroll = await runAgent([
-      "--state-dir",
-      dir.path,
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      "-",
-    ], { stdin: platform.mintEnrollmentToken() });
+    const enroll = await enrollWith(platform, dir.path);
     assert.equal(enroll.code, 0, enroll.stderr);
     assert.match(
       enroll.stderr,
@@ -236,19 +233,7 @@ Deno.test({
     const proxyUrl = `http://${username}:${password}@${hostPort(squid.authUrl)}`;
     await Deno.writeTextFile(join(dir.path, "agent.json"), JSON.stringify({ proxy_url: proxyUrl }));
     await Deno.chmod(join(dir.path, "agent.json"), 0o600);
-    const enroll = await runAgent([
-      "--state-dir",
-      dir.path,
-      "--log-level",
-      "debug",
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      "-",
-    ], { stdin: platform.mintEnrollmentToken() });
+    const enroll = await enrollWith(platform, dir.path, [], ["--log-level", "debug"]);
     assert.equal(enroll.code, 0, enroll.stderr);
     assert.ok(!enroll.stderr.includes(password));
     const log = await squid.accessLog();
@@ -262,17 +247,7 @@ Deno.test({
 Deno.test("run warns once about a platform clock 10 min behind and status shows the offset", async () => {
   await using platform = await startDevPlatform({ quiet: true, clockOffsetSeconds: -600 });
   await using dir = await tempDir();
-  const enroll = await runAgent([
-    "--state-dir",
-    dir.path,
-    "enroll",
-    "--url",
-    platform.url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
+  const enroll = await enrollWith(platform, dir.path);
   assert.equal(enroll.code, 0, enroll.stderr);
   const agentId = JSON.parse(await Deno.readTextFile(join(dir.path, "identity.json"))).agent_id;
 
@@ -316,17 +291,7 @@ Deno.test("run warns once about a platform clock 10 min behind and status shows 
 Deno.test("enroll refusing a not-yet-valid certificate names the platform's clock offset", async () => {
   await using platform = await startDevPlatform({ quiet: true, clockOffsetSeconds: 600 });
   await using dir = await tempDir();
-  const enroll = await runAgent([
-    "--state-dir",
-    dir.path,
-    "enroll",
-    "--url",
-    platform.url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
+  const enroll = await enrollWith(platform, dir.path);
   assert.notEqual(enroll.code, 0);
   assert.match(
     enroll.stderr,

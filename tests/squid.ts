@@ -5,6 +5,8 @@
  * file). Stopped (and only it) when disposed.
  */
 
+import { freePort, reachable } from "./helpers.ts";
+
 /** Where Debian installs squid. */
 export const SQUID_PATH = "/usr/sbin/squid";
 const NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth";
@@ -27,23 +29,6 @@ export interface Squid extends AsyncDisposable {
   readonly credentials: { username: string; password: string };
   /** squid's access log so far (one line per request, CONNECTs included). */
   accessLog(): Promise<string>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function accepting(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts squid; rejects with its cache.log when it does not listen within 20 s. */
@@ -116,7 +101,7 @@ export async function startSquid(): Promise<Squid> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   const deadline = Date.now() + 20_000;
-  while (!(await accepting(open) && await accepting(auth))) {
+  while (!(await reachable(open) && await reachable(auth))) {
     if (Date.now() > deadline) {
       const log = await Deno.readTextFile(`${dir}/cache.log`).catch(() => "");
       await stop();
