@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { clockHint, type ClockMeasurement } from "./clock_offset.ts";
 
 /** ECDSA P-256, the only key type the contract allows for agent keys. */
 export const AGENT_KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
@@ -77,6 +78,8 @@ export interface VerifyIssuedCertificateInput {
   /** Wall-clock now, ms. */
   now: number;
   skewSeconds?: number;
+  /** The platform's clock against this host's, added to a "not yet valid"/"expired" error. */
+  clock?: ClockMeasurement;
 }
 
 /** A verified certificate: its validity window and the path that proves it. */
@@ -113,20 +116,21 @@ function checkValidity(
   what: string,
   now: number,
   skewMs: number,
+  hint = "",
 ): void {
   const { notBefore, notAfter } = cert;
   if (notBefore.getTime() - skewMs > now) {
     throw new CertificateCheckError(
       `${what} is not valid until ${notBefore.toISOString()}, ${
         describeOffset(notBefore.getTime() - now)
-      } from now (clock skew? check this host's clock)`,
+      } from now (clock skew? check this host's clock)${hint}`,
     );
   }
   if (notAfter.getTime() + skewMs < now) {
     throw new CertificateCheckError(
       `${what} expired at ${notAfter.toISOString()}, ${
         describeOffset(now - notAfter.getTime())
-      } ago (clock skew? check this host's clock)`,
+      } ago (clock skew? check this host's clock)${hint}`,
     );
   }
 }
@@ -157,6 +161,7 @@ function checkCa(
   anchor: boolean,
   now: number,
   skewMs: number,
+  hint = "",
 ): void {
   const constraints = ca.getExtension(x509.BasicConstraintsExtension);
   if (!anchor && constraints?.ca !== true) {
@@ -176,7 +181,7 @@ function checkCa(
       `path length exceeded: ${what} allows ${pathLength} intermediate CA(s) below it (pathlen:${pathLength}), the chain has ${casBelow}`,
     );
   }
-  checkValidity(ca, what, now, skewMs);
+  checkValidity(ca, what, now, skewMs, hint);
 }
 
 /**
@@ -225,7 +230,8 @@ export async function verifyIssuedCertificate(
     );
   }
   const leaf = chain[0]!;
-  checkValidity(leaf, "certificate", input.now, skewMs);
+  const hint = clockHint(input.clock);
+  checkValidity(leaf, "certificate", input.now, skewMs, hint);
   const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
   if (eku && !eku.usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
     throw new CertificateCheckError(
@@ -251,7 +257,7 @@ export async function verifyIssuedCertificate(
     if (anchor) {
       const selfIssued = anchor.subject === anchor.issuer;
       const what = `${selfIssued ? "root" : "CA"} ${named(anchor.subject)} of ca_certificates`;
-      checkCa(anchor, what, i, true, input.now, skewMs);
+      checkCa(anchor, what, i, true, input.now, skewMs, hint);
       if (selfIssued || path.includes(anchor)) break;
       // An intermediate among ca_certificates (leaf alone, ca_certificates = [issuing, root]): it
       // goes on the presented path too, so that an edge trusting only the root can verify us.
@@ -265,7 +271,7 @@ export async function verifyIssuedCertificate(
     }
     const next = chain[i + 1];
     if (next && await issued(next, current)) {
-      checkCa(next, `intermediate ${named(next.subject)}`, i, false, input.now, skewMs);
+      checkCa(next, `intermediate ${named(next.subject)}`, i, false, input.now, skewMs, hint);
       path.push(next);
       continue;
     }

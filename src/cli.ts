@@ -99,6 +99,7 @@ export function buildCli(proc: CliProcess): Command {
     )
     .option("--force", "replace an existing identity (only once the new one is stored)")
     .option("--check", "preflight: test DNS, TCP, TLS, health and clock skew; consumes no token")
+    .option("--proxy-pac <url|file>", "proxy auto-config file (env ONECONNECT_PROXY_PAC)")
     .addOption(
       new Option("--timeout <seconds>", "give up retrying after this long")
         .argParser(integerIn(1, 86400, "seconds")).default(120),
@@ -111,7 +112,11 @@ export function buildCli(proc: CliProcess): Command {
       ),
     )
     .action(async (opts, cmd: Command) => {
-      const ctx = await context(cmd, { url: opts.url, caFile: opts.caFile });
+      const ctx = await context(cmd, {
+        url: opts.url,
+        caFile: opts.caFile,
+        proxyPac: opts.proxyPac,
+      });
       const caPins = [...opts.caPin as string[]];
       const envPins = proc.env("ONECONNECT_CA_PIN");
       if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
@@ -142,6 +147,7 @@ export function buildCli(proc: CliProcess): Command {
     .description("send heartbeats until stopped (the service process)")
     .option("--once", "send one heartbeat and exit (0 ok, 3 rejected, 4 failed)")
     .option("--auth <mode>", "bearer|mtls (env ONECONNECT_AUTH, default bearer)")
+    .option("--proxy-pac <url|file>", "proxy auto-config file (env ONECONNECT_PROXY_PAC)")
     .addOption(
       new Option("--interval <seconds>", "heartbeat interval, overriding the platform's")
         .argParser(integerIn(1, 86400, "seconds")),
@@ -159,7 +165,11 @@ export function buildCli(proc: CliProcess): Command {
       ),
     )
     .action(async (opts, cmd: Command) => {
-      const ctx = await context(cmd, { auth: opts.auth, metricsFile: opts.metricsFile });
+      const ctx = await context(cmd, {
+        auth: opts.auth,
+        metricsFile: opts.metricsFile,
+        proxyPac: opts.proxyPac,
+      });
       const { runCommand } = await import("./heartbeat.ts");
       await runCommand(ctx, { once: opts.once === true, intervalSeconds: opts.interval });
     });

@@ -22,6 +22,7 @@ export const FileConfigSchema = z.strictObject({
   log_format: z.enum(LOG_FORMATS).optional(),
   auth: AuthModeSchema.optional(),
   proxy_url: z.string().min(1).optional(),
+  proxy_pac_url: z.string().min(1).optional(),
   timeout_seconds: z.number().int().min(1).max(600).optional(),
   interval_seconds: z.number().int().min(1).max(86400).optional(),
   metrics_file: z.string().min(1).optional(),
@@ -44,6 +45,7 @@ export interface ConfigFlags {
   caFile?: string;
   auth?: string;
   metricsFile?: string;
+  proxyPac?: string;
 }
 
 /** The effective configuration after precedence: flag > environment > agent.json > default. */
@@ -55,6 +57,8 @@ export interface ResolvedConfig {
   caFile?: string;
   auth: AuthMode;
   proxyUrl?: URL;
+  /** PAC file (http:// URL or path), consulted after `proxyUrl` and the environment. */
+  proxyPac?: string;
   timeoutSeconds: number;
   intervalSeconds?: number;
   /** Prometheus textfile `run` keeps current (`--metrics-file`), if any. */
@@ -91,6 +95,7 @@ export const ENV_VARS = {
   logFormat: "ONECONNECT_LOG_FORMAT",
   auth: "ONECONNECT_AUTH",
   metricsFile: "ONECONNECT_METRICS_FILE",
+  proxyPac: "ONECONNECT_PROXY_PAC",
 } as const;
 
 /** The platform's default state directory for this OS and user. */
@@ -173,6 +178,22 @@ export function parseProxyUrl(raw: string, origin: string): URL {
     // reported below
   }
   throw new UsageError(`Invalid proxy URL (${origin}): expected http://[user:pass@]host:port`);
+}
+
+/** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */
+export function parsePacSource(raw: string, origin: string): string {
+  const value = raw.trim();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !/^(http|file):\/\//i.test(value)) {
+    throw new UsageError(
+      `Invalid PAC location ${
+        JSON.stringify(value)
+      } (${origin}): expected an http:// URL or a file path`,
+    );
+  }
+  if (value === "") {
+    throw new UsageError(`Invalid PAC location "" (${origin}): expected a URL or path`);
+  }
+  return value;
 }
 
 function oneOf<T extends string>(
@@ -302,6 +323,7 @@ export async function resolveConfig(
     ENV_VARS.metricsFile,
     file.metrics_file,
   );
+  const [pac, pacOrigin] = pick("proxyPac", flags.proxyPac, ENV_VARS.proxyPac, file.proxy_pac_url);
 
   return {
     stateDir,
@@ -319,6 +341,7 @@ export async function resolveConfig(
     proxyUrl: file.proxy_url === undefined
       ? undefined
       : parseProxyUrl(file.proxy_url, CONFIG_FILE_NAME),
+    proxyPac: pac === undefined ? undefined : parsePacSource(String(pac), pacOrigin),
     timeoutSeconds: file.timeout_seconds ?? 15,
     intervalSeconds: file.interval_seconds,
     metricsFile: metricsFile === undefined ? undefined : String(metricsFile),

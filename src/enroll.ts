@@ -1,3 +1,4 @@
+import { ClockOffset } from "./clock_offset.ts";
 import { failureDelay } from "./backoff.ts";
 import {
   CertificateCheckError,
@@ -67,6 +68,9 @@ export interface EnrollClientOptions {
   /** Deno root store trusted besides `caCertificates`. */
   rootStore?: RootStore;
   proxyUrl?: URL;
+  proxyPac?: string;
+  /** Measures the platform's clock from its answers (for the hint of a validity error). */
+  clock?: ClockOffset;
   env: (name: string) => string | undefined;
   timeoutMs: number;
   logger: Logger;
@@ -462,11 +466,14 @@ async function obtainIdentity(
     host,
     agent_version: VERSION,
   };
+  const clock = new ClockOffset(logger);
   const client = await deps.createClient({
     baseUrl,
     caCertificates: bootstrapCa,
     rootStore: rootStoreOf(trust),
     proxyUrl: config.proxyUrl,
+    proxyPac: config.proxyPac,
+    clock,
     env: ctx.env,
     timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
     logger,
@@ -493,6 +500,7 @@ async function obtainIdentity(
       caCertificatePems: response.ca_certificates,
       publicKey: keys.publicKey,
       now: deps.now(),
+      clock: clock.latest,
     });
   } catch (e) {
     if (e instanceof CertificateCheckError) {
@@ -550,8 +558,10 @@ export async function enrollmentTrust(
     if (baseUrl.protocol !== "https:") {
       throw new UsageError("Cannot enroll: --ca-pin needs an https:// platform URL");
     }
-    const { proxyForUrl } = await import("./platform_client.ts");
-    if (proxyForUrl(baseUrl, ctx.env, config.proxyUrl) !== undefined) {
+    const { proxyForUrl } = await import("./proxy_select.ts");
+    if (
+      config.proxyPac !== undefined || proxyForUrl(baseUrl, ctx.env, config.proxyUrl) !== undefined
+    ) {
       throw new UsageError(
         "Cannot enroll: --ca-pin reads the platform's certificates over a direct connection, and a proxy is configured; pass --ca-file with the platform's CA instead",
       );

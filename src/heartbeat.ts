@@ -5,6 +5,7 @@ import {
   MAX_RETRY_SPREAD_SECONDS,
   withJitter,
 } from "./backoff.ts";
+import { clockHint, ClockOffset } from "./clock_offset.ts";
 import type { CommandContext } from "./context.ts";
 import {
   FEATURE_HOST_DIGEST,
@@ -540,10 +541,24 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     throw new CredentialRejectedError(message);
   }
 
+  // One measurement of the platform's clock for the whole process, starting from the last run's.
+  const clock = new ClockOffset(
+    logger,
+    st.clock_offset
+      ? { seconds: st.clock_offset.seconds, measuredAt: st.clock_offset.measured_at }
+      : undefined,
+  );
+  const recordClock = () => {
+    const latest = clock.latest;
+    if (latest) st.clock_offset = { seconds: latest.seconds, measured_at: latest.measuredAt };
+  };
+
   const expiresMs = Date.parse(identity.certificate_not_after);
   const leftMs = expiresMs - Date.now();
   if (leftMs <= 0) {
-    logger.warn(`Agent certificate expired at ${identity.certificate_not_after}`);
+    logger.warn(
+      `Agent certificate expired at ${identity.certificate_not_after}${clockHint(clock.latest)}`,
+    );
   } else if (leftMs < CERTIFICATE_WARNING_DAYS * 86400_000) {
     logger.warn(
       `Agent certificate expires at ${identity.certificate_not_after} (in ${
@@ -556,6 +571,8 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     clientForIdentity(id, {
       auth: config.auth,
       proxyUrl: config.proxyUrl,
+      proxyPac: config.proxyPac,
+      clock,
       env: ctx.env,
       timeoutMs: config.timeoutSeconds * 1000,
       logger,
@@ -568,6 +585,7 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     store,
     status,
     logger,
+    clock,
   });
   const schedule = new HeartbeatSchedule({
     intervalSeconds: options.intervalSeconds ?? config.intervalSeconds,
@@ -592,7 +610,13 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     });
   await heartbeatLoop({
     agentId: identity.agent_id,
-    send: (body, signal) => renewal.client.heartbeat(identity.agent_id, body, signal),
+    send: async (body, signal) => {
+      try {
+        return await renewal.client.heartbeat(identity.agent_id, body, signal);
+      } finally {
+        recordClock();
+      }
+    },
     snapshot: async () => ({
       host: await collector.host(),
       metrics: await collector.sampleMetrics(),

@@ -1,3 +1,4 @@
+import type { ClockOffset } from "./clock_offset.ts";
 import type { AuthMode } from "./config.ts";
 import type { Identity } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
@@ -8,6 +9,9 @@ import { rootStoreOf, trustOf } from "./trust_source.ts";
 export interface IdentityClientOptions {
   auth: AuthMode;
   proxyUrl?: URL;
+  proxyPac?: string;
+  /** Measures the platform's clock from its answers (shared by every client of a process). */
+  clock?: ClockOffset;
   env: (name: string) => string | undefined;
   timeoutMs: number;
   logger: Logger;
@@ -38,6 +42,8 @@ export function clientForIdentity(
       }
       : { kind: "bearer", token: identity.service_account_token },
     proxyUrl: options.proxyUrl,
+    proxyPac: options.proxyPac,
+    clock: options.clock,
     env: options.env,
     timeoutMs: options.timeoutMs,
     logger: options.logger,

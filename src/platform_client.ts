@@ -20,8 +20,16 @@ import {
   type RenewResponse,
   RenewResponseSchema,
 } from "./contract.ts";
+import { clockHint, type ClockOffset } from "./clock_offset.ts";
 import { AgentError, PlatformError, type PlatformErrorDetails, UsageError } from "./errors.ts";
 import { type Logger, redact, redactValue, registerSecret, silentLogger } from "./log.ts";
+import {
+  bareProxy,
+  type ProxyDecision,
+  type ProxyHop,
+  ProxyRoute,
+  withDecidedProxyEnv,
+} from "./proxy_select.ts";
 import { createRootedHttpClient, type RootStore } from "./trust_store.ts";
 import { USER_AGENT } from "./version.ts";
 
@@ -43,6 +51,12 @@ export interface PlatformClientOptions {
   auth?: PlatformAuth;
   /** Explicit proxy (`proxy_url` in agent.json); otherwise HTTPS_PROXY/HTTP_PROXY/NO_PROXY. */
   proxyUrl?: URL;
+  /** PAC file (URL or path), consulted after `proxyUrl` and the environment. */
+  proxyPac?: string;
+  /** The proxy decision to follow instead of one made from `proxyUrl`, `proxyPac` and `env`. */
+  proxyRoute?: ProxyRoute;
+  /** Measures the platform's clock from every answer's `Date` header. */
+  clock?: ClockOffset;
   /** Reads an environment variable (proxy settings); defaults to `Deno.env.get`. */
   env?: (name: string) => string | undefined;
   /** Whole-request timeout in milliseconds, body included (default 15000). */
@@ -60,103 +74,6 @@ export const DEFAULT_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
 const MAX_DETAIL_CHARS = 200;
-
-/**
- * The proxy a request to `target` goes through, or undefined for a direct connection: the explicit
- * `proxyUrl`, else `HTTPS_PROXY` (https) or `HTTP_PROXY` (http), either case; `NO_PROXY` wins over
- * both. Matching follows Deno's own rules (`*`, domain suffixes, IPs, CIDR ranges) so that the
- * choice made here and the one Deno makes from the real environment agree.
- */
-export function proxyForUrl(
-  target: URL,
-  env: (name: string) => string | undefined,
-  proxyUrl?: URL,
-): URL | undefined {
-  const noProxy = firstEnv(env, "NO_PROXY", "no_proxy");
-  if (noProxy !== undefined && matchesNoProxy(target.hostname, noProxy)) return undefined;
-  if (proxyUrl) return proxyUrl;
-  const raw = target.protocol === "https:"
-    ? firstEnv(env, "HTTPS_PROXY", "https_proxy")
-    : firstEnv(env, "HTTP_PROXY", "http_proxy");
-  if (raw === undefined) return undefined;
-  try {
-    // "proxy:3128" without a scheme is common in the wild and means http.
-    return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
-  } catch {
-    return undefined;
-  }
-}
-
-function firstEnv(env: (name: string) => string | undefined, ...names: string[]) {
-  for (const name of names) {
-    const value = env(name)?.trim();
-    if (value) return value;
-  }
-  return undefined;
-}
-
-/** Whether `hostname` (as in `URL.hostname`) is excluded from proxying by a `NO_PROXY` list. */
-export function matchesNoProxy(hostname: string, noProxy: string): boolean {
-  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
-  const hostIp = parseIp(host);
-  for (const rawEntry of noProxy.split(",")) {
-    const entry = rawEntry.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
-    if (entry === "") continue;
-    if (entry === "*") return true;
-    if (hostIp) {
-      const [addr = "", bits] = entry.split("/");
-      const entryIp = parseIp(addr);
-      if (!entryIp || entryIp.length !== hostIp.length) continue;
-      const prefix = bits === undefined ? entryIp.length * 8 : Number(bits);
-      if (Number.isInteger(prefix) && prefixMatches(hostIp, entryIp, prefix)) return true;
-      continue;
-    }
-    const domain = entry.replace(/^\*?\./, "");
-    if (host === domain || host.endsWith(`.${domain}`)) return true;
-  }
-  return false;
-}
-
-function parseIp(text: string): number[] | undefined {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
-    const parts = text.split(".").map(Number);
-    return parts.every((p) => p <= 255) ? parts : undefined;
-  }
-  if (!text.includes(":")) return undefined;
-  try {
-    // The URL parser normalises IPv6 text, which makes expanding it straightforward.
-    const normal = new URL(`http://[${text}]/`).hostname.slice(1, -1);
-    const [head = "", tail] = normal.split("::");
-    const headGroups = head === "" ? [] : head.split(":");
-    const tailGroups = tail === undefined || tail === "" ? [] : tail.split(":");
-    const groups = tail === undefined ? headGroups : [
-      ...headGroups,
-      ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
-      ...tailGroups,
-    ];
-    const bytes: number[] = [];
-    for (const group of groups) {
-      if (group.includes(".")) {
-        bytes.push(...group.split(".").map(Number));
-      } else {
-        const n = parseInt(group, 16);
-        bytes.push(n >> 8, n & 0xff);
-      }
-    }
-    return bytes.length === 16 ? bytes : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function prefixMatches(a: number[], b: number[], prefix: number): boolean {
-  if (prefix < 0 || prefix > a.length * 8) return false;
-  for (let bit = 0; bit < prefix; bit++) {
-    const mask = 0x80 >> (bit % 8);
-    if (((a[bit >> 3] ?? 0) & mask) !== ((b[bit >> 3] ?? 0) & mask)) return false;
-  }
-  return true;
-}
 
 interface RequestSpec {
   method: "GET" | "POST" | "DELETE";
@@ -189,19 +106,25 @@ function agentPath(agentId: string, suffix: string): string {
 }
 
 export class PlatformClient implements Disposable {
-  /** The proxy requests go through (without credentials), or undefined when direct. */
-  readonly proxy: URL | undefined;
+  /** How the platform is reached: the proxy decision and where it came from. */
+  readonly route: ProxyRoute;
   readonly #baseUrl: URL;
   readonly #auth: PlatformAuth;
   readonly #pinned: boolean;
+  readonly #rootStore: RootStore;
   readonly #timeoutMs: number;
   readonly #maxResponseBytes: number;
   readonly #logger: Logger;
   readonly #now: () => number;
-  readonly #client: Deno.HttpClient;
+  readonly #clientOptions: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem>;
+  readonly #clock: ClockOffset | undefined;
   readonly #target: string;
   /** `Proxy-Authorization` for the proxy, kept only to read a refused certificate through it. */
   #proxyAuthorization: string | undefined;
+  #client: Deno.HttpClient | undefined;
+  #hops: ProxyHop[] = [];
+  #hop = 0;
+  #proxy: URL | undefined;
   #closed = false;
 
   /** Creates the one HTTP client (connection pool) used for this instance's whole life. */
@@ -218,10 +141,18 @@ export class PlatformClient implements Disposable {
     if (this.#auth.kind === "mtls") registerSecret(this.#auth.privateKeyPem);
 
     const env = options.env ?? ((name: string) => Deno.env.get(name));
-    const proxy = proxyForUrl(this.#baseUrl, env, options.proxyUrl);
+    this.#clock = options.clock;
+    this.route = options.proxyRoute ?? new ProxyRoute(this.#baseUrl, {
+      proxyUrl: options.proxyUrl,
+      pac: options.proxyPac,
+      env,
+      os: Deno.build.os,
+      logger: this.#logger,
+    });
     const clientOptions: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem> = {};
     const pins = options.caCertificates;
     this.#pinned = pins !== undefined;
+    this.#rootStore = options.rootStore ?? (this.#pinned ? "none" : "mozilla");
     // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
     if (pins !== undefined) {
       // Deno skips what it cannot parse; an unusable pin set would fail every handshake later.
@@ -242,32 +173,57 @@ export class PlatformClient implements Disposable {
       clientOptions.cert = this.#auth.certificatePem;
       clientOptions.key = this.#auth.privateKeyPem;
     }
-    if (proxy) {
-      const username = decodeURIComponent(proxy.username);
-      const password = decodeURIComponent(proxy.password);
+    this.#clientOptions = clientOptions;
+    // Without a PAC or OS lookup the client exists from the start (and a bad input throws here).
+    const known = this.route.known;
+    if (known) this.#follow(known);
+  }
+
+  /** The proxy requests go through now (without credentials), or undefined when direct. */
+  get proxy(): URL | undefined {
+    return this.#proxy;
+  }
+
+  /** Makes the proxy decision (PAC, OS setting) if it is not made yet, and the client for it. */
+  async decideRoute(): Promise<ProxyDecision> {
+    const decision = await this.route.decide();
+    if (this.#client === undefined) this.#follow(decision);
+    return decision;
+  }
+
+  #follow(decision: ProxyDecision, hop = 0): void {
+    this.#hops = decision.hops.length > 0 ? decision.hops : [{ kind: "direct" }];
+    this.#hop = hop;
+    const next = this.#hops[hop]!;
+    const options = { ...this.#clientOptions };
+    this.#proxy = undefined;
+    this.#proxyAuthorization = undefined;
+    if (next.kind === "proxy") {
+      const username = decodeURIComponent(next.url.username);
+      const password = decodeURIComponent(next.url.password);
       registerSecret(password);
       if (username || password) {
         this.#proxyAuthorization = `Basic ${btoa(`${username}:${password}`)}`;
         registerSecret(this.#proxyAuthorization);
       }
-      const bare = new URL(proxy.href);
-      bare.username = "";
-      bare.password = "";
-      clientOptions.proxy = {
+      const bare = new URL(bareProxy(next.url));
+      options.proxy = {
         transport: bare.protocol === "https:" ? "https" : "http",
         url: bare.origin,
         ...(username || password ? { basicAuth: { username, password } } : {}),
       };
-      this.proxy = bare;
+      this.#proxy = bare;
     }
+    const old = this.#client;
+    this.#client = undefined;
+    old?.close();
     try {
-      this.#client = createRootedHttpClient(
-        clientOptions,
-        options.rootStore ?? (this.#pinned ? "none" : "mozilla"),
-        this.#logger,
+      this.#client = withDecidedProxyEnv(
+        next.kind === "direct",
+        () => createRootedHttpClient(options, this.#rootStore, this.#logger),
       );
     } catch (e) {
-      if (e instanceof AgentError && !(e instanceof PlatformError)) throw e;
+      if (e instanceof AgentError) throw e;
       // Deno's message names the broken input, never its contents; redact all the same.
       throw new PlatformError(
         `cannot set up TLS for ${JSON.stringify(this.#target)}: ${redact(oneLine(errorText(e)))}`,
@@ -275,7 +231,10 @@ export class PlatformClient implements Disposable {
         { cause: e },
       );
     }
-    if (proxy) this.#logger.debug("Using proxy", { proxy: this.proxy?.origin });
+    this.#logger.debug(this.#proxy ? "Using proxy" : "Connecting directly", {
+      proxy: this.#proxy?.origin,
+      source: decision.source,
+    });
   }
 
   /** `POST api/v1/agents/enroll` (201). */
@@ -347,7 +306,7 @@ export class PlatformClient implements Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#client.close();
+    this.#client?.close();
   }
 
   /** Same as {@linkcode close}. */
@@ -384,17 +343,41 @@ export class PlatformClient implements Disposable {
     const started = performance.now();
     try {
       let response: Response;
-      try {
-        response = await fetch(url, {
-          method: spec.method,
-          headers,
-          body: spec.body === undefined ? undefined : JSON.stringify(spec.body),
-          client: this.#client,
-          redirect: "manual",
-          signal: controller.signal,
-        });
-      } catch (e) {
-        throw await this.#diagnosed(this.#transportError(e, cause, "connect"), e);
+      for (;;) {
+        if (this.#client === undefined) this.#follow(await this.route.decide());
+        const sentWallMs = this.#now();
+        try {
+          response = await fetch(url, {
+            method: spec.method,
+            headers,
+            body: spec.body === undefined ? undefined : JSON.stringify(spec.body),
+            client: this.#client,
+            redirect: "manual",
+            signal: controller.signal,
+          });
+          this.#clock?.observe(response.headers.get("date"), sentWallMs, this.#now());
+          break;
+        } catch (e) {
+          const error = this.#transportError(e, cause, "connect");
+          if (cause !== undefined || !isConnectFailure(error)) {
+            throw await this.#diagnosed(error, e);
+          }
+          if (this.#hop + 1 < this.#hops.length) {
+            // `PROXY a; PROXY b; DIRECT`: nothing reached the platform, so the next hop may retry.
+            this.#logger.warn(`${error.message}; trying the next proxy of the decision`);
+            this.#follow({ hops: this.#hops, source: "failover" }, this.#hop + 1);
+            continue;
+          }
+          // Every hop failed: the next request makes the decision again (PAC, OS setting).
+          this.route.invalidate();
+          if (this.route.known === undefined) {
+            this.#client?.close();
+            this.#client = undefined;
+          } else if (this.#hop !== 0) {
+            this.#follow(this.route.known);
+          }
+          throw await this.#diagnosed(error, e);
+        }
       }
       this.#logger.debug("Platform answered", {
         method: spec.method,
@@ -645,7 +628,12 @@ export class PlatformClient implements Disposable {
     }
     const raw = errorText(error);
     const via = this.proxy ? ` via proxy ${q(hostPort(this.proxy))}` : "";
-    const tls = describeTlsFailure(raw, this.#pinned, this.#auth.kind === "mtls");
+    const tls = describeTlsFailure(
+      raw,
+      this.#pinned,
+      this.#auth.kind === "mtls",
+      clockHint(this.#clock?.latest),
+    );
     if (tls) {
       return this.#error(`TLS handshake with ${target} failed: ${tls}`, "tls", {}, error);
     }
@@ -712,11 +700,23 @@ export class PlatformClient implements Disposable {
   }
 }
 
+/** Whether `error` means that nothing reached the platform: the next proxy hop may be tried. */
+function isConnectFailure(error: PlatformError): boolean {
+  if (error.kind === "dns") return true;
+  return error.kind === "network" &&
+    /^(cannot connect to|cannot reach) /.test(error.message);
+}
+
 /**
  * Turns a rustls error into "which check failed", e.g. `certificate is not signed by a pinned CA
  * (UnknownIssuer)`; undefined when `raw` is not a TLS failure.
  */
-function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string | undefined {
+function describeTlsFailure(
+  raw: string,
+  pinned: boolean,
+  mtls: boolean,
+  clock = "",
+): string | undefined {
   const peer = /invalid peer certificate: (.*)$/i.exec(raw)?.[1];
   if (peer !== undefined) {
     // BadSignature: an issuer with a pinned CA's name but another key (a look-alike CA).
@@ -737,13 +737,13 @@ function describeTlsFailure(raw: string, pinned: boolean, mtls: boolean): string
     }
     if (/expired/i.test(peer)) {
       const after = /not valid after (\d+)/.exec(peer)?.[1];
-      return `certificate expired${after ? ` at ${unixToIso(after)}` : ""} (Expired)`;
+      return `certificate expired${after ? ` at ${unixToIso(after)}` : ""} (Expired)${clock}`;
     }
     if (/not valid yet/i.test(peer)) {
       const before = /not valid before (\d+)/.exec(peer)?.[1];
       return `certificate is not valid yet${
         before ? ` (valid from ${unixToIso(before)})` : ""
-      }; check this host's clock (NotValidYet)`;
+      }; check this host's clock (NotValidYet)${clock}`;
     }
     if (/extended key usage|InvalidPurpose/i.test(peer)) {
       return "certificate is not meant for a TLS server (InvalidPurpose)";

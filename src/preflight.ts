@@ -14,7 +14,14 @@ export const SKEW_WARN_SECONDS = 60;
 export const SKEW_FAIL_SECONDS = 300;
 
 /** Names of the checks, in the order they run. */
-export type PreflightCheckName = "dns" | "tcp" | "proxy" | "tls" | "health" | "clock";
+export type PreflightCheckName =
+  | "route"
+  | "dns"
+  | "tcp"
+  | "proxy"
+  | "tls"
+  | "health"
+  | "clock";
 
 /** The outcome of one preflight check. */
 export interface PreflightCheck {
@@ -52,6 +59,8 @@ export interface PreflightTarget {
   trustLabel?: string;
   /** The proxy requests go through, if any. */
   proxy?: URL;
+  /** The proxy decision and where it came from, shown first (`route`); a problem warns. */
+  route?: { text: string; problem: boolean };
   /** Bound of each check. */
   timeoutMs: number;
 }
@@ -97,6 +106,10 @@ export async function runPreflight(
     for (const name of from) checks.push({ name, status: "skip", detail: why });
   };
   const tcpName: PreflightCheckName = via ? "proxy" : "tcp";
+  if (target.route !== undefined) {
+    const { text, problem } = target.route;
+    checks.push({ name: "route", status: problem ? "warn" : "ok", detail: text });
+  }
 
   if (isIP(dialHost) !== 0) {
     checks.push({ name: "dns", status: "skip", detail: `${dialHost} is an IP address` });
@@ -346,13 +359,26 @@ export async function preflightCommand(
     caCertificates: caCerts,
     rootStore: rootStoreOf(trust),
     proxyUrl: ctx.config.proxyUrl,
+    proxyPac: ctx.config.proxyPac,
     env: ctx.env,
     timeoutMs,
     logger: ctx.logger,
   });
+  const { describeDecision } = await import("./proxy_select.ts");
+  const decision = await client.decideRoute();
   const health = (signal: AbortSignal) => client.health(signal);
   const checks = await runPreflight(
-    { url, caCerts, trustLabel, proxy: client.proxy, timeoutMs },
+    {
+      url,
+      caCerts,
+      trustLabel,
+      proxy: client.proxy,
+      timeoutMs,
+      route: {
+        text: describeDecision(decision),
+        problem: decision.problem !== undefined,
+      },
+    },
     (network ?? denoPreflightNetwork)(health),
   );
   ctx.stdout(formatChecks(checks));

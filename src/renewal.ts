@@ -3,6 +3,7 @@
  * atomic identity replacement), the scheduler the heartbeat loop calls between beats, and
  * `oneconnect-agent renew`. X.509 code is loaded only when a renewal actually happens.
  */
+import { ClockOffset } from "./clock_offset.ts";
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
 import type { CommandContext } from "./context.ts";
 import { isCredentialRejection, type RenewRequest, type RenewResponse } from "./contract.ts";
@@ -71,6 +72,8 @@ export interface RenewIdentityOptions {
   /** Wall clock, ms, for the validity check. */
   now: () => number;
   signal?: AbortSignal;
+  /** The platform's clock as last measured, for the hint of a validity error. */
+  clock?: ClockOffset;
 }
 
 /**
@@ -104,6 +107,7 @@ export async function renewIdentity(
       caCertificatePems: answer.ca_certificates,
       publicKey: keys.publicKey,
       now: options.now(),
+      clock: options.clock?.latest,
     });
   } catch (e) {
     if (!(e instanceof certs.CertificateCheckError)) throw e;
@@ -145,6 +149,8 @@ export interface RenewalSchedulerOptions<C extends RenewalClient & { close(): vo
   logger: Logger;
   /** Wall clock, ms (certificate validity is wall-clock time). */
   now?: () => number;
+  /** The platform's clock as last measured, for the hint of a validity error. */
+  clock?: ClockOffset;
   random?: () => number;
   backoff?: BackoffPolicy;
   /** One renewal; defaults to {@linkcode renewIdentity}. */
@@ -226,7 +232,7 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     try {
       const renew = this.#options.renew ??
         ((identity: Identity, c: C, s: AbortSignal) =>
-          renewIdentity(identity, c, { now: this.#now, signal: s }));
+          renewIdentity(identity, c, { now: this.#now, signal: s, clock: this.#options.clock }));
       renewed = await renew(old, this.#client, signal);
       // Built and proven before storing: a client that cannot be made or cannot reach the
       // platform must leave the old identity in force.
@@ -331,6 +337,7 @@ const defaultRenewDeps: RenewCommandDeps = {
     clientForIdentity(identity, {
       auth: ctx.config.auth,
       proxyUrl: ctx.config.proxyUrl,
+      proxyPac: ctx.config.proxyPac,
       env: ctx.env,
       timeoutMs: ctx.config.timeoutSeconds * 1000,
       logger: ctx.logger,
@@ -373,7 +380,13 @@ export async function renewCommand(
   let renewed: Identity;
   const client = deps.createClient(identity, ctx);
   try {
-    renewed = await renewIdentity(identity, client, { now: deps.now, signal: ctx.shutdown });
+    // The offset `run` measured last, for the hint of a validity error.
+    const measured = status.current.clock_offset;
+    const clock = new ClockOffset(
+      undefined,
+      measured ? { seconds: measured.seconds, measuredAt: measured.measured_at } : undefined,
+    );
+    renewed = await renewIdentity(identity, client, { now: deps.now, signal: ctx.shutdown, clock });
     const next = deps.createClient(renewed, ctx);
     try {
       await proveRenewedClient(next, ctx.shutdown);

@@ -7,6 +7,7 @@ import { IdentityStore, STATUS_FILE_NAME } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import { VERSION } from "./version.ts";
+import { describeOffset } from "./clock_offset.ts";
 
 /** Mode of `status.json`: it names the agent and its platform, so it stays owner-only. */
 export const STATUS_FILE_MODE = 0o600;
@@ -50,6 +51,15 @@ export const RenewalStatusSchema = z.object({
 /** Renewal state. */
 export type RenewalStatus = z.infer<typeof RenewalStatusSchema>;
 
+/** The platform's clock against this host's, from the `Date` header of its last answer. */
+export const ClockOffsetSchema = z.object({
+  /** Positive: the platform's clock is ahead of this host's. */
+  seconds: z.number().int(),
+  measured_at: timestamp,
+});
+/** A clock offset measurement as stored. */
+export type StatusClockOffset = z.infer<typeof ClockOffsetSchema>;
+
 /**
  * `status.json`. Loose, so that fields written by a newer agent or another module survive a
  * rewrite by this one.
@@ -83,6 +93,7 @@ export const StatusSchema = z.looseObject({
    * in status files of older agents, which means none.
    */
   platform_features: z.array(z.string()).optional(),
+  clock_offset: ClockOffsetSchema.nullable().optional(),
 });
 /** The agent's heartbeat status. */
 export type AgentStatus = z.infer<typeof StatusSchema>;
@@ -317,6 +328,15 @@ export function renderStatusText(
     }
     for (const r of s.permission_repairs) {
       lines.push(["Permissions", `repaired ${r.path}: ${r.old_mode} -> ${r.new_mode}`]);
+    }
+    if (s.clock_offset) {
+      const c = s.clock_offset;
+      lines.push([
+        "Clock offset",
+        `${c.seconds} s: the platform's clock ${
+          describeOffset(c.seconds)
+        } (measured ${c.measured_at})`,
+      ]);
     }
     if (s.renewal) {
       const r = s.renewal;

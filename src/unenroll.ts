@@ -47,6 +47,7 @@ const defaultDeps: UnenrollDeps = {
     clientForIdentity(identity, {
       auth: ctx.config.auth,
       proxyUrl: ctx.config.proxyUrl,
+      proxyPac: ctx.config.proxyPac,
       env: ctx.env,
       timeoutMs,
       logger: ctx.logger,

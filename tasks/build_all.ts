@@ -41,6 +41,8 @@ export const TARGETS: readonly Target[] = [
 
 /** The CLI entry point compiled into every binary, relative to the repository root. */
 export const ENTRY = "src/main.ts";
+/** The Worker module `src/pac.ts` starts, included in every binary. */
+export const PAC_WORKER = "src/pac_worker.ts";
 /** Where `deno compile` writes; renamed into `dist/` only after every target succeeded. */
 export const PARTIAL_DIR_NAME = ".partial";
 /** Checksums file name, in `sha256sum -c` format. */
@@ -135,6 +137,9 @@ export function planBuild(options: PlanOptions): BuildPlan {
           target.triple,
           "--output",
           partialPath,
+          // Worker code is not found by `deno compile` on its own (the PAC evaluator).
+          "--include",
+          PAC_WORKER,
           ...options.permissionFlags,
           ENTRY,
         ],

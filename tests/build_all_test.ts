@@ -145,6 +145,8 @@ Deno.test("build type-checks once, then compiles every target with the shared pe
       target.triple,
       "--output",
       `dist/.partial/${target.file}`,
+      "--include",
+      "src/pac_worker.ts",
       ...FLAGS,
       ENTRY,
     ]);
@@ -306,8 +308,8 @@ Deno.test("--dry-run prints the exact commands and writes nothing", async () => 
   const quotedFlags = FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
   assert.deepEqual(lines, [
     `${FAKE_DENO} check src/main.ts`,
-    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 ${quotedFlags} src/main.ts`,
-    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 ${quotedFlags} src/main.ts`,
+    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include src/pac_worker.ts ${quotedFlags} src/main.ts`,
+    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include src/pac_worker.ts ${quotedFlags} src/main.ts`,
     "mv dist/.partial/oneconnect-agent-darwin-arm64 dist/oneconnect-agent-darwin-arm64",
     "mv dist/.partial/oneconnect-agent-linux-amd64 dist/oneconnect-agent-linux-amd64",
     "# then write dist/SHA256SUMS and dist/build.json",

@@ -61,6 +61,25 @@ export function spawnAgent(
 
 const cachedFlags = await agentPermissionFlags();
 
+/** A loopback port that was free a moment ago (nothing listens on it: connections are refused). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Whether something accepts TCP connections on the loopback `port`. */
+export async function reachable(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Creates a temp directory and removes it when disposed. */
 export async function tempDir(prefix = "oneconnect-test-"): Promise<
   AsyncDisposable & { path: string }

@@ -4,6 +4,7 @@
  * platform in `X-Client-Verify` / `X-Client-Cert`, marked with the shared proxy secret.
  */
 import { join } from "node:path";
+import { freePort, reachable } from "./helpers.ts";
 
 /** Where Debian's nginx lives. */
 export const NGINX_BIN = "/usr/sbin/nginx";
@@ -62,23 +63,6 @@ export interface NginxMtls extends AsyncDisposable {
   blockEnrollment(on: boolean): Promise<void>;
   /** Stops nginx and removes its temp dir. */
   close(): Promise<void>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function reachable(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function problemJson(code: string, detail: string): string {

@@ -1,18 +1,20 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
+import { ClockOffset } from "../src/clock_offset.ts";
+import { silentLogger } from "../src/log.ts";
 import { PlatformError, UsageError } from "../src/errors.ts";
 import type { HeartbeatRequest } from "../src/contract.ts";
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
-  matchesNoProxy,
   PlatformClient,
   type PlatformClientOptions,
-  proxyForUrl,
 } from "../src/platform_client.ts";
+import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { freePort } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Throwaway PKI: two unrelated CAs, server certificates for every TLS case, client certificates.
@@ -178,13 +180,6 @@ async function failure(promise: Promise<unknown>, kind: string): Promise<Platfor
   return error;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A raw TCP server that answers every connection with `respond` (for broken HTTP). */
 function rawServer(
   respond: (conn: Deno.Conn) => Promise<void>,
@@ -264,6 +259,30 @@ Deno.test("an expired server certificate is refused as tls naming the expiry", a
     error.message,
     /^TLS handshake with "127\.0\.0\.1:\d+" failed: certificate expired at \d{4}-\d\d-\d\dT[\d:]+Z \(Expired\)$/,
   );
+});
+
+Deno.test("an expired server certificate error carries the measured clock offset", async () => {
+  await using server = serve(() => json(HEALTHY), expiredCert);
+  const clock = new ClockOffset(undefined, {
+    seconds: -600,
+    measuredAt: "2026-01-01T12:00:00.000Z",
+  });
+  using c = client(urlOf(server), { clock });
+  const error = await failure(c.health(), "tls");
+  assert.match(
+    error.message,
+    /\(Expired\); the platform's clock is 10 min behind this host \(measured 2026-01-01T12:00:00.000Z\)$/,
+  );
+});
+
+Deno.test("every answer's Date header updates the clock offset", async () => {
+  await using server = serve(
+    () => json(HEALTHY, 200, { date: new Date(Date.now() + 300_000).toUTCString() }),
+  );
+  const clock = new ClockOffset();
+  using c = client(urlOf(server), { clock });
+  await c.health();
+  assert.ok(Math.abs(clock.latest!.seconds - 300) <= 1, String(clock.latest?.seconds));
 });
 
 Deno.test("pinning: the platform's CA set replaces the built-in roots, in a real agent process", async () => {
@@ -812,6 +831,59 @@ Deno.test("a closed client fails as aborted", async () => {
 // ---------------------------------------------------------------------------------------------
 // Proxies.
 
+Deno.test("PROXY a; PROXY b: a refused first hop fails over to the second, then sticks to it", async () => {
+  await using server = serve(() => json(HEALTHY));
+  await using proxy = startConnectProxy();
+  const deadUrl = new URL(`http://127.0.0.1:${freePort()}`);
+  let evaluations = 0;
+  const route = new ProxyRoute(urlOf(server), {
+    env: () => undefined,
+    pac: "/test.pac",
+    evaluatePac: () => {
+      evaluations++;
+      return Promise.resolve([
+        { kind: "proxy", url: deadUrl },
+        { kind: "proxy", url: proxy.url },
+      ]);
+    },
+  });
+  const warnings: string[] = [];
+  const logger = { ...silentLogger, warn: (m: string) => warnings.push(m) };
+  using c = client(urlOf(server), { proxyRoute: route, logger });
+  assert.equal(c.proxy?.href, undefined, "a PAC decision is made at the first request");
+  await c.health();
+  await c.health();
+  assert.equal(c.proxy?.href, proxy.url.href);
+  assert.equal(proxy.tunnels, 1);
+  assert.equal(evaluations, 1);
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0]!,
+    /^cannot connect to proxy "127\.0\.0\.1:\d+": connection refused; trying the next proxy/,
+  );
+});
+
+Deno.test("when every hop fails the PAC is evaluated again at the next request", async () => {
+  await using server = serve(() => json(HEALTHY));
+  await using proxy = startConnectProxy();
+  const deadUrl = new URL(`http://127.0.0.1:${freePort()}`);
+  let evaluations = 0;
+  const route = new ProxyRoute(urlOf(server), {
+    env: () => undefined,
+    pac: "/test.pac",
+    evaluatePac: () => {
+      evaluations++;
+      const url = evaluations === 1 ? deadUrl : proxy.url;
+      return Promise.resolve([{ kind: "proxy", url }]);
+    },
+  });
+  using c = client(urlOf(server), { proxyRoute: route });
+  await failure(c.health(), "network");
+  await c.health();
+  assert.equal(evaluations, 2);
+  assert.equal(proxy.tunnels, 1);
+});
+
 Deno.test("HTTPS_PROXY from the environment tunnels through the CONNECT proxy", async () => {
   await using server = serve(() => json(HEALTHY));
   await using proxy = startConnectProxy();
@@ -954,7 +1026,7 @@ Deno.test("matchesNoProxy follows the usual NO_PROXY rules", () => {
   }
 });
 
-Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https, HTTP_PROXY for http", () => {
+Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https; plain http never", () => {
   const env = (vars: Record<string, string>) => (name: string) => vars[name];
   const https = new URL("https://platform.example.com/");
   const explicit = new URL("http://explicit:3128/");
@@ -962,8 +1034,8 @@ Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https, HTTP_PROXY
   assert.equal(proxyForUrl(https, env({ https_proxy: "proxy:8080" }))?.href, "http://proxy:8080/");
   assert.equal(proxyForUrl(https, env({ HTTP_PROXY: "http://p/" })), undefined);
   assert.equal(
-    proxyForUrl(new URL("http://127.0.0.1:8080/"), env({ HTTP_PROXY: "http://p:1/" }))?.href,
-    "http://p:1/",
+    proxyForUrl(new URL("http://127.0.0.1:8080/"), env({ HTTP_PROXY: "http://p:1/" }), explicit),
+    undefined,
   );
   assert.equal(proxyForUrl(https, env({ HTTPS_PROXY: "http://p:1/" }), explicit), explicit);
   assert.equal(proxyForUrl(https, env({ NO_PROXY: "example.com" }), explicit), undefined);

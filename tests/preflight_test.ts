@@ -289,7 +289,9 @@ Deno.test("preflightCommand prints the checks and fails with exit 4 naming the f
     const { ctx, out } = context("https://127.0.0.1:1/");
     await preflightCommand(ctx, { timeoutSeconds: 120 }, () => fakeNet().net);
     assert.equal(out.length, 1);
-    assert.equal(out[0]!.split("\n").length, 6);
+    // The proxy decision first, then the five checks (and the final newline).
+    assert.equal(out[0]!.split("\n").length, 7);
+    assert.match(out[0]!, /^ok {4}route {2}direct \(from no proxy configured\)$/m);
   }
   {
     const { ctx, out } = context("https://127.0.0.1:1/");
@@ -346,6 +348,7 @@ Deno.test("enroll --check passes against the dev platform without reading a toke
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stderr, "");
   assert.deepEqual(checkLines(result.stdout), [
+    "ok route",
     "skip dns",
     "ok tcp",
     "ok tls",
@@ -383,6 +386,7 @@ Deno.test("enroll --check fails on a 10-minute clock skew and leaves the token u
     ], { env: { ONECONNECT_ENROLLMENT_TOKEN: token } });
     assert.equal(result.code, 4, result.stderr);
     assert.deepEqual(checkLines(result.stdout), [
+      "ok route",
       "skip dns",
       "ok tcp",
       "ok tls",
@@ -433,6 +437,7 @@ Deno.test("enroll --check with the wrong CA file fails the TLS check", async () 
   ]);
   assert.equal(result.code, 4, result.stderr);
   assert.deepEqual(checkLines(result.stdout), [
+    "ok route",
     "skip dns",
     "ok tcp",
     "fail tls",
@@ -464,6 +469,7 @@ Deno.test("enroll --check reports a port nobody listens on", async () => {
   ]);
   assert.equal(result.code, 4, result.stderr);
   assert.deepEqual(checkLines(result.stdout), [
+    "ok route",
     "skip dns",
     "fail tcp",
     "skip tls",

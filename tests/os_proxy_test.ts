@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import {
+  bypassesOsProxy,
+  NETSH_PATH,
+  parseScutilProxy,
+  parseWinHttpProxy,
+  readOsProxy,
+  SCUTIL_PATH,
+} from "../src/os_proxy.ts";
+
+// Outputs in the exact shape the tools print (Windows 10/11 netsh, macOS 13-15 scutil), as
+// recorded in public bug reports and tool tests; values changed to documentation names.
+const NETSH_DIRECT =
+  "\r\nCurrent WinHTTP proxy settings:\r\n\r\n    Direct access (no proxy server).\r\n\r\n";
+const NETSH_PROXY = "\r\nCurrent WinHTTP proxy settings:\r\n\r\n" +
+  "    Proxy Server(s) :  proxy.corp.example:8080\r\n" +
+  "    Bypass List     :  *.corp.example;10.*;<local>\r\n\r\n";
+const NETSH_PER_SCHEME = "\nCurrent WinHTTP proxy settings:\n\n" +
+  "    Proxy Server(s) :  http=web.corp.example:80;https=secure.corp.example:8443\n" +
+  "    Bypass List     :  (none)\n\n";
+const NETSH_URL_FORM = "    Current WinHTTP proxy settings:\n\n" +
+  "        Proxy Server(s) : http://192.168.0.117:8080\n        Bypass List : <local>\n";
+const NETSH_GERMAN = "\r\nAktuelle WinHTTP-Proxyeinstellungen:\r\n\r\n" +
+  "    Proxyserver :  proxy.corp.example:3128\r\n" +
+  "    Umgehungsliste :  *.intern.example\r\n";
+const SCUTIL_PROXY = `<dictionary> {
+  ExceptionsList : <array> {
+    0 : *.local
+    1 : 169.254/16
+    2 : intranet.corp.example
+  }
+  ExcludeSimpleHostnames : 1
+  FTPPassive : 1
+  HTTPEnable : 1
+  HTTPPort : 3128
+  HTTPProxy : proxy.corp.example
+  HTTPSEnable : 1
+  HTTPSPort : 3129
+  HTTPSProxy : proxy.corp.example
+}
+`;
+const SCUTIL_PAC = `<dictionary> {
+  ExceptionsList : <array> {
+    0 : *.local
+    1 : 169.254/16
+  }
+  FTPPassive : 1
+  HTTPEnable : 0
+  HTTPSEnable : 0
+  ProxyAutoConfigEnable : 1
+  ProxyAutoConfigURLString : http://wpad.corp.example/proxy.pac
+}
+`;
+const SCUTIL_NONE = `<dictionary> {
+  ExceptionsList : <array> {
+    0 : *.local
+    1 : 169.254/16
+  }
+  FTPPassive : 1
+  HTTPEnable : 0
+  HTTPSEnable : 0
+}
+`;
+
+Deno.test("parseWinHttpProxy reads netsh output: direct, one proxy, per scheme, localised", () => {
+  assert.equal(parseWinHttpProxy(NETSH_DIRECT), undefined);
+  const one = parseWinHttpProxy(NETSH_PROXY)!;
+  assert.equal(one.https?.href, "http://proxy.corp.example:8080/");
+  assert.deepEqual(one.bypass, ["*.corp.example", "10.*"]);
+  assert.equal(one.excludeSimple, true);
+  const split = parseWinHttpProxy(NETSH_PER_SCHEME)!;
+  assert.equal(split.https?.href, "http://secure.corp.example:8443/");
+  assert.deepEqual(split.bypass, []);
+  assert.equal(parseWinHttpProxy(NETSH_URL_FORM)!.https?.href, "http://192.168.0.117:8080/");
+  const german = parseWinHttpProxy(NETSH_GERMAN)!;
+  assert.equal(german.https?.href, "http://proxy.corp.example:3128/");
+  assert.deepEqual(german.bypass, ["*.intern.example"]);
+});
+
+Deno.test("parseScutilProxy reads the HTTPS proxy, the exceptions and a PAC", () => {
+  const proxy = parseScutilProxy(SCUTIL_PROXY)!;
+  assert.equal(proxy.https?.href, "http://proxy.corp.example:3129/");
+  assert.deepEqual(proxy.bypass, ["*.local", "169.254/16", "intranet.corp.example"]);
+  assert.equal(proxy.excludeSimple, true);
+  assert.equal(proxy.pac, undefined);
+  const pac = parseScutilProxy(SCUTIL_PAC)!;
+  assert.equal(pac.https, undefined);
+  assert.equal(pac.pac, "http://wpad.corp.example/proxy.pac");
+  assert.equal(parseScutilProxy(SCUTIL_NONE), undefined);
+});
+
+Deno.test("bypass lists: wildcards, short CIDR, <local>, exact names and subdomains", () => {
+  const win = parseWinHttpProxy(NETSH_PROXY)!;
+  assert.equal(bypassesOsProxy("platform.corp.example", win), true);
+  assert.equal(bypassesOsProxy("10.1.2.3", win), true);
+  assert.equal(bypassesOsProxy("platform", win), true);
+  assert.equal(bypassesOsProxy("platform.example.com", win), false);
+  const mac = parseScutilProxy(SCUTIL_PROXY)!;
+  assert.equal(bypassesOsProxy("printer.local", mac), true);
+  assert.equal(bypassesOsProxy("169.254.10.20", mac), true);
+  assert.equal(bypassesOsProxy("169.255.0.1", mac), false);
+  assert.equal(bypassesOsProxy("intranet.corp.example", mac), true);
+  assert.equal(bypassesOsProxy("platform.corp.example", mac), false);
+});
+
+Deno.test("readOsProxy runs the tool by absolute path and applies the bypass list", async () => {
+  const calls: string[][] = [];
+  const run = (output: string) => (path: string, args: string[]) => {
+    calls.push([path, ...args]);
+    return Promise.resolve(output);
+  };
+  const target = new URL("https://platform.example.com/");
+  const win = await readOsProxy("windows", target, run(NETSH_PROXY));
+  assert.deepEqual(calls.at(-1), [NETSH_PATH, "winhttp", "show", "proxy"]);
+  assert.equal(
+    win?.hops[0]?.kind === "proxy" && win.hops[0].url.href,
+    "http://proxy.corp.example:8080/",
+  );
+  assert.match(win!.source, /WinHTTP/);
+  const bypassed = await readOsProxy(
+    "windows",
+    new URL("https://a.corp.example/"),
+    run(NETSH_PROXY),
+  );
+  assert.deepEqual(bypassed?.hops, [{ kind: "direct" }]);
+  assert.equal(await readOsProxy("windows", target, run(NETSH_DIRECT)), undefined);
+
+  const mac = await readOsProxy("darwin", target, run(SCUTIL_PAC), (pac) => {
+    assert.equal(pac, "http://wpad.corp.example/proxy.pac");
+    return Promise.resolve([{ kind: "proxy", url: new URL("http://from-pac:8080") }]);
+  });
+  assert.deepEqual(calls.at(-1), [SCUTIL_PATH, "--proxy"]);
+  assert.match(
+    mac!.source,
+    /^PAC "http:\/\/wpad.corp.example\/proxy.pac" of the macOS proxy settings/,
+  );
+  assert.equal(await readOsProxy("linux", target, run(SCUTIL_PROXY)), undefined);
+});
