@@ -173,7 +173,7 @@ const body = (metrics: unknown, sequence: number) =>
     host_digest: "0".repeat(64),
     metrics,
   })).length;
-await sizes.sampleMetrics(); // beat 1: baseline (filesystems, no cpu/network yet)
+sizes.delivered(await sizes.sampleMetrics()); // beat 1: baseline (filesystems, no cpu/network yet)
 const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v)).length;
 const beatSizes: Record<string, number> = {};
 for (let i = 2; i <= 6; i++) {
@@ -181,6 +181,7 @@ for (let i = 2; i <= 6; i++) {
   traffic++;
   cpuTick++;
   const m = await sizes.sampleMetrics();
+  sizes.delivered(m);
   const { cpu: _c, filesystems: _f, network: _n, ...v12 } = m;
   const { swap_used_bytes: _s, ...memory12 } = m.memory ?? {};
   if (i === 2) {

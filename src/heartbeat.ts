@@ -612,7 +612,9 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     agentId: identity.agent_id,
     send: async (body, signal) => {
       try {
-        return await renewal.client.heartbeat(identity.agent_id, body, signal);
+        const answer = await renewal.client.heartbeat(identity.agent_id, body, signal);
+        collector.delivered(body.metrics);
+        return answer;
       } finally {
         recordClock();
       }

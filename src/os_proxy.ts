@@ -3,6 +3,7 @@
  * proxy (`netsh winhttp show proxy`, what services use) and macOS's (`scutil --proxy`). Loaded
  * only on those systems, only when no agent.json, environment or PAC setting was found.
  */
+import { runChild } from "./child_process.ts";
 import { matchesNoProxy, type OsProxyDecision, type ProxyHop } from "./proxy_select.ts";
 
 /** Absolute paths (never looked up via PATH), as allowed in `tasks/permissions.flags`. */
@@ -127,18 +128,9 @@ export function bypassesOsProxy(hostname: string, setting: OsProxySetting): bool
 export type ToolRunner = (path: string, args: string[]) => Promise<string>;
 
 const runTool: ToolRunner = async (path, args) => {
-  const out = await new Deno.Command(path, {
-    args,
-    // The enrollment token may be in the environment: children get none of it.
-    clearEnv: true,
-    env: Deno.build.os === "windows" ? { SystemRoot: "C:\\Windows" } : {},
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-    signal: AbortSignal.timeout(5000),
-  }).output();
+  const out = await runChild(path, args, { timeoutMs: 5000 });
   if (!out.success) throw new Error(`${path} exited with ${out.code}`);
-  return new TextDecoder().decode(out.stdout);
+  return out.stdout;
 };
 
 /** The OS proxy decision for `target`, or undefined when the OS sets no proxy. */

@@ -410,19 +410,24 @@ export class TelemetryCollector {
   /**
    * Metrics sampled now: uptime, load average, memory and CPU utilisation since the previous
    * call. Filesystems and network traffic come from samplers that run in child processes: they
-   * appear in the first call after each sample (see {@linkcode refresh}) and are left out in
-   * between, which keeps steady heartbeats small.
+   * appear from the first call after each sample (see {@linkcode refresh}) until a heartbeat
+   * carrying them is {@linkcode delivered}, and are left out after that, which keeps steady
+   * heartbeats small without losing a sample to a failed heartbeat.
    */
   metrics(): Metrics {
     const metrics = this.#baseMetrics();
     for (
       const [key, s] of [["filesystems", this.#filesystems], ["network", this.#network]] as const
     ) {
-      if (!s.fresh) continue;
-      s.fresh = false;
-      this.#attach(metrics, key);
+      if (s.fresh) this.#attach(metrics, key);
     }
     return metrics;
+  }
+
+  /** Marks the sampled figures that `metrics` carried as accepted by the platform. */
+  delivered(metrics: Metrics): void {
+    if (metrics.filesystems !== undefined) this.#filesystems.fresh = false;
+    if (metrics.network !== undefined) this.#network.fresh = false;
   }
 
   /** Runs the samplers that are due (all of them with `force`), then {@linkcode metrics}. */

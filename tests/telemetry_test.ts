@@ -666,6 +666,7 @@ Deno.test("filesystems ride one heartbeat per df run, df runs at most every 5 mi
   for (beat = 1; beat <= 7; beat++) {
     const m = await collector.sampleMetrics();
     beats.push({ fs: m.filesystems?.age_seconds, net: m.network });
+    collector.delivered(m); // every heartbeat accepted
     nowMs += 60_000;
   }
   const traffic = { interval_seconds: 60, interfaces: { eth0: [1000, 10, 0, 500, 5, 0] } };
@@ -686,6 +687,20 @@ Deno.test("filesystems ride one heartbeat per df run, df runs at most every 5 mi
   equal(t.metrics.filesystems?.age_seconds, 150); // df ran at 5 min, now is 7.5 min
   deepEqual(t.metrics.network, { ...traffic, interval_seconds: 90 }); // network was due again
   MetricsSchema.parse(t.metrics);
+});
+
+Deno.test("filesystems a refused heartbeat carried ride the next one, until one is delivered", async () => {
+  let nowMs = Date.parse("2026-01-01T00:00:00Z");
+  const { system } = fakeSystem({ runCommand: linuxCommands });
+  const collector = new TelemetryCollector({ system, now: () => new Date(nowMs) });
+  const first = await collector.sampleMetrics(); // refused by the platform: not delivered
+  equal(first.filesystems?.age_seconds, 0);
+  nowMs += 60_000;
+  const second = await collector.sampleMetrics();
+  equal(second.filesystems?.age_seconds, 60, "the same df figures, older");
+  collector.delivered(second);
+  nowMs += 60_000;
+  equal((await collector.sampleMetrics()).filesystems, undefined);
 });
 
 Deno.test("a failing df costs one debug line and leaves filesystems out", async () => {
@@ -752,8 +767,17 @@ Deno.test({
   name: "helpers run with an empty environment and their exit status honoured",
   ignore: Deno.build.os === "windows",
   async fn() {
-    // `env` prints its environment: nothing may leak from the agent (proxy settings, tokens).
-    equal(await denoSystem.runCommand("/usr/bin/env", []), "");
+    // `env` prints its environment: nothing may leak from the agent (proxy settings, tokens),
+    // only the fixed PATH and C locale runChild gives every child.
+    Deno.env.set("ONECONNECT_ENROLLMENT_TOKEN", "oc_enr_must_not_leak");
+    try {
+      equal(
+        await denoSystem.runCommand("/usr/bin/env", []),
+        "LC_ALL=C\nPATH=/usr/bin:/bin:/usr/sbin:/sbin\n",
+      );
+    } finally {
+      Deno.env.delete("ONECONNECT_ENROLLMENT_TOKEN");
+    }
     await rejects(() => denoSystem.runCommand("/usr/bin/false", []), /exited with code 1/);
     equal(await denoSystem.runCommand("/usr/bin/false", [], { anyExit: true }), "");
   },

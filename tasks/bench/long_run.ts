@@ -123,7 +123,11 @@ async function main(): Promise<void> {
 
   await heartbeatLoop({
     agentId: identity.agent_id,
-    send: (body, signal) => client.heartbeat(identity.agent_id, body, signal),
+    send: async (body, signal) => {
+      const answer = await client.heartbeat(identity.agent_id, body, signal);
+      collector.delivered(body.metrics);
+      return answer;
+    },
     snapshot: async () => ({
       host: await collector.host(),
       metrics: await collector.sampleMetrics(),

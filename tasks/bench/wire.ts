@@ -93,6 +93,7 @@ export async function heartbeatBodies(
     agentId,
     send: (body) => {
       sent.push(body);
+      collector.delivered(body.metrics);
       if (sent.length >= beats) done.abort();
       return Promise.resolve({ next_heartbeat_seconds: 60, features: [FEATURE_HOST_DIGEST] });
     },
