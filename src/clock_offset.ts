@@ -1,8 +1,9 @@
 /**
  * The offset between this host's clock and the platform's, measured from the `Date` header of
- * every platform answer. Kept for `status`, the certificate-time hints and (once the platform
- * advertises support) the heartbeat; nothing here goes on the wire.
+ * every platform answer. Kept for `status`, the certificate-time hints and, once the platform
+ * advertises the `clock_offset` feature, the heartbeat.
  */
+import { type ClockOffsetReport, FEATURE_CLOCK_OFFSET } from "./contract.ts";
 import type { Logger } from "./log.ts";
 
 /** Offset beyond which the agent warns (once per process): certificates start to look wrong. */
@@ -86,4 +87,18 @@ export class ClockOffset {
       );
     }
   }
+}
+
+/**
+ * The `clock_offset` for the next heartbeat: the latest measurement `status.json` holds, only when
+ * the platform's last `features` include `clock_offset` (otherwise nothing changes on the wire).
+ */
+export function clockOffsetReport(status: {
+  platform_features?: string[];
+  clock_offset?: { seconds: number; measured_at: string } | null;
+}): ClockOffsetReport | undefined {
+  if (!(status.platform_features ?? []).includes(FEATURE_CLOCK_OFFSET)) return undefined;
+  const measured = status.clock_offset;
+  if (!measured) return undefined;
+  return { seconds: measured.seconds, measured_at: measured.measured_at };
 }

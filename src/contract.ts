@@ -44,6 +44,9 @@ export const FEATURE_HOST_DIGEST = "host_digest";
 /** Feature: the platform accepts `gap` (outage evidence) in heartbeats. */
 export const FEATURE_GAP = "gap";
 
+/** Feature: the platform accepts `clock_offset` (its clock against the host's) in heartbeats. */
+export const FEATURE_CLOCK_OFFSET = "clock_offset";
+
 /**
  * Problem codes with which the platform rejects a credential (contract v1.3 lists them): only an
  * `application/problem+json` answer carrying one of these stops `run`, `renew` or `unenroll` as a
@@ -160,6 +163,17 @@ export const GapSchema = z.object({
 export type Gap = z.infer<typeof GapSchema>;
 
 /**
+ * The platform's clock minus this host's, in whole seconds (positive: the platform is ahead), as
+ * measured from the `Date` header of an answer (contract v1.3, feature `clock_offset`).
+ */
+export const ClockOffsetReportSchema = z.object({
+  seconds: z.number().int(),
+  measured_at: z.iso.datetime({ offset: true }),
+});
+/** A clock offset in a heartbeat. */
+export type ClockOffsetReport = z.infer<typeof ClockOffsetReportSchema>;
+
+/**
  * `POST /api/v1/agents/{agent_id}/heartbeats` request with the full `host`: the shape every v1
  * platform accepts (v1.0 requires `host`; `host_digest` is ignored by platforms before v1.2).
  */
@@ -172,6 +186,7 @@ export const HeartbeatRequestSchema = z.object({
   host: HostSchema,
   metrics: MetricsSchema,
   gap: GapSchema.optional(),
+  clock_offset: ClockOffsetReportSchema.optional(),
 });
 /** Heartbeat request body with the full host. */
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;

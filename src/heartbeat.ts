@@ -5,7 +5,7 @@ import {
   MAX_RETRY_SPREAD_SECONDS,
   withJitter,
 } from "./backoff.ts";
-import { clockHint, ClockOffset } from "./clock_offset.ts";
+import { clockHint, ClockOffset, clockOffsetReport } from "./clock_offset.ts";
 import type { CommandContext } from "./context.ts";
 import {
   FEATURE_HOST_DIGEST,
@@ -314,6 +314,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
       if (shutdown.aborted) break;
       // Outage evidence (contract v1.3): from status.json, so a restart keeps it.
       const gap = outageGap(st);
+      const clockOffset = clockOffsetReport(st);
       const body: HeartbeatBody = {
         agent_id: deps.agentId,
         sequence,
@@ -322,6 +323,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         ...inventory,
         metrics: snap.metrics,
         ...(gap === undefined ? {} : { gap }),
+        ...(clockOffset === undefined ? {} : { clock_offset: clockOffset }),
       };
       st.last_attempt_at = body.sent_at;
       request = new AbortController();

@@ -44,7 +44,7 @@ Deno.test("deno task demo enrolls the real agent, shows 3 heartbeats and exits 0
   assert.match(stdout, /Demo finished in/);
   assert.match(
     stdout,
-    /negotiated inventory delta: the platform advertised host_digest, .*\["host_digest","gap"\]; 1 of 3 with host/,
+    /negotiated inventory delta: the platform advertised host_digest, .*\["host_digest","gap","clock_offset"\]; 1 of 3 with host/,
   );
   assert.match(stdout, /heartbeat #3 received \(\d+ bytes, with host, gap: 2 failed attempts\)/);
   assert.match(

@@ -182,7 +182,7 @@ Deno.test("enrollment issues a certificate for the CSR key with the agent SAN UR
     assert.match(r.json.agent_id, /^[A-Za-z0-9._-]{1,128}$/);
     assert.deepEqual(r.json.ca_certificates, [p.caCertPem]);
     assert.equal(r.json.heartbeat_interval_seconds, 60);
-    assert.deepEqual(r.json.features, ["host_digest", "gap"]);
+    assert.deepEqual(r.json.features, ["host_digest", "gap", "clock_offset"]);
     assert.ok(r.json.service_account_token.length >= 32);
     const cert = new x509.X509Certificate(r.json.certificate);
     const ours = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
@@ -335,7 +335,10 @@ Deno.test("heartbeats are recorded with the bearer bound to its agent", async ()
     const b = await enroll(p, client);
     const okBeat = await beat(p, client, a.agentId, 1, bearer(a.token));
     assert.equal(okBeat.status, 200, okBeat.text);
-    assert.deepEqual(okBeat.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
+    assert.deepEqual(okBeat.json, {
+      next_heartbeat_seconds: 60,
+      features: ["host_digest", "gap", "clock_offset"],
+    });
     const mismatch = await beat(p, client, b.agentId, 1, bearer(a.token));
     assert.equal(mismatch.status, 403);
     assert.equal(mismatch.json.code, "agent_mismatch");
@@ -420,9 +423,9 @@ Deno.test("heartbeat without host answers host_required when the digest is unkno
     const required = {
       next_heartbeat_seconds: 60,
       host_required: true,
-      features: ["host_digest", "gap"],
+      features: ["host_digest", "gap", "clock_offset"],
     };
-    const fine = { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] };
+    const fine = { next_heartbeat_seconds: 60, features: ["host_digest", "gap", "clock_offset"] };
     assert.deepEqual(answers, [required, fine, fine, required, fine, fine, required]);
     const agent = p.agents().find((x) => x.agent_id === a.agentId);
     assert.deepEqual(agent?.host, RENAMED);
@@ -468,11 +471,14 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
     });
     assert.deepEqual(withHost.json, {
       next_heartbeat_seconds: 60,
-      features: ["host_digest", "gap"],
+      features: ["host_digest", "gap", "clock_offset"],
     });
     for (const seq of [2, 3]) {
       const r = await deltaBeat(p, client, a, seq, { host_digest: RENAMED_DIGEST });
-      assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
+      assert.deepEqual(r.json, {
+        next_heartbeat_seconds: 60,
+        features: ["host_digest", "gap", "clock_offset"],
+      });
     }
     const listed = await call(p, client, "GET", "admin/v1/agents", undefined, bearer(p.adminToken));
     assert.deepEqual(listed.json.agents[0].host, RENAMED);
@@ -495,7 +501,10 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
     using client = Deno.createHttpClient({ caCerts: [p.caCertPem] });
     assert.deepEqual(p.agents()[0]?.host, RENAMED);
     const r = await deltaBeat(p, client, a, 4, { host_digest: RENAMED_DIGEST });
-    assert.deepEqual(r.json, { next_heartbeat_seconds: 60, features: ["host_digest", "gap"] });
+    assert.deepEqual(r.json, {
+      next_heartbeat_seconds: 60,
+      features: ["host_digest", "gap", "clock_offset"],
+    });
   }
   // A state file from before the inventory delta (no host, no digest) still loads; the platform
   // then asks for the host.
@@ -514,7 +523,7 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
   assert.deepEqual(r.json, {
     next_heartbeat_seconds: 60,
     host_required: true,
-    features: ["host_digest", "gap"],
+    features: ["host_digest", "gap", "clock_offset"],
   });
   assert.deepEqual(p.contractViolations, []);
 });
@@ -1201,7 +1210,7 @@ Deno.test("dev platform refuseDigestOnly advertises host_digest, then refuses be
     const a = await enroll(p, client);
     const full = await deltaBeat(p, client, a, 1, { host_digest: HOST_DIGEST, host: HOST });
     assert.equal(full.status, 200, full.text);
-    assert.deepEqual(full.json.features, ["host_digest", "gap"]);
+    assert.deepEqual(full.json.features, ["host_digest", "gap", "clock_offset"]);
     const digestOnly = await deltaBeat(p, client, a, 2, { host_digest: HOST_DIGEST });
     assert.equal(digestOnly.status, 400, digestOnly.text);
     assert.equal(digestOnly.json.code, "invalid_request");

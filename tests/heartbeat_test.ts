@@ -916,3 +916,35 @@ Deno.test("heartbeat loop passes on only plain problem codes in gap, never a mes
   assert.deepEqual(h.sent[1]!.body.gap?.last_error, { kind: "http", status: 502, code: null });
   assert.doesNotMatch(JSON.stringify(h.sent[1]!.body), /10\.0\.0\.7|Edge|upstream/);
 });
+
+Deno.test("heartbeat loop sends the measured clock offset only to a platform that advertised it", async () => {
+  const measured = { seconds: -612, measured_at: "2026-01-01T00:00:00.000Z" };
+  for (
+    const [features, expected] of [[["host_digest", "clock_offset"], measured], [
+      ["host_digest"],
+      undefined,
+    ]] as const
+  ) {
+    const h = harness({
+      intervalSeconds: 60,
+      features: [...features],
+      status: {
+        ...emptyStatus("agent-1"),
+        platform_features: [...features],
+        clock_offset: measured,
+      },
+    });
+    const done = h.run();
+    await h.clock.tickAsync(60_000);
+    h.shutdown.abort();
+    await done;
+    assert.equal(h.sent.length, 2);
+    for (const { body } of h.sent) {
+      assert.deepEqual(body.clock_offset, expected);
+      const schema = body.host === undefined
+        ? HeartbeatDigestRequestSchema
+        : HeartbeatRequestSchema;
+      assert.ok(schema.safeParse(body).success, JSON.stringify(body));
+    }
+  }
+});

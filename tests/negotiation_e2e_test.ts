@@ -74,6 +74,10 @@ Deno.test("run against a contract 1.0 platform: every one of 20 heartbeats carri
   const records = platform.heartbeats(agentId);
   assert.ok(records.length >= 20);
   assert.ok(records.every(carriesHost), "a heartbeat without host went to a v1.0 platform");
+  assert.ok(
+    records.every((r) => !("clock_offset" in (r.body as object)) && !("gap" in (r.body as object))),
+    "a v1.3 member went to a v1.0 platform",
+  );
   // Nothing refused: a refusal would show as a warning (and the platform does not record it).
   assert.deepEqual(end.logs.filter((l) => l.level !== "info"), [], end.stderr);
   const sequences = records.map((r) => r.sequence);
@@ -91,7 +95,7 @@ Deno.test("run against a contract 1.3 platform: steady heartbeats are digest-onl
   const agentId = await enrollAgent(platform, stateDir);
   // The enrollment answer's features are remembered for the first heartbeat of the first run.
   const enrolled = JSON.parse(await Deno.readTextFile(join(stateDir, "status.json")));
-  assert.deepEqual(enrolled.platform_features, ["host_digest", "gap"]);
+  assert.deepEqual(enrolled.platform_features, ["host_digest", "gap", "clock_offset"]);
   assert.equal(enrolled.agent_id, agentId);
 
   const end = await runUntil(stateDir, () => platform.heartbeats(agentId).length, 5);
@@ -100,7 +104,7 @@ Deno.test("run against a contract 1.3 platform: steady heartbeats are digest-onl
   assert.deepEqual(records.map(carriesHost).slice(0, 5), [true, false, false, false, false]);
   assert.deepEqual(end.logs.filter((l) => l.level !== "info"), [], end.stderr);
   const status = JSON.parse(await Deno.readTextFile(join(stateDir, "status.json")));
-  assert.deepEqual(status.platform_features, ["host_digest", "gap"]);
+  assert.deepEqual(status.platform_features, ["host_digest", "gap", "clock_offset"]);
   assert.deepEqual(platform.contractViolations, []);
 });
 
@@ -201,5 +205,27 @@ Deno.test("run against a contract 1.0 platform after refused heartbeats: no gap 
   assert.equal(records[0]!.sequence, 3, "two refused attempts before it");
   assert.ok(records.every((r) => gapOf(r) === undefined && r.gap === undefined));
   // The platform also counts a gap it did not advertise as a violation.
+  assert.deepEqual(platform.contractViolations, []);
+});
+
+Deno.test("run reports this host's clock offset once the platform advertises clock_offset", async () => {
+  // 30 s: measurable, below the 60 s warning, so the run stays quiet.
+  await using platform = await startDevPlatform({ quiet: true, clockOffsetSeconds: 30 });
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  const agentId = await enrollAgent(platform, stateDir);
+
+  const end = await runUntil(stateDir, () => platform.heartbeats(agentId).length, 3);
+  assert.equal(end.code, 0, end.stderr);
+  const records = platform.heartbeats(agentId);
+  // Measured from each answer's Date header; the first beat of a fresh identity has none yet.
+  const offsets = records.slice(1).map((r) => r.clock_offset);
+  for (const offset of offsets) {
+    assert.ok(offset, JSON.stringify(records.map((r) => r.clock_offset)));
+    assert.ok(Math.abs(offset.seconds - 30) <= 2, String(offset.seconds));
+    assert.ok(Math.abs(Date.parse(offset.measured_at) - Date.now()) < 60_000);
+  }
+  const status = JSON.parse(await Deno.readTextFile(join(stateDir, "status.json")));
+  assert.ok(Math.abs(status.clock_offset.seconds - 30) <= 2);
   assert.deepEqual(platform.contractViolations, []);
 });

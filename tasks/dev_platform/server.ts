@@ -58,8 +58,8 @@ export interface DevPlatformOptions {
   /** `X-OneConnect-Proxy-Secret` value marking requests from the trusted nginx. */
   proxySecret?: string;
   /**
-   * Contract version to behave as: "1.3" (default) advertises `features: ["host_digest", "gap"]`,
-   * accepts digest-only heartbeats and records `gap`; "1.0" sends no `features` and answers a heartbeat without
+   * Contract version to behave as: "1.3" (default) advertises `features: ["host_digest", "gap", "clock_offset"]`,
+   * accepts digest-only heartbeats and records `gap` and `clock_offset`; "1.0" sends no `features` and answers a heartbeat without
    * `host` 400 `invalid_request`, as a platform written against contract v1.0 does.
    */
   contractVersion?: ContractVersion;
@@ -278,6 +278,7 @@ const HeartbeatBody = z.looseObject({
   sent_at: z.string(),
   agent_version: z.string(),
   host_digest: z.string(),
+  clock_offset: z.object({ seconds: z.number().int(), measured_at: z.string() }).optional(),
   gap: z.object({
     since: z.string(),
     attempts: z.number().int().min(1),
@@ -331,7 +332,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   // What a v1.3 platform advertises; a v1.0 one has no `features` member at all.
   const features = (opts.contractVersion ?? "1.3") === "1.0"
     ? {}
-    : { features: ["host_digest", "gap"] };
+    : { features: ["host_digest", "gap", "clock_offset"] };
   const maxBody = opts.maxBodyBytes ?? 65_536;
   const quiet = opts.quiet ?? false;
   const offsetMs = (opts.clockOffsetSeconds ?? 0) * 1000;
@@ -589,6 +590,11 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       // Contract v1.0 requires `host` on every heartbeat (and so does a broken v1.3 platform).
       return problem(400, "invalid_request", "host is not an object");
     }
+    if (body.clock_offset !== undefined && !("features" in features) && validate) {
+      violations.push(
+        `request ${method} ${path}: clock_offset sent to a platform that did not advertise it`,
+      );
+    }
     const gap = body.gap;
     if (gap !== undefined) {
       if (!("features" in features) && validate) {
@@ -641,6 +647,7 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
       body_bytes: new TextEncoder().encode(request.text).length,
     };
     if (auth.principal.fingerprint) record.client_cert_fingerprint = auth.principal.fingerprint;
+    if (body.clock_offset !== undefined) record.clock_offset = body.clock_offset;
     if (gap !== undefined) {
       record.gap = gap;
       log(

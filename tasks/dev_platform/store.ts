@@ -48,6 +48,8 @@ export const HeartbeatRecordSchema = z.object({
   client_cert_fingerprint: z.string().optional(),
   /** Size of the request body in bytes. */
   body_bytes: z.number().int(),
+  /** The host's clock offset the heartbeat carried (contract v1.3 `clock_offset`), as given. */
+  clock_offset: z.object({ seconds: z.number().int(), measured_at: z.string() }).optional(),
   /** The outage evidence the heartbeat carried (contract v1.3 `gap`), as given. */
   gap: z.object({
     since: z.string(),
