@@ -19,11 +19,64 @@ export interface RunAgentOptions {
   /** Permission flags instead of the shared list (for minimality tests). */
   permissions?: string[];
   signal?: AbortSignal;
+  /**
+   * Milliseconds the child may live before it is SIGKILLed and the test fails (its `status` and
+   * `output()` reject): a hung agent fails the test, never hangs it. Defaults to
+   * {@linkcode RUN_DEADLINE_MS} for {@linkcode runAgent}, {@linkcode SPAWN_DEADLINE_MS} otherwise.
+   */
+  deadlineMs?: number;
+}
+
+/** Default deadline of a one-shot CLI run (generous: 2 busy cores, a cold module cache). */
+export const RUN_DEADLINE_MS = 90_000;
+/** Default deadline of a spawned long-running agent (`run` loops, soak tests). */
+export const SPAWN_DEADLINE_MS = 300_000;
+
+/**
+ * Gives `child` a deadline: past `ms` it is SIGKILLed, and its `status` and `output()` reject
+ * with an error naming `what`, so the test fails instead of hanging or passing on a killed child.
+ */
+export function withDeadline(
+  child: Deno.ChildProcess,
+  ms: number,
+  what: string,
+): Deno.ChildProcess {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }, ms);
+  const fail = () => new Error(`${what} still running after ${ms / 1000} s: killed, test failed`);
+  const status = child.status.then((s) => {
+    clearTimeout(timer);
+    if (timedOut) throw fail();
+    return s;
+  });
+  // A caller that never awaits status must not turn the rejection into an unhandled one.
+  status.catch(() => {});
+  const output = child.output.bind(child);
+  Object.defineProperty(child, "status", { value: status });
+  Object.defineProperty(child, "output", {
+    value: async () => {
+      const out = await output();
+      await status;
+      return out;
+    },
+  });
+  return child;
 }
 
 /** Spawns the CLI exactly as `deno task agent` does (same permission flags) and waits for it. */
 export async function runAgent(args: string[], options: RunAgentOptions = {}): Promise<CliResult> {
-  const child = spawnAgent(args, { ...options, piped: options.stdin !== undefined });
+  const child = spawnAgent(args, {
+    ...options,
+    piped: options.stdin !== undefined,
+    deadlineMs: options.deadlineMs ?? RUN_DEADLINE_MS,
+  });
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode(options.stdin));
@@ -48,7 +101,7 @@ export function spawnAgent(
     ...options.env,
   };
   if (env.DENO_DIR === "") delete env.DENO_DIR;
-  return new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", ...permissions, MAIN, ...args],
     env,
     clearEnv: true,
@@ -57,6 +110,11 @@ export function spawnAgent(
     stderr: "piped",
     signal: options.signal,
   }).spawn();
+  return withDeadline(
+    child,
+    options.deadlineMs ?? SPAWN_DEADLINE_MS,
+    `oneconnect-agent ${args.join(" ")}`,
+  );
 }
 
 const cachedFlags = await agentPermissionFlags();

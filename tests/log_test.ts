@@ -66,6 +66,27 @@ Deno.test("redact scrubs secret-shaped values even when never registered", () =>
   assert.equal(redact("plain message"), "plain message");
 });
 
+Deno.test("a bare Bearer value is redacted in a message, an error detail and a field", () => {
+  clearSecrets();
+  // Never registered and never preceded by "Authorization": only the Bearer rule can catch it.
+  const bare = "eyJhbGciOiJFUzI1NiJ9.cGF5bG9hZA.c2ln-_x";
+  assert.equal(redact(`sent Bearer ${bare} twice`), "sent Bearer [REDACTED] twice");
+  assert.equal(redact(`bearer\t${bare}`), "bearer [REDACTED]");
+  for (const format of ["text", "json"] as const) {
+    const { logger, lines } = capture(format);
+    logger.warn(`platform refused Bearer ${bare}`);
+    logger.error("heartbeat failed", {
+      error: new Error(`401: credential Bearer ${bare} unknown`),
+    });
+    logger.info("problem", { problem: { hint: `retry with Bearer ${bare}` } });
+    assert.equal(lines.length, 3);
+    for (const line of lines) {
+      assert.ok(!line.includes(bare), `${format} leaked the bare bearer: ${line}`);
+      assert.match(line, /Bearer \[REDACTED\]/);
+    }
+  }
+});
+
 Deno.test("redactValue masks secret-named fields but keeps structure and booleans", () => {
   assert.deepEqual(
     redactValue({ had_authorization: true, token: "x", n: 1, list: ["a"], key: "k" }),

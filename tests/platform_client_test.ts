@@ -1044,6 +1044,36 @@ Deno.test("proxyForUrl: NO_PROXY > proxy_url > HTTPS_PROXY for https; plain http
 // ---------------------------------------------------------------------------------------------
 // Secrets.
 
+Deno.test("a bare Bearer value from the platform is redacted in the message, detail and problem fields", async () => {
+  // Not this client's credential (so not registered): only the Bearer shape can catch it.
+  const foreign = "sat_f0reignBEARERvalue42";
+  await using server = serve(() =>
+    json(
+      {
+        title: `Bearer ${foreign}`,
+        detail: `the credential Bearer ${foreign} was revoked`,
+        code: "credential_revoked",
+        hint: `send Bearer ${foreign} instead`,
+        nested: { note: [`Bearer ${foreign}`] },
+      },
+      401,
+      { "content-type": "application/problem+json" },
+    )
+  );
+  using c = client(urlOf(server), { auth: { kind: "bearer", token: TOKEN } });
+  const error = await failure(c.heartbeat("agent-1", heartbeatBody), "http");
+  assert.equal(error.code, "credential_revoked");
+  for (const text of [error.message, String(error.detail), JSON.stringify(error.problem)]) {
+    assert.ok(!text.includes(foreign), `bare bearer leaked into ${text}`);
+  }
+  assert.match(error.message, /Bearer \[REDACTED\] was revoked/);
+  assert.match(String(error.detail), /Bearer \[REDACTED\]/);
+  assert.deepEqual(error.problem, {
+    hint: "send Bearer [REDACTED] instead",
+    nested: { note: ["Bearer [REDACTED]"] },
+  });
+});
+
 Deno.test("no secret reaches any message even when a hostile server echoes it everywhere", async () => {
   const echo = (req: Request) => req.headers.get("authorization") ?? TOKEN;
   await using server = serve((req) => {

@@ -12,7 +12,14 @@ import {
 } from "../../tasks/dev_platform/server.ts";
 import { writeFileAtomic } from "../../src/file_system.ts";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
-import { type CliResult, MAIN, runAgent, spawnAgent } from "../helpers.ts";
+import {
+  type CliResult,
+  MAIN,
+  runAgent,
+  SPAWN_DEADLINE_MS,
+  spawnAgent,
+  withDeadline,
+} from "../helpers.ts";
 
 /** Decodes child output. */
 export const decoder = new TextDecoder();
@@ -292,7 +299,10 @@ export class Harness implements AsyncDisposable {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return this.#watch(child, args);
+    return this.#watch(
+      withDeadline(child, SPAWN_DEADLINE_MS, `strace agent ${args.join(" ")}`),
+      args,
+    );
   }
 
   #watch(child: Deno.ChildProcess, args: string[]): RunningAgent {
