@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
-import { runAgent, tempDir } from "./helpers.ts";
+import { join } from "node:path";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
 
 function assertOneLineError(stderr: string, pattern: RegExp) {
   const lines = stderr.trimEnd().split("\n");
@@ -115,4 +118,40 @@ Deno.test("cli without a command exits 2", async () => {
   const r = await runAgent([]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /error: No command given/);
+});
+
+Deno.test("crash output at --log-level debug carries no registered secret, in message or stack", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  await enrollAgent(platform, dir.path);
+  const identity = JSON.parse(await Deno.readTextFile(join(dir.path, "identity.json")));
+  const token: string = identity.service_account_token;
+  // The agent registers this token when it loads the identity; a module preloaded into the agent
+  // then leaves a rejected promise unhandled (an internal error, whatever the command catches)
+  // when the agent builds its HTTP client: its message holds the token, and its stack names a
+  // file in a directory named after it.
+  const hooks = join(dir.path, `crash-${token}`);
+  await Deno.mkdir(hooks);
+  const preload = join(hooks, "crash.ts");
+  await Deno.writeTextFile(
+    preload,
+    `const real = Deno.createHttpClient;
+Deno.createHttpClient = function crashWith(options) {
+  Promise.reject(new Error("cannot build the client for " + ${JSON.stringify(token)}));
+  return real(options);
+};
+`,
+  );
+  const flags = await agentPermissionFlags();
+  const result = await runAgent(
+    ["--state-dir", dir.path, "--log-level", "debug", "run", "--once"],
+    { permissions: [...flags, "--preload", preload] },
+  );
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /^error: internal error: cannot build the client for \[REDACTED\]/m);
+  // The debug trace was printed (the stack's frame names the preloaded file), redacted.
+  assert.match(result.stderr, /^Error: cannot build the client for \[REDACTED\]$/m);
+  assert.match(result.stderr, /at .*crashWith .*crash-\[REDACTED\]\/crash\.ts/);
+  assert.ok(!result.stderr.includes(token), `token leaked into crash output: ${result.stderr}`);
+  assert.ok(!result.stdout.includes(token));
 });
