@@ -6,6 +6,7 @@ import {
   withJitter,
 } from "./backoff.ts";
 import { clockHint, ClockOffset, clockOffsetReport } from "./clock_offset.ts";
+import { cloneRefusal } from "./clone_guard.ts";
 import type { CommandContext } from "./context.ts";
 import {
   FEATURE_HOST_DIGEST,
@@ -529,18 +530,18 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   st.certificate_expires_at = identity.certificate_not_after;
 
   const host = await hostCollected;
-  if (
-    identity.machine_id !== null && host.machine_id !== null &&
-    identity.machine_id !== host.machine_id
-  ) {
-    const message =
-      'Refusing to send heartbeats: identity was enrolled on another host (cloned image?): re-enroll with "oneconnect-agent enroll --force"';
+  const cloned = cloneRefusal(identity.machine_id, host.machine_id, "send heartbeats");
+  if (cloned !== null) {
     st.next_attempt_at = null;
-    st.stopped = { at: new Date().toISOString(), reason: "identity_cloned", message };
+    st.stopped = {
+      at: new Date().toISOString(),
+      reason: "identity_cloned",
+      message: cloned.message,
+    };
     await status.save().catch((e) =>
       logger.warn(`Cannot write status file: ${(e as Error).message}`)
     );
-    throw new CredentialRejectedError(message);
+    throw cloned;
   }
 
   // One measurement of the platform's clock for the whole process, starting from the last run's.

@@ -5,6 +5,7 @@
  */
 import { ClockOffset } from "./clock_offset.ts";
 import { type BackoffPolicy, DEFAULT_BACKOFF, failureDelay, withJitter } from "./backoff.ts";
+import { cloneRefusal } from "./clone_guard.ts";
 import type { CommandContext } from "./context.ts";
 import { isCredentialRejection, type RenewRequest, type RenewResponse } from "./contract.ts";
 import { CredentialRejectedError, PlatformError } from "./errors.ts";
@@ -13,6 +14,7 @@ import { type Identity, IdentityStore } from "./identity_store.ts";
 import { type Logger, registerSecret } from "./log.ts";
 import { acquireStateLock } from "./state_lock.ts";
 import { type AgentStatus, type RenewalStatus, StatusStore } from "./status.ts";
+import { TelemetryCollector } from "./telemetry.ts";
 
 /** Fraction of the certificate lifetime after which it is renewed. */
 export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
@@ -330,6 +332,8 @@ export interface RenewCommandDeps {
   createClient: (identity: Identity, ctx: CommandContext) => RenewalClient & { close(): void };
   now: () => number;
   random: () => number;
+  /** This host's machine id now, for the clone guard (null when it has none). */
+  machineId: () => Promise<string | null>;
 }
 
 const defaultRenewDeps: RenewCommandDeps = {
@@ -344,6 +348,7 @@ const defaultRenewDeps: RenewCommandDeps = {
     }),
   now: Date.now,
   random: Math.random,
+  machineId: async () => (await new TelemetryCollector().host()).machine_id,
 };
 
 /**
@@ -366,6 +371,9 @@ export async function renewCommand(
     logger,
   });
   const identity = await store.load();
+  // A clone renewing would take over the original host's credential.
+  const cloned = cloneRefusal(identity.machine_id, await deps.machineId(), "renew the certificate");
+  if (cloned !== null) throw cloned;
   const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const previous = status.current.renewal;
   const saveStatus = async (renewal: RenewalStatus) => {

@@ -187,3 +187,35 @@ export async function enrollAgent(
 export function telemetryFixture(name: string): string {
   return Deno.readTextFileSync(new URL(`./fixtures/telemetry/${name}`, import.meta.url));
 }
+
+/**
+ * Whether CI requires every optional tool (`ONECONNECT_REQUIRE_TOOLS=1`, or the older
+ * `ONECONNECT_REQUIRE_NGINX=1`): a test that would be skipped for a missing tool runs and fails.
+ */
+export function requireTools(): boolean {
+  return ["ONECONNECT_REQUIRE_TOOLS", "ONECONNECT_REQUIRE_NGINX"].some((name) =>
+    (Deno.env.get(name) ?? "") !== ""
+  );
+}
+
+/**
+ * The `ignore:` of a test that needs something (a tool, a machine id): skipped visibly when it is
+ * missing, except under {@linkcode requireTools}, where the test runs and fails on the absence.
+ */
+export function skipWithout(available: boolean): boolean {
+  return !available && !requireTools();
+}
+
+/** The absolute path of `command` on PATH (or of the first existing absolute candidate), else null. */
+export function findTool(command: string, ...candidates: string[]): string | null {
+  const dirs = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").concat(["/usr/sbin", "/sbin"]);
+  for (const path of [...candidates, ...dirs.map((d) => `${d}/${command}`)]) {
+    try {
+      const info = Deno.statSync(path);
+      if (info.isFile && (info.mode ?? 0o111) & 0o111) return path;
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}

@@ -520,6 +520,39 @@ Deno.test("renew exits 3 when the platform no longer knows the agent and 4 when 
   }
 });
 
+Deno.test("renew on a cloned identity exits 3 before any request and keeps the identity", async () => {
+  await using dir = await tempDir();
+  const store = new IdentityStore(join(dir.path, "state"));
+  const old = { ...(await makeIdentity(ca)), machine_id: "3d1219c7c4c5404aaa1f6d2a48adfda4" };
+  await store.save(old);
+  const { ctx, out } = testContext(store.stateDir);
+  let clients = 0;
+  const e = await renewCommand(ctx, {
+    createClient: () => {
+      clients++;
+      return issuing();
+    },
+    machineId: () => Promise.resolve("ffffffffffffffffffffffffffffffff"),
+  }).then(() => null, (e) => e);
+  assert.ok(e instanceof CredentialRejectedError, String(e));
+  assert.equal(e.exitCode, 3);
+  assert.match(
+    e.message,
+    /^Refusing to renew the certificate: identity was enrolled on another host/,
+  );
+  assert.equal(clients, 0, "no connection to the platform");
+  assert.deepEqual(out, []);
+  assert.deepEqual(await store.load(), old);
+  // The enrolling host (same machine id) and a host without one still renew.
+  for (const machineId of ["3d1219c7c4c5404aaa1f6d2a48adfda4", null]) {
+    await renewCommand(ctx, {
+      createClient: () => issuing(),
+      machineId: () => Promise.resolve(machineId),
+    });
+  }
+  assert.notEqual((await store.load()).certificate, old.certificate);
+});
+
 Deno.test("renew when not enrolled exits 5", async () => {
   await using dir = await tempDir();
   const { ctx } = testContext(join(dir.path, "state"));
