@@ -4,6 +4,7 @@ import { PlatformError } from "../src/errors.ts";
 import { IdentityStore } from "../src/identity_store.ts";
 import { unenrollCommand, type UnenrollDeps } from "../src/unenroll.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { issueServerCertificate } from "../tasks/dev_platform/dev_ca.ts";
 import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 import { testContext } from "./context_fixture.ts";
@@ -226,4 +227,49 @@ Deno.test("unenroll --local-only keeps the platform record; an unreachable platf
     await Deno.lstat(join(stateDir, "identity.json")).then(() => true, () => false),
     false,
   );
+});
+
+Deno.test("unenroll gives up on a platform that never answers after 10 s, even with a 600 s request timeout", async () => {
+  await using dir = await tempDir();
+  const server = await issueServerCertificate(ca);
+  let arrivedAt = 0;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  // A real HTTPS server that accepts the DELETE and holds it until the test ends.
+  await using platform = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: server.certPem,
+    key: server.keyPem,
+    onListen: () => {},
+  }, async (req) => {
+    if (req.method === "DELETE") arrivedAt = performance.now();
+    await held;
+    return new Response(null, { status: 204 });
+  });
+  try {
+    const store = new IdentityStore(join(dir.path, "state"));
+    await store.save(
+      await makeIdentity(ca, {
+        agentId: "agent-7",
+        platformUrl: `https://127.0.0.1:${platform.addr.port}/`,
+      }),
+    );
+    await Deno.writeTextFile(join(store.stateDir, "agent.json"), '{"timeout_seconds": 600}');
+    const result = await runAgent(["--state-dir", store.stateDir, "unenroll", "--yes"]);
+    const afterArrival = performance.now() - arrivedAt;
+    assert.ok(arrivedAt > 0, "the DELETE reached the server");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /^platform: cannot unenroll there \(.*\); ask an administrator to delete agent "agent-7"\n/,
+    );
+    assert.match(result.stdout, /\nunenrolled /);
+    // The limit, not the 600 s request timeout, ended the wait (loose above: 2 busy cores).
+    assert.ok(afterArrival >= 9_000, `gave up ${Math.round(afterArrival)} ms after the request`);
+    assert.ok(afterArrival < 20_000, `waited ${Math.round(afterArrival)} ms after the request`);
+    assert.equal(await store.exists(), false);
+  } finally {
+    release();
+  }
 });
