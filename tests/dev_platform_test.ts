@@ -12,7 +12,7 @@ import {
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { nginxAvailable, startNginxMtls } from "./nginx.ts";
-import { tempDir } from "./helpers.ts";
+import { skipWithout, tempDir } from "./helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 import { splitPemBundle } from "../src/certificates.ts";
 
@@ -863,7 +863,7 @@ Deno.test("requireMtls refuses bearers and proxy headers without the proxy secre
 
 Deno.test({
   name: "nginx mTLS passes the agent certificate through and rejects no or foreign certificates",
-  ignore: !nginxAvailable(),
+  ignore: skipWithout(nginxAvailable()),
   async fn() {
     await using p = await startDevPlatform({
       quiet: true,
@@ -925,7 +925,7 @@ Deno.test({
 
 Deno.test({
   name: "nginx with ssl_verify_client on refuses even enrollment without a client certificate",
-  ignore: !nginxAvailable(),
+  ignore: skipWithout(nginxAvailable()),
   async fn() {
     await using p = await startDevPlatform({
       quiet: true,

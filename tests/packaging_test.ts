@@ -6,7 +6,7 @@ import { ExitCode } from "../src/errors.ts";
 import { defaultStateDir } from "../src/config.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { TARGETS } from "../tasks/build_all.ts";
-import { tempDir } from "./helpers.ts";
+import { findTool, skipWithout, tempDir } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const UNIT_PATH = join(ROOT, "packaging/systemd/oneconnect-agent.service");
@@ -20,12 +20,8 @@ const ALLOWED_ENV = new Set(
   FLAGS.find((f) => f.startsWith("--allow-env="))!.slice("--allow-env=".length).split(","),
 );
 
-async function which(command: string): Promise<string | undefined> {
-  const out = await new Deno.Command("sh", { args: ["-c", `command -v ${command}`] }).output();
-  return out.code === 0 ? new TextDecoder().decode(out.stdout).trim() : undefined;
-}
-const SYSTEMD_ANALYZE = await which("systemd-analyze");
-const STRACE = await which("strace");
+const SYSTEMD_ANALYZE = findTool("systemd-analyze");
+const STRACE = findTool("strace");
 if (!SYSTEMD_ANALYZE) {
   console.warn(
     "SKIPPING systemd-analyze checks of packaging/systemd: systemd-analyze not found (apt-get install -y systemd)",
@@ -135,7 +131,7 @@ Deno.test("systemd unit confines the agent to its state directory", () => {
 
 Deno.test({
   name: "systemd-analyze verify accepts the unit and reports a typo",
-  ignore: !SYSTEMD_ANALYZE,
+  ignore: skipWithout(SYSTEMD_ANALYZE !== null),
   async fn() {
     await using tmp = await tempDir();
     const verify = async (text: string) => {
@@ -156,7 +152,7 @@ Deno.test({
 
 Deno.test({
   name: "systemd-analyze security rates the unit's exposure at most 3.0",
-  ignore: !SYSTEMD_ANALYZE,
+  ignore: skipWithout(SYSTEMD_ANALYZE !== null),
   async fn() {
     await using tmp = await tempDir();
     const path = join(tmp.path, "oneconnect-agent.service");
@@ -212,7 +208,7 @@ await srv.finished;
 
 Deno.test({
   name: "systemd unit's SystemCallFilter admits every syscall the Deno runtime makes",
-  ignore: !SYSTEMD_ANALYZE || !STRACE,
+  ignore: skipWithout(SYSTEMD_ANALYZE !== null && STRACE !== null),
   async fn() {
     await using tmp = await tempDir();
     const probe = join(tmp.path, "probe.ts");

@@ -13,6 +13,7 @@ import {
 import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
+import { skipWithout } from "./helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { freePort } from "./helpers.ts";
 
@@ -405,7 +406,7 @@ async function startClientAuthServer(
 
 Deno.test({
   name: "mtls: a server that verifies client certificates accepts the agent's and rejects others",
-  ignore: !openssl,
+  ignore: skipWithout(openssl),
   fn: async () => {
     await using dir = await tempDir();
     await using server = await startClientAuthServer(dir.path);

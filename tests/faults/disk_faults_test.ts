@@ -23,6 +23,7 @@ import {
   mountTmpfs,
 } from "./fault_helpers.ts";
 import { testContext } from "../context_fixture.ts";
+import { skipWithout } from "../helpers.ts";
 
 const ENOSPC = "No space left on device (os error 28)";
 
@@ -94,7 +95,7 @@ Deno.test("enroll into a state dir whose parents are missing creates them 0700; 
 
 Deno.test({
   name: "read-only state dir: run keeps beating (status not saved), enroll --force spends no token",
-  ignore: !CAN_MOUNT,
+  ignore: skipWithout(CAN_MOUNT),
   async fn() {
     await using h = await Harness.open();
     const identityBefore = await enrolledWithOneBeat(h);
@@ -131,7 +132,7 @@ Deno.test({
 
 Deno.test({
   name: "full disk (tmpfs): run keeps beating, enroll --force spends no token, recovery after",
-  ignore: !CAN_MOUNT,
+  ignore: skipWithout(CAN_MOUNT),
   async fn() {
     await using h = await Harness.open();
     await Deno.mkdir(h.stateDir, { mode: 0o700 });

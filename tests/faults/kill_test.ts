@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { IdentityStore } from "../../src/identity_store.ts";
 import { StatusSchema } from "../../src/status.ts";
 import { delay, Harness, HAS_STRACE, listTree, until } from "./fault_helpers.ts";
+import { skipWithout } from "../helpers.ts";
 
 async function tokenFile(h: Harness): Promise<string> {
   const path = join(h.root, `token-${crypto.randomUUID()}`);
@@ -176,7 +177,7 @@ const SLOW_MS = 300;
 Deno.test({
   name:
     "kill -9 at each step of the identity write (strace-slowed): old or new identity, never half",
-  ignore: !HAS_STRACE,
+  ignore: skipWithout(HAS_STRACE),
   async fn() {
     await using h = await Harness.open();
     const old = await h.enroll();
@@ -283,7 +284,7 @@ Deno.test("kill -9 of run mid-request: status stays valid and the sequence never
 Deno.test({
   name:
     "kill -9 of run at each step of the status write (strace-slowed): status valid, sequence rises",
-  ignore: !HAS_STRACE,
+  ignore: skipWithout(HAS_STRACE),
   async fn() {
     await using h = await Harness.open();
     const agentId = (await h.enroll()).agent_id as string;
