@@ -172,7 +172,9 @@ async function completeFile(h: Harness, pattern: RegExp): Promise<Record<string,
   return null;
 }
 
-const SLOW_MS = 300;
+// How long strace holds each fsync and rename: the test sees a step on disk and must kill the agent
+// before the next one. Wide, since a busy machine can take hundreds of ms between the two.
+const SLOW_MS = 1_200;
 
 Deno.test({
   name:
@@ -268,16 +270,22 @@ Deno.test("kill -9 of run mid-request: status stays valid and the sequence never
   const agentId = (await h.enroll()).agent_id as string;
   const first = await h.cli(["run", "--once"]);
   assert.equal(first.code, 0, first.stderr);
-  h.platform.injectFault({ route: "heartbeat", delayMs: 1_000, times: 1 });
+  // Held long enough that the kill surely lands while the request is in flight.
+  h.platform.injectFault({ route: "heartbeat", delayMs: 3_000, times: 1 });
   const requests = h.platform.requestCount;
+  const recorded = h.platform.heartbeats(agentId).length;
+  let arrived = 0;
   {
     await using run = h.spawn(["run", "--interval", "1"]);
     await until(() => h.platform.requestCount > requests, "the heartbeat to arrive");
+    arrived = performance.now();
     run.kill("SIGKILL");
     await run.exited();
   }
+  assert.equal(h.platform.heartbeats(agentId).length, recorded, "the kill came after the answer");
   StatusSchema.parse(await h.status());
-  await delay(1_200); // the platform records the held heartbeat after the agent died
+  // Let the platform finish the held request (it may record it after the agent died).
+  await delay(Math.max(0, arrived + 3_500 - performance.now()));
   await assertConsistent(h, agentId);
 });
 
