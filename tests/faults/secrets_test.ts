@@ -32,8 +32,9 @@ Deno.test({
   async fn() {
     await using h = await Harness.open();
 
-    // enroll with the token on stdin, held by the platform so its cmdline can be read.
-    h.platform.injectFault({ route: "enroll", delayMs: 800, times: 1 });
+    // enroll with the token in a file, held by the platform so its cmdline can be read: 5 s, since
+    // the agent exits (and /proc/<pid> goes) as soon as the answer comes, on however busy a host.
+    h.platform.injectFault({ route: "enroll", delayMs: 5_000, times: 1 });
     const token = h.token();
     const enrollFile = join(h.root, "token");
     await Deno.writeTextFile(enrollFile, token, { mode: 0o600 });

@@ -1,24 +1,43 @@
 /**
- * Load: `run --interval 1` for 30 s against a platform failing 30 % of heartbeats with 503. The
- * agent must not crash, every wait must stay within the backoff bounds, and the sequence the
- * platform recorded must rise strictly.
+ * Load: `run --interval 1` through at least 20 heartbeat attempts against a platform failing 30 %
+ * of heartbeats with 503. The agent must not crash, every wait must stay within the backoff bounds,
+ * and the sequence the platform recorded must rise strictly.
  */
 import assert from "node:assert/strict";
 import { DEFAULT_BACKOFF } from "../../src/backoff.ts";
 import { StatusSchema } from "../../src/status.ts";
-import { delay, Harness, jsonLines } from "./fault_helpers.ts";
+import { Harness, jsonLines, until } from "./fault_helpers.ts";
 
-const SOAK_MS = 30_000;
+const MIN_ATTEMPTS = 20;
+const MIN_FAILURES = 2;
 
-Deno.test("soak: 30 s of run --interval 1 with 30 % of heartbeats failing 503 stays within bounds", async () => {
+function isAttempt(line: Record<string, unknown>): boolean {
+  return line.msg === "Heartbeat sent" || line.msg === "Heartbeat failed";
+}
+
+/** The JSON log lines of `stderr` that are complete (the last one may still be arriving). */
+function completeLines(stderr: string): Array<Record<string, unknown>> {
+  return jsonLines(stderr.slice(0, stderr.lastIndexOf("\n") + 1));
+}
+
+Deno.test("soak: run --interval 1 through 20 attempts, 30 % of them failing 503, stays within bounds", async () => {
   await using h = await Harness.open();
   const agentId = (await h.enroll()).agent_id as string;
   h.platform.injectFault({ route: "heartbeat", status: 503, probability: 0.3 });
 
   const run = h.spawn(["run", "--interval", "1"]);
   let exitedEarly = false;
-  run.child.status.then(() => exitedEarly = true);
-  await delay(SOAK_MS);
+  run.child.status.then(() => exitedEarly = true, () => exitedEarly = true);
+  // Counted in attempts, not seconds: a busy host makes fewer attempts per second, never wrong ones.
+  await until(
+    () => {
+      const attempts = completeLines(run.stderr()).filter(isAttempt);
+      return exitedEarly || (attempts.length >= MIN_ATTEMPTS &&
+        attempts.filter((l) => l.msg === "Heartbeat failed").length >= MIN_FAILURES);
+    },
+    `${MIN_ATTEMPTS} attempts with ${MIN_FAILURES} failures`,
+    180_000,
+  );
   assert.equal(exitedEarly, false, `the agent exited during the soak:\n${run.stderr()}`);
   run.kill("SIGTERM");
   const end = await run.exited();
@@ -27,9 +46,7 @@ Deno.test("soak: 30 s of run --interval 1 with 30 % of heartbeats failing 503 st
 
   // Every wait the agent chose, checked against the rules: after a success the interval ±10 %
   // (less the request time), after the n-th failure in a row full jitter in [0, min(300, 2^(n-1))].
-  const attempts = jsonLines(end.stderr).filter((l) =>
-    l.msg === "Heartbeat sent" || l.msg === "Heartbeat failed"
-  );
+  const attempts = jsonLines(end.stderr).filter(isAttempt);
   let failuresInRow = 0;
   let lastSequence = 0;
   let failed = 0;
@@ -57,9 +74,20 @@ Deno.test("soak: 30 s of run --interval 1 with 30 % of heartbeats failing 503 st
   console.log(
     `soak: ${attempts.length} attempts, ${failed} failed, ${records.length} recorded by the platform`,
   );
-  assert.ok(attempts.length >= 15, `only ${attempts.length} attempts in 30 s`);
-  assert.ok(failed > 0 && failed < attempts.length, `${failed} of ${attempts.length} failed`);
-  assert.equal(records.length, attempts.length - failed);
+  assert.ok(attempts.length >= MIN_ATTEMPTS, `only ${attempts.length} attempts`);
+  assert.ok(failed >= MIN_FAILURES && failed < attempts.length, `${failed} of ${attempts.length}`);
+  // Every heartbeat logged as sent was recorded and none logged as failed was. The platform may hold
+  // one more: the request SIGTERM aborted after the platform took it but before its answer was
+  // logged, with a sequence above every logged one.
+  const recorded = new Set(records.map((r) => r.sequence));
+  const sent = attempts.filter((l) => l.msg === "Heartbeat sent").map((l) => Number(l.sequence));
+  for (const sequence of sent) assert.ok(recorded.has(sequence), `sent ${sequence} not recorded`);
+  for (const line of attempts.filter((l) => l.msg === "Heartbeat failed")) {
+    assert.ok(!recorded.has(Number(line.sequence)), `failed ${line.sequence} was recorded`);
+  }
+  const unlogged = records.filter((r) => !sent.includes(r.sequence));
+  assert.ok(unlogged.length <= 1, `${unlogged.length} recorded heartbeats were never logged`);
+  for (const r of unlogged) assert.ok(r.sequence > lastSequence, `unlogged ${r.sequence}`);
   for (let i = 1; i < records.length; i++) {
     assert.ok(records[i]!.sequence > records[i - 1]!.sequence, "platform sequence not increasing");
   }
