@@ -6,10 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
 
-const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "renewal-e2e-proxy-secret";
 const decoder = new TextDecoder();
@@ -81,9 +80,9 @@ function logLines(stderr: string): Array<Record<string, unknown>> {
 
 Deno.test({
   name: "run renews its certificate and heartbeats present only the new one through nginx mTLS",
-  ignore: !HAVE_NGINX && !NGINX_REQUIRED,
+  ignore: skipWithout(HAVE_NGINX),
   async fn() {
-    if (!HAVE_NGINX) throw new Error(`ONECONNECT_REQUIRE_NGINX is set but ${NGINX_BIN} is missing`);
+    if (!HAVE_NGINX) throw new Error(`CI requires every tool, but ${NGINX_BIN} is missing`);
     await using platform = await startDevPlatform({
       quiet: true,
       certTtlSeconds: 60,
@@ -106,7 +105,7 @@ Deno.test({
     let stderr: string;
     {
       await using run = startRun(dir.path, ["--interval", "1", "--auth", "mtls"]);
-      await until(() => agent().renewal_count >= 1, "a renewal inside run");
+      await until(() => agent().renewal_count >= 1, "a renewal inside run", 120_000);
       const renewedAt = prints().length;
       await until(() => prints().length >= renewedAt + 3, "three heartbeats after the renewal");
       const end = await run.terminate();
@@ -135,11 +134,23 @@ Deno.test({
     const logs = logLines(stderr);
     const renewedLogs = logs.filter((l) => l.msg === "Certificate renewed");
     assert.equal(renewedLogs.length, agent().renewal_count, stderr);
-    // The only warning: at start, the 60 s certificate expires within the warning window.
+    // The only warnings: at start, the 60 s certificate expires within the warning window; and,
+    // on a busy host, a heartbeat that timed out or met a 502/503/504 (load, not the certificate:
+    // a TLS, 401 or 403 failure, or an expired certificate, is never tolerated).
     const warnings = logs.filter((l) => l.level === "warn" || l.level === "error");
-    assert.ok(warnings.every((l) => /^Agent certificate expires at /.test(String(l.msg))), stderr);
+    const transient = (msg: string) =>
+      /^Heartbeats failing since \S+: .*(timed out|platform answered 50[234])/.test(msg) &&
+      !/certificate|TLS|handshake/i.test(msg);
+    assert.ok(
+      warnings.every((l) =>
+        /^Agent certificate expires at /.test(String(l.msg)) || transient(String(l.msg))
+      ),
+      stderr,
+    );
     const status = await readStatusFile(dir.path);
-    assert.equal(status?.consecutive_failures, 0);
+    if (!warnings.some((l) => transient(String(l.msg)))) {
+      assert.equal(status?.consecutive_failures, 0);
+    }
     const renewal = status?.renewal as Record<string, unknown>;
     assert.equal(renewal.last_error, null);
     assert.equal(typeof renewal.last_renewed_at, "string");
