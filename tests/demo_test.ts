@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SPAWN_DEADLINE_MS, withDeadline } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -7,12 +8,14 @@ async function demo(...args: string[]): Promise<string> {
   const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
   const words = String(config.tasks.demo).split(/\s+/);
   assert.equal(words[0], "deno");
-  const out = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: [...words.slice(1), ...args],
     cwd: ROOT,
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const out = await withDeadline(child, SPAWN_DEADLINE_MS, "deno task demo").output();
   const stdout = new TextDecoder().decode(out.stdout);
   const stderr = new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 0, `${stdout}\n${stderr}`);

@@ -12,7 +12,7 @@ import {
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { nginxAvailable, startNginxMtls } from "./nginx.ts";
-import { skipWithout, tempDir } from "./helpers.ts";
+import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 import { splitPemBundle } from "../src/certificates.ts";
 
@@ -987,6 +987,7 @@ async function spawnDevPlatformCli(args: string[]) {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  withDeadline(child, RUN_DEADLINE_MS, "deno task dev-platform");
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let banner = "";
   while (!/enrollment token: \S+/.test(banner) || !/admin token:\s+\S+/.test(banner)) {

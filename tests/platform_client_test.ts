@@ -13,7 +13,7 @@ import {
 import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
-import { skipWithout } from "./helpers.ts";
+import { RUN_DEADLINE_MS, skipWithout, withDeadline } from "./helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { freePort } from "./helpers.ts";
 
@@ -1183,6 +1183,7 @@ async function runProbe(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  withDeadline(child, RUN_DEADLINE_MS, "the proxy probe");
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(JSON.stringify(spec)));
   await writer.close();
