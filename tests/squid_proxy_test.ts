@@ -1,0 +1,106 @@
+/**
+ * The agent through Debian's squid, a forward proxy this project did not write: CONNECT with Basic
+ * credentials from HTTPS_PROXY (checked by squid's basic_ncsa_auth), and a clear error when they
+ * are wrong or missing.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { runAgent, skipWithout, tempDir } from "./helpers.ts";
+import { squidAvailable, startSquid } from "./squid.ts";
+
+function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port}`;
+}
+
+/** squid's access-log lines for CONNECTs to `target`. */
+function connects(log: string, target: string): string[] {
+  return log.split("\n").filter((l) => l.includes(" CONNECT ") && l.includes(target));
+}
+
+Deno.test({
+  name: "enroll and run tunnel through squid with Basic credentials from HTTPS_PROXY",
+  ignore: skipWithout(squidAvailable()),
+}, async () => {
+  await using squid = await startSquid();
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const { username, password } = squid.credentials;
+  const proxy = `http://${username}:${encodeURIComponent(password)}@${hostPort(squid.authUrl)}`;
+  const env = { HTTPS_PROXY: proxy };
+  const target = hostPort(platform.url);
+
+  const enroll = await runAgent([
+    "--state-dir",
+    dir.path,
+    "--log-level",
+    "debug",
+    "enroll",
+    "--url",
+    platform.url.href,
+    "--ca-file",
+    platform.caFile,
+    "--token-file",
+    "-",
+  ], { env, stdin: platform.mintEnrollmentToken() });
+  assert.equal(enroll.code, 0, enroll.stderr);
+  assert.ok(!enroll.stderr.includes(password) && !enroll.stdout.includes(password));
+  const afterEnroll = connects(await squid.accessLog(), target);
+  assert.ok(afterEnroll.length >= 1, await squid.accessLog());
+  // squid logs the authenticated user: the credentials reached it and were accepted.
+  assert.ok(afterEnroll.every((l) => l.includes(` ${username} `)), afterEnroll.join("\n"));
+
+  const run = await runAgent(["--state-dir", dir.path, "--log-level", "debug", "run", "--once"], {
+    env,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(!run.stderr.includes(password));
+  assert.ok(connects(await squid.accessLog(), target).length > afterEnroll.length, "run bypassed");
+  assert.equal(platform.heartbeats().length, 1);
+});
+
+Deno.test({
+  name: "a wrong or missing squid password stops enroll with one clear line, exit 4, nothing enrolled",
+  ignore: skipWithout(squidAvailable()),
+}, async () => {
+  await using squid = await startSquid();
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const wrong = "wr0ng-pr0xy-pa55";
+  const cases: Array<[string, string]> = [
+    ["wrong password", `http://${squid.credentials.username}:${wrong}@${hostPort(squid.authUrl)}`],
+    ["no credentials", `http://${hostPort(squid.authUrl)}`],
+  ];
+  for (const [what, proxy] of cases) {
+    const result = await runAgent([
+      "--state-dir",
+      join(dir.path, "state"),
+      "enroll",
+      "--url",
+      platform.url.href,
+      "--ca-file",
+      platform.caFile,
+      "--timeout",
+      "1",
+      "--token-file",
+      "-",
+    ], { env: { HTTPS_PROXY: proxy }, stdin: platform.mintEnrollmentToken() });
+    assert.equal(result.code, 4, `${what}: ${result.stderr}`);
+    const errors = result.stderr.split("\n").filter((l) => l.startsWith("error:"));
+    assert.equal(errors.length, 1, `${what}: ${result.stderr}`);
+    assert.match(
+      errors[0]!,
+      new RegExp(
+        `proxy "${hostPort(squid.authUrl)}" refused the tunnel to "${
+          hostPort(platform.url)
+        }": proxy authentication required`,
+      ),
+      what,
+    );
+    assert.ok(!result.stderr.includes(wrong), `${what}: the password was shown`);
+  }
+  assert.equal(platform.agents().length, 0, "nothing enrolled");
+  // squid itself refused both (407), so the test saw the real proxy's answer.
+  const denied = connects(await squid.accessLog(), hostPort(platform.url));
+  assert.ok(denied.length >= 2 && denied.every((l) => /\/407 /.test(l)), denied.join("\n"));
+});
