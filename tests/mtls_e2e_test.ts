@@ -18,17 +18,16 @@ import {
   issueServerCertificate,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, tempDir } from "./helpers.ts";
+import { type CliResult, runAgent, skipWithout, tempDir } from "./helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
 
-const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "mtls-e2e-proxy-secret";
 
-if (!HAVE_NGINX && !NGINX_REQUIRED) {
+if (skipWithout(HAVE_NGINX)) {
   console.error(
     `\n!!! SKIPPING the mTLS gate (tests/mtls_e2e_test.ts): nginx is not installed at ${NGINX_BIN}.` +
-      "\n!!! Install nginx-light to run it; CI (.ci/run) does and sets ONECONNECT_REQUIRE_NGINX=1.\n",
+      "\n!!! Install nginx-light to run it; CI (.ci/run) does and sets ONECONNECT_REQUIRE_TOOLS=1.\n",
   );
 }
 
@@ -73,11 +72,11 @@ function errorLine(result: CliResult): string {
 
 Deno.test({
   name: "mTLS gate through a real nginx admits the agent certificate and refuses everything else",
-  ignore: !HAVE_NGINX && !NGINX_REQUIRED,
+  ignore: skipWithout(HAVE_NGINX),
   async fn(t) {
     if (!HAVE_NGINX) {
       throw new Error(
-        `ONECONNECT_REQUIRE_NGINX is set but nginx is not installed at ${NGINX_BIN}: install nginx-light`,
+        `CI requires every tool, but nginx is not installed at ${NGINX_BIN}: install nginx-light`,
       );
     }
     await using platform = await startDevPlatform({
