@@ -60,7 +60,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a wrong or missing squid password stops enroll with one clear line, exit 4, nothing enrolled",
+  name:
+    "a wrong or missing squid password stops enroll with one clear line, exit 4, nothing enrolled",
   ignore: skipWithout(squidAvailable()),
 }, async () => {
   await using squid = await startSquid();
