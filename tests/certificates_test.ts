@@ -13,6 +13,7 @@ import {
 import { keyMatchesCertificate } from "../src/identity_store.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { skipWithout } from "./helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -229,7 +230,7 @@ async function chainCase() {
 Deno.test({
   name:
     "verifyIssuedCertificate accepts a leaf + intermediate chain up to a root in ca_certificates",
-  ignore: !HAVE_OPENSSL,
+  ignore: skipWithout(HAVE_OPENSSL),
   async fn() {
     const { pki, keys, csr, verify } = await chainCase();
     const leaf = await pki.signAgentCsr(csr, "issuing");
@@ -264,7 +265,7 @@ Deno.test({
 
 Deno.test({
   name: "verifyIssuedCertificate names each way a chain is broken",
-  ignore: !HAVE_OPENSSL,
+  ignore: skipWithout(HAVE_OPENSSL),
   async fn() {
     const { pki, csr, verify } = await chainCase();
     const leaf = await pki.signAgentCsr(csr, "issuing");
@@ -302,7 +303,7 @@ Deno.test({
 
 Deno.test({
   name: "verifyIssuedCertificate applies the clock skew allowance to intermediates too",
-  ignore: !HAVE_OPENSSL,
+  ignore: skipWithout(HAVE_OPENSSL),
   async fn() {
     const { pki, csr, verify } = await chainCase();
     // The leaf is valid from 2019, its issuer only from 2020-01-01.
@@ -318,7 +319,7 @@ Deno.test({
 
 Deno.test({
   name: "verifyIssuedCertificate refuses a leaf not meant for client authentication",
-  ignore: !HAVE_OPENSSL,
+  ignore: skipWithout(HAVE_OPENSSL),
   async fn() {
     const { pki, csr, verify } = await chainCase();
     const leaf = await pki.signAgentCsr(csr, "issuing", { extendedKeyUsage: "serverAuth" });

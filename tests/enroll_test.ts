@@ -30,7 +30,7 @@ import {
   issueAgentCertificate,
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
-import { tempDir } from "./helpers.ts";
+import { skipWithout, tempDir } from "./helpers.ts";
 import { testContext } from "./context_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
@@ -673,7 +673,7 @@ Deno.test("enroll --force replaces the identity only once the new one is verifie
 Deno.test({
   name:
     "enroll stores an intermediate-issued chain and refuses a broken one, keeping the old files",
-  ignore: !opensslAvailable(),
+  ignore: skipWithout(opensslAvailable()),
   async fn() {
     const pki = await sharedOpensslPki();
     const ca = await createDevCa();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
 
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
 const nodeExporterMissing = (() => {
@@ -27,7 +27,7 @@ function sample(text: string, series: string): number | undefined {
 
 Deno.test({
   name: "node_exporter's textfile collector serves the metrics file that run keeps current",
-  ignore: nodeExporterMissing,
+  ignore: skipWithout(!nodeExporterMissing),
   async fn() {
     await using platform = await startDevPlatform({ quiet: true });
     await using dir = await tempDir();

@@ -4,7 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createCsr, generateAgentKeyPair } from "../src/certificates.ts";
+import { createCsr, generateAgentKeyPair, splitPemBundle } from "../src/certificates.ts";
+import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { sharedOpensslPki } from "./openssl_pki.ts";
 import { findTool, runAgent, skipWithout, tempDir } from "./helpers.ts";
 
 const OPENSSL = findTool("openssl");
@@ -87,72 +89,27 @@ Deno.test({
   assert.doesNotMatch(bad.stdout + bad.stderr, /verify OK/);
 });
 
-/** A CA made by openssl (`ca.pem`) and a server certificate for 127.0.0.1 it signed. */
-async function opensslCa(dir: string, name: string): Promise<{ caFile: string }> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${name}-ca.key`,
-    "-out",
-    `${name}-ca.pem`,
-    "-subj",
-    `/CN=${name} openssl CA`,
-    "-days",
-    "2",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ], { cwd: dir });
-  await openssl([
-    "req",
-    ...ec,
-    "-keyout",
-    `${name}-server.key`,
-    "-out",
-    `${name}-server.csr`,
-    "-subj",
-    "/CN=127.0.0.1",
-  ], { cwd: dir });
-  await Deno.writeTextFile(
-    join(dir, `${name}-server.ext`),
-    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" +
-      "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-  );
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${name}-server.csr`,
-    "-CA",
-    `${name}-ca.pem`,
-    "-CAkey",
-    `${name}-ca.key`,
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    `${name}-server.ext`,
-    "-out",
-    `${name}-server.pem`,
-  ], { cwd: dir });
-  return { caFile: join(dir, `${name}-ca.pem`) };
-}
-
-/** `openssl s_server -www` on an ephemeral loopback port with `name`'s server certificate. */
-async function sServer(dir: string, name: string): Promise<AsyncDisposable & { url: URL }> {
+/**
+ * `openssl s_server -www` on an ephemeral loopback port, presenting the openssl PKI's server leaf
+ * and its issuing CA (the agent is given only the root).
+ */
+async function sServer(dir: string): Promise<AsyncDisposable & { url: URL }> {
+  const pki = await sharedOpensslPki();
+  const [leaf, ...chain] = splitPemBundle(pki.serverChain.certPem);
+  await Deno.writeTextFile(join(dir, "server.crt"), leaf!);
+  await Deno.writeTextFile(join(dir, "chain.crt"), chain.join(""));
+  await Deno.writeTextFile(join(dir, "server.key"), pki.serverChain.keyPem);
   const child = new Deno.Command(OPENSSL ?? "openssl", {
     args: [
       "s_server",
       "-accept",
       "127.0.0.1:0",
       "-cert",
-      join(dir, `${name}-server.pem`),
+      join(dir, "server.crt"),
+      "-cert_chain",
+      join(dir, "chain.crt"),
       "-key",
-      join(dir, `${name}-server.key`),
+      join(dir, "server.key"),
       "-www",
     ],
     stdin: "null",
@@ -197,9 +154,10 @@ Deno.test({
   ignore: skipWithout(OPENSSL !== null),
 }, async () => {
   await using dir = await tempDir();
-  const { caFile } = await opensslCa(dir.path, "right");
-  const { caFile: otherCa } = await opensslCa(dir.path, "other");
-  await using server = await sServer(dir.path, "right");
+  const caFile = (await sharedOpensslPki()).rootFile;
+  const otherCa = join(dir.path, "other-ca.pem");
+  await Deno.writeTextFile(otherCa, (await createDevCa({ commonName: "Some Other CA" })).certPem);
+  await using server = await sServer(dir.path);
   const check = (ca: string) =>
     runAgent([
       "--state-dir",

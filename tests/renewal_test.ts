@@ -16,7 +16,7 @@ import {
 } from "../src/renewal.ts";
 import { type AgentStatus, emptyStatus, readStatus, statusPath } from "../src/status.ts";
 import { createDevCa } from "../tasks/dev_platform/server.ts";
-import { tempDir } from "./helpers.ts";
+import { skipWithout, tempDir } from "./helpers.ts";
 import { issueFor, makeIdentity } from "./identity_fixture.ts";
 import { testContext } from "./context_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
@@ -387,7 +387,7 @@ Deno.test("renewIdentity makes a new key, keeps the subject and returns the veri
 
 Deno.test({
   name: "renewIdentity checks the answer's chain and keeps its intermediates (openssl PKI)",
-  ignore: !opensslAvailable(),
+  ignore: skipWithout(opensslAvailable()),
   async fn() {
     const pki = await sharedOpensslPki();
     const old = await makeIdentity(ca);
