@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, tempDir } from "./helpers.ts";
+import { runAgent, skipWithout, tempDir } from "./helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const UPDATE = "/usr/sbin/update-ca-certificates";
@@ -20,7 +20,7 @@ async function updateStore(): Promise<void> {
 
 Deno.test({
   name: "enroll without --ca-file trusts the OS store (update-ca-certificates), and run keeps it",
-  ignore: !opensslAvailable() || !canEditStore,
+  ignore: skipWithout(opensslAvailable() && canEditStore),
   async fn() {
     await using dir = await tempDir();
     const pki = await sharedOpensslPki();

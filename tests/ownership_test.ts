@@ -4,7 +4,7 @@ import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/identity_store.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { runAgent, tempDir } from "./helpers.ts";
+import { runAgent, skipWithout, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 
 // Tests run as root here; "another user" is nobody. Temp dirs live under /tmp, whose parent is
@@ -23,7 +23,7 @@ const mode = async (path: string) => (await Deno.lstat(path)).mode! & 0o7777;
 
 Deno.test({
   name: "a state directory owned by another user is refused with the fix, never chmod-ed to ours",
-  ignore: skip,
+  ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
     const stateDir = join(dir.path, "state");
@@ -47,7 +47,7 @@ Deno.test({
 
 Deno.test({
   name: "run and status refuse a state directory owned by another user: exit 2, one line",
-  ignore: skip,
+  ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
     const stateDir = join(dir.path, "state");
@@ -66,7 +66,7 @@ Deno.test({
 
 Deno.test({
   name: "a secret file owned by another user is refused on load and on audit",
-  ignore: skip,
+  ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
     const store = new IdentityStore(join(dir.path, "state"));
@@ -90,7 +90,7 @@ Deno.test({
 
 Deno.test({
   name: "a parent directory writable by others is refused unless sticky",
-  ignore: skip,
+  ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
     const parent = join(dir.path, "shared");
@@ -121,7 +121,7 @@ Deno.test({
 
 Deno.test({
   name: "agent.json is audited before it is read: symlink, group/other-writable or foreign refused",
-  ignore: skip,
+  ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
     const stateDir = join(dir.path, "state");

@@ -446,7 +446,7 @@ Deno.test({
 Deno.test({
   name:
     "a TLS 1.2 server demanding a client certificate (HandshakeFailure alert) says use --auth mtls",
-  ignore: !openssl,
+  ignore: skipWithout(openssl),
   fn: async () => {
     await using dir = await tempDir();
     await using server = await startClientAuthServer(dir.path, ["-no_tls1_3"]);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { freePort, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { freePort, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./squid.ts";
 
@@ -140,7 +140,7 @@ Deno.test("a plain http platform is never reached through HTTP_PROXY, http_proxy
 
 Deno.test({
   name: "a PAC served over http routes enroll, --check and run through a real squid",
-  ignore: NO_SQUID,
+  ignore: skipWithout(!NO_SQUID),
   async fn() {
     await using squid = await startSquid();
     await using platform = await startDevPlatform({ quiet: true });
@@ -190,7 +190,7 @@ Deno.test({
 
 Deno.test({
   name: "a PAC file whose first proxy is dead fails over to the second (squid)",
-  ignore: NO_SQUID,
+  ignore: skipWithout(!NO_SQUID),
   async fn() {
     await using squid = await startSquid();
     await using platform = await startDevPlatform({ quiet: true });
@@ -224,7 +224,7 @@ Deno.test({
 
 Deno.test({
   name: "proxy_url with Basic credentials authenticates to squid and never shows them",
-  ignore: NO_SQUID,
+  ignore: skipWithout(!NO_SQUID),
   async fn() {
     await using squid = await startSquid();
     await using platform = await startDevPlatform({ quiet: true });

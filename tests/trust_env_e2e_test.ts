@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { MAIN, runAgent, tempDir } from "./helpers.ts";
+import { MAIN, runAgent, skipWithout, tempDir } from "./helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 
 const noOpenssl = !opensslAvailable();
@@ -132,7 +132,7 @@ const viaEnv: Array<[string, (i: Impostor) => Promise<Record<string, string>>]> 
 for (const [input, envFor] of viaEnv) {
   Deno.test({
     name: `an impostor CA in ${input} is not trusted by an enrolled agent`,
-    ignore: noOpenssl,
+    ignore: skipWithout(!noOpenssl),
     async fn() {
       await using dir = await tempDir();
       await using impostor = await startImpostor(dir.path);
@@ -145,7 +145,7 @@ for (const [input, envFor] of viaEnv) {
 Deno.test({
   name:
     "trust built before the agent started (DENO_CERT read by preloaded code) stops run with exit 2",
-  ignore: noOpenssl,
+  ignore: skipWithout(!noOpenssl),
   async fn() {
     await using dir = await tempDir();
     await using impostor = await startImpostor(dir.path);
@@ -167,7 +167,7 @@ Deno.test({
 
 Deno.test({
   name: "SSLKEYLOGFILE (TLS secrets written to a file) stops run with exit 2 before any request",
-  ignore: noOpenssl,
+  ignore: skipWithout(!noOpenssl),
   async fn() {
     await using dir = await tempDir();
     await using impostor = await startImpostor(dir.path);
@@ -183,7 +183,7 @@ Deno.test({
 
 Deno.test({
   name: "an impostor CA passed with deno's --cert flag stops run with exit 2",
-  ignore: noOpenssl,
+  ignore: skipWithout(!noOpenssl),
   async fn() {
     await using dir = await tempDir();
     await using impostor = await startImpostor(dir.path);
