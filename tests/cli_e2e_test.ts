@@ -128,7 +128,7 @@ Deno.test("crash output at --log-level debug carries no registered secret, in me
   const token: string = identity.service_account_token;
   // The agent registers this token when it loads the identity; a module preloaded into the agent
   // then leaves a rejected promise unhandled (an internal error, whatever the command catches)
-  // when the agent builds its HTTP client: its message holds the token, and its stack names a
+  // when the agent builds its platform client: its message holds the token, and its stack names a
   // file in a directory named after it.
   const hooks = join(dir.path, `crash-${token}`);
   await Deno.mkdir(hooks);
@@ -137,7 +137,10 @@ Deno.test("crash output at --log-level debug carries no registered secret, in me
     preload,
     `const real = Deno.createHttpClient;
 Deno.createHttpClient = function crashWith(options) {
-  Promise.reject(new Error("cannot build the client for " + ${JSON.stringify(token)}));
+  // Only the platform client (it pins CAs), built after the identity was loaded.
+  if (options?.caCerts?.length) {
+    Promise.reject(new Error("cannot build the client for " + ${JSON.stringify(token)}));
+  }
   return real(options);
 };
 `,

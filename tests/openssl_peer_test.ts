@@ -180,7 +180,7 @@ Deno.test({
   assert.equal(bad.code, 4, bad.stderr);
   assert.match(
     bad.stdout,
-    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted .*UnknownIssuer/m,
+    /^fail +tls +certificate of 127\.0\.0\.1:\d+ not accepted .*issued by "Test Issuing CA"/m,
     bad.stdout,
   );
   assert.match(bad.stdout, /^skip +health /m);
