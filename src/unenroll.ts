@@ -2,6 +2,7 @@ import type { CommandContext } from "./context.ts";
 import { NotEnrolledError, PlatformError, UsageError } from "./errors.ts";
 import { isCredentialRejection } from "./contract.ts";
 import { denoFileSystem, type FileSystem } from "./file_system.ts";
+import { cloneRefusal } from "./clone_guard.ts";
 import { clientForIdentity } from "./identity_client.ts";
 import { type Identity, IdentityStore, type IdentityStoreOptions } from "./identity_store.ts";
 import { acquireStateLock } from "./state_lock.ts";
@@ -31,6 +32,8 @@ export interface UnenrollDeps {
   writePrompt: (text: string) => void;
   /** Builds the client that asks the platform to forget `identity`. */
   createClient: (identity: Identity, ctx: CommandContext, timeoutMs: number) => UnenrollClient;
+  /** This host's machine id now, for the clone guard (null when it has none). */
+  machineId: () => Promise<string | null>;
 }
 
 const encoder = new TextEncoder();
@@ -52,6 +55,10 @@ const defaultDeps: UnenrollDeps = {
       timeoutMs,
       logger: ctx.logger,
     }),
+  machineId: async () => {
+    const { TelemetryCollector } = await import("./telemetry.ts");
+    return (await new TelemetryCollector().host()).machine_id;
+  },
 };
 
 /**
@@ -171,6 +178,14 @@ export async function unenrollCommand(
     ctx.stdout("platform: not contacted (--local-only)\n");
   } else if (identity === undefined) {
     ctx.stdout("platform: not contacted (the identity file cannot be loaded)\n");
+  } else if (
+    identity.machine_id !== null &&
+    cloneRefusal(identity.machine_id, await deps.machineId(), "unenroll") !== null
+  ) {
+    // A clone must not make the platform forget the original host's agent; its copy goes.
+    ctx.stdout(
+      "platform: not contacted (this identity was enrolled on another host, cloned image?; only the local copy is removed)\n",
+    );
   } else {
     ctx.stdout(`${await forgetOnPlatform(ctx, identity, deps)}\n`);
   }

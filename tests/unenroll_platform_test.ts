@@ -273,3 +273,28 @@ Deno.test("unenroll gives up on a platform that never answers after 10 s, even w
     release();
   }
 });
+
+Deno.test("unenroll on a cloned identity removes only the local copy: the platform keeps the original", async () => {
+  await using dir = await tempDir();
+  const store = new IdentityStore(join(dir.path, "state"));
+  const identity = await makeIdentity(ca, { agentId: "agent-7" });
+  await store.save({ ...identity, machine_id: "0123456789abcdef0123456789abcdef" });
+  const fake = fakeClient(store, () => Promise.resolve());
+  const { ctx, out } = testContext(store.stateDir);
+  await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+    createClient: fake.createClient,
+    machineId: () => Promise.resolve("fedcba9876543210fedcba9876543210"),
+  });
+  assert.deepEqual(fake.calls, [], "a clone must not delete the original's registration");
+  assert.match(out[0]!, /^platform: not contacted \(this identity was enrolled on another host/);
+  assert.equal(await store.exists(), false);
+  // The same identity on its own host (or one without a machine id) still asks the platform.
+  for (const host of ["0123456789abcdef0123456789abcdef", null]) {
+    await store.save({ ...identity, machine_id: "0123456789abcdef0123456789abcdef" });
+    await unenrollCommand(ctx, { yes: true, localOnly: false }, {
+      createClient: fake.createClient,
+      machineId: () => Promise.resolve(host),
+    });
+  }
+  assert.equal(fake.calls.length, 2);
+});
