@@ -13,6 +13,29 @@ export const ExitCode = {
 /** One of the documented exit codes. */
 export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
 
+/** What each exit code means: the one table `--help` (and the README) show. */
+export const EXIT_CODE_MEANINGS: readonly (readonly [ExitCode, string])[] = [
+  [ExitCode.ok, "ok"],
+  [ExitCode.internal, "internal error"],
+  [
+    ExitCode.usage,
+    "usage or configuration error (bad flag, bad URL, unreadable, corrupt or insecure local state,\n" +
+    "or TLS trust that cannot be limited to the pinned CAs)",
+  ],
+  [
+    ExitCode.credentialRejected,
+    "the platform rejected the credential (token invalid/expired/used, credential revoked,\n" +
+    "agent removed, identity cloned): an operator must act",
+  ],
+  [ExitCode.unreachable, "the platform could not be reached or kept failing"],
+  [ExitCode.notEnrolled, "not enrolled"],
+  [ExitCode.alreadyEnrolled, "already enrolled (enroll without --force)"],
+  [
+    ExitCode.busy,
+    "another oneconnect-agent process holds the identity (e.g. renew while the service runs)",
+  ],
+];
+
 /** Base of every error the agent reports on purpose: a one-line message and an exit code. */
 export class AgentError extends Error {
   /** The process exit code this error maps to. */
