@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { join } from "node:path";
 import { UsageError } from "./errors.ts";
+import { join } from "./file_system.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,

@@ -1,9 +1,8 @@
 import { z } from "zod";
-import { join } from "node:path";
 import { parsePlatformUrl } from "./config.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
-import { denoFileSystem, type FileSystem, tempFilePattern } from "./file_system.ts";
+import { denoFileSystem, type FileSystem, join, tempFilePattern } from "./file_system.ts";
 import { type Logger, registerSecret, silentLogger } from "./log.ts";
 import {
   auditStateDirOwnership,

@@ -1,8 +1,7 @@
 import { z } from "zod";
-import { join } from "node:path";
 import type { CommandContext } from "./context.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
-import { denoFileSystem, type FileSystem } from "./file_system.ts";
+import { denoFileSystem, type FileSystem, join } from "./file_system.ts";
 import { IdentityStore, STATUS_FILE_NAME } from "./identity_store.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
