@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { UsageError } from "./errors.ts";
 import { join } from "./file_system.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
@@ -16,16 +16,16 @@ export type AuthMode = z.infer<typeof AuthModeSchema>;
 
 /** `agent.json` in the state directory: the lowest-precedence layer an operator can set. */
 export const FileConfigSchema = z.strictObject({
-  platform_url: z.string().min(1).optional(),
-  ca_file: z.string().min(1).optional(),
-  log_level: z.enum(LOG_LEVELS).optional(),
-  log_format: z.enum(LOG_FORMATS).optional(),
-  auth: AuthModeSchema.optional(),
-  proxy_url: z.string().min(1).optional(),
-  proxy_pac_url: z.string().min(1).optional(),
-  timeout_seconds: z.number().int().min(1).max(600).optional(),
-  interval_seconds: z.number().int().min(1).max(86400).optional(),
-  metrics_file: z.string().min(1).optional(),
+  platform_url: z.optional(z.string().check(z.minLength(1))),
+  ca_file: z.optional(z.string().check(z.minLength(1))),
+  log_level: z.optional(z.enum(LOG_LEVELS)),
+  log_format: z.optional(z.enum(LOG_FORMATS)),
+  auth: z.optional(AuthModeSchema),
+  proxy_url: z.optional(z.string().check(z.minLength(1))),
+  proxy_pac_url: z.optional(z.string().check(z.minLength(1))),
+  timeout_seconds: z.optional(z.int().check(z.gte(1), z.lte(600))),
+  interval_seconds: z.optional(z.int().check(z.gte(1), z.lte(86400))),
+  metrics_file: z.optional(z.string().check(z.minLength(1))),
 });
 /** The parsed contents of `agent.json`. */
 export type FileConfig = z.infer<typeof FileConfigSchema>;
@@ -209,7 +209,7 @@ function oneOf<T extends string>(
 }
 
 /** Formats the first zod issue as `"field" is <value>: <problem>`. */
-export function describeZodIssue(error: z.ZodError, input: unknown): string {
+export function describeZodIssue(error: z.core.$ZodError, input: unknown): string {
   const issue = error.issues[0];
   if (!issue) return "invalid value";
   const path = issue.path.map(String).join(".");

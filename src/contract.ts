@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { PLATFORM_ERROR_KINDS } from "./errors.ts";
 import { HostSchema, MetricsSchema } from "./telemetry.ts";
 
@@ -8,25 +8,25 @@ import { HostSchema, MetricsSchema } from "./telemetry.ts";
  */
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** An agent id (see {@linkcode AGENT_ID_PATTERN}). */
-export const AgentIdSchema = z.string().regex(AGENT_ID_PATTERN);
+export const AgentIdSchema = z.string().check(z.regex(AGENT_ID_PATTERN));
 
 /** RFC 9457 problem body; unknown fields are kept so callers can act on extensions. */
 export const ProblemSchema = z.looseObject({
-  type: z.string().optional(),
-  title: z.string().optional(),
-  status: z.number().int().optional(),
-  detail: z.string().optional(),
-  code: z.string().optional(),
+  type: z.optional(z.string()),
+  title: z.optional(z.string()),
+  status: z.optional(z.int()),
+  detail: z.optional(z.string()),
+  code: z.optional(z.string()),
 });
 /** A problem document. */
 export type Problem = z.infer<typeof ProblemSchema>;
 
 /** `POST /api/v1/agents/enroll` request. */
 export const EnrollRequestSchema = z.object({
-  enrollment_token: z.string().min(1),
-  csr: z.string().min(1),
+  enrollment_token: z.string().check(z.minLength(1)),
+  csr: z.string().check(z.minLength(1)),
   host: HostSchema,
-  agent_version: z.string().min(1),
+  agent_version: z.string().check(z.minLength(1)),
 });
 /** Enrollment request body. */
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
@@ -126,17 +126,17 @@ export function notRejectedNote(
 /** `POST /api/v1/agents/enroll` 201 response. */
 export const EnrollResponseSchema = z.object({
   agent_id: AgentIdSchema,
-  certificate: z.string().min(1),
-  ca_certificates: z.array(z.string().min(1)).min(1),
-  service_account_token: z.string().min(1),
-  heartbeat_interval_seconds: z.number().int().min(10).max(86400).optional(),
-  features: FeaturesSchema.optional(),
+  certificate: z.string().check(z.minLength(1)),
+  ca_certificates: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+  service_account_token: z.string().check(z.minLength(1)),
+  heartbeat_interval_seconds: z.optional(z.int().check(z.gte(10), z.lte(86400))),
+  features: z.optional(FeaturesSchema),
 });
 /** Enrollment response body. */
 export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 
 /** Lowercase hex SHA-256, as in `host_digest`. */
-export const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/);
+export const Sha256HexSchema = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 
 /** `gap.last_error.kind`: the agent's own error kinds; `other` for one this version cannot name. */
 export const GAP_ERROR_KINDS = [...PLATFORM_ERROR_KINDS, "other"] as const;
@@ -152,11 +152,11 @@ export const GapSchema = z.object({
   /** `sent_at` of the first failed attempt. */
   since: z.iso.datetime({ offset: true }),
   /** Failed attempts since then, over restarts of the agent. */
-  attempts: z.number().int().min(1),
+  attempts: z.int().check(z.gte(1)),
   last_error: z.object({
     kind: z.enum(GAP_ERROR_KINDS),
-    status: z.number().int().min(100).max(599).nullable(),
-    code: z.string().regex(GAP_CODE_PATTERN).nullable(),
+    status: z.nullable(z.int().check(z.gte(100), z.lte(599))),
+    code: z.nullable(z.string().check(z.regex(GAP_CODE_PATTERN))),
   }),
 });
 /** Outage evidence in a heartbeat. */
@@ -167,7 +167,7 @@ export type Gap = z.infer<typeof GapSchema>;
  * measured from the `Date` header of an answer (contract v1.3, feature `clock_offset`).
  */
 export const ClockOffsetReportSchema = z.object({
-  seconds: z.number().int(),
+  seconds: z.int(),
   measured_at: z.iso.datetime({ offset: true }),
 });
 /** A clock offset in a heartbeat. */
@@ -179,14 +179,14 @@ export type ClockOffsetReport = z.infer<typeof ClockOffsetReportSchema>;
  */
 export const HeartbeatRequestSchema = z.object({
   agent_id: AgentIdSchema,
-  sequence: z.number().int().min(1),
+  sequence: z.int().check(z.gte(1)),
   sent_at: z.iso.datetime({ offset: true }),
-  agent_version: z.string().min(1),
+  agent_version: z.string().check(z.minLength(1)),
   host_digest: Sha256HexSchema,
   host: HostSchema,
   metrics: MetricsSchema,
-  gap: GapSchema.optional(),
-  clock_offset: ClockOffsetReportSchema.optional(),
+  gap: z.optional(GapSchema),
+  clock_offset: z.optional(ClockOffsetReportSchema),
 });
 /** Heartbeat request body with the full host. */
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
@@ -195,7 +195,7 @@ export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
  * Digest-only heartbeat (inventory delta): no `host`, only its `host_digest`. Sent only to a
  * platform that advertised the `host_digest` feature.
  */
-export const HeartbeatDigestRequestSchema = HeartbeatRequestSchema.omit({ host: true });
+export const HeartbeatDigestRequestSchema = z.omit(HeartbeatRequestSchema, { host: true });
 /** Digest-only heartbeat body. */
 export type HeartbeatDigestRequest = z.infer<typeof HeartbeatDigestRequestSchema>;
 
@@ -209,23 +209,23 @@ export type HeartbeatBody = HeartbeatDigestRequest & { host?: HeartbeatRequest["
  * platform supports (absent: nothing beyond v1.0).
  */
 export const HeartbeatResponseSchema = z.looseObject({
-  next_heartbeat_seconds: z.unknown().optional(),
-  host_required: z.boolean().optional(),
-  features: FeaturesSchema.optional(),
+  next_heartbeat_seconds: z.optional(z.unknown()),
+  host_required: z.optional(z.boolean()),
+  features: z.optional(FeaturesSchema),
 });
 /** Heartbeat response body. */
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponseSchema>;
 
 /** `POST /api/v1/agents/{agent_id}/certificate` request (renewal with a new key pair). */
-export const RenewRequestSchema = z.object({ csr: z.string().min(1) });
+export const RenewRequestSchema = z.object({ csr: z.string().check(z.minLength(1)) });
 /** Renewal request body. */
 export type RenewRequest = z.infer<typeof RenewRequestSchema>;
 
 /** Renewal 200 response. */
 export const RenewResponseSchema = z.object({
-  certificate: z.string().min(1),
-  ca_certificates: z.array(z.string().min(1)).min(1),
-  service_account_token: z.string().min(1).optional(),
+  certificate: z.string().check(z.minLength(1)),
+  ca_certificates: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+  service_account_token: z.optional(z.string().check(z.minLength(1))),
 });
 /** Renewal response body. */
 export type RenewResponse = z.infer<typeof RenewResponseSchema>;

@@ -1,6 +1,6 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 
-const percent = z.number().min(0).max(100).nullable();
+const percent = z.nullable(z.number().check(z.gte(0), z.lte(100)));
 
 /**
  * CPU utilisation since the previous sample, in percent of all cores (one decimal). `iowait` and

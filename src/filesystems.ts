@@ -1,6 +1,6 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 
-const count = z.number().int().nonnegative().nullable();
+const count = z.nullable(z.int().check(z.nonnegative()));
 
 /**
  * One filesystem as a compact tuple (heartbeats stay under 1,024 bytes): mount point, type, total,
@@ -22,7 +22,7 @@ export type Filesystem = z.infer<typeof FilesystemSchema>;
 /** Filesystem space, collected at most every {@linkcode FILESYSTEM_INTERVAL_MS}. */
 export const FilesystemsSchema = z.object({
   /** Seconds since the figures were collected. */
-  age_seconds: z.number().int().nonnegative(),
+  age_seconds: z.int().check(z.nonnegative()),
   mounts: z.array(FilesystemSchema),
 });
 /** Filesystems and the age of their figures. */

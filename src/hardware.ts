@@ -1,9 +1,9 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 
 /** Whether the host is a container, a virtual machine or neither, and which technology if known. */
 export const VirtualizationSchema = z.object({
   kind: z.enum(["container", "vm", "none"]),
-  technology: z.string().nullable(),
+  technology: z.nullable(z.string()),
 });
 /** Virtualization of the host. */
 export type Virtualization = z.infer<typeof VirtualizationSchema>;

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { parsePlatformUrl } from "./config.ts";
 import { AgentIdSchema } from "./contract.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
@@ -25,19 +25,20 @@ export const IdentitySchema = z.object({
    * The intermediate CAs between the certificate and `ca_certificates`, issuer of the leaf first,
    * presented with it in mTLS. Absent in files written before chains were stored: none.
    */
-  intermediate_certificates: z.array(z.string().includes("-----BEGIN CERTIFICATE-----"))
-    .optional(),
-  ca_certificates: z.array(z.string().min(1)),
-  bootstrap_ca_certificates: z.array(z.string().min(1)),
+  intermediate_certificates: z.optional(
+    z.array(z.string().check(z.includes("-----BEGIN CERTIFICATE-----"))),
+  ),
+  ca_certificates: z.array(z.string().check(z.minLength(1))),
+  bootstrap_ca_certificates: z.array(z.string().check(z.minLength(1))),
   private_key: z.string(),
-  service_account_token: z.string().min(1),
-  machine_id: z.string().nullable(),
+  service_account_token: z.string().check(z.minLength(1)),
+  machine_id: z.nullable(z.string()),
   enrolled_at: z.iso.datetime(),
-  heartbeat_interval_seconds: z.number().int(),
+  heartbeat_interval_seconds: z.int(),
   certificate_not_before: z.iso.datetime(),
   certificate_not_after: z.iso.datetime(),
   /** What enrollment trusted for the platform's server (absent in files from older agents). */
-  trust: TrustSchema.optional(),
+  trust: z.optional(TrustSchema),
 });
 /** The agent's identity. */
 export type Identity = z.infer<typeof IdentitySchema>;

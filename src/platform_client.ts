@@ -3,7 +3,7 @@
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
  * (timeouts, size cap, no redirects, typed errors that never carry a secret).
  */
-import type { z } from "zod";
+import type { z } from "./zod.ts";
 import { parseRetryAfter } from "./backoff.ts";
 import {
   AGENT_ID_PATTERN,
@@ -467,7 +467,7 @@ export class PlatformClient implements Disposable {
     return parsed.value;
   }
 
-  #validate<T extends z.ZodType>(answer: Answer, schema: T): z.infer<T> {
+  #validate<T extends z.ZodMiniType>(answer: Answer, schema: T): z.infer<T> {
     const result = schema.safeParse(answer.json);
     if (result.success) return result.data;
     // Name the field and the expectation only: the received value may be a secret.

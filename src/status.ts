@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import type { CommandContext } from "./context.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, join } from "./file_system.ts";
@@ -16,8 +16,8 @@ const timestamp = z.iso.datetime({ offset: true });
 /** The last failed attempt, as shown by `status`. */
 export const StatusErrorSchema = z.object({
   kind: z.string(),
-  http_status: z.number().int().nullable(),
-  code: z.string().nullable(),
+  http_status: z.nullable(z.int()),
+  code: z.nullable(z.string()),
   message: z.string(),
 });
 /** The last failed attempt. */
@@ -43,9 +43,9 @@ export type Stopped = z.infer<typeof StoppedSchema>;
 
 /** Certificate renewal state (filled by the renewal logic). */
 export const RenewalStatusSchema = z.object({
-  next_at: timestamp.nullable(),
-  last_error: z.string().nullable(),
-  last_renewed_at: timestamp.nullable(),
+  next_at: z.nullable(timestamp),
+  last_error: z.nullable(z.string()),
+  last_renewed_at: z.nullable(timestamp),
 });
 /** Renewal state. */
 export type RenewalStatus = z.infer<typeof RenewalStatusSchema>;
@@ -53,7 +53,7 @@ export type RenewalStatus = z.infer<typeof RenewalStatusSchema>;
 /** The platform's clock against this host's, from the `Date` header of its last answer. */
 export const ClockOffsetSchema = z.object({
   /** Positive: the platform's clock is ahead of this host's. */
-  seconds: z.number().int(),
+  seconds: z.int(),
   measured_at: timestamp,
 });
 /** A clock offset measurement as stored. */
@@ -66,33 +66,33 @@ export type StatusClockOffset = z.infer<typeof ClockOffsetSchema>;
 export const StatusSchema = z.looseObject({
   version: z.literal(1),
   /** The identity these counters belong to; a status of another identity is discarded. */
-  agent_id: z.string().nullable(),
-  last_attempt_at: timestamp.nullable(),
-  last_success_at: timestamp.nullable(),
-  consecutive_failures: z.number().int().nonnegative(),
-  failing_since: timestamp.nullable(),
-  last_error: StatusErrorSchema.nullable(),
+  agent_id: z.nullable(z.string()),
+  last_attempt_at: z.nullable(timestamp),
+  last_success_at: z.nullable(timestamp),
+  consecutive_failures: z.int().check(z.nonnegative()),
+  failing_since: z.nullable(timestamp),
+  last_error: z.nullable(StatusErrorSchema),
   /** The last sequence number used in a heartbeat. */
-  sequence: z.number().int().nonnegative(),
+  sequence: z.int().check(z.nonnegative()),
   /** The highest sequence number that may have been sent (persisted before sending). */
-  sequence_reserved: z.number().int().nonnegative(),
-  next_attempt_at: timestamp.nullable(),
-  certificate_expires_at: timestamp.nullable(),
+  sequence_reserved: z.int().check(z.nonnegative()),
+  next_attempt_at: z.nullable(timestamp),
+  certificate_expires_at: z.nullable(timestamp),
   permission_repairs: z.array(PermissionRepairSchema),
-  stopped: StoppedSchema.nullable(),
-  renewal: RenewalStatusSchema.nullable().optional(),
+  stopped: z.nullable(StoppedSchema),
+  renewal: z.optional(z.nullable(RenewalStatusSchema)),
   /** Heartbeats the platform accepted, over the life of this identity (Prometheus counter). */
-  heartbeats_sent_total: z.number().int().nonnegative().optional(),
+  heartbeats_sent_total: z.optional(z.int().check(z.nonnegative())),
   /** Heartbeat attempts that failed, over the life of this identity (Prometheus counter). */
-  heartbeats_failed_total: z.number().int().nonnegative().optional(),
+  heartbeats_failed_total: z.optional(z.int().check(z.nonnegative())),
   /** The heartbeat interval in force when `run` last scheduled an attempt. */
-  interval_seconds: z.number().positive().optional(),
+  interval_seconds: z.optional(z.number().check(z.positive())),
   /**
    * The `features` of the platform's last enrollment or heartbeat answer (contract v1.3); absent
    * in status files of older agents, which means none.
    */
-  platform_features: z.array(z.string()).optional(),
-  clock_offset: ClockOffsetSchema.nullable().optional(),
+  platform_features: z.optional(z.array(z.string())),
+  clock_offset: z.optional(z.nullable(ClockOffsetSchema)),
 });
 /** The agent's heartbeat status. */
 export type AgentStatus = z.infer<typeof StatusSchema>;

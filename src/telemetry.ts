@@ -1,5 +1,5 @@
 import { cpus as nodeCpus } from "node:os";
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { runChild } from "./child_process.ts";
 import type { CommandContext } from "./context.ts";
 import {
@@ -63,42 +63,42 @@ export type NetworkInterface = z.infer<typeof NetworkInterfaceSchema>;
 
 /** Static and slowly-changing host facts, sent at enrollment and with every heartbeat. */
 export const HostSchema = z.object({
-  hostname: z.string().nullable(),
+  hostname: z.nullable(z.string()),
   os: z.string(),
   arch: z.string(),
-  os_release: z.string().nullable(),
-  os_name: z.string().nullable(),
-  os_version: z.string().nullable(),
-  cpu_count: z.number().int().nonnegative().nullable(),
-  machine_id: z.string().nullable(),
-  network_interfaces: z.array(NetworkInterfaceSchema).nullable(),
+  os_release: z.nullable(z.string()),
+  os_name: z.nullable(z.string()),
+  os_version: z.nullable(z.string()),
+  cpu_count: z.nullable(z.int().check(z.nonnegative())),
+  machine_id: z.nullable(z.string()),
+  network_interfaces: z.nullable(z.array(NetworkInterfaceSchema)),
   // Contract v1.3: optional so that v1.2 agents stay valid; this agent always sends them.
-  cpu_model: z.string().nullable().optional(),
+  cpu_model: z.optional(z.nullable(z.string())),
   /** Nominal or current frequency of the first core, MHz. */
-  cpu_mhz: z.number().int().min(1).nullable().optional(),
-  hardware_vendor: z.string().nullable().optional(),
-  hardware_model: z.string().nullable().optional(),
-  hardware_serial: z.string().nullable().optional(),
+  cpu_mhz: z.optional(z.nullable(z.int().check(z.gte(1)))),
+  hardware_vendor: z.optional(z.nullable(z.string())),
+  hardware_model: z.optional(z.nullable(z.string())),
+  hardware_serial: z.optional(z.nullable(z.string())),
   /** Now minus uptime, to the second, taken once per agent process. */
-  boot_time: z.iso.datetime({ offset: true }).nullable().optional(),
+  boot_time: z.optional(z.nullable(z.iso.datetime({ offset: true }))),
   /** IANA time zone name. */
-  time_zone: z.string().nullable().optional(),
-  fqdn: z.string().nullable().optional(),
-  domain: z.string().nullable().optional(),
-  virtualization: VirtualizationSchema.nullable().optional(),
+  time_zone: z.optional(z.nullable(z.string())),
+  fqdn: z.optional(z.nullable(z.string())),
+  domain: z.optional(z.nullable(z.string())),
+  virtualization: z.optional(z.nullable(VirtualizationSchema)),
   /** The agent binary's target triple (`Deno.build.target`). */
-  agent_platform: z.string().nullable().optional(),
+  agent_platform: z.optional(z.nullable(z.string())),
 });
 /** Host inventory. */
 export type Host = z.infer<typeof HostSchema>;
 
-const bytes = z.number().int().nonnegative().nullable();
+const bytes = z.nullable(z.int().check(z.nonnegative()));
 
 /** Basic metrics sampled at each heartbeat. */
 export const MetricsSchema = z.object({
-  uptime_seconds: z.number().int().nonnegative().nullable(),
-  load_average: z.tuple([z.number(), z.number(), z.number()]).nullable(),
-  memory: z.object({
+  uptime_seconds: z.nullable(z.int().check(z.nonnegative())),
+  load_average: z.nullable(z.tuple([z.number(), z.number(), z.number()])),
+  memory: z.nullable(z.object({
     total_bytes: bytes,
     free_bytes: bytes,
     available_bytes: bytes,
@@ -108,14 +108,14 @@ export const MetricsSchema = z.object({
     swap_total_bytes: bytes,
     swap_free_bytes: bytes,
     /** v1.3: swap total minus swap free. */
-    swap_used_bytes: bytes.optional(),
-  }).nullable(),
+    swap_used_bytes: z.optional(bytes),
+  })),
   /** v1.3: null on the first sample of a process (no interval yet) or after a counter wrap. */
-  cpu: CpuUsageSchema.nullable().optional(),
+  cpu: z.optional(z.nullable(CpuUsageSchema)),
   /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
-  filesystems: FilesystemsSchema.optional(),
+  filesystems: z.optional(FilesystemsSchema),
   /** v1.3: sent with the first heartbeat after each sample (at most every minute, Linux only). */
-  network: NetworkTrafficSchema.optional(),
+  network: z.optional(NetworkTrafficSchema),
 });
 /** Metrics. */
 export type Metrics = z.infer<typeof MetricsSchema>;

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.ts";
 import type { RootStore } from "./trust_store.ts";
 
 /**
@@ -11,7 +11,7 @@ import type { RootStore } from "./trust_store.ts";
 export const TrustSchema = z.object({
   source: z.enum(["ca_file", "ca_pin", "system", "mozilla"]),
   /** The `--ca-pin` values enrollment matched, for `status` and re-enrollment. */
-  ca_pins: z.array(z.string()).optional(),
+  ca_pins: z.optional(z.array(z.string())),
 });
 /** Enrollment trust. */
 export type Trust = z.infer<typeof TrustSchema>;

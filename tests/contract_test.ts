@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "zod";
+import { z } from "../src/zod.ts";
 import {
   ENROLLMENT_REJECTION_CODES,
   EnrollRequestSchema,
@@ -34,7 +34,7 @@ type Direction = "request" | "response";
  * The agent's zod schemas paired with the document's components. Requests are produced by the
  * agent, responses parsed by it: that decides which side may be stricter about `required`.
  */
-const PAIRS: [string, z.ZodType, Direction][] = [
+const PAIRS: [string, z.ZodMiniType, Direction][] = [
   ["NetworkInterface", NetworkInterfaceSchema, "request"],
   ["Host", HostSchema, "request"],
   ["Metrics", MetricsSchema, "request"],
@@ -187,7 +187,7 @@ function sortKeys(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-function zodShape(schema: z.ZodType, direction: Direction): Shape {
+function zodShape(schema: z.ZodMiniType, direction: Direction): Shape {
   const json = z.toJSONSchema(schema, { io: direction === "request" ? "output" : "input" });
   return shapeOf(json, () => {
     throw new Error("zod JSON Schema has no references");
@@ -285,7 +285,7 @@ Deno.test("contract drift check fails when a field is renamed in the document on
 });
 
 Deno.test("contract drift check fails when a field is renamed in the zod schema only", () => {
-  const drifted = HeartbeatRequestSchema.omit({ sent_at: true }).extend({
+  const drifted = z.extend(z.omit(HeartbeatRequestSchema, { sent_at: true }), {
     sentAt: z.iso.datetime({ offset: true }),
   });
   const errors = contractDrift(doc, [["HeartbeatRequest", drifted, "request"]]);
@@ -314,7 +314,9 @@ Deno.test("contract drift check reaches nested fields, types, enums, bounds and 
   assert.match(errors, /Host\.cpu_count: types differ/);
   assert.match(errors, /EnrollResponse\.heartbeat_interval_seconds: constraints differ/);
   assert.match(errors, /RenewResponse\.ca_certificates: required in zod, optional in the document/);
-  const optionalInZod = EnrollRequestSchema.extend({ csr: z.string().min(1).optional() });
+  const optionalInZod = z.extend(EnrollRequestSchema, {
+    csr: z.optional(z.string().check(z.minLength(1))),
+  });
   assert.match(
     contractDrift(doc, [["EnrollRequest", optionalInZod, "request"]]).join("\n"),
     /EnrollRequest\.csr: required by the document, optional in zod/,
