@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import { PLATFORM_ERROR_KINDS } from "./errors.ts";
 import { HostSchema, MetricsSchema } from "./telemetry.ts";
 

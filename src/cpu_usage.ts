@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 
 const percent = z.nullable(z.number().check(z.gte(0), z.lte(100)));
 

@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 
 const count = z.nullable(z.int().check(z.nonnegative()));
 

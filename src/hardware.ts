@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 
 /** Whether the host is a container, a virtual machine or neither, and which technology if known. */
 export const VirtualizationSchema = z.object({

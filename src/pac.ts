@@ -174,6 +174,9 @@ function dechunk(body: Uint8Array): Uint8Array {
   return out;
 }
 
+// From the bundle (tasks/bundle.ts), the Worker is the bundle's own pac_worker.js entry point.
+const PAC_WORKER = import.meta.url.endsWith(".ts") ? "./pac_worker.ts" : "./pac_worker.js";
+
 /**
  * Runs `FindProxyForURL(url, host)` in a Worker with no permissions, answering DNS questions from
  * here, and ends the Worker before returning (or when the time limit passes).
@@ -181,7 +184,7 @@ function dechunk(body: Uint8Array): Uint8Array {
 export async function evaluatePac(script: string, target: URL, deps: PacDeps): Promise<string> {
   const host = target.hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   const dns: Record<string, string | null> = { [host]: await deps.resolve(host) };
-  const worker = new Worker(new URL("./pac_worker.ts", import.meta.url).href, {
+  const worker = new Worker(new URL(PAC_WORKER, import.meta.url).href, {
     type: "module",
     // Requires --unstable-worker-options (tasks/permissions.flags): the PAC gets no permission.
     deno: { permissions: "none" },

@@ -3,7 +3,7 @@
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
  * (timeouts, size cap, no redirects, typed errors that never carry a secret).
  */
-import type { z } from "./zod.ts";
+import type * as z from "./zod.ts";
 import { parseRetryAfter } from "./backoff.ts";
 import {
   AGENT_ID_PATTERN,

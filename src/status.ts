@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import type { CommandContext } from "./context.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
 import { denoFileSystem, type FileSystem, join } from "./file_system.ts";

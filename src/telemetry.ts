@@ -1,5 +1,5 @@
 import { cpus as nodeCpus } from "node:os";
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import { runChild } from "./child_process.ts";
 import type { CommandContext } from "./context.ts";
 import {

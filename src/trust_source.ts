@@ -1,4 +1,4 @@
-import { z } from "./zod.ts";
+import * as z from "./zod.ts";
 import type { RootStore } from "./trust_store.ts";
 
 /**

@@ -1,6 +1,7 @@
 /**
- * `deno task build-all` / `deno task compile`: type-checks `src/main.ts` once, then runs
- * `deno compile` per release target with the shared permission flags, and publishes the binaries,
+ * `deno task build-all` / `deno task compile`: type-checks `src/main.ts` once, bundles it (the
+ * entry point that ships, see tasks/bundle.ts), then runs `deno compile` of the bundle per
+ * release target with the shared permission flags, and publishes the binaries,
  * `dist/SHA256SUMS` and `dist/build.json` only when every requested target compiled.
  *
  * @module
@@ -10,6 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
+import { bundleArgs } from "./bundle.ts";
 import { agentPermissionFlags } from "./permissions.ts";
 
 /** One release target: the short name, Deno's target triple and the file written under `dist/`. */
@@ -41,8 +43,10 @@ export const TARGETS: readonly Target[] = [
 
 /** The CLI entry point compiled into every binary, relative to the repository root. */
 export const ENTRY = "src/main.ts";
-/** The Worker module `src/pac.ts` starts, included in every binary. */
-export const PAC_WORKER = "src/pac_worker.ts";
+/** Where the bundle is written inside the partial directory; `deno compile` compiles its main.js. */
+export const BUNDLE_DIR_NAME = "bundle";
+/** The Worker module `src/pac.ts` starts (a bundle entry point of its own), included in every binary. */
+export const PAC_WORKER = "pac_worker.js";
 /** Where `deno compile` writes; renamed into `dist/` only after every target succeeded. */
 export const PARTIAL_DIR_NAME = ".partial";
 /** Checksums file name, in `sha256sum -c` format. */
@@ -104,6 +108,10 @@ export interface BuildPlan {
   distDir: string;
   partialDir: string;
   checkArgs: string[];
+  /** `deno bundle` of the checked entry point into the partial directory. */
+  bundleArgs: string[];
+  /** The bundled entry point every target compiles. */
+  bundleEntry: string;
   compiles: CompileStep[];
 }
 
@@ -115,14 +123,18 @@ export interface PlanOptions {
   permissionFlags: readonly string[];
 }
 
-/** Computes the exact commands: one type-check, then one `--no-check` compile per target. */
+/** Computes the exact commands: one type-check, one bundle, one `--no-check` compile per target. */
 export function planBuild(options: PlanOptions): BuildPlan {
   const partialDir = join(options.distDir, PARTIAL_DIR_NAME);
+  const bundleDir = join(partialDir, BUNDLE_DIR_NAME);
+  const bundleEntry = join(bundleDir, "main.js");
   return {
     deno: options.deno,
     distDir: options.distDir,
     partialDir,
     checkArgs: ["check", ENTRY],
+    bundleArgs: bundleArgs(bundleDir),
+    bundleEntry,
     compiles: options.targets.map((target) => {
       const partialPath = join(partialDir, target.file);
       return {
@@ -139,9 +151,9 @@ export function planBuild(options: PlanOptions): BuildPlan {
           partialPath,
           // Worker code is not found by `deno compile` on its own (the PAC evaluator).
           "--include",
-          PAC_WORKER,
+          join(bundleDir, PAC_WORKER),
           ...options.permissionFlags,
-          ENTRY,
+          bundleEntry,
         ],
       };
     }),
@@ -159,6 +171,7 @@ export function formatPlan(plan: BuildPlan): string[] {
   const line = (args: string[]) => [plan.deno, ...args].map(shellQuote).join(" ");
   return [
     line(plan.checkArgs),
+    line(plan.bundleArgs),
     ...plan.compiles.map((step) => line(step.args)),
     ...plan.compiles.map((step) =>
       `mv ${shellQuote(step.partialPath)} ${shellQuote(step.finalPath)}`
@@ -306,6 +319,12 @@ export async function build(options: BuildOptions): Promise<BuildManifest | unde
       options.printError(`${check.stdout}${check.stderr}`);
       throw new BuildError(`Type check of "${ENTRY}" failed; nothing was compiled`);
     }
+    options.print(`Bundling ${ENTRY} -> ${plan.bundleEntry}`);
+    const bundled = await options.runner(plan.deno, plan.bundleArgs, options.root);
+    if (bundled.code !== 0) {
+      options.printError(`${bundled.stdout}${bundled.stderr}`);
+      throw new BuildError(`Bundling "${ENTRY}" failed; nothing was compiled`);
+    }
     for (const step of plan.compiles) {
       options.print(`Compiling ${step.target.triple} -> ${step.finalPath}`);
       const result = await options.runner(plan.deno, step.args, options.root);
@@ -366,8 +385,8 @@ export async function build(options: BuildOptions): Promise<BuildManifest | unde
 
 const HELP = `Usage: deno task build-all [--target <name>]... [--host] [--dry-run] [--dist <dir>]
 
-Type-checks src/main.ts once, then compiles one binary per target with the shared permission
-flags (tasks/permissions.flags) into dist/, with dist/SHA256SUMS and dist/build.json.
+Type-checks src/main.ts once, bundles it (deno bundle, tasks/bundle.ts), then compiles the bundle
+into one binary per target with the shared permission flags (tasks/permissions.flags) into dist/, with dist/SHA256SUMS and dist/build.json.
 
 Options:
   --target <name>  build only this target (repeatable): ${TARGETS.map((t) => t.name).join(", ")}

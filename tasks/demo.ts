@@ -7,6 +7,7 @@
  * `--contract 1.0` runs the platform as a v1.0 one (no `features`: no delta, no gap).
  */
 import { join } from "node:path";
+import { bundle } from "./bundle.ts";
 import { agentPermissionFlags } from "./permissions.ts";
 import {
   CONTRACT_VERSIONS,
@@ -15,7 +16,6 @@ import {
   startDevPlatform,
 } from "./dev_platform/server.ts";
 
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const HEARTBEATS = 3;
 /** Heartbeats the platform refuses (503) before accepting any: the outage the demo shows. */
 const REFUSED = 2;
@@ -78,6 +78,9 @@ interface Agent {
   tail: string[];
   done: Promise<Deno.CommandStatus>;
 }
+
+/** The entry point that ships: bundled by the demo itself, into its own temp directory. */
+let MAIN = "";
 
 function spawnAgent(flags: string[], args: string[]): Agent {
   const child = new Deno.Command(Deno.execPath(), {
@@ -166,6 +169,7 @@ async function main(): Promise<number> {
   try {
     say("OneConnect agent demo\n");
     const flags = await agentPermissionFlags();
+    MAIN = await bundle(join(work, "bundle"));
 
     say(`[1/5] Starting the dev platform (contract ${contract}, HTTPS, loopback, ephemeral port)`);
     try {

@@ -17,6 +17,7 @@ import {
   SUMS_FILE_NAME,
   TARGETS,
 } from "../tasks/build_all.ts";
+import { bundleArgs } from "../tasks/bundle.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { UsageError } from "../src/errors.ts";
 import denoJson from "../deno.json" with { type: "json" };
@@ -54,11 +55,13 @@ interface Call {
 function recordingRunner(
   compile: (output: string, triple: string) => Promise<CommandResult>,
   check: CommandResult = { code: 0, stdout: "", stderr: "" },
+  bundled: CommandResult = { code: 0, stdout: "", stderr: "" },
 ): { runner: Runner; calls: Call[] } {
   const calls: Call[] = [];
   const runner: Runner = async (command, args, cwd) => {
     calls.push({ command, args, cwd });
     if (args[0] === "check") return check;
+    if (args[0] === "bundle") return bundled;
     const output = args[args.indexOf("--output") + 1]!;
     const triple = args[args.indexOf("--target") + 1]!;
     return await compile(join(cwd, output), triple);
@@ -128,17 +131,18 @@ Deno.test("deno task compile picks the host's release target", () => {
   assert.throws(() => hostTarget("x86_64-apple-darwin"), UsageError);
 });
 
-Deno.test("build type-checks once, then compiles every target with the shared permission flags", async () => {
+Deno.test("build type-checks once, bundles, then compiles the bundle for every target with the shared permission flags", async () => {
   await using tmp = await tempDir();
   const { runner, calls } = recordingRunner(writeOutput);
   await build(options(tmp.path, runner));
 
-  assert.equal(calls.length, 1 + TARGETS.length);
+  assert.equal(calls.length, 2 + TARGETS.length);
   assert.ok(calls.every((c) => c.command === FAKE_DENO && c.cwd === tmp.path));
   assert.deepEqual(calls[0]!.args, ["check", "src/main.ts"]);
+  assert.deepEqual(calls[1]!.args, bundleArgs("dist/.partial/bundle"));
   assert.equal(calls.filter((c) => c.args[0] === "check").length, 1);
   for (const [i, target] of TARGETS.entries()) {
-    assert.deepEqual(calls[i + 1]!.args, [
+    assert.deepEqual(calls[i + 2]!.args, [
       "compile",
       "--no-check",
       "--target",
@@ -146,15 +150,18 @@ Deno.test("build type-checks once, then compiles every target with the shared pe
       "--output",
       `dist/.partial/${target.file}`,
       "--include",
-      "src/pac_worker.ts",
+      "dist/.partial/bundle/pac_worker.js",
       ...FLAGS,
-      ENTRY,
+      "dist/.partial/bundle/main.js",
     ]);
   }
   // The flags are exactly tasks/permissions.flags, the list `deno task agent` uses.
   const flagsFile = await Deno.readTextFile(join(ROOT, "tasks/permissions.flags"));
   assert.deepEqual(FLAGS, flagsFile.split("\n").filter((l) => l.trim() !== ""));
-  assert.match(denoJson.tasks.agent, /\$\(cat tasks\/permissions\.flags\) src\/main\.ts/);
+  assert.match(
+    denoJson.tasks.agent,
+    /deno task --quiet bundle && .*\$\(cat tasks\/permissions\.flags\) dist\/bundle\/main\.js/,
+  );
 });
 
 Deno.test("build writes SHA256SUMS that sha256sum -c accepts, and build.json", async () => {
@@ -232,7 +239,7 @@ Deno.test("a compile that cannot download the runtime fails in one line and leav
       return true;
     },
   );
-  assert.equal(calls.length, 1 + TARGETS.length);
+  assert.equal(calls.length, 2 + TARGETS.length);
   assert.deepEqual(errors, [], "deno's multi-line output is not repeated for a download failure");
   assert.deepEqual(await listTree(dist), before);
   assert.equal(
@@ -282,6 +289,23 @@ Deno.test("a failed type check compiles nothing and shows deno's diagnostics", a
   assert.deepEqual(await listTree(join(tmp.path, "dist")), []);
 });
 
+Deno.test("a failed bundle compiles nothing and shows deno's output", async () => {
+  await using tmp = await tempDir();
+  const { runner, calls } = recordingRunner(writeOutput, undefined, {
+    code: 1,
+    stdout: "",
+    stderr: 'error: Module not found "file:///x/src/gone.ts".\n',
+  });
+  const errors: string[] = [];
+  await assert.rejects(
+    build(options(tmp.path, runner, { printError: (t) => errors.push(t) })),
+    /^BuildError: Bundling "src\/main.ts" failed; nothing was compiled$/,
+  );
+  assert.equal(calls.length, 2);
+  assert.match(errors.join(""), /Module not found/);
+  assert.deepEqual(await listTree(join(tmp.path, "dist")), []);
+});
+
 Deno.test("other compile failures name the target and deno's last error line", () => {
   const line = describeCompileFailure(TARGETS[0]!, {
     code: 1,
@@ -308,8 +332,9 @@ Deno.test("--dry-run prints the exact commands and writes nothing", async () => 
   const quotedFlags = FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
   assert.deepEqual(lines, [
     `${FAKE_DENO} check src/main.ts`,
-    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include src/pac_worker.ts ${quotedFlags} src/main.ts`,
-    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include src/pac_worker.ts ${quotedFlags} src/main.ts`,
+    `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/pac_worker.ts`,
+    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include dist/.partial/bundle/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
+    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include dist/.partial/bundle/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
     "mv dist/.partial/oneconnect-agent-darwin-arm64 dist/oneconnect-agent-darwin-arm64",
     "mv dist/.partial/oneconnect-agent-linux-amd64 dist/oneconnect-agent-linux-amd64",
     "# then write dist/SHA256SUMS and dist/build.json",
@@ -340,6 +365,7 @@ Deno.test("a fake deno that fails mid-compile leaves no partial file under dist/
     fake,
     `#!/bin/sh
 [ "$1" = check ] && exit 0
+[ "$1" = bundle ] && exit 0
 out=""; while [ $# -gt 0 ]; do [ "$1" = --output ] && out="$2"; shift; done
 printf 'half a binary' > "$out.tmp-a188475f61827919"
 cat "${join(tmp.path, "offline.txt")}" >&2

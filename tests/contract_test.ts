@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "../src/zod.ts";
+import * as z from "../src/zod.ts";
 import {
   ENROLLMENT_REJECTION_CODES,
   EnrollRequestSchema,

@@ -1,7 +1,24 @@
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
-/** Absolute path of the CLI entry point. */
-export const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+/**
+ * Absolute path of the CLI entry point the end-to-end tests spawn: the source, or what ships when
+ * `ONECONNECT_TEST_ENTRY` names it (`deno task test` bundles first and sets it to
+ * `dist/bundle/main.js`, so the suites run against the bundle).
+ */
+export const MAIN = testEntry();
+
+function testEntry(): string {
+  const root = new URL("..", import.meta.url).pathname;
+  const entry = Deno.env.get("ONECONNECT_TEST_ENTRY");
+  if (entry === undefined || entry === "") return `${root}src/main.ts`;
+  const path = entry.startsWith("/") ? entry : `${root}${entry}`;
+  try {
+    Deno.statSync(path);
+  } catch {
+    throw new Error(`ONECONNECT_TEST_ENTRY "${entry}" does not exist: run deno task bundle`);
+  }
+  return path;
+}
 
 /** The result of one CLI run. */
 export interface CliResult {

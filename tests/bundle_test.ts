@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { MAIN } from "./helpers.ts";
+import { bundle, BUNDLE_ENTRY } from "../tasks/bundle.ts";
+
+const STATIC_IMPORT = /^(?:import|export)\s[^;]*?\sfrom\s*"(\.\/[^"]+)"|^import\s*"(\.\/[^"]+)"/gm;
+
+/** The chunks a module loads before it runs: its static import closure. */
+async function staticClosure(
+  dir: string,
+  file: string,
+  seen = new Set<string>(),
+): Promise<Set<string>> {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  const text = await Deno.readTextFile(`${dir}/${file}`);
+  for (const m of text.matchAll(STATIC_IMPORT)) {
+    await staticClosure(dir, (m[1] ?? m[2])!.slice(2), seen);
+  }
+  return seen;
+}
+
+Deno.test("bundle: a steady run loads no npm or Node layer, no classic zod, no x509", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneconnect-bundle-test-" });
+  try {
+    await bundle(`${dir}/out`);
+    const out = `${dir}/out`;
+    const files = [];
+    for await (const e of Deno.readDir(out)) files.push(e.name);
+    const run = files.find((f) => /^heartbeat-[\w-]+\.js$/.test(f));
+    assert.ok(run, `no heartbeat chunk in ${files.join(", ")}`);
+    const closure = new Set([
+      ...await staticClosure(out, "main.js"),
+      ...await staticClosure(out, run),
+    ]);
+    const text = (await Promise.all([...closure].map((f) => Deno.readTextFile(`${out}/${f}`))))
+      .join("\n");
+    assert.doesNotMatch(text, /from\s*"(?:npm|node):|import\(\s*"(?:npm|node):/);
+    assert.match(text, /zod\/4\.\d+\.\d+\/v4\/mini\//, "zod/mini is bundled");
+    assert.doesNotMatch(text, /zod\/4\.\d+\.\d+\/v4\/classic\//);
+    assert.deepEqual([...new Set(text.match(/v4\/locales\/\w+\.js/g))], ["v4/locales/en.js"]);
+    assert.doesNotMatch(
+      text,
+      /registry\.npmjs\.org\/(?:@peculiar|reflect-metadata|commander|tslib)\//,
+    );
+    // x509 is in the bundle, but only behind a dynamic import.
+    const all = (await Promise.all(files.map((f) => Deno.readTextFile(`${out}/${f}`)))).join("\n");
+    assert.match(all, /registry\.npmjs\.org\/@peculiar\/x509\//);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test(
+  "bundle: with ONECONNECT_TEST_ENTRY the end-to-end suites spawn the bundle",
+  { ignore: Deno.env.get("ONECONNECT_TEST_ENTRY") === undefined },
+  () => {
+    assert.ok(MAIN.endsWith(BUNDLE_ENTRY), MAIN);
+  },
+);
