@@ -15,7 +15,7 @@ import {
   parseProcStatus,
   switchIncrement,
 } from "../tasks/bench/proc.ts";
-import { formatMeasured, info, judged, renderTable } from "../tasks/bench/report.ts";
+import { allJudgedPass, formatMeasured, info, judged, renderTable } from "../tasks/bench/report.ts";
 import { median, percentile, steadyMedian } from "../tasks/bench/stats.ts";
 import { bodyBytes, FOUR_INTERFACE_HOST, heartbeatBodies } from "../tasks/bench/wire.ts";
 
@@ -204,5 +204,9 @@ Deno.test("bench table marks pass, FAIL and informational rows", () => {
   assert.match(table, /\| ratio +\| 1\.10× +\| ≤ 1\.15 × +\| pass +\|/);
   assert.match(table, /\| bytes .*\| FAIL +\|/);
   assert.match(table, /\| floor +\| 43\.3 MiB +\| info +\| — +\|/);
-  assert.match(table, /\| missing .*\| n\/a .*\| not measured \|/);
+  assert.match(table, /\| missing .*\| n\/a .*\| FAIL \(not measured\) \|/);
+  // An unmeasured judged figure is a failure, an informational one is not judged at all.
+  assert.equal(allJudgedPass([rows[0]!, rows[2]!]), true);
+  assert.equal(allJudgedPass([rows[0]!, rows[3]!]), false);
+  assert.equal(allJudgedPass([rows[0]!, info({ id: "e", figure: "x", measured: null, unit: "" })]), true);
 });

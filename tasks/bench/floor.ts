@@ -1,6 +1,6 @@
 /**
- * The floor: a bare Deno process that makes one HTTPS request to the platform (trusting its CA)
- * and then sleeps, holding its HTTP client as an agent would between two heartbeats. Run with the
+ * The floor: a bare Deno process that makes one HTTPS request to the platform through a client
+ * pinned to its CA, as the agent's is, and then sleeps, holding its HTTP client as an agent would between two heartbeats. Run with the
  * agent's permission flags, its RSS is what the runtime costs before any agent code. The optional
  * mode also loads one kind of dependency first, to price it:
  * - `npm`: one tiny npm package (`reflect-metadata`): the cost of Deno's npm/Node compat layer;
@@ -27,7 +27,12 @@ if (mode === "npm") {
 } else if (mode !== undefined) {
   throw new Error(`Unknown floor mode "${mode}"`);
 }
+// Pinned like the agent's client (src/platform_client.ts): DENO_TLS_CA_STORE="," while the first
+// client is made leaves only `caCerts`, so the floor does not hold the built-in root store that
+// the agent never loads.
+Deno.env.set("DENO_TLS_CA_STORE", ",");
 const client = Deno.createHttpClient({ caCerts: [caPem] });
+Deno.env.delete("DENO_TLS_CA_STORE");
 const response = await fetch(new URL("api/v1/health", url), { client });
 const body = await response.json();
 if (!response.ok) throw new Error(`health answered ${response.status}`);

@@ -1,12 +1,11 @@
 /** Spawning the real CLI and the floor exactly as `deno task agent` runs them. */
+import { BUNDLE_ENTRY } from "../bundle.ts";
 import { agentPermissionFlags } from "../permissions.ts";
 
-/** Absolute path of the CLI entry point. */
-export const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
+/** Absolute path of the CLI entry point that ships: the bundle `deno task bundle` writes. */
+export const MAIN = new URL(`../../${BUNDLE_ENTRY}`, import.meta.url).pathname;
 /** Absolute path of the bare floor script. */
 export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
-/** Absolute path of the floor that also loads the x509 libraries. */
-export const FLOOR_X509 = new URL("./floor_x509.ts", import.meta.url).pathname;
 
 const flags = await agentPermissionFlags();
 /** The V8 flags the shared list gives every agent process (and the compiled binaries). */

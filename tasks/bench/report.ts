@@ -11,20 +11,29 @@ export interface Figure {
   target: string;
   /** null for informational rows (no target) and for unmeasured ones. */
   pass: boolean | null;
+  /** Whether the figure is judged against its target (an unmeasured judged figure fails). */
+  judged: boolean;
   note?: string;
 }
 
 /** A judged figure: passes when `measured` satisfies `ok`. */
 export function judged(
-  base: Omit<Figure, "pass">,
+  base: Omit<Figure, "pass" | "judged">,
   ok: (measured: number) => boolean,
 ): Figure {
-  return { ...base, pass: base.measured === null ? null : ok(base.measured) };
+  return { ...base, judged: true, pass: base.measured === null ? null : ok(base.measured) };
+}
+
+/** True when every judged figure was measured and passed: unmeasured is a failure. */
+export function allJudgedPass(figures: readonly Figure[]): boolean {
+  return figures.every((f) => !f.judged || f.pass === true);
 }
 
 /** An informational figure. */
-export function info(base: Omit<Figure, "pass" | "target"> & { target?: string }): Figure {
-  return { ...base, target: base.target ?? "info", pass: null };
+export function info(
+  base: Omit<Figure, "pass" | "target" | "judged"> & { target?: string },
+): Figure {
+  return { ...base, target: base.target ?? "info", pass: null, judged: false };
 }
 
 function formatNumber(value: number): string {
@@ -48,7 +57,9 @@ export function renderTable(figures: readonly Figure[]): string {
     f.figure,
     formatMeasured(f),
     f.target,
-    f.pass === null ? (f.measured === null ? "not measured" : "—") : f.pass ? "pass" : "FAIL",
+    f.judged
+      ? (f.pass === null ? "FAIL (not measured)" : f.pass ? "pass" : "FAIL")
+      : (f.measured === null ? "not measured" : "—"),
   ]);
   const header = ["figure", "measured", "target", "pass/fail"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
