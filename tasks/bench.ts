@@ -23,6 +23,7 @@ import {
   enrollAgent,
   finish,
   FLOOR,
+  FLOOR_DEPS,
   SHARED_V8_FLAGS,
   spawnAgent,
   spawnScript,
@@ -306,7 +307,9 @@ async function main(): Promise<void> {
     const url = platform.url.href;
     const floorModes = ["", "npm", "zod", "x509"];
     const warmFloors = floorModes.map((mode) =>
-      spawnScript(FLOOR, mode === "" ? [url, platform.caFile] : [url, platform.caFile, mode])
+      mode === ""
+        ? spawnScript(FLOOR, [url, platform.caFile])
+        : spawnScript(FLOOR_DEPS, [url, platform.caFile, mode])
     );
     const warm = await finish(spawnAgent(main.dir, ["run", "--once"]));
     if (warm.code !== 0) throw new Error(`run --once failed: ${warm.stderr.trim()}`);
@@ -339,7 +342,7 @@ async function main(): Promise<void> {
       })),
       ...["npm", "zod", "x509"].map((mode) => ({
         key: `floor_${mode}`,
-        child: spawnScript(FLOOR, [url, platform.caFile, mode]),
+        child: spawnScript(FLOOR_DEPS, [url, platform.caFile, mode]),
         agentId: null,
       })),
       ...agentKeys.map((key) => ({

@@ -6,6 +6,8 @@ import { agentPermissionFlags } from "../permissions.ts";
 export const MAIN = new URL(`../../${BUNDLE_ENTRY}`, import.meta.url).pathname;
 /** Absolute path of the bare floor script. */
 export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
+/** Absolute path of the floor with one dependency loaded (npm, zod or x509). */
+export const FLOOR_DEPS = new URL("./floor_deps.ts", import.meta.url).pathname;
 
 const flags = await agentPermissionFlags();
 /** The V8 flags the shared list gives every agent process (and the compiled binaries). */
