@@ -24,6 +24,7 @@ import {
   finish,
   FLOOR,
   FLOOR_DEPS,
+  setAgentEntry,
   SHARED_V8_FLAGS,
   spawnAgent,
   spawnScript,
@@ -276,14 +277,13 @@ async function main(): Promise<void> {
       commit.dirty ? " (dirty)" : ""
     }, ${opts.seconds} s side by side`,
   );
-  await bundle();
-  phase("bundle");
-
   // The history holds every beat of the run: the idle agent's few must not be pushed out.
   await using platform = await startDevPlatform({ quiet: true, heartbeatHistoryLimit: 1_000_000 });
   const root = await Deno.makeTempDir({ prefix: "oneconnect-bench-" });
   const children: Deno.ChildProcess[] = [];
   try {
+    setAgentEntry(await bundle(`${root}/bundle`));
+    phase("bundle");
     // --- Enrollment through the real CLI, one identity per concurrently running agent. ---
     const agentKeys = Array.from({ length: REPLICAS }, (_, i) => `agent_${i + 1}`);
     const names = [...agentKeys, "idle", ...(opts.levers ? LEVERS.map((l) => l.id) : [])];

@@ -208,5 +208,8 @@ Deno.test("bench table marks pass, FAIL and informational rows", () => {
   // An unmeasured judged figure is a failure, an informational one is not judged at all.
   assert.equal(allJudgedPass([rows[0]!, rows[2]!]), true);
   assert.equal(allJudgedPass([rows[0]!, rows[3]!]), false);
-  assert.equal(allJudgedPass([rows[0]!, info({ id: "e", figure: "x", measured: null, unit: "" })]), true);
+  assert.equal(
+    allJudgedPass([rows[0]!, info({ id: "e", figure: "x", measured: null, unit: "" })]),
+    true,
+  );
 });

@@ -2,8 +2,17 @@
 import { BUNDLE_ENTRY } from "../bundle.ts";
 import { agentPermissionFlags } from "../permissions.ts";
 
-/** Absolute path of the CLI entry point that ships: the bundle `deno task bundle` writes. */
-export const MAIN = new URL(`../../${BUNDLE_ENTRY}`, import.meta.url).pathname;
+/**
+ * The CLI entry point agents are spawned from: what ships, the bundle. `deno task bench` bundles
+ * into its own temp directory and sets it, so a rebuild of `dist/bundle/` cannot swap chunks
+ * under running agents.
+ */
+let agentEntry = new URL(`../../${BUNDLE_ENTRY}`, import.meta.url).pathname;
+
+/** Spawns agents from `path` (an absolute bundled entry point) from now on. */
+export function setAgentEntry(path: string): void {
+  agentEntry = path;
+}
 /** Absolute path of the bare floor script. */
 export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
 /** Absolute path of the floor with one dependency loaded (npm, zod or x509). */
@@ -60,7 +69,7 @@ export function spawnAgent(
   args: string[],
   options: SpawnOptions = {},
 ): Deno.ChildProcess {
-  return spawnScript(MAIN, ["--state-dir", stateDir, ...args], options);
+  return spawnScript(agentEntry, ["--state-dir", stateDir, ...args], options);
 }
 
 /** A child's exit code and its output, decoded. */
