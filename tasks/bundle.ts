@@ -69,6 +69,6 @@ export async function bundle(outdir: string = BUNDLE_DIR): Promise<string> {
 
 if (import.meta.main) {
   const i = Deno.args.indexOf("--outdir");
-  const path = await bundle(i >= 0 ? Deno.args[i + 1] : BUNDLE_DIR);
-  console.error(`bundle: wrote ${path}`);
+  // Silent on success: `deno task agent` runs this before every command.
+  await bundle(i >= 0 ? Deno.args[i + 1] : BUNDLE_DIR);
 }
