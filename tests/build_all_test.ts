@@ -17,7 +17,7 @@ import {
   SUMS_FILE_NAME,
   TARGETS,
 } from "../tasks/build_all.ts";
-import { bundleArgs } from "../tasks/bundle.ts";
+import { bundleArgs, WORKER_ENTRY } from "../tasks/bundle.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { UsageError } from "../src/errors.ts";
 import denoJson from "../deno.json" with { type: "json" };
@@ -394,6 +394,8 @@ Deno.test("real deno compile on a tiny entry: a verified binary, or one line nam
   await using tmp = await tempDir();
   await Deno.mkdir(join(tmp.path, "src"));
   await Deno.writeTextFile(join(tmp.path, ENTRY), 'console.log("compiled fixture");\n');
+  // The bundle's second entry point (the PAC Worker), as in the repository.
+  await Deno.writeTextFile(join(tmp.path, WORKER_ENTRY), "self.close();\n");
   const target = hostTarget();
   const errors: string[] = [];
   const code = await main(["--target", target.name], {
