@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { withMetricsFile } from "../src/metrics_file.ts";
+import { METRICS_FILE_MIN_SPACING_MS, withMetricsFile } from "../src/metrics_file.ts";
 import { escapeLabelValue, renderPrometheusMetrics } from "../src/prometheus_metrics.ts";
 import { type AgentStatus, emptyStatus } from "../src/status.ts";
 import { skipWithout, tempDir } from "./helpers.ts";
@@ -183,16 +183,55 @@ Deno.test("an unwritable metrics file is logged once and never stops the status 
   const lines: string[] = [];
   const current = emptyStatus("agt_0123");
   let saves = 0;
+  let nowMs = NOW;
   const sink = withMetricsFile({ current, save: () => Promise.resolve(void saves++) }, {
     path: "/nonexistent-dir/agent.prom",
     identity,
     logger: recordingLogger(lines),
+    now: () => nowMs,
   });
   for (let i = 0; i < 3; i++) {
-    current.last_attempt_at = new Date(NOW + i * 1000).toISOString();
+    nowMs += 20_000; // past the spacing: each attempt tries to write
+    current.last_attempt_at = new Date(nowMs).toISOString();
     await sink.save();
   }
   assert.equal(saves, 3);
   assert.equal(lines.length, 1, lines.join("\n"));
   assert.match(lines[0]!, /^warn Cannot write metrics file "\/nonexistent-dir\/agent\.prom": /);
+});
+
+Deno.test("metrics file: same-kind attempts at most every 15 s, a change of state at once", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, "agent.prom");
+  const current = emptyStatus("agt_0123");
+  let nowMs = NOW;
+  const sink = withMetricsFile({ current, save: () => Promise.resolve() }, {
+    path,
+    identity,
+    logger: silentLogger,
+    now: () => nowMs,
+  });
+  const attempt = async (ok: boolean, afterMs: number) => {
+    nowMs += afterMs;
+    current.last_attempt_at = new Date(nowMs).toISOString();
+    if (ok) {
+      current.heartbeats_sent_total = (current.heartbeats_sent_total ?? 0) + 1;
+      current.consecutive_failures = 0;
+    } else {
+      current.heartbeats_failed_total = (current.heartbeats_failed_total ?? 0) + 1;
+      current.consecutive_failures++;
+    }
+    await sink.save();
+    const text = await Deno.readTextFile(path);
+    return [
+      sample(text, "oneconnect_agent_heartbeats_sent_total"),
+      sample(text, "oneconnect_agent_heartbeats_failed_total"),
+    ];
+  };
+  assert.deepEqual(await attempt(true, 0), [1, 0]); // the first attempt is written
+  assert.deepEqual(await attempt(true, 1000), [1, 0]); // 1 s later, same state: not rewritten
+  assert.deepEqual(await attempt(false, 1000), [2, 1]); // success -> failure: at once
+  assert.deepEqual(await attempt(false, 1000), [2, 1]);
+  assert.deepEqual(await attempt(false, METRICS_FILE_MIN_SPACING_MS), [2, 3]); // spacing passed
+  assert.deepEqual(await attempt(true, 1000), [3, 3]); // failure -> success: at once
 });
