@@ -35,12 +35,11 @@ Deno.test("bundle: a steady run loads no npm package, only the listed Node built
     const text = (await Promise.all([...closure].map((f) => Deno.readTextFile(`${out}/${f}`))))
       .join("\n");
     assert.doesNotMatch(text, /from\s*"npm:|import\(\s*"npm:/);
-    // Node built-ins start Deno's Node compat layer (about +2 MB RSS for the first one). Merged
-    // this round and not yet replaced: node:path in ownership.ts (state audit) and node:os in
-    // telemetry.ts (CPU times). Any other one on the run path fails here.
+    // Node built-ins start Deno's Node compat layer (about +2 MB RSS for the first one). Not yet
+    // replaced: node:os in telemetry.ts (CPU times). Any other one on the run path fails here.
     const builtins = [...text.matchAll(/from\s*"(node:[\w/]+)"|import\(\s*"(node:[\w/]+)"/g)]
       .map((m) => m[1] ?? m[2]);
-    assert.deepEqual([...new Set(builtins)].sort(), ["node:os", "node:path"]);
+    assert.deepEqual([...new Set(builtins)].sort(), ["node:os"]);
     assert.match(text, /zod\/4\.\d+\.\d+\/v4\/mini\//, "zod/mini is bundled");
     assert.doesNotMatch(text, /zod\/4\.\d+\.\d+\/v4\/classic\//);
     assert.deepEqual([...new Set(text.match(/v4\/locales\/\w+\.js/g))], ["v4/locales/en.js"]);
