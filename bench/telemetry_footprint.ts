@@ -145,11 +145,15 @@ const sizeSystem: SystemSeam = {
       path === DF
         ? DF_4
         : path === HEAD && args[0] === "-n"
-        ? netDev()
+        ? `==> /proc/stat <==\ncpu  ${123456789 * cpuTick} 0 ${23456789 * cpuTick} ${
+          987654321 * cpuTick
+        } ${1234 * cpuTick} 0 ${567 * cpuTick} ${
+          89 * cpuTick
+        } 0 0\n\n==> /proc/net/dev <==\n${netDev()}\n`
         : "==> /proc/1/cgroup <==\n0::/init.scope\n",
     ),
   cpus: () =>
-    Array.from({ length: 64 }, () => ({
+    Promise.resolve(Array.from({ length: 64 }, () => ({
       model: "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
       speed: 2900,
       times: {
@@ -159,7 +163,7 @@ const sizeSystem: SystemSeam = {
         idle: 987654321 * cpuTick,
         irq: 0,
       },
-    })),
+    }))),
   readLink: () => Promise.resolve("/usr/share/zoneinfo/America/Argentina/ComodRivadavia"),
   target: "x86_64-unknown-linux-gnu",
 };

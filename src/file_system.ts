@@ -1,5 +1,6 @@
 // Path helpers of our own: importing node:path would start Deno's Node compat layer in a steady
-// `run` (about +2 MB RSS, see `deno task bench`); state paths need only join, dirname, basename.
+// `run` (about +2 MB RSS, see `deno task bench`); state paths need only join, dirname, basename
+// and resolve.
 const WINDOWS = Deno.build.os === "windows";
 const SEP = WINDOWS ? "\\" : "/";
 const SEPARATORS = WINDOWS ? /[\\/]+/g : /\/+/g;
@@ -29,6 +30,24 @@ export function dirname(path: string): string {
 export function basename(path: string): string {
   const trimmed = path.length > 1 ? path.replace(WINDOWS ? /[\\/]+$/ : /\/+$/, "") : path;
   return trimmed.slice(lastSeparator(trimmed) + 1);
+}
+
+/**
+ * `path` made absolute against `cwd` (default: the working directory) with `.` and `..` segments
+ * and repeated separators removed, like node:path `resolve(path)` for POSIX paths. On Windows only
+ * paths that are already absolute (drive or UNC) are normalised; a relative one is joined to `cwd`.
+ */
+export function resolve(path: string, cwd: () => string = () => Deno.cwd()): string {
+  const absolute = WINDOWS ? /^(?:[A-Za-z]:)?[\\/]/.test(path) : path.startsWith("/");
+  const full = absolute ? path : `${cwd()}${SEP}${path}`;
+  const root = WINDOWS ? /^(?:[A-Za-z]:)?[\\/]{1,2}/.exec(full)?.[0] ?? "" : "/";
+  const out: string[] = [];
+  for (const segment of full.slice(root.length).split(SEPARATORS)) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") out.pop();
+    else out.push(segment);
+  }
+  return root.replace(WINDOWS ? /[\\/]/g : /\//g, SEP) + out.join(SEP);
 }
 
 /** The file operations the agent's state needs, passed in so faults (disk full) can be injected. */

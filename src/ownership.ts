@@ -5,7 +5,7 @@
  * local user could replace the identity, the configuration or the token under us. POSIX only:
  * Windows state is protected by its ACL (src/windows_acl.ts).
  */
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "./file_system.ts";
 import { UsageError } from "./errors.ts";
 
 /** What the ownership checks need from the host (a seam for tests). */

@@ -6,7 +6,7 @@
  * kernel drops when the process dies: a lock file whose OS lock is free belongs to a process that
  * is gone (killed, crashed) and is recovered.
  */
-import { join } from "node:path";
+import { join } from "./file_system.ts";
 import { AgentError, ExitCode, UsageError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { requireOwner } from "./ownership.ts";

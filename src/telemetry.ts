@@ -1,12 +1,14 @@
-import { cpus as nodeCpus } from "node:os";
 import * as z from "./zod.ts";
 import { runChild } from "./child_process.ts";
 import type { CommandContext } from "./context.ts";
 import {
   type CoreTimes,
   type CpuCounters,
+  type CpuUsage,
   cpuUsage,
   CpuUsageSchema,
+  parseProcStat,
+  PROC_STAT,
   sumCoreTimes,
 } from "./cpu_usage.ts";
 import {
@@ -110,7 +112,11 @@ export const MetricsSchema = z.object({
     /** v1.3: swap total minus swap free. */
     swap_used_bytes: z.optional(bytes),
   })),
-  /** v1.3: null on the first sample of a process (no interval yet) or after a counter wrap. */
+  /**
+   * v1.3: utilisation since the previous sample (Linux: /proc/stat, sampled with the network
+   * counters at most every minute; elsewhere at every heartbeat). Null until a process has two
+   * samples, or after a counter went backwards.
+   */
   cpu: z.optional(z.nullable(CpuUsageSchema)),
   /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
   filesystems: z.optional(FilesystemsSchema),
@@ -154,8 +160,11 @@ export interface SystemSeam {
     args: string[],
     options?: { anyExit?: boolean },
   ): Promise<string>;
-  /** `node:os` `cpus()`: per-core model, MHz and cumulative times. Absent: CPU fields null. */
-  cpus?(): { model: string; speed: number; times: CoreTimes }[];
+  /**
+   * `node:os` `cpus()`: per-core model, MHz and cumulative times; never called on Linux (/proc
+   * has them, and node:os would start the Node compat layer). Absent: CPU fields null.
+   */
+  cpus?(): Promise<{ model: string; speed: number; times: CoreTimes }[]>;
   /** `Deno.readLink`, for the /etc/localtime link that names the system time zone. */
   readLink?(path: string): Promise<string>;
   /** `Deno.build.target`. */
@@ -182,7 +191,8 @@ export const denoSystem: SystemSeam = {
     if (!out.success && !options?.anyExit) throw new Error(`${path} exited with code ${out.code}`);
     return out.stdout;
   },
-  cpus: () => nodeCpus(),
+  // Loaded on first use only: on Linux nothing calls it, so a steady run stays off node:os.
+  cpus: async () => (await import("node:os")).cpus(),
   // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU costs ~6 MB of RSS.
   readLink: (path) => Deno.readLink(path),
   target: Deno.build.target,
@@ -336,13 +346,15 @@ interface Sampler<T> {
   intervalMs: number;
   atMs: number | null;
   running: Promise<void> | null;
+  /** Runs started, failed ones included. */
+  runs: number;
   value: T | null;
   /** Not yet carried by a heartbeat. */
   fresh: boolean;
 }
 
 function sampler<T>(intervalMs: number): Sampler<T> {
-  return { intervalMs, atMs: null, running: null, value: null, fresh: false };
+  return { intervalMs, atMs: null, running: null, value: null, fresh: false, runs: 0 };
 }
 
 /** Options for {@linkcode TelemetryCollector}. */
@@ -364,6 +376,7 @@ export class TelemetryCollector {
   #static: Promise<StaticFacts> | undefined;
   #ioreg: Promise<string> | undefined;
   #cpuCounters: CpuCounters | null = null;
+  #cpuUsage: CpuUsage | null = null;
   readonly #filesystems = sampler<{ atMs: number; mounts: Filesystem[] }>(FILESYSTEM_INTERVAL_MS);
   readonly #network = sampler<NetworkTraffic>(NETWORK_INTERVAL_MS);
   #netCounters: { atMs: number; counters: Map<string, InterfaceCounters> } | null = null;
@@ -441,7 +454,7 @@ export class TelemetryCollector {
    * never rejects. Concurrent calls share a run.
    */
   async refresh(force = false): Promise<void> {
-    if (this.#system.os !== "linux") return;
+    if (this.#system.os !== "linux") return await this.#sampleCpuTimes();
     const now = this.#nowMs();
     const due = (s: Sampler<unknown>) => force || s.atMs === null || now - s.atMs >= s.intervalMs;
     const runs: Promise<void>[] = [];
@@ -451,9 +464,26 @@ export class TelemetryCollector {
         return { atMs: this.#nowMs(), mounts };
       }));
     }
-    if (due(this.#network)) {
+    // The first network run is only a baseline: the second comes with the next heartbeat, so CPU
+    // and traffic figures appear from the second heartbeat on, then at most once a minute.
+    if (due(this.#network) || this.#network.runs === 1) {
       runs.push(this.#run(this.#network, "network", async () => {
-        const text = await this.#system.runCommand(HEAD, ["-n", "4096", PROC_NET_DEV]);
+        // One child for both: CPU counters ride the network sampler's minute.
+        let sections: Map<string, string>;
+        try {
+          sections = parseHeadSections(
+            await this.#system.runCommand(HEAD, ["-n", "4096", PROC_STAT, PROC_NET_DEV], {
+              anyExit: true,
+            }),
+          );
+        } catch (error) {
+          this.#cpuUsage = this.#fail("cpu", error);
+          throw error;
+        }
+        const stat = sections.get(PROC_STAT);
+        this.#takeCpuCounters(stat === undefined ? null : parseProcStat(stat));
+        const text = sections.get(PROC_NET_DEV);
+        if (text === undefined) throw new Error(`${HEAD} printed no ${PROC_NET_DEV}`);
         const sample = { atMs: this.#nowMs(), counters: parseProcNetDev(text) };
         const previous = this.#netCounters;
         this.#netCounters = sample;
@@ -469,6 +499,7 @@ export class TelemetryCollector {
   #run<T>(s: Sampler<T>, source: string, read: () => Promise<T | undefined>): Promise<void> {
     s.running ??= (async () => {
       s.atMs = this.#nowMs();
+      s.runs++;
       try {
         const value = await read();
         if (value !== undefined) {
@@ -510,7 +541,7 @@ export class TelemetryCollector {
       }),
       load_average: this.#try("load_average", () => this.#loadAverage()),
       memory: this.#try("memory", () => this.#memory()),
-      cpu: this.#cpu(),
+      cpu: this.#cpuUsage,
     };
   }
 
@@ -531,20 +562,26 @@ export class TelemetryCollector {
     };
   }
 
-  /** Utilisation since the previous call; null on the first (an expected null: no debug line). */
-  #cpu(): Metrics["cpu"] {
+  /** macOS, Windows: CPU times from `node:os` at every refresh (each heartbeat). */
+  async #sampleCpuTimes(): Promise<void> {
     const cpus = this.#system.cpus;
-    if (!cpus) return null;
-    let current: CpuCounters | null;
+    if (!cpus) return;
     try {
-      current = sumCoreTimes(cpus());
+      this.#takeCpuCounters(sumCoreTimes(await cpus()));
     } catch (error) {
-      return this.#fail("cpu", error);
+      this.#cpuUsage = this.#fail("cpu", error);
     }
-    if (current === null) return this.#fail("cpu", "no usable value");
+  }
+
+  /** Utilisation since the previous sample; null on the first (an expected null: no debug line). */
+  #takeCpuCounters(current: CpuCounters | null): void {
+    if (current === null) {
+      this.#cpuUsage = this.#fail("cpu", "no usable value");
+      return;
+    }
     const previous = this.#cpuCounters;
     this.#cpuCounters = current;
-    return cpuUsage(previous, current);
+    this.#cpuUsage = cpuUsage(previous, current);
   }
 
   #fail(source: string, error: unknown): null {
@@ -596,11 +633,11 @@ export class TelemetryCollector {
       this.#platformFacts(),
       this.#tryAsync("time_zone", () => this.#timeZone()),
     ]);
-    // Linux: /proc/cpuinfo (read by head); elsewhere, or where it lacks a figure, os.cpus().
+    // Linux: /proc/cpuinfo (read by head) only, so node:os never loads there; elsewhere os.cpus().
     const cpuinfo = platform.cpuinfo === null ? null : parseCpuinfo(platform.cpuinfo);
-    const firstCore = cpuinfo?.model && cpuinfo.mhz
+    const firstCore = sys.os === "linux"
       ? null
-      : this.#try("cpu_model", () => sys.cpus?.()[0] ?? null);
+      : await this.#tryAsync("cpu_model", async () => (await sys.cpus?.())?.[0] ?? null);
     const cpu_model = cpuinfo?.model ?? identityValue(firstCore?.model);
     const speed = firstCore?.speed;
     const cpu_mhz = cpuinfo?.mhz ??

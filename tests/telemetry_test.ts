@@ -21,7 +21,7 @@ import {
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./helpers.ts";
 import { DF } from "../src/filesystems.ts";
-import { HEAD } from "../src/hardware.ts";
+import { HEAD, parseHeadSections } from "../src/hardware.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
 const MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";
@@ -69,11 +69,11 @@ const NICS: Deno.NetworkInterfaceInfo[] = [
   },
 ];
 
-/** A Linux host's helpers: `head` over DMI and /proc, `df`, `head` over /proc/net/dev. */
+/** A Linux host's helpers: `head` over DMI and /proc, `df`, `head` over /proc/stat and /proc/net/dev. */
 function linuxCommands(path: string, args: string[]): Promise<string> {
   if (path === HEAD && args[0] === "-v") return Promise.resolve(fixture("linux_head_physical.txt"));
   if (path === HEAD && args.at(-1) === "/proc/net/dev") {
-    return Promise.resolve(fixture("linux_proc_net_dev.txt"));
+    return Promise.resolve(fixture("linux_head_stat_net_1.txt"));
   }
   if (path === DF) return Promise.resolve(fixture("linux_df_container.txt"));
   return Promise.reject(new Error(`unexpected command ${path}`));
@@ -85,7 +85,9 @@ function advancingCpus() {
   return () => {
     n++;
     const times = { user: 1000 * n, nice: 0, sys: 500 * n, idle: 8500 * n, irq: 0 };
-    return [0, 1].map(() => ({ model: "Intel(R) Xeon(R)", speed: 2900, times: { ...times } }));
+    return Promise.resolve(
+      [0, 1].map(() => ({ model: "Intel(R) Xeon(R)", speed: 2900, times: { ...times } })),
+    );
   };
 }
 
@@ -554,8 +556,9 @@ Deno.test("static facts are read once per collector, dynamic ones at every colle
   // /etc/os-release, /etc/machine-id, /.dockerenv and /run/.containerenv
   equal(calls.readTextFile, 4);
   equal(calls.hardwareConcurrency, 1);
-  // head over DMI and /proc once; df and /proc/net/dev once (not due again within a minute).
-  equal(calls.runCommand, 3);
+  // head over DMI and /proc once; df once; head over /proc/stat and /proc/net/dev twice (the
+  // first run is a baseline, the second comes at once), then not again within a minute.
+  equal(calls.runCommand, 4);
   equal(calls.readLink, 1);
   equal(calls.hostname, 5);
   equal(calls.osRelease, 1);
@@ -563,7 +566,7 @@ Deno.test("static facts are read once per collector, dynamic ones at every colle
   equal(calls.loadavg, 3);
   equal(calls.systemMemoryInfo, 3);
   equal(calls.osUptime, 4); // once more for boot_time
-  equal(calls.cpus, 3); // once per collection (the CPU model came from /proc/cpuinfo)
+  equal(calls.cpus, undefined); // Linux: /proc/stat and /proc/cpuinfo, never node:os
   // A second collector (a new process) reads them again.
   await new TelemetryCollector({ system }).host();
   equal(calls.readTextFile, 8);
@@ -637,18 +640,79 @@ Deno.test("machine-id files are validated", () => {
   equal(parseMachineIdFile(MACHINE_ID.slice(1)), null);
 });
 
-Deno.test("cpu utilisation is null on the first sample, then the delta since the last", () => {
-  const collector = new TelemetryCollector({ system: fakeSystem().system });
-  equal(collector.metrics().cpu, null);
-  deepEqual(collector.metrics().cpu, { user: 10, system: 5, idle: 85, iowait: null, steal: null });
-  const noCpus = fakeSystem({ cpus: undefined }).system;
-  equal(new TelemetryCollector({ system: noCpus }).metrics().cpu, null);
+Deno.test("macOS and Windows cpu utilisation: null first, then os.cpus() deltas at every refresh", async () => {
+  for (const os of ["darwin", "windows"]) {
+    const collector = new TelemetryCollector({ system: fakeSystem({ os }).system });
+    equal((await collector.sampleMetrics()).cpu, null);
+    deepEqual((await collector.sampleMetrics()).cpu, {
+      user: 10,
+      system: 5,
+      idle: 85,
+      iowait: null,
+      steal: null,
+    });
+    const noCpus = fakeSystem({ os, cpus: undefined }).system;
+    equal((await new TelemetryCollector({ system: noCpus }).sampleMetrics()).cpu, null);
+  }
+});
+
+Deno.test("Linux cpu utilisation comes from /proc/stat in the network sampler's head run", async () => {
+  let nowMs = Date.parse("2026-01-02T03:00:00Z");
+  const recorded = ["linux_head_stat_net_1.txt", "linux_head_stat_net_2.txt"];
+  const heads: string[][] = [];
+  const { system, calls } = fakeSystem({
+    runCommand: (path, args) => {
+      if (path !== HEAD || args[0] !== "-n") return linuxCommands(path, args);
+      heads.push(args);
+      // The third run replays the first sample: counters that went backwards.
+      return Promise.resolve(fixture(recorded[(heads.length - 1) % 2]!));
+    },
+  });
+  const collector = new TelemetryCollector({ system, now: () => new Date(nowMs) });
+  const first = await collector.sampleMetrics();
+  equal(first.cpu, null, "the first sample is only a baseline");
+  nowMs += 1_000;
+  const usage = { user: 2, system: 1.5, idle: 96.5, iowait: 0, steal: 0 };
+  deepEqual(
+    (await collector.sampleMetrics()).cpu,
+    usage,
+    "the second beat takes the second sample",
+  );
+  nowMs += 30_000;
+  deepEqual((await collector.sampleMetrics()).cpu, usage, "the latest interval until the next");
+  equal(heads.length, 2, "not due again within a minute");
+  nowMs += 30_000;
+  equal((await collector.sampleMetrics()).cpu, null, "counters went backwards");
+  const args = ["-n", "4096", "/proc/stat", "/proc/net/dev"];
+  deepEqual(heads, [args, args, args]);
+  equal(calls.cpus, undefined);
+  MetricsSchema.parse(first);
+});
+
+Deno.test("Linux cpu is null with a debug line when /proc/stat is unreadable; network still counts", async () => {
+  let nowMs = Date.parse("2026-01-02T03:00:00Z");
+  const netOnly = parseHeadSections(fixture("linux_head_stat_net_1.txt")).get("/proc/net/dev");
+  const { system } = fakeSystem({
+    runCommand: (path, args) =>
+      path === HEAD && args[0] === "-n"
+        ? Promise.resolve(`==> /proc/net/dev <==\n${netOnly}\n`)
+        : linuxCommands(path, args),
+  });
+  const logger = recordingLogger();
+  const collector = new TelemetryCollector({ system, logger, now: () => new Date(nowMs) });
+  await collector.sampleMetrics();
+  nowMs += 60_000;
+  const m = await collector.sampleMetrics();
+  equal(m.cpu, null);
+  ok(m.network !== undefined);
+  deepEqual(logger.lines.map((l) => l.fields?.source), ["cpu"]);
 });
 
 Deno.test("filesystems ride one heartbeat per df run, df runs at most every 5 minutes", async () => {
   let nowMs = Date.parse("2026-01-02T03:00:00Z");
   let beat = 0;
   const netDev = () =>
+    `==> /proc/stat <==\ncpu  ${beat} 0 ${beat} ${beat} 0 0 0 0 0 0\n\n==> /proc/net/dev <==\n` +
     `Inter-| Receive | Transmit\n face |bytes|bytes\n  eth0: ${1000 * beat} ${
       10 * beat
     } 0 0 0 0 0 0 ${500 * beat} ${5 * beat} 0 0 0 0 0 0\n`;
