@@ -144,6 +144,12 @@ export function freePort(): number {
   return port;
 }
 
+/** The value of series `series` (name plus labels, as printed) in a Prometheus exposition. */
+export function promSample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
 /** Whether something accepts TCP connections on the loopback `port`. */
 export async function reachable(port: number): Promise<boolean> {
   try {

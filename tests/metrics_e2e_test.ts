@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
+import {
+  enrollAgent,
+  freePort,
+  promSample as sample,
+  runAgent,
+  skipWithout,
+  spawnAgent,
+  tempDir,
+} from "./helpers.ts";
 
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
 const nodeExporterMissing = (() => {
@@ -11,19 +19,6 @@ const nodeExporterMissing = (() => {
     return true;
   }
 })();
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** The value of sample `name` (exact series text) in an exposition, or undefined. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 Deno.test({
   name: "node_exporter's textfile collector serves the metrics file that run keeps current",

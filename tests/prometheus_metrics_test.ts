@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { METRICS_FILE_MIN_SPACING_MS, withMetricsFile } from "../src/metrics_file.ts";
 import { escapeLabelValue, renderPrometheusMetrics } from "../src/prometheus_metrics.ts";
 import { type AgentStatus, emptyStatus } from "../src/status.ts";
-import { skipWithout, tempDir } from "./helpers.ts";
+import { promSample as sample, skipWithout, tempDir } from "./helpers.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 
 const PROMTOOL = "/usr/bin/promtool";
@@ -43,12 +43,6 @@ function busyStatus(): AgentStatus {
     heartbeats_failed_total: 3,
     interval_seconds: 60,
   };
-}
-
-/** The value of the unlabelled sample `name`, or undefined when the metric is absent. */
-function sample(text: string, name: string): number | undefined {
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.slice(name.length + 1));
 }
 
 Deno.test("prometheus metrics carry every agent fact in seconds and counters", () => {

@@ -75,6 +75,29 @@ export async function startSquid(): Promise<Squid> {
     "",
   ].join("\n");
   await Deno.writeTextFile(`${dir}/squid.conf`, config);
+  const squid = await launchSquid(dir, [open, auth]);
+  const stop = async () => {
+    await squid.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  return {
+    url: new URL(`http://127.0.0.1:${open}`),
+    authUrl: new URL(`http://127.0.0.1:${auth}`),
+    credentials,
+    accessLog: () => Deno.readTextFile(`${dir}/access.log`).catch(() => ""),
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/**
+ * Runs squid in the foreground (`-N`) with `dir/squid.conf` until every one of `ports` accepts
+ * connections; rejects with squid's stderr and the end of `dir/cache.log` when it exits or does
+ * not listen within 20 s. `stop` ends it (SIGTERM, SIGKILL after 5 s) and only it.
+ */
+export async function launchSquid(
+  dir: string,
+  ports: number[],
+): Promise<{ stop(): Promise<void> }> {
   const child = new Deno.Command(SQUID_PATH, {
     args: ["-N", "-f", `${dir}/squid.conf`],
     stdin: "null",
@@ -82,6 +105,8 @@ export async function startSquid(): Promise<Squid> {
     stderr: "piped",
   }).spawn();
   const stderr = new Response(child.stderr).text();
+  let ended = false;
+  const status = child.status.finally(() => ended = true);
   const stop = async () => {
     try {
       child.kill("SIGTERM");
@@ -95,25 +120,23 @@ export async function startSquid(): Promise<Squid> {
         // exited meanwhile
       }
     }, 5000);
-    await child.status;
+    await status;
     clearTimeout(killer);
     await stderr.catch(() => "");
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   const deadline = Date.now() + 20_000;
-  while (!(await reachable(open) && await reachable(auth))) {
-    if (Date.now() > deadline) {
+  for (;;) {
+    const listening = await Promise.all(ports.map(reachable));
+    if (listening.every((ok) => ok)) return { stop };
+    if (ended || Date.now() > deadline) {
       const log = await Deno.readTextFile(`${dir}/cache.log`).catch(() => "");
       await stop();
-      throw new Error(`squid did not start: ${await stderr.catch(() => "")} ${log.slice(-2000)}`);
+      throw new Error(
+        `squid ${ended ? "exited" : "did not listen"}: ${await stderr.catch(() => "")} ${
+          log.slice(-2000)
+        }`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return {
-    url: new URL(`http://127.0.0.1:${open}`),
-    authUrl: new URL(`http://127.0.0.1:${auth}`),
-    credentials,
-    accessLog: () => Deno.readTextFile(`${dir}/access.log`).catch(() => ""),
-    [Symbol.asyncDispose]: stop,
-  };
 }

@@ -3,14 +3,15 @@
  * all` and its own CA (made by openssl), on a free loopback port, with its own config, cache and
  * pid in a temp dir. Only the squid started here is ever stopped.
  */
+import { freePort } from "./helpers.ts";
 import { OPENSSL_BIN } from "./openssl_pki.ts";
+import { launchSquid, SQUID_PATH } from "./squid.ts";
 
-/** Where Debian's squid-openssl installs squid and its certificate generator. */
-export const SQUID = "/usr/sbin/squid";
+/** Where Debian's squid-openssl installs its certificate generator. */
 const CERTGEN = "/usr/lib/squid/security_file_certgen";
 
 /** Whether squid with ssl-bump support is installed (tests skip visibly otherwise). */
-export const HAVE_SQUID_BUMP = await Promise.all([Deno.stat(SQUID), Deno.stat(CERTGEN)])
+export const HAVE_SQUID_BUMP = await Promise.all([Deno.stat(SQUID_PATH), Deno.stat(CERTGEN)])
   .then(() => true, () => false);
 
 /** A running bumping squid. */
@@ -19,13 +20,6 @@ export interface BumpingSquid extends AsyncDisposable {
   url: string;
   /** PEM of the CA squid signs its forged server certificates with. */
   caPem: string;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function run(command: string, args: string[]): Promise<void> {
@@ -91,42 +85,10 @@ export async function startBumpingSquid(dir: string, caName: string): Promise<Bu
   );
   // Started as root, squid works as its cache_effective_user ("proxy" on Debian).
   if (Deno.uid() === 0) await run("chown", ["-R", "proxy:proxy", dir]);
-  const child = new Deno.Command(SQUID, {
-    args: ["-N", "-f", config],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let ended = false;
-  const exited = child.output().finally(() => ended = true);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (ended) {
-      const out = await exited;
-      const log = await Deno.readTextFile(`${dir}/cache.log`).catch(() => "");
-      throw new Error(
-        `squid exited: ${new TextDecoder().decode(out.stderr)} ${
-          log.split("\n").slice(-5).join(" ")
-        }`,
-      );
-    }
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        if (!ended) child.kill("SIGKILL");
-        const out = await exited;
-        throw new Error(`squid did not listen: ${new TextDecoder().decode(out.stderr)}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const squid = await launchSquid(dir, [port]);
   return {
     url: `http://127.0.0.1:${port}`,
     caPem: await Deno.readTextFile(ca.certFile),
-    async [Symbol.asyncDispose]() {
-      if (!ended) child.kill("SIGKILL");
-      await exited.catch(() => {});
-    },
+    [Symbol.asyncDispose]: () => squid.stop(),
   };
 }

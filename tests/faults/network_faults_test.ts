@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { createDevCa, startDevPlatform } from "../../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../../tasks/dev_platform/dev_ca.ts";
 import { StatusSchema } from "../../src/status.ts";
+import { freePort } from "../helpers.ts";
 import { assertFails, Harness, hostileServer, jsonLines } from "./fault_helpers.ts";
 
 /** Runs `run --once`, expecting exit 4 with `pattern`; checks identity and status afterwards. */
@@ -40,13 +41,6 @@ async function pointedAt(h: Harness, url: string, body: () => Promise<void>): Pr
   } finally {
     await h.editIdentity((i) => i.platform_url = original);
   }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 Deno.test("run --once: transport faults (refused, DNS, TLS, reset, slow drip, 50 MiB) exit 4 with a typed line", async () => {
