@@ -63,6 +63,12 @@ export interface FileSystem {
   readDir(path: string): Promise<string[]>;
 }
 
+/** A fresh temp path beside `path`, of the shape {@linkcode tempFilePattern} matches. */
+function tempPathFor(path: string): string {
+  const suffix = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(16);
+  return join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
+}
+
 /** Matches the temp files {@linkcode writeFileAtomic} creates for `name` (left by a crash). */
 export function tempFilePattern(name: string): RegExp {
   return new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.[0-9a-f]+\\.tmp$`);
@@ -87,8 +93,7 @@ async function syncDir(dir: string): Promise<void> {
  */
 export async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
   const dir = dirname(path);
-  const suffix = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(16);
-  const tmp = join(dir, `.${basename(path)}.${suffix}.tmp`);
+  const tmp = tempPathFor(path);
   const file = await Deno.open(tmp, { write: true, createNew: true, mode });
   try {
     try {
@@ -115,8 +120,7 @@ export async function writeFileAtomic(path: string, data: string, mode: number):
  * fsyncs cost more than the rest together. The temp file is created with `createNew`.
  */
 export function replaceFileSync(path: string, data: string, mode: number): void {
-  const suffix = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(16);
-  const tmp = join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
+  const tmp = tempPathFor(path);
   try {
     Deno.writeTextFileSync(tmp, data, { createNew: true, mode });
     // The umask may have narrowed `mode`; a reader running as another user needs all of it.
