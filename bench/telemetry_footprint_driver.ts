@@ -7,7 +7,7 @@
  *   bench/telemetry_footprint_driver.ts <tree> <beats> <beats|refresh>
  */
 const [tree, beatsArg, mode] = Deno.args;
-const { TelemetryCollector } = await import(`${tree}/src/telemetry.ts`);
+const { TelemetryCollector } = await import(`${tree}/src/telemetry/collector.ts`);
 const beats = Number(beatsArg);
 const collector = new TelemetryCollector();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

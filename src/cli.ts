@@ -6,9 +6,9 @@
 import { type ConfigFlags, denoConfigHost, resolveConfig } from "./config.ts";
 import type { CommandContext } from "./context.ts";
 import { writeStdout } from "./context.ts";
-import { EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
+import { errorMessage, EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
 import { createLogger } from "./log.ts";
-import { selectRootStore } from "./trust_store.ts";
+import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
 
 const PROGRAM = "oneconnect-agent";
@@ -152,7 +152,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
       // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
       selectRootStore(ctx.config.caFile !== undefined || caPins.length > 0 ? "none" : "system");
-      const { enrollCommand } = await import("./enroll.ts");
+      const { enrollCommand } = await import("./enrollment/enroll.ts");
       await enrollCommand(ctx, {
         tokenFile: str(f["token-file"]),
         caPins,
@@ -170,7 +170,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: [{ name: "pem-file", help: "PEM file with one or more CA certificates" }],
     examples: ["oneconnect-agent ca-pin /etc/oneconnect/platform-ca.pem"],
     run: async (_f, _context, args) => {
-      const { caPinCommand } = await import("./ca_pin.ts");
+      const { caPinCommand } = await import("./trust/ca_pin.ts");
       await caPinCommand(args[0]!, writeStdout);
     },
   },
@@ -205,7 +205,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         metricsFile: str(f["metrics-file"]),
         proxyPac: str(f["proxy-pac"]),
       });
-      const { runCommand } = await import("./heartbeat.ts");
+      const { runCommand } = await import("./heartbeat/loop.ts");
       await runCommand(ctx, { once: f.once === true, intervalSeconds: num(f.interval) });
     },
   },
@@ -222,7 +222,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     examples: ["oneconnect-agent status --json", "oneconnect-agent status --format prometheus"],
     run: async (f, context) => {
-      const { STATUS_FORMATS, statusCommand } = await import("./status.ts");
+      const { STATUS_FORMATS, statusCommand } = await import("./state/status_store.ts");
       const format = str(f.format) ?? (f.json === true ? "json" : "text");
       if (!(STATUS_FORMATS as readonly string[]).includes(format)) {
         throw new UsageError(
@@ -245,7 +245,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent inventory"],
     run: async (_f, context) => {
       const ctx = await context();
-      const { inventoryCommand } = await import("./telemetry.ts");
+      const { inventoryCommand } = await import("./telemetry/collector.ts");
       await inventoryCommand(ctx);
     },
   },
@@ -256,7 +256,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent renew"],
     run: async (f, context) => {
       const ctx = await context({ auth: str(f.auth) });
-      const { renewCommand } = await import("./renewal.ts");
+      const { renewCommand } = await import("./enrollment/renewal.ts");
       await renewCommand(ctx);
     },
   },
@@ -271,7 +271,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent unenroll --yes"],
     run: async (f, context) => {
       const ctx = await context({ auth: str(f.auth) });
-      const { unenrollCommand } = await import("./unenroll.ts");
+      const { unenrollCommand } = await import("./enrollment/unenroll.ts");
       await unenrollCommand(ctx, { yes: f.yes === true, localOnly: f["local-only"] === true });
     },
   },
@@ -437,7 +437,7 @@ export function parseArgv(argv: readonly string[]): Invocation {
       flags[spec.name] = spec.repeatable ? [...list(flags[spec.name]), String(value)] : value;
     } catch (e) {
       throw usage(
-        `Option '${flagTerm(spec)}' argument '${raw}' is invalid. ${(e as Error).message}`,
+        `Option '${flagTerm(spec)}' argument '${raw}' is invalid. ${errorMessage(e)}`,
       );
     }
   }

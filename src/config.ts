@@ -1,13 +1,14 @@
 import * as z from "./zod.ts";
-import { UsageError } from "./errors.ts";
+import { errorMessage, UsageError } from "./errors.ts";
 import { join } from "./file_system.ts";
+import { parseJsonDocument } from "./json_document.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,
   auditStateDirOwnership,
   denoOwnershipHost,
   type OwnershipHost,
-} from "./ownership.ts";
+} from "./state/ownership.ts";
 
 /** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
 export const AuthModeSchema = z.enum(["bearer", "mtls"]);
@@ -257,21 +258,20 @@ export async function readFileConfig(
     if (e instanceof Deno.errors.NotFound) return {};
     if (e instanceof Deno.errors.NotADirectory) return {};
     throw new UsageError(
-      `Cannot read configuration ${JSON.stringify(path)}: ${(e as Error).message}`,
+      `Cannot read configuration ${JSON.stringify(path)}: ${errorMessage(e)}`,
     );
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
+  const parsed = parseJsonDocument(FileConfigSchema, text);
+  if (!parsed.ok && parsed.notJson) {
     throw new UsageError(
       `Invalid configuration ${JSON.stringify(path)}: not valid JSON; fix or remove the file`,
     );
   }
-  const parsed = FileConfigSchema.safeParse(json);
-  if (!parsed.success) {
+  if (!parsed.ok) {
     throw new UsageError(
-      `Invalid configuration ${JSON.stringify(path)}: ${describeZodIssue(parsed.error, json)}`,
+      `Invalid configuration ${JSON.stringify(path)}: ${
+        describeZodIssue(parsed.error, parsed.json)
+      }`,
     );
   }
   return parsed.data;

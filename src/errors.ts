@@ -132,3 +132,15 @@ export class PlatformError extends AgentError {
     this.contentType = details.contentType;
   }
 }
+
+/**
+ * The message of anything thrown, on one line (error text ends up in one-line log records and
+ * errors); with `withCause`, the message of an `Error` cause is appended.
+ */
+export function errorMessage(error: unknown, withCause = false): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const cause = withCause && error instanceof Error && error.cause instanceof Error
+    ? ` ${error.cause.message}`
+    : "";
+  return `${text}${cause}`.replace(/\s+/g, " ").trim();
+}

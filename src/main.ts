@@ -1,7 +1,7 @@
 import { runCli } from "./cli.ts";
 import { ExitCode } from "./errors.ts";
 import { reportError, reportUncaughtErrors } from "./error_report.ts";
-import { neutraliseTrustEnvironment } from "./trust_store.ts";
+import { neutraliseTrustEnvironment } from "./trust/trust_store.ts";
 
 const shutdown = new AbortController();
 const signals: Deno.Signal[] = Deno.build.os === "windows"

@@ -45,8 +45,8 @@ export const TARGETS: readonly Target[] = [
 export const ENTRY = "src/main.ts";
 /** Where the bundle is written inside the partial directory; `deno compile` compiles its main.js. */
 export const BUNDLE_DIR_NAME = "bundle";
-/** The Worker module `src/pac.ts` starts (a bundle entry point of its own), included in every binary. */
-export const PAC_WORKER = "pac_worker.js";
+/** The Worker module `src/proxy/pac.ts` starts (a bundle entry point of its own), included in every binary. */
+export const PAC_WORKER = "proxy/pac_worker.js";
 /** Where `deno compile` writes; renamed into `dist/` only after every target succeeded. */
 export const PARTIAL_DIR_NAME = ".partial";
 /** Checksums file name, in `sha256sum -c` format. */

@@ -4,7 +4,7 @@
  * Prints the URL, the dev CA file, the admin token and one enrollment token at start.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { splitPemBundle } from "../src/certificates.ts";
+import { splitPemBundle } from "../src/trust/certificates.ts";
 import {
   CONTRACT_VERSIONS,
   type ContractVersion,

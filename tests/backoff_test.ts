@@ -6,7 +6,7 @@ import {
   parseRetryAfter,
   RETRY_AFTER_CAP_SECONDS,
   withJitter,
-} from "../src/backoff.ts";
+} from "../src/platform/backoff.ts";
 
 Deno.test("backoff doubles from 1 s and caps at 300 s", () => {
   const ceilings = [1, 2, 3, 4, 5, 8, 9, 10, 40].map((n) => fullJitterDelay(n, () => 1));

@@ -150,7 +150,7 @@ Deno.test("build type-checks once, bundles, then compiles the bundle for every t
       "--output",
       `dist/.partial/${target.file}`,
       "--include",
-      "dist/.partial/bundle/pac_worker.js",
+      "dist/.partial/bundle/proxy/pac_worker.js",
       ...FLAGS,
       "dist/.partial/bundle/main.js",
     ]);
@@ -332,9 +332,9 @@ Deno.test("--dry-run prints the exact commands and writes nothing", async () => 
   const quotedFlags = FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
   assert.deepEqual(lines, [
     `${FAKE_DENO} check src/main.ts`,
-    `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/pac_worker.ts`,
-    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include dist/.partial/bundle/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
-    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include dist/.partial/bundle/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
+    `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/proxy/pac_worker.ts`,
+    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include dist/.partial/bundle/proxy/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
+    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include dist/.partial/bundle/proxy/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
     "mv dist/.partial/oneconnect-agent-darwin-arm64 dist/oneconnect-agent-darwin-arm64",
     "mv dist/.partial/oneconnect-agent-linux-amd64 dist/oneconnect-agent-linux-amd64",
     "# then write dist/SHA256SUMS and dist/build.json",
@@ -395,6 +395,7 @@ Deno.test("real deno compile on a tiny entry: a verified binary, or one line nam
   await Deno.mkdir(join(tmp.path, "src"));
   await Deno.writeTextFile(join(tmp.path, ENTRY), 'console.log("compiled fixture");\n');
   // The bundle's second entry point (the PAC Worker), as in the repository.
+  await Deno.mkdir(join(tmp.path, "src/proxy"));
   await Deno.writeTextFile(join(tmp.path, WORKER_ENTRY), "self.close();\n");
   const target = hostTarget();
   const errors: string[] = [];

@@ -25,8 +25,9 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
     await bundle(`${dir}/out`);
     const out = `${dir}/out`;
     const files = [];
-    for await (const e of Deno.readDir(out)) files.push(e.name);
-    const run = files.find((f) => /^heartbeat-[\w-]+\.js$/.test(f));
+    for await (const e of Deno.readDir(out)) if (e.isFile) files.push(e.name);
+    files.push("proxy/pac_worker.js");
+    const run = files.find((f) => /^loop-[\w-]+\.js$/.test(f));
     assert.ok(run, `no heartbeat chunk in ${files.join(", ")}`);
     const closure = new Set([
       ...await staticClosure(out, "main.js"),

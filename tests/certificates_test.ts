@@ -9,8 +9,8 @@ import {
   parseCertificate,
   splitPemBundle,
   verifyIssuedCertificate,
-} from "../src/certificates.ts";
-import { keyMatchesCertificate } from "../src/identity_store.ts";
+} from "../src/trust/certificates.ts";
+import { keyMatchesCertificate } from "../src/state/identity_store.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
 import { skipWithout } from "./helpers.ts";

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
-import { clockHint, ClockOffset, describeOffset, offsetFromDate } from "../src/clock_offset.ts";
-import { emptyStatus, readStatus, renderStatusText } from "../src/status.ts";
+import {
+  clockHint,
+  ClockOffset,
+  describeOffset,
+  offsetFromDate,
+} from "../src/platform/clock_offset.ts";
+import { emptyStatus, readStatus, renderStatusText } from "../src/state/status_store.ts";
 import { tempDir } from "./helpers.ts";
 
 Deno.test("offsetFromDate compares the Date header with the middle of the round trip", () => {

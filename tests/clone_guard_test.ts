@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cloneRefusal } from "../src/clone_guard.ts";
+import { cloneRefusal } from "../src/state/clone_guard.ts";
 import { CredentialRejectedError } from "../src/errors.ts";
 
 const ENROLLED = "3d1219c7c4c5404aaa1f6d2a48adfda4";

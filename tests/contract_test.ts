@@ -14,8 +14,8 @@ import {
   REJECTION_CODES,
   RenewRequestSchema,
   RenewResponseSchema,
-} from "../src/contract.ts";
-import { HostSchema, MetricsSchema, NetworkInterfaceSchema } from "../src/telemetry.ts";
+} from "../src/platform/contract.ts";
+import { HostSchema, MetricsSchema, NetworkInterfaceSchema } from "../src/telemetry/collector.ts";
 import {
   CONTRACT_URL,
   ContractValidator,

@@ -14,7 +14,7 @@ import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server
 import { nginxAvailable, startNginxMtls } from "./nginx.ts";
 import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
-import { splitPemBundle } from "../src/certificates.ts";
+import { splitPemBundle } from "../src/trust/certificates.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;

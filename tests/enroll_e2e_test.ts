@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { IdentitySchema, keyMatchesCertificate } from "../src/identity_store.ts";
+import { IdentitySchema, keyMatchesCertificate } from "../src/state/identity_store.ts";
 import {
   generateKeyPair,
   issueAgentCertificate,
@@ -230,7 +230,7 @@ Deno.test("enroll e2e: a certificate for another key or no agent_id is refused, 
     env.platform.caCertPem,
     await Deno.readTextFile(join(caDir, "ca.key")),
   );
-  const { createCsr } = await import("../src/certificates.ts");
+  const { createCsr } = await import("../src/trust/certificates.ts");
   const foreign = await issueAgentCertificate(ca, {
     agentId: "agent-x",
     csr: await parseCsr(await createCsr(await generateKeyPair(), "elsewhere")),

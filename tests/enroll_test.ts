@@ -3,14 +3,14 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import type { CommandContext } from "../src/context.ts";
-import type { EnrollRequest, EnrollResponse } from "../src/contract.ts";
+import type { EnrollRequest, EnrollResponse } from "../src/platform/contract.ts";
 import {
   type EnrollClient,
   type EnrollClientOptions,
   enrollCommand,
   type EnrollDeps,
   type EnrollOptions,
-} from "../src/enroll.ts";
+} from "../src/enrollment/enroll.ts";
 import {
   AgentError,
   AlreadyEnrolledError,
@@ -20,9 +20,9 @@ import {
   UsageError,
 } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
-import { IdentityStore } from "../src/identity_store.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, redact } from "../src/log.ts";
-import type { Host } from "../src/telemetry.ts";
+import type { Host } from "../src/telemetry/collector.ts";
 import { VERSION } from "../src/version.ts";
 import {
   createDevCa,
@@ -558,7 +558,7 @@ Deno.test("enroll refuses a certificate for another key or an answer without age
     true,
     ["sign", "verify"],
   );
-  const { createCsr } = await import("../src/certificates.ts");
+  const { createCsr } = await import("../src/trust/certificates.ts");
   const foreignCsr = await createCsr(foreignKeys, "someone-else");
   const answers: Array<[Answer, RegExp]> = [
     [

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { DF_ARGS, EXCLUDED_FILESYSTEM_TYPES, parseDfOutput } from "../src/filesystems.ts";
+import { DF_ARGS, EXCLUDED_FILESYSTEM_TYPES, parseDfOutput } from "../src/telemetry/filesystems.ts";
 import { telemetryFixture } from "./helpers.ts";
 
 Deno.test("df output of a container keeps its root filesystem only", () => {

@@ -13,7 +13,7 @@ import {
   parseRegBios,
   PROC_1_CGROUP,
   PROC_CPUINFO,
-} from "../src/hardware.ts";
+} from "../src/telemetry/hardware.ts";
 import { telemetryFixture } from "./helpers.ts";
 
 function linuxEvidence(file: string, containerMarker: string | null = null) {

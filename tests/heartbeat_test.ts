@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
 import { createHash } from "node:crypto";
-import { parseRetryAfter } from "../src/backoff.ts";
+import { parseRetryAfter } from "../src/platform/backoff.ts";
 import {
   type HeartbeatBody,
   HeartbeatDigestRequestSchema,
   HeartbeatRequestSchema,
   type HeartbeatResponse,
-} from "../src/contract.ts";
+} from "../src/platform/contract.ts";
 import { CredentialRejectedError, ExitCode, PlatformError } from "../src/errors.ts";
 import {
   heartbeatLoop,
@@ -15,10 +15,10 @@ import {
   type LoopEnd,
   parseIntervalHint,
   SEQUENCE_RESERVATION_BLOCK,
-} from "../src/heartbeat.ts";
+} from "../src/heartbeat/loop.ts";
 import { createLogger, type LogLevel } from "../src/log.ts";
-import { type AgentStatus, emptyStatus } from "../src/status.ts";
-import type { Host, Metrics } from "../src/telemetry.ts";
+import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
+import type { Host, Metrics } from "../src/telemetry/collector.ts";
 
 const START = Date.parse("2026-11-29T12:00:00Z");
 const HOST: Host = {
@@ -564,7 +564,7 @@ Deno.test("heartbeat loop keeps sending when the status file cannot be written",
   assert.equal(h.logs.filter((l) => l.msg.startsWith("Cannot write status file")).length, 1);
 });
 
-/** SHA-256 of the host's JSON text, computed independently of src/host_delta.ts. */
+/** SHA-256 of the host's JSON text, computed independently of src/heartbeat/host_delta.ts. */
 const digestOf = (host: Host) => createHash("sha256").update(JSON.stringify(host)).digest("hex");
 /** Which beats carried the full `host`. */
 const carriedHost = (sent: Sent[]) => sent.map((s) => "host" in s.body);

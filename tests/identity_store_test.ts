@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createCsr, exportPrivateKeyPem, generateAgentKeyPair } from "../src/certificates.ts";
+import { createCsr, exportPrivateKeyPem, generateAgentKeyPair } from "../src/trust/certificates.ts";
 import { NotEnrolledError, UsageError } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
-import { type Identity, IdentityStore } from "../src/identity_store.ts";
+import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
 import {
   type CommandRunner,
   ICACLS_PATH,
   icaclsRestrictArgs,
   POWERSHELL_PATH,
-} from "../src/windows_acl.ts";
-import { shellQuote } from "../src/ownership.ts";
+} from "../src/state/windows_acl.ts";
+import { shellQuote } from "../src/state/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { tempDir } from "./helpers.ts";

@@ -1,5 +1,5 @@
 import { deepEqual } from "node:assert/strict";
-import { networkTraffic, parseProcNetDev } from "../src/network_counters.ts";
+import { networkTraffic, parseProcNetDev } from "../src/telemetry/network_counters.ts";
 import { telemetryFixture } from "./helpers.ts";
 
 Deno.test("/proc/net/dev keeps interfaces that moved traffic, without loopback", () => {

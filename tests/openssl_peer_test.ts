@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createCsr, generateAgentKeyPair, splitPemBundle } from "../src/certificates.ts";
+import { createCsr, generateAgentKeyPair, splitPemBundle } from "../src/trust/certificates.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { sharedOpensslPki } from "./openssl_pki.ts";
 import { findTool, runAgent, skipWithout, tempDir } from "./helpers.ts";

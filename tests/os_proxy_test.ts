@@ -6,7 +6,7 @@ import {
   parseWinHttpProxy,
   readOsProxy,
   SCUTIL_PATH,
-} from "../src/os_proxy.ts";
+} from "../src/proxy/os_proxy.ts";
 
 // Outputs in the exact shape the tools print (Windows 10/11 netsh, macOS 13-15 scutil), as
 // recorded in public bug reports and tool tests; values changed to documentation names.

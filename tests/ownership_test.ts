@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
-import { IdentityStore } from "../src/identity_store.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { runAgent, skipWithout, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";

@@ -7,8 +7,8 @@ import {
   type PacDeps,
   parseHttpResponse,
   parsePacResult,
-} from "../src/pac.ts";
-import { pacHelpers, type PacRequest, runPac } from "../src/pac_worker.ts";
+} from "../src/proxy/pac.ts";
+import { pacHelpers, type PacRequest, runPac } from "../src/proxy/pac_worker.ts";
 import { tempDir } from "./helpers.ts";
 
 // Wednesday 2026-07-15 13:30:00 UTC.

@@ -1,16 +1,16 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
-import { ClockOffset } from "../src/clock_offset.ts";
+import { ClockOffset } from "../src/platform/clock_offset.ts";
 import { silentLogger } from "../src/log.ts";
 import { PlatformError, UsageError } from "../src/errors.ts";
-import type { HeartbeatRequest } from "../src/contract.ts";
+import type { HeartbeatRequest } from "../src/platform/contract.ts";
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
   PlatformClient,
   type PlatformClientOptions,
-} from "../src/platform_client.ts";
-import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy_select.ts";
+} from "../src/platform/client.ts";
+import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
 import { RUN_DEADLINE_MS, skipWithout, withDeadline } from "./helpers.ts";
@@ -288,7 +288,7 @@ Deno.test("every answer's Date header updates the clock offset", async () => {
 
 Deno.test("pinning: the platform's CA set replaces the built-in roots, in a real agent process", async () => {
   // A CA that only an environment-named store trusts (DENO_TLS_CA_STORE=system + SSL_CERT_FILE)
-  // is accepted by neither a pinned nor an unpinned client: the trust layer (src/trust_store.ts)
+  // is accepted by neither a pinned nor an unpinned client: the trust layer (src/trust/trust_store.ts)
   // clears those variables before Deno builds its store (tests/trust_env_e2e_test.ts, per input).
   await using server = serve(() => json(HEALTHY), foreignServerCert);
   await using dir = await tempDir();
@@ -1136,7 +1136,7 @@ async function tempDir(): Promise<AsyncDisposable & { path: string }> {
 
 const PROBE = `
 import { PlatformClient } from ${
-  JSON.stringify(new URL("../src/platform_client.ts", import.meta.url).href)
+  JSON.stringify(new URL("../src/platform/client.ts", import.meta.url).href)
 };
 import { PlatformError } from ${JSON.stringify(new URL("../src/errors.ts", import.meta.url).href)};
 const spec = JSON.parse(await new Response(Deno.stdin.readable).text());

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { HealthResponse } from "../src/contract.ts";
+import type { HealthResponse } from "../src/platform/contract.ts";
 import { AgentError, UsageError } from "../src/errors.ts";
 import {
   formatChecks,
@@ -9,7 +9,7 @@ import {
   type PreflightNetwork,
   type PreflightTarget,
   runPreflight,
-} from "../src/preflight.ts";
+} from "../src/enrollment/preflight.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./helpers.ts";
 import { testContext } from "./context_fixture.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { METRICS_FILE_MIN_SPACING_MS, withMetricsFile } from "../src/metrics_file.ts";
-import { escapeLabelValue, renderPrometheusMetrics } from "../src/prometheus_metrics.ts";
-import { type AgentStatus, emptyStatus } from "../src/status.ts";
+import { METRICS_FILE_MIN_SPACING_MS, withMetricsFile } from "../src/state/metrics_file.ts";
+import { escapeLabelValue, renderPrometheusMetrics } from "../src/state/prometheus_metrics.ts";
+import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
 import { promSample as sample, skipWithout, tempDir } from "./helpers.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 

@@ -5,7 +5,7 @@ import {
   type ProxyHop,
   ProxyRoute,
   type ProxySettings,
-} from "../src/proxy_select.ts";
+} from "../src/proxy/proxy_select.ts";
 
 const HTTPS = new URL("https://platform.example.com/");
 const env = (vars: Record<string, string> = {}) => (name: string) => vars[name];
@@ -149,7 +149,7 @@ Deno.test("PAC and OS proxy code are loaded only dynamically, never on a plain r
     >;
   };
   const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
-  const root = info.modules.find((m) => m.specifier.endsWith("/src/heartbeat.ts"))!;
+  const root = info.modules.find((m) => m.specifier.endsWith("/src/heartbeat/loop.ts"))!;
   const seen = new Set<string>();
   const stack = [
     root.specifier,

@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { fullJitterDelay } from "../src/backoff.ts";
-import type { RenewRequest, RenewResponse } from "../src/contract.ts";
+import { fullJitterDelay } from "../src/platform/backoff.ts";
+import type { RenewRequest, RenewResponse } from "../src/platform/contract.ts";
 import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
-import { type Identity, IdentityStore, keyMatchesCertificate } from "../src/identity_store.ts";
+import {
+  type Identity,
+  IdentityStore,
+  keyMatchesCertificate,
+} from "../src/state/identity_store.ts";
 import { silentLogger } from "../src/log.ts";
 import {
   type RenewalClient,
@@ -13,8 +17,13 @@ import {
   RenewalScheduler,
   renewCommand,
   renewIdentity,
-} from "../src/renewal.ts";
-import { type AgentStatus, emptyStatus, readStatus, statusPath } from "../src/status.ts";
+} from "../src/enrollment/renewal.ts";
+import {
+  type AgentStatus,
+  emptyStatus,
+  readStatus,
+  statusPath,
+} from "../src/state/status_store.ts";
 import { createDevCa } from "../tasks/dev_platform/server.ts";
 import { skipWithout, tempDir } from "./helpers.ts";
 import { issueFor, makeIdentity } from "./identity_fixture.ts";
@@ -563,7 +572,7 @@ Deno.test("renew when not enrolled exits 5", async () => {
 
 Deno.test("run's modules load X.509 code only when a renewal happens", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "src/heartbeat.ts"],
+    args: ["info", "--json", "src/heartbeat/loop.ts"],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "piped",
@@ -576,7 +585,7 @@ Deno.test("run's modules load X.509 code only when a renewal happens", async () 
     }>;
   };
   const bySpecifier = new Map(graph.modules.map((m) => [m.specifier, m]));
-  const root = new URL("../src/heartbeat.ts", import.meta.url).href;
+  const root = new URL("../src/heartbeat/loop.ts", import.meta.url).href;
   const seen = new Set<string>();
   const queue = [root];
   while (queue.length > 0) {
@@ -587,7 +596,10 @@ Deno.test("run's modules load X.509 code only when a renewal happens", async () 
       if (!dep.isDynamic && dep.code) queue.push(dep.code.specifier);
     }
   }
-  assert.ok(seen.has(new URL("../src/renewal.ts", import.meta.url).href), [...seen].join("\n"));
+  assert.ok(
+    seen.has(new URL("../src/enrollment/renewal.ts", import.meta.url).href),
+    [...seen].join("\n"),
+  );
   const heavy = [...seen].filter((s) => /x509|certificates\.ts$/.test(s));
   assert.deepEqual(heavy, []);
 });

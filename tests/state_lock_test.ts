@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ExitCode } from "../src/errors.ts";
-import { IdentityStore } from "../src/identity_store.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, type Logger, silentLogger } from "../src/log.ts";
-import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state_lock.ts";
+import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state/state_lock.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
 import { makeIdentity } from "./identity_fixture.ts";
@@ -45,7 +45,7 @@ Deno.test("state lock: a lock left by a killed process is recovered with a warni
   await using dir = await tempDir();
   const script = `
     import { acquireStateLock } from ${
-    JSON.stringify(new URL("../src/state_lock.ts", import.meta.url).href)
+    JSON.stringify(new URL("../src/state/state_lock.ts", import.meta.url).href)
   };
     import { silentLogger } from ${JSON.stringify(new URL("../src/log.ts", import.meta.url).href)};
     await acquireStateLock(${

@@ -11,7 +11,7 @@ import {
   statusPath,
   StatusStore,
   statusView,
-} from "../src/status.ts";
+} from "../src/state/status_store.ts";
 import { runAgent, tempDir } from "./helpers.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");

@@ -17,11 +17,11 @@ import {
   TelemetryCollector,
   TelemetrySchema,
   zoneFromLocaltimeLink,
-} from "../src/telemetry.ts";
+} from "../src/telemetry/collector.ts";
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./helpers.ts";
-import { DF } from "../src/filesystems.ts";
-import { HEAD, parseHeadSections } from "../src/hardware.ts";
+import { DF } from "../src/telemetry/filesystems.ts";
+import { HEAD, parseHeadSections } from "../src/telemetry/hardware.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
 const MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { IdentitySchema } from "../src/identity_store.ts";
-import { describeTrust, rootStoreOf, trustOf } from "../src/trust_source.ts";
+import { IdentitySchema } from "../src/state/identity_store.ts";
+import { describeTrust, rootStoreOf, trustOf } from "../src/trust/trust_source.ts";
 import { makeIdentity } from "./identity_fixture.ts";
 
 Deno.test("an identity file from before the trust field loads, trusting what its enrollment did", async () => {

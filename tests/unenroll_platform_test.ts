@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PlatformError } from "../src/errors.ts";
-import { IdentityStore } from "../src/identity_store.ts";
-import { unenrollCommand, type UnenrollDeps } from "../src/unenroll.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
+import { unenrollCommand, type UnenrollDeps } from "../src/enrollment/unenroll.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../tasks/dev_platform/dev_ca.ts";
 import { enrollAgent, runAgent, tempDir } from "./helpers.ts";

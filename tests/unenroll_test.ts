@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
-import { IdentityStore } from "../src/identity_store.ts";
-import { unenrollCommand } from "../src/unenroll.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
+import { unenrollCommand } from "../src/enrollment/unenroll.ts";
 import { tempDir } from "./helpers.ts";
 import { testContext } from "./context_fixture.ts";
 

@@ -11,7 +11,7 @@ import {
   POWERSHELL_PATH,
   principalKind,
   WindowsAcl,
-} from "../src/windows_acl.ts";
+} from "../src/state/windows_acl.ts";
 
 const DIR = "C:\\ProgramData\\OneConnect\\Agent";
 

@@ -14,7 +14,7 @@ if (url === undefined || caFile === undefined) {
   throw new Error("Usage: floor.ts <platform-url> <ca-file>");
 }
 const caPem = await Deno.readTextFile(caFile);
-// Pinned like the agent's client (src/platform_client.ts): DENO_TLS_CA_STORE="," while the first
+// Pinned like the agent's client (src/platform/client.ts): DENO_TLS_CA_STORE="," while the first
 // client is made leaves only `caCerts`, so the floor does not hold the built-in root store that
 // the agent never loads.
 Deno.env.set("DENO_TLS_CA_STORE", ",");

@@ -1,6 +1,6 @@
 /**
  * Long run, in a process of its own (`--v8-flags=--expose-gc`): the agent's heartbeat loop
- * (`heartbeatLoop` from src/heartbeat.ts with one PlatformClient, a real TelemetryCollector and the
+ * (`heartbeatLoop` from src/heartbeat/loop.ts with one PlatformClient, a real TelemetryCollector and the
  * real status file) driven back to back for `--count` beats. Between beats it records the CPU
  * time each beat took; at the checkpoint beat and at the last one it forces a GC and records RSS
  * and heap. Stops after `count` beats or `max-seconds`, whichever comes first. Prints one JSON
@@ -10,12 +10,12 @@
  *   <max-seconds> <checkpoint>
  */
 import process from "node:process";
-import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
-import { IdentityStore } from "../../src/identity_store.ts";
+import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { IdentityStore } from "../../src/state/identity_store.ts";
 import { silentLogger } from "../../src/log.ts";
-import { PlatformClient } from "../../src/platform_client.ts";
-import { StatusStore } from "../../src/status.ts";
-import { TelemetryCollector } from "../../src/telemetry.ts";
+import { PlatformClient } from "../../src/platform/client.ts";
+import { StatusStore } from "../../src/state/status_store.ts";
+import { TelemetryCollector } from "../../src/telemetry/collector.ts";
 
 /** Memory at one checkpoint, after a forced full GC. */
 export interface Checkpoint {

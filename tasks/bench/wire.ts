@@ -3,11 +3,11 @@
  * by a real TelemetryCollector whose operating system is either this host or a synthetic one. The
  * first beat of a process carries the full `host`; later ones only `host_digest` (inventory delta).
  */
-import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
-import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/contract.ts";
+import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/platform/contract.ts";
 import { silentLogger } from "../../src/log.ts";
-import { emptyStatus } from "../../src/status.ts";
-import { type SystemSeam, TelemetryCollector } from "../../src/telemetry.ts";
+import { emptyStatus } from "../../src/state/status_store.ts";
+import { type SystemSeam, TelemetryCollector } from "../../src/telemetry/collector.ts";
 
 function nic(
   name: string,

@@ -6,13 +6,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { CommandContext } from "../../src/context.ts";
-import { enrollCommand } from "../../src/enroll.ts";
+import { enrollCommand } from "../../src/enrollment/enroll.ts";
 import { AgentError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
-import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat.ts";
-import { IdentityStore } from "../../src/identity_store.ts";
+import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { IdentityStore } from "../../src/state/identity_store.ts";
 import { createLogger } from "../../src/log.ts";
-import { emptyStatus, StatusStore } from "../../src/status.ts";
+import { emptyStatus, StatusStore } from "../../src/state/status_store.ts";
 import {
   assertFails,
   CAN_MOUNT,

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseRetryAfter, RETRY_AFTER_CAP_SECONDS } from "../../src/backoff.ts";
+import { parseRetryAfter, RETRY_AFTER_CAP_SECONDS } from "../../src/platform/backoff.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../../tasks/dev_platform/dev_ca.ts";
 import {
   createCsr,
@@ -13,15 +13,15 @@ import {
   generateAgentKeyPair,
   parseCertificate,
   splitPemBundle,
-} from "../../src/certificates.ts";
+} from "../../src/trust/certificates.ts";
 import { readFileConfig } from "../../src/config.ts";
 import { AgentError, NotEnrolledError, PlatformError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
-import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat.ts";
-import { IdentityStore } from "../../src/identity_store.ts";
+import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat/loop.ts";
+import { IdentityStore } from "../../src/state/identity_store.ts";
 import { clearSecrets, createLogger, redact, registerSecret } from "../../src/log.ts";
-import { PlatformClient } from "../../src/platform_client.ts";
-import { readStatus } from "../../src/status.ts";
+import { PlatformClient } from "../../src/platform/client.ts";
+import { readStatus } from "../../src/state/status_store.ts";
 
 /** Secret-looking values: long enough to be registered, no characters the redactor inserts. */
 const secretArb = fc.stringMatching(/^[A-Za-z0-9_-]{12,40}$/);

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { IdentityStore } from "../../src/identity_store.ts";
-import { StatusSchema } from "../../src/status.ts";
+import { IdentityStore } from "../../src/state/identity_store.ts";
+import { StatusSchema } from "../../src/state/status_store.ts";
 import { delay, Harness, HAS_STRACE, listTree, until } from "./fault_helpers.ts";
 import { skipWithout } from "../helpers.ts";
 

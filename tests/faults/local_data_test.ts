@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exportPrivateKeyPem, generateAgentKeyPair } from "../../src/certificates.ts";
-import { StatusSchema } from "../../src/status.ts";
+import { exportPrivateKeyPem, generateAgentKeyPair } from "../../src/trust/certificates.ts";
+import { StatusSchema } from "../../src/state/status_store.ts";
 import { assertFails, delay, Harness } from "./fault_helpers.ts";
 
 function increasing(values: number[]): void {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createDevCa, startDevPlatform } from "../../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../../tasks/dev_platform/dev_ca.ts";
-import { StatusSchema } from "../../src/status.ts";
+import { StatusSchema } from "../../src/state/status_store.ts";
 import { freePort } from "../helpers.ts";
 import { assertFails, Harness, hostileServer, jsonLines } from "./fault_helpers.ts";
 

@@ -4,8 +4,8 @@
  * and the sequence the platform recorded must rise strictly.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_BACKOFF } from "../../src/backoff.ts";
-import { StatusSchema } from "../../src/status.ts";
+import { DEFAULT_BACKOFF } from "../../src/platform/backoff.ts";
+import { StatusSchema } from "../../src/state/status_store.ts";
 import { Harness, jsonLines, until } from "./fault_helpers.ts";
 
 const MIN_ATTEMPTS = 20;

@@ -1,0 +1,391 @@
+/**
+ * `oneconnect-agent enroll --check`: the checks an MDM runs before enrolling thousands of hosts.
+ * It never reads, sends or spends the enrollment token.
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { CommandContext } from "../context.ts";
+import type { HealthResponse } from "../platform/contract.ts";
+import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
+
+/** Clock skew above which `enroll --check` warns, in seconds. */
+export const SKEW_WARN_SECONDS = 60;
+/** Clock skew above which certificates would look not yet valid: `enroll --check` fails. */
+export const SKEW_FAIL_SECONDS = 300;
+
+/** Names of the checks, in the order they run. */
+export type PreflightCheckName =
+  | "route"
+  | "dns"
+  | "tcp"
+  | "proxy"
+  | "tls"
+  | "health"
+  | "clock";
+
+/** The outcome of one preflight check. */
+export interface PreflightCheck {
+  name: PreflightCheckName;
+  status: "ok" | "warn" | "fail" | "skip";
+  detail: string;
+}
+
+/** The network operations preflight performs, passed in so every branch is testable. */
+export interface PreflightNetwork {
+  /** Resolves `hostname` the way connections do (getaddrinfo: hosts file, then DNS). */
+  resolve(hostname: string, signal: AbortSignal): Promise<string[]>;
+  connectTcp(hostname: string, port: number, signal: AbortSignal): Promise<void>;
+  /** A TLS handshake verifying the server chain against `caCerts` (undefined = system roots). */
+  handshakeTls(
+    hostname: string,
+    port: number,
+    caCerts: string[] | undefined,
+    signal: AbortSignal,
+  ): Promise<void>;
+  /** `GET api/v1/health` the way enrollment will send it (same TLS pin, same proxy). */
+  health(signal: AbortSignal): Promise<{ body: HealthResponse; date: string | null }>;
+  /** Monotonic milliseconds, for durations. */
+  monotonicMs(): number;
+  /** Wall-clock milliseconds, compared with the platform's clock. */
+  wallMs(): number;
+}
+
+/** What to check. */
+export interface PreflightTarget {
+  url: URL;
+  /** Pinned CA PEMs (--ca-file, or the CAs matching --ca-pin); undefined means a root store. */
+  caCerts?: string[];
+  /** How to name what is trusted, e.g. "the operating system's trust store". */
+  trustLabel?: string;
+  /** The proxy requests go through, if any. */
+  proxy?: URL;
+  /** The proxy decision and where it came from, shown first (`route`); a problem warns. */
+  route?: { text: string; problem: boolean };
+  /** Bound of each check. */
+  timeoutMs: number;
+}
+
+function defaultPort(url: URL): number {
+  if (url.port) return Number(url.port);
+  return url.protocol === "https:" ? 443 : 80;
+}
+
+function bareHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, "$1");
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Runs the checks in order: name resolution and TCP to the host that is dialled (the platform, or
+ * the proxy), the TLS chain against the pin (direct connections), `GET api/v1/health`, and the
+ * clock skew against the platform's `time` (or its `Date` header). A check whose prerequisite
+ * failed is skipped, so the first failure is the cause.
+ */
+export async function runPreflight(
+  target: PreflightTarget,
+  net: PreflightNetwork,
+): Promise<PreflightCheck[]> {
+  const checks: PreflightCheck[] = [];
+  const host = bareHost(target.url);
+  const port = defaultPort(target.url);
+  const via = target.proxy;
+  const dialHost = via ? bareHost(via) : host;
+  const dialPort = via ? defaultPort(via) : port;
+  const dialWhat = via ? `proxy ${hostPort(dialHost, dialPort)}` : hostPort(host, port);
+  const bounded = <T>(run: (signal: AbortSignal) => Promise<T>) =>
+    run(AbortSignal.timeout(target.timeoutMs));
+  const skipRest = (from: PreflightCheckName[], why: string) => {
+    for (const name of from) checks.push({ name, status: "skip", detail: why });
+  };
+  const tcpName: PreflightCheckName = via ? "proxy" : "tcp";
+  if (target.route !== undefined) {
+    const { text, problem } = target.route;
+    checks.push({ name: "route", status: problem ? "warn" : "ok", detail: text });
+  }
+
+  if (isIP(dialHost) !== 0) {
+    checks.push({ name: "dns", status: "skip", detail: `${dialHost} is an IP address` });
+  } else {
+    try {
+      const addresses = await bounded((s) => net.resolve(dialHost, s));
+      if (addresses.length === 0) throw new Error("no address");
+      checks.push({
+        name: "dns",
+        status: "ok",
+        detail: `${via ? "proxy host " : ""}${dialHost} resolves to ${
+          addresses.slice(0, 3).join(", ")
+        }`,
+      });
+    } catch (error) {
+      checks.push({
+        name: "dns",
+        status: "fail",
+        detail: `cannot resolve ${via ? "proxy host " : ""}${dialHost}: ${errorMessage(error)}`,
+      });
+      skipRest([tcpName, "tls", "health", "clock"], "skipped: name resolution failed");
+      return checks;
+    }
+  }
+
+  try {
+    const started = net.monotonicMs();
+    await bounded((s) => net.connectTcp(dialHost, dialPort, s));
+    checks.push({
+      name: tcpName,
+      status: "ok",
+      detail: `connected to ${dialWhat} in ${Math.round(net.monotonicMs() - started)} ms`,
+    });
+  } catch (error) {
+    checks.push({
+      name: tcpName,
+      status: "fail",
+      detail: `cannot connect to ${dialWhat}: ${errorMessage(error)}`,
+    });
+    skipRest(["tls", "health", "clock"], "skipped: no TCP connection");
+    return checks;
+  }
+
+  const pin = target.trustLabel ??
+    (target.caCerts
+      ? `the CA file (${target.caCerts.length} certificate${
+        target.caCerts.length === 1 ? "" : "s"
+      })`
+      : "the operating system's trust store");
+  if (target.url.protocol !== "https:") {
+    checks.push({ name: "tls", status: "skip", detail: "plain http (loopback only)" });
+  } else if (via) {
+    checks.push({
+      name: "tls",
+      status: "skip",
+      detail: `checked against ${pin} through the proxy by the health check`,
+    });
+  } else {
+    try {
+      await bounded((s) => net.handshakeTls(host, port, target.caCerts, s));
+      checks.push({
+        name: "tls",
+        status: "ok",
+        detail: `certificate of ${hostPort(host, port)} verified against ${pin}`,
+      });
+    } catch (error) {
+      checks.push({
+        name: "tls",
+        status: "fail",
+        detail: `certificate of ${hostPort(host, port)} not accepted with ${pin}: ${
+          errorMessage(error)
+        }`,
+      });
+      skipRest(["health", "clock"], "skipped: TLS failed");
+      return checks;
+    }
+  }
+
+  let answer: { body: HealthResponse; date: string | null };
+  let localMs: number;
+  try {
+    const sentWall = net.wallMs();
+    const sentMono = net.monotonicMs();
+    answer = await bounded((s) => net.health(s));
+    const roundTripMs = net.monotonicMs() - sentMono;
+    // The platform read its clock somewhere in the round trip: compare against the middle.
+    localMs = sentWall + roundTripMs / 2;
+    checks.push({
+      name: "health",
+      status: "ok",
+      detail: `GET api/v1/health answered status "${answer.body.status}" in ${
+        Math.round(roundTripMs)
+      } ms`,
+    });
+  } catch (error) {
+    checks.push({ name: "health", status: "fail", detail: errorMessage(error) });
+    skipRest(["clock"], "skipped: no answer from the platform");
+    return checks;
+  }
+
+  let platformMs = Date.parse(answer.body.time);
+  let source = "its time";
+  if (Number.isNaN(platformMs) && answer.date !== null) {
+    platformMs = Date.parse(answer.date);
+    source = "its Date header";
+  }
+  if (Number.isNaN(platformMs)) {
+    checks.push({ name: "clock", status: "skip", detail: "the platform sent no usable time" });
+    return checks;
+  }
+  const skew = Math.round((platformMs - localMs) / 1000);
+  const abs = Math.abs(skew);
+  const text = abs === 0
+    ? `platform clock (${source}) agrees with this host`
+    : `platform clock (${source}) is ${abs} s ${skew > 0 ? "ahead of" : "behind"} this host`;
+  if (abs > SKEW_FAIL_SECONDS) {
+    checks.push({
+      name: "clock",
+      status: "fail",
+      detail:
+        `${text}, more than ${SKEW_FAIL_SECONDS} s: certificates would look not yet valid or expired; fix time sync (NTP) first`,
+    });
+  } else if (abs > SKEW_WARN_SECONDS) {
+    checks.push({
+      name: "clock",
+      status: "warn",
+      detail: `${text}, more than ${SKEW_WARN_SECONDS} s: check time sync (NTP)`,
+    });
+  } else {
+    checks.push({ name: "clock", status: "ok", detail: text });
+  }
+  return checks;
+}
+
+/** Formats checks one per line: `ok    tls     certificate of ... verified ...`. */
+export function formatChecks(checks: PreflightCheck[]): string {
+  return checks.map((c) => `${c.status.padEnd(5)} ${c.name.padEnd(6)} ${c.detail}\n`).join("");
+}
+
+/**
+ * Settles like `promise`, or rejects when `signal` aborts first; a value arriving after the abort
+ * is handed to `dispose` (a connection must not be left open).
+ */
+function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  dispose: (late: T) => void = () => {},
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error("timed out"));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) dispose(value);
+        else resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** The real network, with health through `health` (the enrollment client). */
+export function denoPreflightNetwork(
+  health: PreflightNetwork["health"],
+): PreflightNetwork {
+  return {
+    resolve: async (hostname, signal) => {
+      const found = await abortable(lookup(hostname, { all: true }), signal);
+      return found.map((a) => a.address);
+    },
+    connectTcp: async (hostname, port, signal) => {
+      try {
+        const conn = await Deno.connect({ hostname, port, signal });
+        conn.close();
+      } catch (e) {
+        if (signal.aborted) throw new Error("timed out");
+        throw e;
+      }
+    },
+    handshakeTls: async (hostname, port, caCerts, signal) => {
+      const conn = await abortable(
+        Deno.connectTls({ hostname, port, caCerts }),
+        signal,
+        (late) => late.close(),
+      );
+      try {
+        await abortable(conn.handshake(), signal);
+      } catch (e) {
+        if (!/UnknownIssuer|BadSignature/.test(String(e))) throw e;
+        const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
+        const text = await describeUntrustedCertificate(hostname, port, 5000);
+        throw text === undefined ? e : new Error(text);
+      } finally {
+        conn.close();
+      }
+    },
+    health,
+    monotonicMs: () => performance.now(),
+    wallMs: () => Date.now(),
+  };
+}
+
+/** Options of {@linkcode preflightCommand}. */
+export interface PreflightOptions {
+  /** `enroll --timeout`; each check is bounded by it and by the configured request timeout. */
+  timeoutSeconds: number;
+  /** `enroll --ca-pin` values. */
+  caPins?: string[];
+}
+
+/**
+ * `enroll --check`: prints one line per check and succeeds only when none failed (a warning or a
+ * skipped check does not fail). Throws an exit-4 error naming the failed checks.
+ */
+export async function preflightCommand(
+  ctx: CommandContext,
+  options: PreflightOptions,
+  network?: (health: PreflightNetwork["health"]) => PreflightNetwork,
+): Promise<void> {
+  const url = ctx.config.platformUrl;
+  if (!url) {
+    throw new UsageError(
+      "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
+    );
+  }
+  const [{ PlatformClient }, { enrollmentTrust }, { describeTrust, rootStoreOf }] = await Promise
+    .all([
+      import("../platform/client.ts"),
+      import("./enroll.ts"),
+      import("../trust/trust_source.ts"),
+    ]);
+  const { trust, cas: caCerts } = await enrollmentTrust(
+    ctx,
+    { force: false, check: true, timeoutSeconds: options.timeoutSeconds, caPins: options.caPins },
+    undefined,
+    url,
+  );
+  const trustLabel = describeTrust(trust, caCerts?.length ?? 0);
+  const timeoutMs = Math.min(options.timeoutSeconds, ctx.config.timeoutSeconds) * 1000;
+  // Made first: the first TLS client of the process decides whether only the pin is trusted,
+  // and the TLS check must trust exactly what enrollment will.
+  using client = new PlatformClient({
+    baseUrl: url,
+    caCertificates: caCerts,
+    rootStore: rootStoreOf(trust),
+    proxyUrl: ctx.config.proxyUrl,
+    proxyPac: ctx.config.proxyPac,
+    env: ctx.env,
+    timeoutMs,
+    logger: ctx.logger,
+  });
+  const { describeDecision } = await import("../proxy/proxy_select.ts");
+  const decision = await client.decideRoute();
+  const health = (signal: AbortSignal) => client.health(signal);
+  const checks = await runPreflight(
+    {
+      url,
+      caCerts,
+      trustLabel,
+      proxy: client.proxy,
+      timeoutMs,
+      route: {
+        text: describeDecision(decision),
+        problem: decision.problem !== undefined,
+      },
+    },
+    (network ?? denoPreflightNetwork)(health),
+  );
+  ctx.stdout(formatChecks(checks));
+  const failed = checks.filter((c) => c.status === "fail");
+  if (failed.length > 0) {
+    throw new AgentError(
+      `Preflight failed: ${
+        failed.map((c) => c.name).join(", ")
+      }; nothing was enrolled and no enrollment token was used`,
+      ExitCode.unreachable,
+    );
+  }
+}

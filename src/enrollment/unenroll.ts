@@ -1,0 +1,193 @@
+import type { CommandContext } from "../context.ts";
+import { errorMessage, NotEnrolledError, PlatformError, UsageError } from "../errors.ts";
+import { isCredentialRejection } from "../platform/contract.ts";
+import { denoFileSystem, type FileSystem } from "../file_system.ts";
+import { cloneRefusal } from "../state/clone_guard.ts";
+import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
+import {
+  type Identity,
+  IdentityStore,
+  type IdentityStoreOptions,
+} from "../state/identity_store.ts";
+import { acquireStateLock } from "../state/state_lock.ts";
+
+/** Bound of the best-effort `DELETE api/v1/agents/{id}`, in seconds. */
+export const UNENROLL_TIMEOUT_SECONDS = 10;
+
+/** The platform call unenroll makes (the PlatformClient, or a fake in unit tests). */
+export interface UnenrollClient {
+  unenroll(agentId: string, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
+
+/** Flags of `oneconnect-agent unenroll`. */
+export interface UnenrollOptions {
+  /** Do not ask for confirmation. */
+  yes: boolean;
+  /** Do not contact the platform. */
+  localOnly: boolean;
+}
+
+/** Seams of {@linkcode unenrollCommand}. */
+export interface UnenrollDeps {
+  fs: FileSystem;
+  store: Pick<IdentityStoreOptions, "os" | "runCommand">;
+  /** Shows the confirmation question (no newline) on the terminal. */
+  writePrompt: (text: string) => void;
+  /** Builds the client that asks the platform to forget `identity`. */
+  createClient: (identity: Identity, ctx: CommandContext, timeoutMs: number) => UnenrollClient;
+  /** This host's machine id now, for the clone guard (null when it has none). */
+  machineId: () => Promise<string | null>;
+}
+
+const encoder = new TextEncoder();
+
+const defaultDeps: UnenrollDeps = {
+  fs: denoFileSystem,
+  store: {},
+  writePrompt: (text) => {
+    const bytes = encoder.encode(text);
+    let written = 0;
+    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  },
+  createClient: (identity, ctx, timeoutMs) =>
+    clientForIdentity(identity, identityClientOptions(ctx, { timeoutMs })),
+  machineId: async () => {
+    const { TelemetryCollector } = await import("../telemetry/collector.ts");
+    return (await new TelemetryCollector().host()).machine_id;
+  },
+};
+
+/**
+ * Asks the platform to forget the agent (best effort, bounded) and returns the outcome as one
+ * line for stdout. Only an interruption throws: then nothing is removed.
+ */
+async function forgetOnPlatform(
+  ctx: CommandContext,
+  identity: Identity,
+  deps: UnenrollDeps,
+): Promise<string> {
+  const who = `agent ${JSON.stringify(identity.agent_id)}`;
+  const timeoutMs = Math.min(UNENROLL_TIMEOUT_SECONDS, ctx.config.timeoutSeconds) * 1000;
+  let client: UnenrollClient | undefined;
+  try {
+    client = deps.createClient(identity, ctx, timeoutMs);
+    await client.unenroll(identity.agent_id, ctx.shutdown);
+    ctx.logger.info(`The platform deleted ${who}`);
+    return `platform: deleted ${who}`;
+  } catch (e) {
+    if (ctx.shutdown.aborted) {
+      throw new PlatformError("Cannot unenroll: interrupted; nothing was removed", {
+        kind: "aborted",
+      }, { cause: e });
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    // Only the platform's own rejection says the agent is gone; an edge's page says nothing.
+    const gone = e instanceof PlatformError && isCredentialRejection(e) &&
+      e.code !== "agent_mismatch";
+    if (gone) {
+      ctx.logger.info(`The platform no longer knows ${who}`, { error: message });
+      return `platform: ${who} is already gone (${message})`;
+    }
+    ctx.logger.warn(
+      `Cannot unenroll on the platform: ${message}; removing the local identity anyway`,
+    );
+    return `platform: cannot unenroll there (${message}); ask an administrator to delete ${who}`;
+  } finally {
+    client?.close();
+  }
+}
+
+/** Reads one line from `stream` (without its line ending), or `null` at end of input. */
+async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | null> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return text === "" ? null : text;
+      text += decoder.decode(value, { stream: true });
+      const newline = text.indexOf("\n");
+      if (newline >= 0) return text.slice(0, newline).replace(/\r$/, "");
+      if (text.length > 1024) return text;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * `oneconnect-agent unenroll`: asks the platform to forget the agent (`DELETE api/v1/agents/{id}`,
+ * best effort, skipped with `--local-only`), then removes the local identity and its heartbeat
+ * status. Asks first on a terminal; elsewhere `--yes` is required, since nobody could answer.
+ */
+export async function unenrollCommand(
+  ctx: CommandContext,
+  options: UnenrollOptions,
+  overrides: Partial<UnenrollDeps> = {},
+): Promise<void> {
+  const deps: UnenrollDeps = { ...defaultDeps, ...overrides };
+  const store = new IdentityStore(ctx.config.stateDir, {
+    fs: deps.fs,
+    logger: ctx.logger,
+    ...deps.store,
+  });
+  if (!(await store.exists())) {
+    throw new NotEnrolledError(
+      `Not enrolled: no identity at ${JSON.stringify(store.identityPath)}; nothing to remove`,
+    );
+  }
+  await using _lock = await acquireStateLock(ctx.config.stateDir, {
+    command: "unenroll",
+    action: "Cannot unenroll",
+    logger: ctx.logger,
+  });
+  // The agent id makes the question and the result concrete; a damaged file is removed all the same.
+  let identity: Identity | undefined;
+  try {
+    identity = await store.load();
+  } catch (e) {
+    ctx.logger.warn("The identity file cannot be loaded; removing it anyway", {
+      path: store.identityPath,
+      error: errorMessage(e),
+    });
+  }
+  const agentId = identity?.agent_id;
+  const who = agentId === undefined ? "this agent" : `agent ${JSON.stringify(agentId)}`;
+
+  if (!options.yes) {
+    if (!ctx.stdinIsTerminal()) {
+      throw new UsageError(
+        "Refusing to unenroll without confirmation: standard input is not a terminal; pass --yes",
+      );
+    }
+    deps.writePrompt(
+      `Remove the identity of ${who} from ${JSON.stringify(store.stateDir)}? [y/N] `,
+    );
+    const answer = (await readLine(ctx.stdin()))?.trim().toLowerCase();
+    if (answer !== "y" && answer !== "yes") {
+      throw new UsageError("Unenroll cancelled: nothing was removed");
+    }
+  }
+
+  if (options.localOnly) {
+    ctx.stdout("platform: not contacted (--local-only)\n");
+  } else if (identity === undefined) {
+    ctx.stdout("platform: not contacted (the identity file cannot be loaded)\n");
+  } else if (
+    identity.machine_id !== null &&
+    cloneRefusal(identity.machine_id, await deps.machineId(), "unenroll") !== null
+  ) {
+    // A clone must not make the platform forget the original host's agent; its copy goes.
+    ctx.stdout(
+      "platform: not contacted (this identity was enrolled on another host, cloned image?; only the local copy is removed)\n",
+    );
+  } else {
+    ctx.stdout(`${await forgetOnPlatform(ctx, identity, deps)}\n`);
+  }
+  const removed = await store.remove();
+  for (const path of removed) ctx.stdout(`removed ${path}\n`);
+  ctx.logger.info(`Removed the local identity of ${who}`, { agent_id: agentId, removed });
+  ctx.stdout(`unenrolled ${agentId ?? "(unknown agent id)"}\n`);
+}

@@ -1,0 +1,294 @@
+/**
+ * Which proxy (if any) the agent uses to reach the platform, and from where that came: agent.json
+ * `proxy_url`, then the environment, then a PAC file, then the OS setting, then direct. A plain
+ * http:// platform (loopback only) is never proxied. PAC and OS code load only when configured.
+ */
+import { errorMessage, PlatformError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+/** One way to reach the platform: directly, or through an HTTP(S) proxy (credentials allowed). */
+export type ProxyHop = { kind: "direct" } | { kind: "proxy"; url: URL };
+
+/** The hops to try in order (the next after a connection failure), and where they came from. */
+export interface ProxyDecision {
+  hops: ProxyHop[];
+  /** E.g. `agent.json proxy_url`, `environment HTTPS_PROXY`, `PAC http://wpad/proxy.pac`. */
+  source: string;
+  /** Why a configured source (a PAC, the OS setting) could not be used, if so. */
+  problem?: string;
+}
+
+/** Where proxy settings come from; the lookups that need code or processes are seams. */
+export interface ProxySettings {
+  /** `proxy_url` in agent.json. */
+  proxyUrl?: URL;
+  /** `proxy_pac_url` in agent.json, `--proxy-pac` or ONECONNECT_PROXY_PAC: a URL or a file. */
+  pac?: string;
+  env: (name: string) => string | undefined;
+  os?: typeof Deno.build.os;
+  logger?: Logger;
+  /** Evaluates the PAC for `target` (default: `src/proxy/pac.ts`, loaded only then). */
+  evaluatePac?: (pac: string, target: URL) => Promise<ProxyHop[]>;
+  /** Reads the OS proxy setting (default: `src/proxy/os_proxy.ts` on Windows and macOS). */
+  readOsProxy?: (target: URL) => Promise<OsProxyDecision | undefined>;
+}
+
+/** What the OS setting says for one target. */
+export interface OsProxyDecision {
+  hops: ProxyHop[];
+  /** E.g. `WinHTTP (netsh winhttp show proxy)`. */
+  source: string;
+}
+
+const DIRECT: ProxyHop = { kind: "direct" };
+
+/**
+ * The decision that needs no PAC and no OS lookup, or undefined when those must be consulted.
+ */
+export function decideWithoutLookups(
+  target: URL,
+  settings: Pick<ProxySettings, "proxyUrl" | "pac" | "env" | "os" | "readOsProxy">,
+): ProxyDecision | undefined {
+  if (target.protocol === "http:") {
+    // The bearer token travels in clear text: it must not leave the host, not even to a proxy.
+    return { hops: [DIRECT], source: "plain http:// (loopback only) is never proxied" };
+  }
+  const noProxy = firstEnv(settings.env, "NO_PROXY", "no_proxy");
+  if (noProxy !== undefined && matchesNoProxy(target.hostname, noProxy.value)) {
+    return { hops: [DIRECT], source: `environment ${noProxy.name}` };
+  }
+  if (settings.proxyUrl) {
+    return { hops: [{ kind: "proxy", url: settings.proxyUrl }], source: "agent.json proxy_url" };
+  }
+  const fromEnv = envProxy(target, settings.env);
+  if (fromEnv) return { hops: [{ kind: "proxy", url: fromEnv.url }], source: fromEnv.source };
+  if (settings.pac !== undefined) return undefined;
+  if (settings.readOsProxy || settings.os === "windows" || settings.os === "darwin") {
+    return undefined;
+  }
+  return { hops: [DIRECT], source: "no proxy configured" };
+}
+
+/**
+ * The proxy decision for one platform URL, made once and kept: PAC and OS lookups run again
+ * only after {@linkcode invalidate} (every hop failed to connect). No Worker outlives a decision.
+ */
+export class ProxyRoute {
+  readonly target: URL;
+  readonly #settings: ProxySettings;
+  #decision: ProxyDecision | undefined;
+
+  constructor(target: URL, settings: ProxySettings) {
+    this.target = target;
+    this.#settings = settings;
+    this.#decision = decideWithoutLookups(target, settings);
+  }
+
+  /** The decision when it is known without a lookup (or already looked up). */
+  get known(): ProxyDecision | undefined {
+    return this.#decision;
+  }
+
+  /** The decision, looking up the PAC or the OS setting if needed. */
+  async decide(): Promise<ProxyDecision> {
+    this.#decision ??= await this.#lookup();
+    return this.#decision;
+  }
+
+  /** Forgets a looked-up decision so that the next {@linkcode decide} evaluates again. */
+  invalidate(): void {
+    if (decideWithoutLookups(this.target, this.#settings) === undefined) {
+      this.#decision = undefined;
+    }
+  }
+
+  async #lookup(): Promise<ProxyDecision> {
+    const s = this.#settings;
+    const problems: string[] = [];
+    if (s.pac !== undefined) {
+      const what = `PAC ${JSON.stringify(s.pac)}`;
+      try {
+        const evaluate = s.evaluatePac ??
+          (async (pac: string, target: URL) => (await import("./pac.ts")).pacHops(pac, target));
+        return { hops: await evaluate(s.pac, this.target), source: what };
+      } catch (e) {
+        // Like browsers: a broken PAC is not fatal; the lookup goes on and the reason is shown.
+        problems.push(`${what} failed: ${errorMessage(e)}`);
+        s.logger?.warn(`Ignoring proxy settings: ${problems.at(-1)}`);
+      }
+    }
+    const readOs = s.readOsProxy ??
+      (s.os === "windows" || s.os === "darwin"
+        ? async (target: URL) => (await import("./os_proxy.ts")).readOsProxy(s.os!, target)
+        : undefined);
+    if (readOs) {
+      try {
+        const fromOs = await readOs(this.target);
+        if (fromOs) return fromOs;
+      } catch (e) {
+        problems.push(`the OS proxy setting could not be read: ${errorMessage(e)}`);
+        s.logger?.warn(`Ignoring proxy settings: ${problems.at(-1)}`);
+      }
+    }
+    const problem = problems.length > 0 ? problems.join("; ") : undefined;
+    return {
+      hops: [DIRECT],
+      source: "no usable proxy setting",
+      ...(problem ? { problem } : {}),
+    };
+  }
+}
+
+/** One line for `enroll --check`: `http://proxy:3128 (from PAC "...")`, credentials removed. */
+export function describeDecision(decision: ProxyDecision): string {
+  const hops = decision.hops.map((hop) => hop.kind === "direct" ? "direct" : bareProxy(hop.url));
+  const problem = decision.problem ? `; ${decision.problem}` : "";
+  return `${hops.join(", then ")} (from ${decision.source}${problem})`;
+}
+
+/** The proxy URL without credentials, as shown in logs and errors. */
+export function bareProxy(url: URL): string {
+  const bare = new URL(url.href);
+  bare.username = "";
+  bare.password = "";
+  return bare.origin;
+}
+
+// Deno reads HTTP(S)_PROXY, ALL_PROXY and NO_PROXY from the real environment when a client is
+// made, outside --allow-env, and NO_PROXY even overrides an explicit proxy. While the client is
+// made, NO_PROXY is set so that Deno follows this module's decision: everything for a direct hop
+// (`*` matches names only, hence the two catch-all networks), nothing for a proxy hop.
+const DENO_NO_PROXY_DIRECT = "*,0.0.0.0/0,::/0";
+
+/**
+ * Runs `make` (which creates a `Deno.HttpClient`) with NO_PROXY set so that the client goes
+ * `direct` or through its explicit proxy only, whatever the environment says; restores it after.
+ * Fails when the variable cannot be written and the client would otherwise follow it.
+ */
+export function withDecidedProxyEnv<T>(direct: boolean, make: () => T): T {
+  let previous: string | undefined;
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: "NO_PROXY" }).state !== "granted") {
+      throw new Error("no permission");
+    }
+    previous = Deno.env.get("NO_PROXY");
+    Deno.env.set("NO_PROXY", direct ? DENO_NO_PROXY_DIRECT : "");
+  } catch {
+    throw new PlatformError(
+      "cannot make the HTTP client ignore the proxy environment variables: NO_PROXY is not in --allow-env",
+      { kind: "network" },
+    );
+  }
+  try {
+    return make();
+  } finally {
+    if (previous === undefined) Deno.env.delete("NO_PROXY");
+    else Deno.env.set("NO_PROXY", previous);
+  }
+}
+
+/**
+ * The proxy a request to `target` goes through according to `proxyUrl` and the environment, or
+ * undefined for a direct connection: `NO_PROXY` first, then the explicit `proxyUrl`, then
+ * `HTTPS_PROXY` (https) or `HTTP_PROXY` (http), either case. Plain http:// is never proxied.
+ */
+export function proxyForUrl(
+  target: URL,
+  env: (name: string) => string | undefined,
+  proxyUrl?: URL,
+): URL | undefined {
+  const decision = decideWithoutLookups(target, { env, proxyUrl, os: "linux" });
+  const hop = decision?.hops[0];
+  return hop?.kind === "proxy" ? hop.url : undefined;
+}
+
+function envProxy(
+  target: URL,
+  env: (name: string) => string | undefined,
+): { url: URL; source: string } | undefined {
+  const found = target.protocol === "https:"
+    ? firstEnv(env, "HTTPS_PROXY", "https_proxy")
+    : firstEnv(env, "HTTP_PROXY", "http_proxy");
+  if (found === undefined) return undefined;
+  try {
+    // "proxy:3128" without a scheme is common in the wild and means http.
+    const raw = found.value;
+    const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
+    return { url, source: `environment ${found.name}` };
+  } catch {
+    return undefined;
+  }
+}
+
+function firstEnv(env: (name: string) => string | undefined, ...names: string[]) {
+  for (const name of names) {
+    const value = env(name)?.trim();
+    if (value) return { name, value };
+  }
+  return undefined;
+}
+
+/** Whether `hostname` (as in `URL.hostname`) is excluded from proxying by a `NO_PROXY` list. */
+export function matchesNoProxy(hostname: string, noProxy: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  const hostIp = parseIp(host);
+  for (const rawEntry of noProxy.split(",")) {
+    const entry = rawEntry.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+    if (entry === "") continue;
+    if (entry === "*") return true;
+    if (hostIp) {
+      const [addr = "", bits] = entry.split("/");
+      const entryIp = parseIp(addr);
+      if (!entryIp || entryIp.length !== hostIp.length) continue;
+      const prefix = bits === undefined ? entryIp.length * 8 : Number(bits);
+      if (Number.isInteger(prefix) && prefixMatches(hostIp, entryIp, prefix)) return true;
+      continue;
+    }
+    const domain = entry.replace(/^\*?\./, "");
+    if (host === domain || host.endsWith(`.${domain}`)) return true;
+  }
+  return false;
+}
+
+/** The bytes of an IPv4 or IPv6 address, or undefined when `text` is not one. */
+export function parseIp(text: string): number[] | undefined {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
+    const parts = text.split(".").map(Number);
+    return parts.every((p) => p <= 255) ? parts : undefined;
+  }
+  if (!text.includes(":")) return undefined;
+  try {
+    // The URL parser normalises IPv6 text, which makes expanding it straightforward.
+    const normal = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    const [head = "", tail] = normal.split("::");
+    const headGroups = head === "" ? [] : head.split(":");
+    const tailGroups = tail === undefined || tail === "" ? [] : tail.split(":");
+    const groups = tail === undefined ? headGroups : [
+      ...headGroups,
+      ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
+      ...tailGroups,
+    ];
+    const bytes: number[] = [];
+    for (const group of groups) {
+      if (group.includes(".")) {
+        bytes.push(...group.split(".").map(Number));
+      } else {
+        const n = parseInt(group, 16);
+        bytes.push(n >> 8, n & 0xff);
+      }
+    }
+    return bytes.length === 16 ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the first `prefix` bits of two addresses agree. */
+export function prefixMatches(a: number[], b: number[], prefix: number): boolean {
+  if (prefix < 0 || prefix > a.length * 8) return false;
+  for (let bit = 0; bit < prefix; bit++) {
+    const mask = 0x80 >> (bit % 8);
+    if (((a[bit >> 3] ?? 0) & mask) !== ((b[bit >> 3] ?? 0) & mask)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,80 @@
+/**
+ * `run --metrics-file`: keeps a Prometheus textfile current for node_exporter's textfile
+ * collector, rewritten atomically (temp file + rename, as the collector requires) after each
+ * heartbeat attempt, never more often.
+ */
+import { replaceFileSync } from "../file_system.ts";
+import type { Logger } from "../log.ts";
+import { METRICS_FILE_MODE, renderPrometheusMetrics } from "./prometheus_metrics.ts";
+import type { StatusIdentityFacts, StatusStore } from "./status_store.ts";
+import { VERSION } from "../version.ts";
+import { errorMessage } from "../errors.ts";
+
+/** The status a heartbeat loop writes: its current value and an atomic save. */
+export type StatusSaver = Pick<StatusStore, "current" | "save">;
+
+/** Options for {@linkcode withMetricsFile}. */
+export interface MetricsFileOptions {
+  path: string;
+  identity: StatusIdentityFacts;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * Shortest spacing of two rewrites that record only another attempt of the same kind: a
+ * Prometheus scrape interval (15 s by default), so an agent at a short heartbeat interval does not
+ * rewrite a file nobody reads in between.
+ */
+export const METRICS_FILE_MIN_SPACING_MS = 15_000;
+
+/**
+ * Wraps a status sink so that a save that records a new attempt (or a stop) also rewrites the
+ * metrics file: at once when the agent's state changed (first write, success to failure or back,
+ * stopped), else at most every {@linkcode METRICS_FILE_MIN_SPACING_MS}. Saves that record no new
+ * attempt (sequence reservations, renewal state) never write it. A failed write is logged once and
+ * never stops heartbeats.
+ */
+export function withMetricsFile(status: StatusSaver, options: MetricsFileOptions): StatusSaver {
+  const now = options.now ?? Date.now;
+  const identity = { ...options.identity, version: VERSION };
+  const st = () => status.current;
+  const attempt = () => `${st().last_attempt_at}|${st().stopped?.at ?? ""}`;
+  const state = () => `${st().consecutive_failures > 0}|${st().stopped !== null}`;
+  let writtenAttempt = attempt();
+  let writtenState: string | undefined;
+  let writtenAtMs = -Infinity;
+  let failing = false;
+  return {
+    get current() {
+      return status.current;
+    },
+    async save() {
+      await status.save();
+      if (attempt() === writtenAttempt) return;
+      const nowMs = now();
+      if (state() === writtenState && nowMs - writtenAtMs < METRICS_FILE_MIN_SPACING_MS) return;
+      writtenAttempt = attempt();
+      writtenState = state();
+      writtenAtMs = nowMs;
+      try {
+        // Atomic (the collector must never read half a file), synchronous and not fsync'd: a
+        // later heartbeat rewrites it, and async calls plus fsyncs cost 0.8 ms per write.
+        replaceFileSync(
+          options.path,
+          renderPrometheusMetrics(identity, status.current, nowMs),
+          METRICS_FILE_MODE,
+        );
+        if (failing) options.logger.info("Metrics file writable again", { path: options.path });
+        failing = false;
+      } catch (e) {
+        if (!failing) {
+          options.logger.warn(
+            `Cannot write metrics file ${JSON.stringify(options.path)}: ${errorMessage(e)}`,
+          );
+        }
+        failing = true;
+      }
+    },
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * StrictModes for local state (like OpenSSH's): before the agent trusts a file in its state
+ * directory, that directory and the file must be owned by the current user or root, and no
+ * directory above it may be writable by group or others unless sticky (`/tmp`). Otherwise another
+ * local user could replace the identity, the configuration or the token under us. POSIX only:
+ * Windows state is protected by its ACL (src/state/windows_acl.ts).
+ */
+import { dirname, resolve } from "../file_system.ts";
+import { errorMessage, UsageError } from "../errors.ts";
+
+/** What the ownership checks need from the host (a seam for tests). */
+export interface OwnershipHost {
+  /** Our effective uid, `null` where there is none (Windows). */
+  uid(): number | null;
+  lstat(path: string): Promise<Deno.FileInfo>;
+  realPath(path: string): Promise<string>;
+}
+
+/** The real host. */
+export const denoOwnershipHost: OwnershipHost = {
+  uid: () => Deno.uid(),
+  lstat: (path) => Deno.lstat(path),
+  realPath: (path) => Deno.realPath(path),
+};
+
+const STICKY = 0o1000;
+
+/** Quotes `path` for a POSIX shell command line when it needs quoting. */
+export function shellQuote(path: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
+}
+
+function ownedByUs(info: Deno.FileInfo, uid: number): boolean {
+  return info.uid === null || info.uid === uid || info.uid === 0;
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
+}
+
+/**
+ * Refuses `path` (already lstat-ed as `info`) unless it is owned by `uid` or root. The fix hands
+ * it to us; it never chmods someone else's file into "ours" (its owner would keep control).
+ */
+export function requireOwner(path: string, info: Deno.FileInfo, uid: number | null): void {
+  if (uid === null || ownedByUs(info, uid)) return;
+  const recursive = info.isDirectory ? "-R " : "";
+  throw new UsageError(
+    `Refusing ${
+      JSON.stringify(path)
+    }: it is owned by uid ${info.uid}, not by uid ${uid} (this user) or root, so that user controls it; check its contents, then as root run: chown ${recursive}${uid} ${
+      shellQuote(path)
+    }`,
+  );
+}
+
+/**
+ * Refuses `dir` unless every existing directory above it (symlinks resolved) is owned by `uid` or
+ * root and not writable by group or others, except sticky ones like `/tmp`. Missing ancestors
+ * (made by the agent later, with mode 0700) are skipped.
+ */
+export async function requireSafeParents(dir: string, host: OwnershipHost): Promise<void> {
+  const uid = host.uid();
+  if (uid === null) return;
+  let current = dirname(resolve(dir));
+  let real: string | undefined;
+  for (;;) {
+    try {
+      real = await host.realPath(current);
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound) || dirname(current) === current) throw cannot(e);
+      current = dirname(current);
+    }
+  }
+  for (let p = real;; p = dirname(p)) {
+    let info: Deno.FileInfo;
+    try {
+      info = await host.lstat(p);
+    } catch (e) {
+      throw cannot(e, p);
+    }
+    const mode = info.mode ?? 0;
+    if (!ownedByUs(info, uid)) {
+      throw new UsageError(
+        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+          JSON.stringify(p)
+        } above it is owned by uid ${info.uid}, who could replace it; use a state directory under root-owned directories, or as root run: chown root ${
+          shellQuote(p)
+        }`,
+      );
+    }
+    if ((mode & 0o022) !== 0 && (mode & STICKY) === 0) {
+      throw new UsageError(
+        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+          JSON.stringify(p)
+        } above it is writable by group or others (mode ${
+          octal(mode)
+        }), who could replace it; as its owner or root run: chmod go-w ${shellQuote(p)}`,
+      );
+    }
+    if (dirname(p) === p) return;
+  }
+
+  function cannot(e: unknown, path = current): UsageError {
+    return new UsageError(
+      `Cannot inspect ${JSON.stringify(path)} above the state directory: ${errorMessage(e)}`,
+    );
+  }
+}
+
+/**
+ * Audits a file that configures the agent (`agent.json`) before it is read: not a symlink, a
+ * regular file, owned by us or root, not writable by group or others. Returns `false` when the
+ * file does not exist.
+ */
+export async function auditConfigFile(path: string, host: OwnershipHost): Promise<boolean> {
+  let info: Deno.FileInfo;
+  try {
+    info = await host.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
+  }
+  if (info.isSymlink) {
+    throw new UsageError(
+      `Refusing configuration ${
+        JSON.stringify(path)
+      }: it is a symbolic link; replace it with a regular file`,
+    );
+  }
+  if (!info.isFile) {
+    throw new UsageError(`Refusing configuration ${JSON.stringify(path)}: it is not a file`);
+  }
+  requireOwner(path, info, host.uid());
+  const mode = info.mode ?? 0;
+  if (host.uid() !== null && (mode & 0o022) !== 0) {
+    throw new UsageError(
+      `Refusing configuration ${JSON.stringify(path)}: it is writable by group or others (mode ${
+        octal(mode)
+      }); as its owner or root run: chmod go-w ${shellQuote(path)}`,
+    );
+  }
+  return true;
+}
+
+/**
+ * Audits the state directory itself before anything in it is trusted: when it exists, a real
+ * directory owned by us or root; and its parents as {@linkcode requireSafeParents}.
+ */
+export async function auditStateDirOwnership(dir: string, host: OwnershipHost): Promise<void> {
+  const uid = host.uid();
+  if (uid === null) return;
+  await requireSafeParents(dir, host);
+  let info: Deno.FileInfo;
+  try {
+    info = await host.lstat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw new UsageError(`Cannot inspect ${JSON.stringify(dir)}: ${errorMessage(e)}`);
+  }
+  if (info.isSymlink) {
+    throw new UsageError(
+      `Refusing to use ${
+        JSON.stringify(dir)
+      }: it is a symbolic link; replace it with a real directory`,
+    );
+  }
+  if (!info.isDirectory) {
+    throw new UsageError(`Refusing to use ${JSON.stringify(dir)}: it is not a directory`);
+  }
+  requireOwner(dir, info, uid);
+}

@@ -1,0 +1,178 @@
+import * as z from "../zod.ts";
+
+/** Whether the host is a container, a virtual machine or neither, and which technology if known. */
+export const VirtualizationSchema = z.object({
+  kind: z.enum(["container", "vm", "none"]),
+  technology: z.nullable(z.string()),
+});
+/** Virtualization of the host. */
+export type Virtualization = z.infer<typeof VirtualizationSchema>;
+
+/** What a machine says it is; each part null when unreadable. */
+export interface HardwareIdentity {
+  vendor: string | null;
+  model: string | null;
+  serial: string | null;
+}
+
+/** GNU coreutils `head`: Deno refuses /proc and /sys to `--allow-read` without `--allow-all`. */
+export const HEAD = "/usr/bin/head";
+
+/** Linux DMI files (product_serial is readable by root only). */
+export const DMI_VENDOR = "/sys/class/dmi/id/sys_vendor";
+/** DMI product name. */
+export const DMI_PRODUCT = "/sys/class/dmi/id/product_name";
+/** DMI product serial. */
+export const DMI_SERIAL = "/sys/class/dmi/id/product_serial";
+/** CPU model, frequency and the `hypervisor` flag. */
+export const PROC_CPUINFO = "/proc/cpuinfo";
+/** Control groups of PID 1, which name the container runtime inside most containers. */
+export const PROC_1_CGROUP = "/proc/1/cgroup";
+
+/**
+ * `head` arguments reading every Linux inventory file in one process, each section under a
+ * `==> path <==` header; the first 64 lines of /proc/cpuinfo hold the first core's block.
+ */
+export const LINUX_INVENTORY_ARGS = [
+  "-v",
+  "-n",
+  "64",
+  DMI_VENDOR,
+  DMI_PRODUCT,
+  DMI_SERIAL,
+  PROC_CPUINFO,
+  PROC_1_CGROUP,
+] as const;
+
+/** Files whose presence marks a container (Docker, Podman). */
+export const CONTAINER_MARKERS = [
+  ["/.dockerenv", "docker"],
+  ["/run/.containerenv", "podman"],
+] as const;
+
+/** Splits `head -v` output into file path and content; unreadable files have no section. */
+export function parseHeadSections(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const parts = text.split(/^==> (.+) <==$/m);
+  for (let i = 1; i + 1 < parts.length; i += 2) {
+    out.set(parts[i]!, parts[i + 1]!.replace(/^\n/, "").replace(/\n+$/, ""));
+  }
+  return out;
+}
+
+/** DMI and registry placeholders that vendors ship instead of a value. */
+const PLACEHOLDER =
+  /^(|0+|none|null|n\/a|na|default string|to be filled by o\.e\.m\.|system serial number|system product name|system manufacturer|not specified|not applicable|unknown|0123456789|123456789)$/i;
+
+/** A trimmed identity string, or null for the empty and placeholder values firmware ships. */
+export function identityValue(value: string | undefined | null): string | null {
+  if (value === undefined || value === null) return null;
+  // deno-lint-ignore no-control-regex
+  const v = value.replace(/[\u0000-\u001f]/g, "").trim();
+  return PLACEHOLDER.test(v) ? null : v;
+}
+
+/** CPU model and nominal frequency (MHz) from the first block of Linux /proc/cpuinfo. */
+export function parseCpuinfo(text: string): { model: string | null; mhz: number | null } {
+  // x86 says "model name"; arm64 kernels often give no model line at all.
+  const model = /^model name\s*:\s*(.+)$/m.exec(text)?.[1] ??
+    /^Hardware\s*:\s*(.+)$/m.exec(text)?.[1];
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)$/m.exec(text)?.[1]);
+  return {
+    model: identityValue(model),
+    mhz: Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz) : null,
+  };
+}
+
+/** Whether the CPU flags of /proc/cpuinfo carry `hypervisor` (set by every x86 hypervisor). */
+export function cpuinfoHasHypervisorFlag(text: string): boolean {
+  return /^flags\s*:.*\bhypervisor\b/m.test(text);
+}
+
+/** The container runtime named by a `/proc/<pid>/cgroup` file, if any. */
+export function containerFromCgroup(text: string): string | null {
+  if (/\/kubepods/.test(text)) return "kubernetes";
+  if (/\/docker[/-]/.test(text)) return "docker";
+  if (/libpod/.test(text)) return "podman";
+  if (/\/lxc[/.]/.test(text)) return "lxc";
+  if (/containerd/.test(text)) return "containerd";
+  return null;
+}
+
+const HYPERVISORS: [RegExp, string][] = [
+  [/VirtualMac|Apple Virtualization/i, "apple"],
+  [/KVM/, "kvm"],
+  [/QEMU/i, "qemu"],
+  [/VMware/i, "vmware"],
+  [/VirtualBox|innotek/i, "virtualbox"],
+  [/Parallels/i, "parallels"],
+  [/Xen/i, "xen"],
+  [/Virtual Machine|Hyper-V/i, "hyper-v"],
+  [/Amazon EC2/i, "amazon"],
+  [/Google Compute Engine/i, "google"],
+  [/BHYVE/i, "bhyve"],
+  [/OpenStack/i, "openstack"],
+];
+
+/** The hypervisor named by a hardware vendor or model (DMI, ioreg, registry), if any. */
+export function hypervisorFromHardware(vendor: string | null, model: string | null): string | null {
+  const text = `${vendor ?? ""} ${model ?? ""}`;
+  return HYPERVISORS.find(([re]) => re.test(text))?.[1] ?? null;
+}
+
+/** Vendor, model and serial from `ioreg -rd1 -c IOPlatformExpertDevice` output (macOS). */
+export function parseIoregHardware(text: string): HardwareIdentity {
+  // Data properties print as <"text">, string properties as "text".
+  const get = (key: string) =>
+    identityValue(new RegExp(`"${key}"\\s*=\\s*<?"([^"]*)"`).exec(text)?.[1]);
+  return {
+    vendor: get("manufacturer"),
+    model: get("model"),
+    serial: get("IOPlatformSerialNumber"),
+  };
+}
+
+/** Windows registry key with the SMBIOS system identity (the serial is not in the registry). */
+export const BIOS_KEY = "HKLM\\HARDWARE\\DESCRIPTION\\System\\BIOS";
+
+/** Vendor and model from `reg query HKLM\HARDWARE\DESCRIPTION\System\BIOS` output. */
+export function parseRegBios(text: string): HardwareIdentity {
+  const get = (name: string) =>
+    identityValue(new RegExp(`^\\s*${name}\\s+REG_SZ\\s+(.*)$`, "mi").exec(text)?.[1]);
+  return { vendor: get("SystemManufacturer"), model: get("SystemProductName"), serial: null };
+}
+
+/** Everything virtualization detection looks at; absent evidence is null. */
+export interface VirtualizationEvidence {
+  containerMarker: string | null;
+  cgroup: string | null;
+  hardware: HardwareIdentity | null;
+  cpuinfo: string | null;
+}
+
+/**
+ * Container first (a container on a VM is a container to whoever manages it), then a VM from the
+ * hardware identity or the `hypervisor` CPU flag; `none` only when some evidence was readable.
+ */
+export function detectVirtualization(e: VirtualizationEvidence): Virtualization | null {
+  const container = e.containerMarker ?? (e.cgroup === null ? null : containerFromCgroup(e.cgroup));
+  if (container !== null) return { kind: "container", technology: container };
+  const hypervisor = e.hardware === null
+    ? null
+    : hypervisorFromHardware(e.hardware.vendor, e.hardware.model);
+  if (hypervisor !== null) return { kind: "vm", technology: hypervisor };
+  if (e.cpuinfo !== null && cpuinfoHasHypervisorFlag(e.cpuinfo)) {
+    return { kind: "vm", technology: null };
+  }
+  const anyEvidence = e.cgroup !== null || e.cpuinfo !== null ||
+    (e.hardware !== null && (e.hardware.vendor !== null || e.hardware.model !== null));
+  return anyEvidence ? { kind: "none", technology: null } : null;
+}
+
+/** The DNS domain of a fully-qualified host name, and the name itself; null for a bare name. */
+export function fqdnOf(hostname: string | null): { fqdn: string | null; domain: string | null } {
+  if (hostname === null || !/^[^.\s]+\.[^\s]+[^.]$/.test(hostname)) {
+    return { fqdn: null, domain: null };
+  }
+  return { fqdn: hostname, domain: hostname.slice(hostname.indexOf(".") + 1) };
+}
