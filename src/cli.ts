@@ -3,11 +3,11 @@
  * help text and the validation at once. No argument library: a steady `run` must not pay for
  * one (commander loaded Deno's npm/Node layer, about +10 MB RSS; see `deno task bench`).
  */
-import { type ConfigFlags, denoConfigHost, resolveConfig } from "./config.ts";
+import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config.ts";
 import type { CommandContext } from "./context.ts";
 import { writeStdout } from "./context.ts";
 import { errorMessage, EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, type LogLevel } from "./log.ts";
 import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
 
@@ -17,6 +17,8 @@ const PROGRAM = "oneconnect-agent";
 export interface CliProcess {
   env: (name: string) => string | undefined;
   shutdown: AbortSignal;
+  /** Told the effective log level as soon as it is known (it decides whether traces are shown). */
+  onLogLevel?: (level: LogLevel) => void;
 }
 
 /** Parsed flag values by flag name without dashes, e.g. `{ "state-dir": "/x", once: true }`. */
@@ -469,6 +471,9 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
     return writeStdout(invocation.command ? commandHelp(invocation.command) : programHelp());
   }
   const { command, flags, args } = invocation;
+  // Before agent.json is read: what the flag or the environment asked for.
+  const early = str(flags["log-level"]) ?? proc.env(ENV_VARS.logLevel);
+  if (early !== undefined) proc.onLogLevel?.(early as LogLevel);
   const context = async (extra: ConfigFlags = {}): Promise<CommandContext> => {
     const config = await resolveConfig({
       stateDir: str(flags["state-dir"]),
@@ -476,6 +481,7 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       logFormat: str(flags["log-format"]),
       ...extra,
     }, { ...denoConfigHost, env: proc.env });
+    proc.onLogLevel?.(config.logLevel);
     return {
       config,
       logger: createLogger({ level: config.logLevel, format: config.logFormat }),

@@ -1,20 +1,11 @@
 import { AgentError, ExitCode } from "./errors.ts";
 import { redact, writeStderrLine } from "./log.ts";
 
-/** Whether the command line or environment asked for debug output (stack traces). */
-function debugRequested(args: readonly string[]): boolean {
-  const i = args.indexOf("--log-level");
-  if (i >= 0 && args[i + 1] === "debug") return true;
-  if (args.includes("--log-level=debug")) return true;
-  try {
-    return Deno.env.get("ONECONNECT_LOG_LEVEL") === "debug";
-  } catch {
-    return false;
-  }
-}
-
-/** Reports `error` as one redacted `error:` line on stderr and returns the exit code it maps to. */
-export function reportError(error: unknown, args: readonly string[] = Deno.args): number {
+/**
+ * Reports `error` as one redacted `error:` line on stderr and returns the exit code it maps to;
+ * with `debug` (the effective log level is debug), an internal error's stack follows.
+ */
+export function reportError(error: unknown, debug = false): number {
   if (error instanceof AgentError) {
     writeStderrLine(`error: ${redact(error.message).replace(/\r?\n/g, " ")}`);
     return error.exitCode;
@@ -25,7 +16,7 @@ export function reportError(error: unknown, args: readonly string[] = Deno.args)
       redact(message).replace(/\r?\n/g, " ")
     } (rerun with --log-level debug for a trace)`,
   );
-  if (error instanceof Error && error.stack && debugRequested(args)) {
+  if (error instanceof Error && error.stack && debug) {
     writeStderrLine(redact(error.stack));
   }
   return ExitCode.internal;
@@ -35,13 +26,16 @@ export function reportError(error: unknown, args: readonly string[] = Deno.args)
  * Routes an uncaught exception or an unhandled rejection through {@linkcode reportError} instead
  * of Deno's default report (which prints the message and stack unredacted), then calls `exit`.
  */
-export function reportUncaughtErrors(exit: (code: number) => void): void {
+export function reportUncaughtErrors(
+  exit: (code: number) => void,
+  debug: () => boolean = () => false,
+): void {
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    exit(reportError(event.error ?? event.message));
+    exit(reportError(event.error ?? event.message, debug()));
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    exit(reportError(event.reason));
+    exit(reportError(event.reason, debug()));
   });
 }

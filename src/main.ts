@@ -11,7 +11,9 @@ for (const signal of signals) {
   Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
 }
 
-reportUncaughtErrors((code) => Deno.exit(code));
+// The effective log level (flag > environment > agent.json), once the CLI has resolved it.
+let debug = false;
+reportUncaughtErrors((code) => Deno.exit(code), () => debug);
 
 let code: number = ExitCode.ok;
 try {
@@ -19,8 +21,9 @@ try {
   await runCli(Deno.args, {
     env: (name) => Deno.env.get(name),
     shutdown: shutdown.signal,
+    onLogLevel: (level) => debug = level === "debug",
   });
 } catch (error) {
-  code = reportError(error);
+  code = reportError(error, debug);
 }
 Deno.exit(code);

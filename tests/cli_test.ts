@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { commandHelp, COMMANDS, exitCodesHelp, parseArgv, programHelp } from "../src/cli.ts";
+import {
+  commandHelp,
+  COMMANDS,
+  exitCodesHelp,
+  parseArgv,
+  programHelp,
+  runCli,
+} from "../src/cli.ts";
+import { reportError } from "../src/error_report.ts";
 import { EXIT_CODE_MEANINGS, UsageError } from "../src/errors.ts";
 
 function usageMessage(argv: string[]): string {
@@ -66,4 +74,69 @@ Deno.test("cli help lists every command and flag of the tables and every exit co
     assert.match(exitCodesHelp(), new RegExp(`\\n  ${code}  `));
   }
   assert.ok(help.includes(exitCodesHelp()));
+});
+
+Deno.test("runCli tells main the effective log level, agent.json's included, before the command fails", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oneconnect-cli-test-" });
+  try {
+    await Deno.chmod(dir, 0o700);
+    await Deno.writeTextFile(`${dir}/agent.json`, JSON.stringify({ log_level: "debug" }));
+    await Deno.chmod(`${dir}/agent.json`, 0o600);
+    const levels: string[] = [];
+    await assert.rejects(
+      runCli(["status", "--state-dir", dir], {
+        env: () => undefined,
+        shutdown: new AbortController().signal,
+        onLogLevel: (level) => levels.push(level),
+      }),
+      (e: Error) => e.name !== "AssertionError",
+    );
+    assert.deepEqual(levels, ["debug"]);
+    const flagged: string[] = [];
+    await assert.rejects(
+      runCli(["status", "--state-dir", dir, "--log-level", "warn"], {
+        env: () => undefined,
+        shutdown: new AbortController().signal,
+        onLogLevel: (level) => flagged.push(level),
+      }),
+    );
+    assert.deepEqual(flagged, ["warn", "warn"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an internal error shows its stack only when the effective log level is debug", () => {
+  const lines: string[] = [];
+  const write = Deno.stderr.writeSync;
+  try {
+    Deno.stderr.writeSync = (p: Uint8Array) => {
+      lines.push(new TextDecoder().decode(p));
+      return p.length;
+    };
+    assert.equal(reportError(new Error("boom"), false), 1);
+    const quiet = lines.join("");
+    lines.length = 0;
+    assert.equal(reportError(new Error("boom"), true), 1);
+    const loud = lines.join("");
+    assert.doesNotMatch(quiet, /\n\s+at /);
+    assert.match(loud, /^error: internal error: boom .*\nError: boom\n\s+at /s);
+  } finally {
+    Deno.stderr.writeSync = write;
+  }
+});
+
+Deno.test("README's exit-code table lists exactly the codes of EXIT_CODE_MEANINGS, in order", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const section = readme.split("\n## Exit codes\n")[1]!.split("\n## ")[0]!;
+  const rows = [...section.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)];
+  assert.deepEqual(rows.map((r) => Number(r[1])), EXIT_CODE_MEANINGS.map(([code]) => code));
+  for (const [i, [, meaning]] of EXIT_CODE_MEANINGS.entries()) {
+    // The README may say more, but starts with the same first words as --help.
+    const words = meaning.split(/[\s(,:]+/).slice(0, 3).join(" ");
+    assert.ok(
+      rows[i]![2]!.replace(/[\s(,:`]+/g, " ").startsWith(words),
+      `${rows[i]![2]} vs ${words}`,
+    );
+  }
 });
