@@ -1,7 +1,7 @@
 /**
  * Maps argv to a command with a small table-driven parser: the tables below are the flags, the
  * help text and the validation at once. No argument library: a steady `run` must not pay for
- * one (commander loaded Deno's npm/Node layer, about +10 MB RSS; see `deno task bench`).
+ * one (an npm argument library loads Deno's npm/Node layer; README "Footprint" has the cost).
  */
 import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config.ts";
 import type { CommandContext } from "./context.ts";

@@ -1,5 +1,5 @@
 // Path helpers of our own: importing node:path would start Deno's Node compat layer in a steady
-// `run` (about +2 MB RSS, see `deno task bench`); state paths need only join, dirname, basename
+// `run` (README "Footprint" has the cost); state paths need only join, dirname, basename
 // and resolve.
 const WINDOWS = Deno.build.os === "windows";
 const SEP = WINDOWS ? "\\" : "/";
