@@ -3,8 +3,6 @@
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
  * (timeouts, size cap, no redirects, typed errors that never carry a secret).
  */
-import type * as z from "../zod.ts";
-import { parseRetryAfter } from "./backoff.ts";
 import {
   AGENT_ID_PATTERN,
   type EnrollRequest,
@@ -15,20 +13,30 @@ import {
   type HeartbeatBody,
   type HeartbeatResponse,
   HeartbeatResponseSchema,
-  ProblemSchema,
   type RenewRequest,
   type RenewResponse,
   RenewResponseSchema,
 } from "./contract.ts";
+import { readCapped } from "./body_reader.ts";
 import { clockHint, type ClockOffset } from "./clock_offset.ts";
 import {
-  AgentError,
-  errorMessage,
-  PlatformError,
-  type PlatformErrorDetails,
-  UsageError,
-} from "../errors.ts";
-import { type Logger, redact, redactValue, registerSecret, silentLogger } from "../log.ts";
+  type Answer,
+  httpError,
+  parseJsonBody,
+  platformError,
+  q,
+  redirectError,
+  tooLargeError,
+  validateAnswer,
+} from "./responses.ts";
+import {
+  classifyTransportError,
+  hostPort,
+  isConnectFailure,
+  isUntrustedIssuer,
+} from "./transport_errors.ts";
+import { AgentError, errorMessage, PlatformError, UsageError } from "../errors.ts";
+import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import {
   bareProxy,
   type ProxyDecision,
@@ -79,10 +87,6 @@ export const DEFAULT_TIMEOUT_MS = 15_000;
 /** Response body cap when none is given: platform answers are a few hundred bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
-const MAX_DETAIL_CHARS = 200;
-/** First read buffer when the platform declares no `content-length`; grows by doubling. */
-const INITIAL_READ_BYTES = 4096;
-
 interface RequestSpec {
   method: "GET" | "POST" | "DELETE";
   path: string;
@@ -91,13 +95,6 @@ interface RequestSpec {
   authenticated: boolean;
 }
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  json: unknown;
-}
-
-/** A client for platform contract v1; dispose it (or call close) to release its connections. */
 /**
  * `api/v1/agents/<id><suffix>`; an id that could act as a path segment (`.`, `..`) never gets
  * this far (the identity is validated on load), and is refused here too rather than sent.
@@ -113,6 +110,7 @@ function agentPath(agentId: string, suffix: string): string {
   return `api/v1/agents/${encodeURIComponent(agentId)}${suffix}`;
 }
 
+/** A client for platform contract v1; dispose it (or call close) to release its connections. */
 export class PlatformClient implements Disposable {
   /** How the platform is reached: the proxy decision and where it came from. */
   readonly route: ProxyRoute;
@@ -233,12 +231,11 @@ export class PlatformClient implements Disposable {
     } catch (e) {
       if (e instanceof AgentError) throw e;
       // Deno's message names the broken input, never its contents; redact all the same.
-      throw new PlatformError(
-        `cannot set up TLS for ${JSON.stringify(this.#target)}: ${
-          redact(oneLine(errorMessage(e, true)))
-        }`,
-        { kind: "tls" },
-        { cause: e },
+      throw platformError(
+        `cannot set up TLS for ${q(this.#target)}: ${errorMessage(e, true)}`,
+        "tls",
+        {},
+        e,
       );
     }
     this.#logger.debug(this.#proxy ? "Using proxy" : "Connecting directly", {
@@ -256,7 +253,7 @@ export class PlatformClient implements Disposable {
       signal,
       authenticated: false,
     });
-    return this.#validate(answer, EnrollResponseSchema);
+    return validateAnswer(answer, EnrollResponseSchema);
   }
 
   /** `POST api/v1/agents/{id}/heartbeats` (200). */
@@ -272,7 +269,7 @@ export class PlatformClient implements Disposable {
       signal,
       authenticated: true,
     });
-    return this.#validate(answer, HeartbeatResponseSchema);
+    return validateAnswer(answer, HeartbeatResponseSchema);
   }
 
   /** `POST api/v1/agents/{id}/certificate` (200): renewal with a new key pair. */
@@ -288,7 +285,7 @@ export class PlatformClient implements Disposable {
       signal,
       authenticated: true,
     });
-    return this.#validate(answer, RenewResponseSchema);
+    return validateAnswer(answer, RenewResponseSchema);
   }
 
   /** `DELETE api/v1/agents/{id}` (204): the platform forgets the agent. */
@@ -309,7 +306,7 @@ export class PlatformClient implements Disposable {
       signal,
       authenticated: false,
     });
-    return { body: this.#validate(answer, HealthResponseSchema), date: answer.headers.get("date") };
+    return { body: validateAnswer(answer, HealthResponseSchema), date: answer.headers.get("date") };
   }
 
   /** Closes the connection pool; later requests fail as `aborted`. */
@@ -325,9 +322,9 @@ export class PlatformClient implements Disposable {
   }
 
   async #request(spec: RequestSpec): Promise<Answer> {
-    if (this.#closed) throw this.#error(`client for ${q(this.#target)} is closed`, "aborted");
+    if (this.#closed) throw platformError(`client for ${q(this.#target)} is closed`, "aborted");
     if (spec.signal?.aborted) {
-      throw this.#error(`request to ${q(this.#target)} was aborted`, "aborted");
+      throw platformError(`request to ${q(this.#target)} was aborted`, "aborted");
     }
     const url = new URL(spec.path, this.#baseUrl);
     const headers = new Headers({ "User-Agent": USER_AGENT, "Accept": "application/json" });
@@ -397,25 +394,28 @@ export class PlatformClient implements Disposable {
       });
       if (response.status >= 300 && response.status < 400) {
         await response.body?.cancel().catch(() => {});
-        throw this.#redirectError(response);
+        throw redirectError(response, this.#baseUrl);
       }
       const ok = response.status >= 200 && response.status < 300;
       if (ok && spec.method === "DELETE") {
         await response.body?.cancel().catch(() => {});
         return { status: response.status, headers: response.headers, json: undefined };
       }
-      let bytes: Uint8Array;
+      let bytes: Uint8Array | undefined;
       try {
-        bytes = await this.#readCapped(response);
+        const declared = Number(response.headers.get("content-length") ?? NaN);
+        bytes = await readCapped(response.body, this.#maxResponseBytes, declared);
       } catch (e) {
-        if (e instanceof PlatformError) throw e;
         throw this.#transportError(e, cause, "body");
       }
-      if (!ok) throw this.#httpError(response, bytes);
+      if (bytes === undefined) {
+        throw tooLargeError(response, this.#maxResponseBytes, this.#now());
+      }
+      if (!ok) throw httpError(response, bytes, this.#now(), this.#auth.kind === "mtls");
       return {
         status: response.status,
         headers: response.headers,
-        json: this.#parseJson(response, bytes),
+        json: parseJsonBody(response, bytes),
       };
     } finally {
       clearTimeout(timer);
@@ -423,196 +423,9 @@ export class PlatformClient implements Disposable {
     }
   }
 
-  async #readCapped(response: Response): Promise<Uint8Array> {
-    const max = this.#maxResponseBytes;
-    const declared = Number(response.headers.get("content-length") ?? NaN);
-    if (Number.isFinite(declared) && declared > max) {
-      await response.body?.cancel().catch(() => {});
-      throw this.#tooLarge(response);
-    }
-    if (!response.body) return new Uint8Array(0);
-    // Read into our own buffer, sized to the declared length: the default reader allocates a
-    // 64 KiB buffer per read, and at one heartbeat a second that garbage piled up as several MB
-    // of external memory between two GCs and grew the malloc heap for good (deno task bench).
-    const reader = response.body.getReader({ mode: "byob" });
-    let buffer = new Uint8Array(
-      Number.isFinite(declared) ? Math.min(declared, max) + 1 : INITIAL_READ_BYTES,
-    );
-    let total = 0;
-    try {
-      while (true) {
-        if (total === buffer.byteLength) {
-          if (total > max) {
-            await reader.cancel().catch(() => {});
-            throw this.#tooLarge(response);
-          }
-          const grown = new Uint8Array(Math.min(buffer.byteLength * 2, max + 1));
-          grown.set(buffer);
-          buffer = grown;
-        }
-        const { done, value } = await reader.read(
-          new Uint8Array(buffer.buffer, total, buffer.byteLength - total),
-        );
-        if (value) {
-          // The read transfers the buffer: keep using the one it came back in.
-          buffer = new Uint8Array(value.buffer);
-          total += value.byteLength;
-        }
-        if (done) break;
-        if (total > max) {
-          await reader.cancel().catch(() => {});
-          throw this.#tooLarge(response);
-        }
-      }
-    } finally {
-      reader.releaseLock();
-    }
-    return buffer.subarray(0, total);
-  }
-
-  #parseJson(response: Response, bytes: Uint8Array): unknown {
-    const type = mediaType(response);
-    if (type !== undefined && !isJsonType(type)) {
-      throw this.#error(
-        `platform answered ${response.status} with ${q(type)}, not JSON`,
-        "invalid_response",
-        { httpStatus: response.status },
-      );
-    }
-    const parsed = tryParseJson(bytes);
-    if (!parsed.ok) {
-      throw this.#error(
-        `platform answered ${response.status} with invalid JSON`,
-        "invalid_response",
-        { httpStatus: response.status },
-      );
-    }
-    return parsed.value;
-  }
-
-  #validate<T extends z.ZodMiniType>(answer: Answer, schema: T): z.infer<T> {
-    const result = schema.safeParse(answer.json);
-    if (result.success) return result.data;
-    // Name the field and the expectation only: the received value may be a secret.
-    const issue = result.error.issues[0];
-    const field = issue && issue.path.length > 0
-      ? `field ${q(issue.path.map(String).join("."))}`
-      : "body";
-    throw this.#error(
-      `platform answered ${answer.status} with an unexpected body: ${field}: ${
-        issue?.message ?? "invalid"
-      }`,
-      "invalid_response",
-      { httpStatus: answer.status },
-    );
-  }
-
-  #httpError(response: Response, bytes: Uint8Array): PlatformError {
-    const status = response.status;
-    const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"), this.#now());
-    const retryNote = retryAfterSeconds === undefined
-      ? ""
-      : ` (retry after ${Math.round(retryAfterSeconds)} s)`;
-    const type = mediaType(response);
-    const parsed = type === undefined || isJsonType(type) ? tryParseJson(bytes) : undefined;
-    if (!parsed?.ok) {
-      const what = type === undefined ? "no content type" : q(type);
-      const title = type?.includes("html") ? htmlTitle(bytes) : undefined;
-      return this.#error(
-        `platform answered ${status} with ${what}, not JSON${
-          title ? ` (page title ${q(title)})` : ""
-        }${retryNote}${title === undefined ? "" : this.#certificateHint(title)}`,
-        "http",
-        { httpStatus: status, retryAfterSeconds, contentType: type },
-      );
-    }
-    const problem = ProblemSchema.safeParse(parsed.value);
-    if (!problem.success) {
-      return this.#error(`platform answered ${status}${retryNote}`, "http", {
-        httpStatus: status,
-        retryAfterSeconds,
-        contentType: type,
-      });
-    }
-    const { type: _type, title, status: _status, detail, code, ...extensions } = problem.data;
-    // Callers branch on the code, so it must be a plain identifier, and never a secret.
-    const safeCode = code !== undefined && /^[A-Za-z0-9_.:-]{1,64}$/.test(code) &&
-        redact(code) === code
-      ? code
-      : undefined;
-    const safeDetail = detail !== undefined ? clean(detail) : undefined;
-    const text = safeDetail ?? (title !== undefined ? clean(title) : undefined);
-    return this.#error(
-      `platform answered ${status}${safeCode ? ` ${safeCode}` : ""}${
-        text ? `: ${text}` : ""
-      }${retryNote}${safeCode === "client_certificate_required" ? this.#certificateHint() : ""}`,
-      "http",
-      {
-        httpStatus: status,
-        contentType: type,
-        code: safeCode,
-        detail: safeDetail,
-        retryAfterSeconds,
-        problem: redactValue(extensions) as Record<string, unknown>,
-      },
-    );
-  }
-
-  /**
-   * What to do about an answer demanding a client certificate: the platform's
-   * `client_certificate_required`, or nginx's default page for a missing (496) or unverifiable
-   * (495) one, whose titles are "400 No required SSL certificate was sent" and "400 The SSL
-   * certificate error". Empty for any other page.
-   */
-  #certificateHint(pageTitle?: string): string {
-    if (pageTitle !== undefined && /SSL certificate error/i.test(pageTitle)) {
-      return "; the edge rejected the client certificate";
-    }
-    if (pageTitle !== undefined && !/No required SSL certificate/i.test(pageTitle)) return "";
-    return this.#auth.kind === "mtls"
-      ? "; the edge did not receive the agent certificate"
-      : "; the edge requires a client certificate: use --auth mtls (or ONECONNECT_AUTH=mtls)";
-  }
-
-  #redirectError(response: Response): PlatformError {
-    const raw = response.headers.get("location");
-    let where = "no Location";
-    if (raw !== null) {
-      try {
-        const location = new URL(raw, this.#baseUrl);
-        location.username = "";
-        location.password = "";
-        location.search = "";
-        location.hash = "";
-        where = q(location.href);
-      } catch {
-        where = "an unparsable Location";
-      }
-    }
-    return this.#error(
-      `platform answered ${response.status} redirecting to ${where}; redirects are not followed, check the platform URL`,
-      "redirect",
-      { httpStatus: response.status },
-    );
-  }
-
-  #tooLarge(response: Response): PlatformError {
-    // Status and Retry-After still count: a 401 or 503 with a huge page is still a 401 or 503.
-    return this.#error(
-      `platform answered ${response.status} with a body larger than ${this.#maxResponseBytes} bytes; refused`,
-      "response_too_large",
-      {
-        httpStatus: response.status,
-        retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after"), this.#now()),
-      },
-    );
-  }
-
   /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
   async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
-    if (error.kind !== "tls" || !/UnknownIssuer|BadSignature/.test(errorMessage(raw, true))) {
-      return error;
-    }
+    if (error.kind !== "tls" || !isUntrustedIssuer(errorMessage(raw, true))) return error;
     // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
     if (this.proxy?.protocol === "https:") return error;
     const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
@@ -631,7 +444,7 @@ export class PlatformClient implements Disposable {
         : undefined,
     );
     if (text === undefined) return error;
-    return this.#error(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
+    return platformError(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
   }
 
   #transportError(
@@ -639,226 +452,17 @@ export class PlatformClient implements Disposable {
     cause: "timeout" | "aborted" | undefined,
     phase: "connect" | "body",
   ): PlatformError {
-    const target = q(this.#target);
-    if (cause === "timeout") {
-      return this.#error(
-        `no complete answer from ${target} within ${formatSeconds(this.#timeoutMs)}`,
-        "timeout",
-        {},
-        error,
-      );
-    }
-    if (cause === "aborted") {
-      return this.#error(`request to ${target} was aborted`, "aborted", {}, error);
-    }
-    const raw = errorMessage(error, true);
-    const via = this.proxy ? ` via proxy ${q(hostPort(this.proxy))}` : "";
-    const tls = describeTlsFailure(
-      raw,
-      this.#pinned,
-      this.#auth.kind === "mtls",
-      clockHint(this.#clock?.latest),
-    );
-    if (tls) {
-      return this.#error(`TLS handshake with ${target} failed: ${tls}`, "tls", {}, error);
-    }
-    if (
-      /dns error|failed to lookup address|name or service not known|nodename nor servname|no such host is known|name resolution/i
-        .test(raw)
-    ) {
-      const what = this.proxy
-        ? `proxy host ${q(this.proxy.hostname)}`
-        : `host ${q(this.#baseUrl.hostname)}`;
-      return this.#error(`cannot resolve ${what} (DNS lookup failed)`, "dns", {}, error);
-    }
-    if (/connection refused|os error (111|61|10061)\b/i.test(raw)) {
-      // Through a proxy only the proxy is dialled; its refusal of the target comes as a status.
-      const dialled = this.proxy ? `proxy ${q(hostPort(this.proxy))}` : target;
-      return this.#error(`cannot connect to ${dialled}: connection refused`, "network", {}, error);
-    }
-    if (/connection reset|os error (104|54|10054)\b/i.test(raw)) {
-      return this.#error(`connection to ${target}${via} was reset`, "network", {}, error);
-    }
-    if (/timed out|os error (110|60|10060)\b/i.test(raw)) {
-      return this.#error(`connecting to ${target}${via} timed out`, "timeout", {}, error);
-    }
-    if (/unreachable|no route to host|os error (101|113|51|65)\b/i.test(raw)) {
-      return this.#error(`cannot reach ${target}${via}: network unreachable`, "network", {}, error);
-    }
-    if (this.proxy && /proxy|tunnel/i.test(raw)) {
-      const why = /unsuccessful tunnel/i.test(raw)
-        ? "it answered CONNECT with an error"
-        : tail(raw);
-      return this.#error(
-        `proxy ${q(hostPort(this.proxy))} refused the tunnel to ${target}: ${why}`,
-        "network",
-        {},
-        error,
-      );
-    }
-    if (
-      phase === "body" ||
-      /error reading a body|connection closed before message completed|unexpected eof|incomplete/i
-        .test(raw)
-    ) {
-      return this.#error(
-        `connection to ${target}${via} closed before the answer was complete`,
-        "network",
-        {},
-        error,
-      );
-    }
-    return this.#error(`request to ${target}${via} failed: ${tail(raw)}`, "network", {}, error);
+    const { kind, message } = classifyTransportError({
+      raw: errorMessage(error, true),
+      cause,
+      phase,
+      baseUrl: this.#baseUrl,
+      proxy: this.proxy,
+      timeoutMs: this.#timeoutMs,
+      pinned: this.#pinned,
+      mtls: this.#auth.kind === "mtls",
+      clockHint: clockHint(this.#clock?.latest),
+    });
+    return platformError(message, kind, {}, error);
   }
-
-  #error(
-    message: string,
-    kind: PlatformErrorDetails["kind"],
-    details: Omit<PlatformErrorDetails, "kind"> = {},
-    cause?: unknown,
-  ): PlatformError {
-    return new PlatformError(
-      redact(oneLine(message)),
-      { kind, ...details },
-      cause === undefined ? undefined : { cause },
-    );
-  }
-}
-
-/** Whether `error` means that nothing reached the platform: the next proxy hop may be tried. */
-function isConnectFailure(error: PlatformError): boolean {
-  if (error.kind === "dns") return true;
-  return error.kind === "network" &&
-    /^(cannot connect to|cannot reach) /.test(error.message);
-}
-
-/**
- * Turns a rustls error into "which check failed", e.g. `certificate is not signed by a pinned CA
- * (UnknownIssuer)`; undefined when `raw` is not a TLS failure.
- */
-function describeTlsFailure(
-  raw: string,
-  pinned: boolean,
-  mtls: boolean,
-  clock = "",
-): string | undefined {
-  const peer = /invalid peer certificate: (.*)$/i.exec(raw)?.[1];
-  if (peer !== undefined) {
-    // BadSignature: an issuer with a pinned CA's name but another key (a look-alike CA).
-    const issuer = /UnknownIssuer|BadSignature/i.exec(peer)?.[0];
-    if (issuer !== undefined) {
-      return `certificate is not signed by ${pinned ? "a pinned" : "a trusted"} CA (${issuer})`;
-    }
-    const name = /not valid for name "([^"]*)"(?:; certificate is only valid for (.*))?/i.exec(
-      peer,
-    );
-    if (name || /NotValidForName/i.test(peer)) {
-      const valid = name?.[2]
-        ? `; it is valid for ${
-          name[2].replace(/(?:DnsName|IpAddress)\(([^)]*)\)/g, "$1").replace(/"/g, "")
-        }`
-        : "";
-      return `certificate is not valid for this host name (NotValidForName${valid})`;
-    }
-    if (/expired/i.test(peer)) {
-      const after = /not valid after (\d+)/.exec(peer)?.[1];
-      return `certificate expired${after ? ` at ${unixToIso(after)}` : ""} (Expired)${clock}`;
-    }
-    if (/not valid yet/i.test(peer)) {
-      const before = /not valid before (\d+)/.exec(peer)?.[1];
-      return `certificate is not valid yet${
-        before ? ` (valid from ${unixToIso(before)})` : ""
-      }; check this host's clock (NotValidYet)${clock}`;
-    }
-    if (/extended key usage|InvalidPurpose/i.test(peer)) {
-      return "certificate is not meant for a TLS server (InvalidPurpose)";
-    }
-    if (/revoked/i.test(peer)) return "certificate is revoked (Revoked)";
-    return `certificate rejected (${tail(peer)})`;
-  }
-  const alert = /received fatal alert: (\w+)/i.exec(raw)?.[1];
-  if (alert !== undefined) {
-    if (/CertificateRequired/i.test(alert)) {
-      return mtls
-        ? "the server did not accept the client certificate (CertificateRequired)"
-        : "the server requires a client certificate; use --auth mtls (CertificateRequired)";
-    }
-    if (
-      mtls &&
-      /UnknownCA|BadCertificate|CertificateExpired|CertificateRevoked|CertificateUnknown|AccessDenied|UnsupportedCertificate|HandshakeFailure/i
-        .test(alert)
-    ) {
-      return `the server rejected the client certificate (${alert})`;
-    }
-    if (!mtls && /HandshakeFailure/i.test(alert)) {
-      return `the server ended the handshake; it may require a client certificate: use --auth mtls (${alert})`;
-    }
-    return `the server sent alert ${alert}`;
-  }
-  if (/received corrupt message|InvalidContentType/i.test(raw)) {
-    return `the server does not speak TLS on this port (${tail(raw)})`;
-  }
-  if (/\b(tls|ssl|handshake)\b|certificate/i.test(raw)) return tail(raw);
-  return undefined;
-}
-
-/** The last, most specific part of a Deno/hyper error chain, without URLs. */
-function tail(raw: string): string {
-  const parts = raw.split(/\): |: /);
-  const last = parts.at(-1)?.trim() || raw;
-  return clean(last.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>"), 160);
-}
-
-function hostPort(url: URL): string {
-  const port = url.port || (url.protocol === "https:" ? "443" : "80");
-  return `${url.hostname}:${port}`;
-}
-
-function mediaType(response: Response): string | undefined {
-  const raw = response.headers.get("content-type");
-  if (raw === null) return undefined;
-  const type = raw.split(";")[0]?.trim().toLowerCase() ?? "";
-  return /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/.test(type) ? type : "an invalid content type";
-}
-
-function isJsonType(type: string): boolean {
-  return type === "application/json" || type.endsWith("+json");
-}
-
-function tryParseJson(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false } {
-  try {
-    return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
-  } catch {
-    return { ok: false };
-  }
-}
-
-function htmlTitle(bytes: Uint8Array): string | undefined {
-  const head = new TextDecoder().decode(bytes.subarray(0, 4096));
-  const title = /<title[^>]*>([^<]{1,200})<\/title>/i.exec(head)?.[1];
-  return title === undefined ? undefined : clean(title, 80);
-}
-
-/** Redacted, printable, single-line, truncated. */
-function clean(text: string, max = MAX_DETAIL_CHARS): string {
-  // deno-lint-ignore no-control-regex
-  const flat = redact(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")
-    .replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, " ");
-}
-
-function q(text: string): string {
-  return JSON.stringify(text);
-}
-
-function unixToIso(seconds: string): string {
-  return new Date(Number(seconds) * 1000).toISOString().replace(/\.000Z$/, "Z");
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
