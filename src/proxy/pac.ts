@@ -8,6 +8,7 @@ import type { PacAnswer, PacRequest } from "./pac_worker.ts";
 import type { ProxyHop } from "./proxy_select.ts";
 import { USER_AGENT } from "../version.ts";
 import { errorMessage } from "../errors.ts";
+import { readCapped } from "../platform/body_reader.ts";
 
 /** Largest PAC file accepted. */
 export const PAC_MAX_BYTES = 1024 * 1024;
@@ -72,7 +73,7 @@ export async function loadPacScript(source: string, timeoutMs = PAC_FETCH_TIMEOU
   }
   const bytes = /^http:\/\//i.test(source)
     ? await httpGet(new URL(source), timeoutMs)
-    : await readCapped(source.replace(/^file:\/\//i, ""));
+    : await readPacFile(source.replace(/^file:\/\//i, ""));
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
@@ -80,23 +81,21 @@ export async function loadPacScript(source: string, timeoutMs = PAC_FETCH_TIMEOU
   }
 }
 
-async function readCapped(path: string): Promise<Uint8Array> {
+async function readPacFile(path: string): Promise<Uint8Array> {
   using file = await Deno.open(path, { read: true });
   const info = await file.stat();
   if (!info.isFile) throw new Error(`${JSON.stringify(path)} is not a file`);
-  if (info.size > PAC_MAX_BYTES) throw new Error(`larger than ${PAC_MAX_BYTES} bytes`);
-  return await readAll(file.readable, PAC_MAX_BYTES);
+  return await readAll(file.readable, PAC_MAX_BYTES, info.size);
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += chunk.byteLength;
-    if (total > max) throw new Error(`larger than ${PAC_MAX_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  return new Uint8Array(await new Blob(chunks as BlobPart[]).arrayBuffer());
+async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  max: number,
+  expected?: number,
+): Promise<Uint8Array> {
+  const bytes = await readCapped(stream, max, expected);
+  if (bytes === undefined) throw new Error(`larger than ${PAC_MAX_BYTES} bytes`);
+  return bytes;
 }
 
 async function httpGet(url: URL, timeoutMs: number): Promise<Uint8Array> {
