@@ -3,7 +3,7 @@
  * It never reads, sends or spends the enrollment token.
  */
 import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { parseIp } from "../proxy/ip_address.ts";
 import type { CommandContext } from "../context.ts";
 import type { HealthResponse } from "../platform/contract.ts";
 import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
@@ -106,7 +106,7 @@ export async function runPreflight(
     checks.push({ name: "route", status: problem ? "warn" : "ok", detail: text });
   }
 
-  if (isIP(dialHost) !== 0) {
+  if (parseIp(dialHost) !== undefined) {
     checks.push({ name: "dns", status: "skip", detail: `${dialHost} is an IP address` });
   } else {
     try {

@@ -5,6 +5,7 @@
  */
 import { errorMessage, PlatformError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { inNetwork, parseIp } from "./ip_address.ts";
 
 /** One way to reach the platform: directly, or through an HTTP(S) proxy (credentials allowed). */
 export type ProxyHop = { kind: "direct" } | { kind: "proxy"; url: URL };
@@ -237,58 +238,11 @@ export function matchesNoProxy(hostname: string, noProxy: string): boolean {
     if (entry === "") continue;
     if (entry === "*") return true;
     if (hostIp) {
-      const [addr = "", bits] = entry.split("/");
-      const entryIp = parseIp(addr);
-      if (!entryIp || entryIp.length !== hostIp.length) continue;
-      const prefix = bits === undefined ? entryIp.length * 8 : Number(bits);
-      if (Number.isInteger(prefix) && prefixMatches(hostIp, entryIp, prefix)) return true;
+      if (inNetwork(hostIp, entry)) return true;
       continue;
     }
     const domain = entry.replace(/^\*?\./, "");
     if (host === domain || host.endsWith(`.${domain}`)) return true;
   }
   return false;
-}
-
-/** The bytes of an IPv4 or IPv6 address, or undefined when `text` is not one. */
-export function parseIp(text: string): number[] | undefined {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
-    const parts = text.split(".").map(Number);
-    return parts.every((p) => p <= 255) ? parts : undefined;
-  }
-  if (!text.includes(":")) return undefined;
-  try {
-    // The URL parser normalises IPv6 text, which makes expanding it straightforward.
-    const normal = new URL(`http://[${text}]/`).hostname.slice(1, -1);
-    const [head = "", tail] = normal.split("::");
-    const headGroups = head === "" ? [] : head.split(":");
-    const tailGroups = tail === undefined || tail === "" ? [] : tail.split(":");
-    const groups = tail === undefined ? headGroups : [
-      ...headGroups,
-      ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
-      ...tailGroups,
-    ];
-    const bytes: number[] = [];
-    for (const group of groups) {
-      if (group.includes(".")) {
-        bytes.push(...group.split(".").map(Number));
-      } else {
-        const n = parseInt(group, 16);
-        bytes.push(n >> 8, n & 0xff);
-      }
-    }
-    return bytes.length === 16 ? bytes : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether the first `prefix` bits of two addresses agree. */
-export function prefixMatches(a: number[], b: number[], prefix: number): boolean {
-  if (prefix < 0 || prefix > a.length * 8) return false;
-  for (let bit = 0; bit < prefix; bit++) {
-    const mask = 0x80 >> (bit % 8);
-    if (((a[bit >> 3] ?? 0) & mask) !== ((b[bit >> 3] ?? 0) & mask)) return false;
-  }
-  return true;
 }
