@@ -4,7 +4,7 @@
  * (timeouts, size cap, no redirects, typed errors that never carry a secret).
  */
 import {
-  AGENT_ID_PATTERN,
+  agentPath,
   type EnrollRequest,
   type EnrollResponse,
   EnrollResponseSchema,
@@ -35,16 +35,16 @@ import {
   isConnectFailure,
   isUntrustedIssuer,
 } from "./transport_errors.ts";
-import { AgentError, errorMessage, PlatformError, UsageError } from "../errors.ts";
+import { AgentError, errorMessage, type PlatformError } from "../errors.ts";
 import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import {
-  bareProxy,
+  proxyClientOptions,
   type ProxyDecision,
   type ProxyHop,
   ProxyRoute,
   withDecidedProxyEnv,
 } from "../proxy/proxy_select.ts";
-import { createRootedHttpClient, type RootStore } from "../trust/trust_store.ts";
+import { createRootedHttpClient, type RootStore, tlsClientOptions } from "../trust/trust_store.ts";
 import { USER_AGENT } from "../version.ts";
 
 /** How requests authenticate: nothing (enroll, health), the bearer token, or the client certificate. */
@@ -86,29 +86,6 @@ export interface PlatformClientOptions {
 export const DEFAULT_TIMEOUT_MS = 15_000;
 /** Response body cap when none is given: platform answers are a few hundred bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
-
-interface RequestSpec {
-  method: "GET" | "POST" | "DELETE";
-  path: string;
-  body?: unknown;
-  signal?: AbortSignal;
-  authenticated: boolean;
-}
-
-/**
- * `api/v1/agents/<id><suffix>`; an id that could act as a path segment (`.`, `..`) never gets
- * this far (the identity is validated on load), and is refused here too rather than sent.
- */
-function agentPath(agentId: string, suffix: string): string {
-  if (!AGENT_ID_PATTERN.test(agentId)) {
-    throw new UsageError(
-      `Refusing agent id ${
-        JSON.stringify(agentId)
-      }: it must start with a letter or digit; re-enroll with "oneconnect-agent enroll --force"`,
-    );
-  }
-  return `api/v1/agents/${encodeURIComponent(agentId)}${suffix}`;
-}
 
 /** A client for platform contract v1; dispose it (or call close) to release its connections. */
 export class PlatformClient implements Disposable {
@@ -155,31 +132,17 @@ export class PlatformClient implements Disposable {
       os: Deno.build.os,
       logger: this.#logger,
     });
-    const clientOptions: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem> = {};
     const pins = options.caCertificates;
     this.#pinned = pins !== undefined;
     this.#rootStore = options.rootStore ?? (this.#pinned ? "none" : "mozilla");
     // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
-    if (pins !== undefined) {
-      // Deno skips what it cannot parse; an unusable pin set would fail every handshake later.
-      const bad = pins.findIndex((pem) => !pem.includes("-----BEGIN CERTIFICATE-----"));
-      if (pins.length === 0 || bad >= 0) {
-        throw new PlatformError(
-          pins.length === 0
-            ? `cannot set up TLS for ${q(this.#target)}: the pinned CA set is empty`
-            : `cannot set up TLS for ${q(this.#target)}: pinned CA entry ${
-              bad + 1
-            } is not a PEM certificate`,
-          { kind: "tls" },
-        );
-      }
-      clientOptions.caCerts = pins;
-    }
-    if (this.#auth.kind === "mtls") {
-      clientOptions.cert = this.#auth.certificatePem;
-      clientOptions.key = this.#auth.privateKeyPem;
-    }
-    this.#clientOptions = clientOptions;
+    this.#clientOptions = tlsClientOptions(
+      this.#target,
+      pins,
+      this.#auth.kind === "mtls"
+        ? { cert: this.#auth.certificatePem, key: this.#auth.privateKeyPem }
+        : undefined,
+    );
     // Without a PAC or OS lookup the client exists from the start (and a bad input throws here).
     const known = this.route.known;
     if (known) this.#follow(known);
@@ -205,20 +168,10 @@ export class PlatformClient implements Disposable {
     this.#proxy = undefined;
     this.#proxyAuthorization = undefined;
     if (next.kind === "proxy") {
-      const username = decodeURIComponent(next.url.username);
-      const password = decodeURIComponent(next.url.password);
-      registerSecret(password);
-      if (username || password) {
-        this.#proxyAuthorization = `Basic ${btoa(`${username}:${password}`)}`;
-        registerSecret(this.#proxyAuthorization);
-      }
-      const bare = new URL(bareProxy(next.url));
-      options.proxy = {
-        transport: bare.protocol === "https:" ? "https" : "http",
-        url: bare.origin,
-        ...(username || password ? { basicAuth: { username, password } } : {}),
-      };
-      this.#proxy = bare;
+      const hop = proxyClientOptions(next.url);
+      options.proxy = hop.proxy;
+      this.#proxy = hop.bare;
+      this.#proxyAuthorization = hop.authorization;
     }
     const old = this.#client;
     this.#client = undefined;
@@ -246,13 +199,7 @@ export class PlatformClient implements Disposable {
 
   /** `POST api/v1/agents/enroll` (201). */
   async enroll(body: EnrollRequest, signal?: AbortSignal): Promise<EnrollResponse> {
-    const answer = await this.#request({
-      method: "POST",
-      path: "api/v1/agents/enroll",
-      body,
-      signal,
-      authenticated: false,
-    });
+    const answer = await this.#request("POST", "api/v1/agents/enroll", false, signal, body);
     return validateAnswer(answer, EnrollResponseSchema);
   }
 
@@ -262,13 +209,8 @@ export class PlatformClient implements Disposable {
     body: HeartbeatBody,
     signal?: AbortSignal,
   ): Promise<HeartbeatResponse> {
-    const answer = await this.#request({
-      method: "POST",
-      path: agentPath(agentId, "/heartbeats"),
-      body,
-      signal,
-      authenticated: true,
-    });
+    const path = agentPath(agentId, "/heartbeats");
+    const answer = await this.#request("POST", path, true, signal, body);
     return validateAnswer(answer, HeartbeatResponseSchema);
   }
 
@@ -278,34 +220,19 @@ export class PlatformClient implements Disposable {
     body: RenewRequest,
     signal?: AbortSignal,
   ): Promise<RenewResponse> {
-    const answer = await this.#request({
-      method: "POST",
-      path: agentPath(agentId, "/certificate"),
-      body,
-      signal,
-      authenticated: true,
-    });
+    const path = agentPath(agentId, "/certificate");
+    const answer = await this.#request("POST", path, true, signal, body);
     return validateAnswer(answer, RenewResponseSchema);
   }
 
   /** `DELETE api/v1/agents/{id}` (204): the platform forgets the agent. */
   async unenroll(agentId: string, signal?: AbortSignal): Promise<void> {
-    await this.#request({
-      method: "DELETE",
-      path: agentPath(agentId, ""),
-      signal,
-      authenticated: true,
-    });
+    await this.#request("DELETE", agentPath(agentId, ""), true, signal);
   }
 
   /** `GET api/v1/health` (200), with the response `Date` header for the clock-skew check. */
   async health(signal?: AbortSignal): Promise<{ body: HealthResponse; date: string | null }> {
-    const answer = await this.#request({
-      method: "GET",
-      path: "api/v1/health",
-      signal,
-      authenticated: false,
-    });
+    const answer = await this.#request("GET", "api/v1/health", false, signal);
     return { body: validateAnswer(answer, HealthResponseSchema), date: answer.headers.get("date") };
   }
 
@@ -321,15 +248,21 @@ export class PlatformClient implements Disposable {
     this.close();
   }
 
-  async #request(spec: RequestSpec): Promise<Answer> {
+  async #request(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    authenticated: boolean,
+    signal?: AbortSignal,
+    body?: unknown,
+  ): Promise<Answer> {
     if (this.#closed) throw platformError(`client for ${q(this.#target)} is closed`, "aborted");
-    if (spec.signal?.aborted) {
+    if (signal?.aborted) {
       throw platformError(`request to ${q(this.#target)} was aborted`, "aborted");
     }
-    const url = new URL(spec.path, this.#baseUrl);
+    const url = new URL(path, this.#baseUrl);
     const headers = new Headers({ "User-Agent": USER_AGENT, "Accept": "application/json" });
-    if (spec.body !== undefined) headers.set("Content-Type", "application/json");
-    if (spec.authenticated && this.#auth.kind === "bearer") {
+    if (body !== undefined) headers.set("Content-Type", "application/json");
+    if (authenticated && this.#auth.kind === "bearer") {
       headers.set("Authorization", `Bearer ${this.#auth.token}`);
     }
 
@@ -346,7 +279,7 @@ export class PlatformClient implements Disposable {
       cause ??= "aborted";
       controller.abort();
     };
-    spec.signal?.addEventListener("abort", onCallerAbort, { once: true });
+    signal?.addEventListener("abort", onCallerAbort, { once: true });
     const started = performance.now();
     try {
       let response: Response;
@@ -355,9 +288,9 @@ export class PlatformClient implements Disposable {
         const sentWallMs = this.#now();
         try {
           response = await fetch(url, {
-            method: spec.method,
+            method,
             headers,
-            body: spec.body === undefined ? undefined : JSON.stringify(spec.body),
+            body: body === undefined ? undefined : JSON.stringify(body),
             client: this.#client,
             redirect: "manual",
             signal: controller.signal,
@@ -387,7 +320,7 @@ export class PlatformClient implements Disposable {
         }
       }
       this.#logger.debug("Platform answered", {
-        method: spec.method,
+        method,
         path: url.pathname,
         status: response.status,
         ms: Math.round(performance.now() - started),
@@ -397,7 +330,7 @@ export class PlatformClient implements Disposable {
         throw redirectError(response, this.#baseUrl);
       }
       const ok = response.status >= 200 && response.status < 300;
-      if (ok && spec.method === "DELETE") {
+      if (ok && method === "DELETE") {
         await response.body?.cancel().catch(() => {});
         return { status: response.status, headers: response.headers, json: undefined };
       }
@@ -419,7 +352,7 @@ export class PlatformClient implements Disposable {
       };
     } finally {
       clearTimeout(timer);
-      spec.signal?.removeEventListener("abort", onCallerAbort);
+      signal?.removeEventListener("abort", onCallerAbort);
     }
   }
 

@@ -1,5 +1,5 @@
 import * as z from "../zod.ts";
-import { PLATFORM_ERROR_KINDS } from "../errors.ts";
+import { PLATFORM_ERROR_KINDS, UsageError } from "../errors.ts";
 import { HostSchema, MetricsSchema } from "../telemetry/collector.ts";
 
 /**
@@ -9,6 +9,21 @@ import { HostSchema, MetricsSchema } from "../telemetry/collector.ts";
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** An agent id (see {@linkcode AGENT_ID_PATTERN}). */
 export const AgentIdSchema = z.string().check(z.regex(AGENT_ID_PATTERN));
+
+/**
+ * `api/v1/agents/<id><suffix>`; an id that could act as a path segment (`.`, `..`) never gets
+ * this far (the identity is validated on load), and is refused here too rather than sent.
+ */
+export function agentPath(agentId: string, suffix: string): string {
+  if (!AGENT_ID_PATTERN.test(agentId)) {
+    throw new UsageError(
+      `Refusing agent id ${
+        JSON.stringify(agentId)
+      }: it must start with a letter or digit; re-enroll with "oneconnect-agent enroll --force"`,
+    );
+  }
+  return `api/v1/agents/${encodeURIComponent(agentId)}${suffix}`;
+}
 
 /** RFC 9457 problem body; unknown fields are kept so callers can act on extensions. */
 export const ProblemSchema = z.looseObject({

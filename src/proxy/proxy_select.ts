@@ -4,7 +4,7 @@
  * http:// platform (loopback only) is never proxied. PAC and OS code load only when configured.
  */
 import { errorMessage, PlatformError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, registerSecret } from "../log.ts";
 import { inNetwork, parseIp } from "./ip_address.ts";
 
 /** One way to reach the platform: directly, or through an HTTP(S) proxy (credentials allowed). */
@@ -153,6 +153,30 @@ export function bareProxy(url: URL): string {
   bare.username = "";
   bare.password = "";
   return bare.origin;
+}
+
+/**
+ * Deno client options for going through the proxy `url`, the proxy without credentials, and the
+ * `Proxy-Authorization` value its credentials make (registered as secrets, as is the password).
+ */
+export function proxyClientOptions(
+  url: URL,
+): { proxy: Deno.Proxy; bare: URL; authorization?: string } {
+  const username = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  registerSecret(password);
+  let authorization: string | undefined;
+  if (username || password) {
+    authorization = `Basic ${btoa(`${username}:${password}`)}`;
+    registerSecret(authorization);
+  }
+  const bare = new URL(bareProxy(url));
+  const proxy: Deno.Proxy = {
+    transport: bare.protocol === "https:" ? "https" : "http",
+    url: bare.origin,
+    ...(username || password ? { basicAuth: { username, password } } : {}),
+  };
+  return { proxy, bare, ...(authorization ? { authorization } : {}) };
 }
 
 // Deno reads HTTP(S)_PROXY, ALL_PROXY and NO_PROXY from the real environment when a client is

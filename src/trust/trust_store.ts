@@ -10,7 +10,7 @@
  * So the agent clears those variables before anything can build the store, chooses the store
  * itself for the first client, and refuses to run (exit 2) when it cannot be sure of the result.
  */
-import { UsageError } from "../errors.ts";
+import { PlatformError, UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 /** Which of Deno's root stores a client trusts besides its own CA certificates. */
@@ -127,6 +127,37 @@ function assertStoreNotBuilt(): void {
   throw new UsageError(
     `Cannot guarantee that only the pinned CAs are trusted: Deno built its root certificate store before the agent started${what} (or was given --cert); ${fix}do not pass --cert or preload code, and start it again`,
   );
+}
+
+/**
+ * The TLS options of a client for `target` (`host:port`): the pinned CA set, refused when empty or
+ * not PEM (Deno skips what it cannot parse, so every handshake would fail later), and the client
+ * certificate in mTLS mode.
+ */
+export function tlsClientOptions(
+  target: string,
+  pins: string[] | undefined,
+  clientCertificate?: Deno.TlsCertifiedKeyPem,
+): Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem> {
+  const options: Deno.CreateHttpClientOptions & Partial<Deno.TlsCertifiedKeyPem> = {};
+  if (pins !== undefined) {
+    const bad = pins.findIndex((pem) => !pem.includes("-----BEGIN CERTIFICATE-----"));
+    if (pins.length === 0 || bad >= 0) {
+      const what = JSON.stringify(target);
+      throw new PlatformError(
+        pins.length === 0
+          ? `cannot set up TLS for ${what}: the pinned CA set is empty`
+          : `cannot set up TLS for ${what}: pinned CA entry ${bad + 1} is not a PEM certificate`,
+        { kind: "tls" },
+      );
+    }
+    options.caCerts = pins;
+  }
+  if (clientCertificate) {
+    options.cert = clientCertificate.cert;
+    options.key = clientCertificate.key;
+  }
+  return options;
 }
 
 function wider(have: RootStore, want: RootStore): boolean {
