@@ -15,7 +15,11 @@ import {
   RenewRequestSchema,
   RenewResponseSchema,
 } from "../src/platform/contract.ts";
-import { HostSchema, MetricsSchema, NetworkInterfaceSchema } from "../src/telemetry/collector.ts";
+import {
+  HostSchema,
+  MetricsSchema,
+  NetworkInterfaceSchema,
+} from "../src/platform/telemetry_wire.ts";
 import {
   CONTRACT_URL,
   ContractValidator,

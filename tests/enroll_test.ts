@@ -22,7 +22,7 @@ import {
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, redact } from "../src/log.ts";
-import type { Host } from "../src/telemetry/collector.ts";
+import type { Host } from "../src/platform/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
 import {
   createDevCa,

@@ -18,7 +18,7 @@ import {
 } from "../src/heartbeat/loop.ts";
 import { createLogger, type LogLevel } from "../src/log.ts";
 import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
-import type { Host, Metrics } from "../src/telemetry/collector.ts";
+import type { Host, Metrics } from "../src/platform/telemetry_wire.ts";
 
 const START = Date.parse("2026-11-29T12:00:00Z");
 const HOST: Host = {

@@ -4,7 +4,6 @@ import {
   denoSystem,
   IOREG,
   isInternalAddress,
-  MetricsSchema,
   parseIoregPlatformUuid,
   parseMachineIdFile,
   parseOsRelease,
@@ -18,6 +17,7 @@ import {
   TelemetrySchema,
   zoneFromLocaltimeLink,
 } from "../src/telemetry/collector.ts";
+import { MetricsSchema } from "../src/platform/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./helpers.ts";
 import { DF } from "../src/telemetry/filesystems.ts";

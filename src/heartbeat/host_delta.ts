@@ -1,4 +1,4 @@
-import type { Host } from "../telemetry/collector.ts";
+import type { Host } from "../platform/telemetry_wire.ts";
 
 /** Lowercase hex SHA-256 of the UTF-8 bytes of `text`. */
 export async function sha256Hex(text: string): Promise<string> {

@@ -25,7 +25,8 @@ import { outageGap } from "./outage_gap.ts";
 import { RenewalScheduler } from "../enrollment/renewal.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
 import { type AgentStatus, type StatusError, StatusStore } from "../state/status_store.ts";
-import { type Host, type Metrics, TelemetryCollector } from "../telemetry/collector.ts";
+import { TelemetryCollector } from "../telemetry/collector.ts";
+import type { Host, Metrics } from "../platform/telemetry_wire.ts";
 import { VERSION } from "../version.ts";
 
 /** Default heartbeat interval when neither flag, platform nor enrollment set one. */

@@ -1,6 +1,6 @@
 import * as z from "../zod.ts";
 import { PLATFORM_ERROR_KINDS, UsageError } from "../errors.ts";
-import { HostSchema, MetricsSchema } from "../telemetry/collector.ts";
+import { HostSchema, MetricsSchema } from "./telemetry_wire.ts";
 
 /**
  * Agent ids the platform may issue (contract v1.3): a letter or digit first, so `.`, `..` and

@@ -4,21 +4,12 @@ import type { CommandContext } from "../context.ts";
 import {
   type CoreTimes,
   type CpuCounters,
-  type CpuUsage,
   cpuUsage,
-  CpuUsageSchema,
   parseProcStat,
   PROC_STAT,
   sumCoreTimes,
 } from "./cpu_usage.ts";
-import {
-  DF,
-  DF_ARGS,
-  type Filesystem,
-  FILESYSTEM_INTERVAL_MS,
-  FilesystemsSchema,
-  parseDfOutput,
-} from "./filesystems.ts";
+import { DF, DF_ARGS, FILESYSTEM_INTERVAL_MS, parseDfOutput } from "./filesystems.ts";
 import {
   BIOS_KEY,
   CONTAINER_MARKERS,
@@ -37,95 +28,27 @@ import {
   parseRegBios,
   PROC_1_CGROUP,
   PROC_CPUINFO,
-  type Virtualization,
-  VirtualizationSchema,
 } from "./hardware.ts";
 import {
   type InterfaceCounters,
   NETWORK_INTERVAL_MS,
-  type NetworkTraffic,
   networkTraffic,
-  NetworkTrafficSchema,
   parseProcNetDev,
 } from "./network_counters.ts";
+import {
+  type CpuUsage,
+  type Filesystem,
+  type Host,
+  HostSchema,
+  type Metrics,
+  MetricsSchema,
+  type NetworkInterface,
+  type NetworkTraffic,
+  type Virtualization,
+} from "../platform/telemetry_wire.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 import { errorMessage } from "../errors.ts";
-
-/** One address of one network interface. */
-export const NetworkInterfaceSchema = z.object({
-  name: z.string(),
-  family: z.enum(["IPv4", "IPv6"]),
-  address: z.string(),
-  mac: z.string(),
-  /** True for loopback and link-local addresses, which are unreachable from beyond this host or link. */
-  internal: z.boolean(),
-});
-/** A network interface address. */
-export type NetworkInterface = z.infer<typeof NetworkInterfaceSchema>;
-
-/** Static and slowly-changing host facts, sent at enrollment and with every heartbeat. */
-export const HostSchema = z.object({
-  hostname: z.nullable(z.string()),
-  os: z.string(),
-  arch: z.string(),
-  os_release: z.nullable(z.string()),
-  os_name: z.nullable(z.string()),
-  os_version: z.nullable(z.string()),
-  cpu_count: z.nullable(z.int().check(z.nonnegative())),
-  machine_id: z.nullable(z.string()),
-  network_interfaces: z.nullable(z.array(NetworkInterfaceSchema)),
-  // Contract v1.3: optional so that v1.2 agents stay valid; this agent always sends them.
-  cpu_model: z.optional(z.nullable(z.string())),
-  /** Nominal or current frequency of the first core, MHz. */
-  cpu_mhz: z.optional(z.nullable(z.int().check(z.gte(1)))),
-  hardware_vendor: z.optional(z.nullable(z.string())),
-  hardware_model: z.optional(z.nullable(z.string())),
-  hardware_serial: z.optional(z.nullable(z.string())),
-  /** Now minus uptime, to the second, taken once per agent process. */
-  boot_time: z.optional(z.nullable(z.iso.datetime({ offset: true }))),
-  /** IANA time zone name. */
-  time_zone: z.optional(z.nullable(z.string())),
-  fqdn: z.optional(z.nullable(z.string())),
-  domain: z.optional(z.nullable(z.string())),
-  virtualization: z.optional(z.nullable(VirtualizationSchema)),
-  /** The agent binary's target triple (`Deno.build.target`). */
-  agent_platform: z.optional(z.nullable(z.string())),
-});
-/** Host inventory. */
-export type Host = z.infer<typeof HostSchema>;
-
-const bytes = z.nullable(z.int().check(z.nonnegative()));
-
-/** Basic metrics sampled at each heartbeat. */
-export const MetricsSchema = z.object({
-  uptime_seconds: z.nullable(z.int().check(z.nonnegative())),
-  load_average: z.nullable(z.tuple([z.number(), z.number(), z.number()])),
-  memory: z.nullable(z.object({
-    total_bytes: bytes,
-    free_bytes: bytes,
-    available_bytes: bytes,
-    buffers_bytes: bytes,
-    /** Null on every OS with Deno 2.9: it never measures page cache, and /proc needs --allow-all. */
-    cached_bytes: bytes,
-    swap_total_bytes: bytes,
-    swap_free_bytes: bytes,
-    /** v1.3: swap total minus swap free. */
-    swap_used_bytes: z.optional(bytes),
-  })),
-  /**
-   * v1.3: utilisation since the previous sample (Linux: /proc/stat, sampled with the network
-   * counters at most every minute; elsewhere at every heartbeat). Null until a process has two
-   * samples, or after a counter went backwards.
-   */
-  cpu: z.optional(z.nullable(CpuUsageSchema)),
-  /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
-  filesystems: z.optional(FilesystemsSchema),
-  /** v1.3: sent with the first heartbeat after each sample (at most every minute, Linux only). */
-  network: z.optional(NetworkTrafficSchema),
-});
-/** Metrics. */
-export type Metrics = z.infer<typeof MetricsSchema>;
 
 /** What `inventory` prints: one collection. */
 export const TelemetrySchema = z.object({

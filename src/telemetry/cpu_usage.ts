@@ -1,20 +1,4 @@
-import * as z from "../zod.ts";
-
-const percent = z.nullable(z.number().check(z.gte(0), z.lte(100)));
-
-/**
- * CPU utilisation since the previous sample, in percent of all cores (one decimal). `iowait` and
- * `steal` are null where the source does not count them apart (see {@linkcode cpuUsage}).
- */
-export const CpuUsageSchema = z.object({
-  user: percent,
-  system: percent,
-  idle: percent,
-  iowait: percent,
-  steal: percent,
-});
-/** CPU utilisation over one interval. */
-export type CpuUsage = z.infer<typeof CpuUsageSchema>;
+import type { CpuUsage } from "../platform/telemetry_wire.ts";
 
 /** Cumulative CPU times of one core as `node:os` `cpus()` reports them (milliseconds). */
 export interface CoreTimes {

@@ -1,32 +1,4 @@
-import * as z from "../zod.ts";
-
-const count = z.nullable(z.int().check(z.nonnegative()));
-
-/**
- * One filesystem as a compact tuple (heartbeats stay under 1,024 bytes): mount point, type, total,
- * free and available bytes (available = free to unprivileged users), total and free inodes
- * (null where the filesystem has no inode table).
- */
-export const FilesystemSchema = z.tuple([
-  z.string(),
-  z.string(),
-  count,
-  count,
-  count,
-  count,
-  count,
-]);
-/** `[mount, type, total_bytes, free_bytes, available_bytes, inodes_total, inodes_free]`. */
-export type Filesystem = z.infer<typeof FilesystemSchema>;
-
-/** Filesystem space, collected at most every {@linkcode FILESYSTEM_INTERVAL_MS}. */
-export const FilesystemsSchema = z.object({
-  /** Seconds since the figures were collected. */
-  age_seconds: z.int().check(z.nonnegative()),
-  mounts: z.array(FilesystemSchema),
-});
-/** Filesystems and the age of their figures. */
-export type Filesystems = z.infer<typeof FilesystemsSchema>;
+import type { Filesystem } from "../platform/telemetry_wire.ts";
 
 /** Disk space moves slowly: `df` runs at most this often. */
 export const FILESYSTEM_INTERVAL_MS = 5 * 60_000;

@@ -1,12 +1,4 @@
-import * as z from "../zod.ts";
-
-/** Whether the host is a container, a virtual machine or neither, and which technology if known. */
-export const VirtualizationSchema = z.object({
-  kind: z.enum(["container", "vm", "none"]),
-  technology: z.nullable(z.string()),
-});
-/** Virtualization of the host. */
-export type Virtualization = z.infer<typeof VirtualizationSchema>;
+import type { Virtualization } from "../platform/telemetry_wire.ts";
 
 /** What a machine says it is; each part null when unreadable. */
 export interface HardwareIdentity {

@@ -1,24 +1,4 @@
-import * as z from "../zod.ts";
-
-const count = z.int().check(z.nonnegative());
-
-/**
- * Traffic of one interface over the interval, as a compact tuple: received bytes, packets and
- * errors, then sent bytes, packets and errors. Null when a counter went backwards (wrap, reset).
- */
-export const InterfaceTrafficSchema = z.nullable(
-  z.tuple([count, count, count, count, count, count]),
-);
-/** `[rx_bytes, rx_packets, rx_errors, tx_bytes, tx_packets, tx_errors]` or null. */
-export type InterfaceTraffic = z.infer<typeof InterfaceTrafficSchema>;
-
-/** Network traffic per non-loopback interface since the previous sample. */
-export const NetworkTrafficSchema = z.object({
-  interval_seconds: z.int().check(z.nonnegative()),
-  interfaces: z.record(z.string(), InterfaceTrafficSchema),
-});
-/** Network traffic over one interval. */
-export type NetworkTraffic = z.infer<typeof NetworkTrafficSchema>;
+import type { InterfaceTraffic, NetworkTraffic } from "../platform/telemetry_wire.ts";
 
 /** Cumulative counters of one interface, in the tuple's order. */
 export type InterfaceCounters = [number, number, number, number, number, number];
