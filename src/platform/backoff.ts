@@ -8,7 +8,7 @@ export const MAX_RETRY_SPREAD_SECONDS = RETRY_AFTER_CAP_SECONDS / 10;
  * Longest wait after any failure, whatever the interval or the platform says: the Retry-After cap
  * plus the most spread (3960 s).
  */
-export const MAX_FAILURE_DELAY_SECONDS = RETRY_AFTER_CAP_SECONDS + MAX_RETRY_SPREAD_SECONDS;
+const MAX_FAILURE_DELAY_SECONDS = RETRY_AFTER_CAP_SECONDS + MAX_RETRY_SPREAD_SECONDS;
 
 /** Exponential backoff bounds, in seconds. */
 export interface BackoffPolicy {

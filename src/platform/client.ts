@@ -83,7 +83,7 @@ export interface PlatformClientOptions {
 }
 
 /** Whole-request timeout when none is given. */
-export const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_TIMEOUT_MS = 15_000;
 /** Response body cap when none is given: platform answers are a few hundred bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 

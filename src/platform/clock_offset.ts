@@ -7,7 +7,7 @@ import { type ClockOffsetReport, FEATURE_CLOCK_OFFSET } from "./contract.ts";
 import type { Logger } from "../log.ts";
 
 /** Offset beyond which the agent warns (once per process): certificates start to look wrong. */
-export const CLOCK_WARN_SECONDS = 60;
+const CLOCK_WARN_SECONDS = 60;
 
 /** One measurement: positive seconds mean the platform's clock is ahead of this host's. */
 export interface ClockMeasurement {

@@ -6,7 +6,7 @@ import { HostSchema, MetricsSchema } from "./telemetry_wire.ts";
  * Agent ids the platform may issue (contract v1.3): a letter or digit first, so `.`, `..` and
  * `-option` can never become a path segment, a file name or an argument.
  */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** An agent id (see {@linkcode AGENT_ID_PATTERN}). */
 export const AgentIdSchema = z.string().check(z.regex(AGENT_ID_PATTERN));
 
@@ -51,7 +51,7 @@ export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
  * beyond v1.0. Entries this agent does not know are kept and ignored; an answer without the member
  * advertises nothing.
  */
-export const FeaturesSchema = z.array(z.string());
+const FeaturesSchema = z.array(z.string());
 
 /** Feature: the platform accepts heartbeats without `host` (the inventory delta). */
 export const FEATURE_HOST_DIGEST = "host_digest";
@@ -92,7 +92,7 @@ export const ENROLLMENT_REJECTION_CODES: ReadonlySet<string> = new Set([
 export const ENROLLMENT_REJECTION_STATUSES: ReadonlySet<number> = new Set([401, 409]);
 
 /** Media type of RFC 9457 problem documents. */
-export const PROBLEM_MEDIA_TYPE = "application/problem+json";
+const PROBLEM_MEDIA_TYPE = "application/problem+json";
 
 /** The parts of a failed answer the rejection rules look at. */
 export interface FailedAnswer {
@@ -151,7 +151,7 @@ export const EnrollResponseSchema = z.object({
 export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 
 /** Lowercase hex SHA-256, as in `host_digest`. */
-export const Sha256HexSchema = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const Sha256HexSchema = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 
 /** `gap.last_error.kind`: the agent's own error kinds; `other` for one this version cannot name. */
 export const GAP_ERROR_KINDS = [...PLATFORM_ERROR_KINDS, "other"] as const;
@@ -181,7 +181,7 @@ export type Gap = z.infer<typeof GapSchema>;
  * The platform's clock minus this host's, in whole seconds (positive: the platform is ahead), as
  * measured from the `Date` header of an answer (contract v1.3, feature `clock_offset`).
  */
-export const ClockOffsetReportSchema = z.object({
+const ClockOffsetReportSchema = z.object({
   seconds: z.int(),
   measured_at: z.iso.datetime({ offset: true }),
 });

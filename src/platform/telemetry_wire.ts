@@ -10,7 +10,7 @@ const percent = z.nullable(z.number().check(z.gte(0), z.lte(100)));
  * CPU utilisation since the previous sample, in percent of all cores (one decimal). `iowait` and
  * `steal` are null where the source does not count them apart (see `cpuUsage`).
  */
-export const CpuUsageSchema = z.object({
+const CpuUsageSchema = z.object({
   user: percent,
   system: percent,
   idle: percent,
@@ -27,7 +27,7 @@ const fsCount = z.nullable(z.int().check(z.nonnegative()));
  * free and available bytes (available = free to unprivileged users), total and free inodes
  * (null where the filesystem has no inode table).
  */
-export const FilesystemSchema = z.tuple([
+const FilesystemSchema = z.tuple([
   z.string(),
   z.string(),
   fsCount,
@@ -40,7 +40,7 @@ export const FilesystemSchema = z.tuple([
 export type Filesystem = z.infer<typeof FilesystemSchema>;
 
 /** Filesystem space, collected at most every 5 minutes (`FILESYSTEM_INTERVAL_MS`). */
-export const FilesystemsSchema = z.object({
+const FilesystemsSchema = z.object({
   /** Seconds since the figures were collected. */
   age_seconds: z.int().check(z.nonnegative()),
   mounts: z.array(FilesystemSchema),
@@ -54,14 +54,14 @@ const netCount = z.int().check(z.nonnegative());
  * Traffic of one interface over the interval, as a compact tuple: received bytes, packets and
  * errors, then sent bytes, packets and errors. Null when a counter went backwards (wrap, reset).
  */
-export const InterfaceTrafficSchema = z.nullable(
+const InterfaceTrafficSchema = z.nullable(
   z.tuple([netCount, netCount, netCount, netCount, netCount, netCount]),
 );
 /** `[rx_bytes, rx_packets, rx_errors, tx_bytes, tx_packets, tx_errors]` or null. */
 export type InterfaceTraffic = z.infer<typeof InterfaceTrafficSchema>;
 
 /** Network traffic per non-loopback interface since the previous sample. */
-export const NetworkTrafficSchema = z.object({
+const NetworkTrafficSchema = z.object({
   interval_seconds: z.int().check(z.nonnegative()),
   interfaces: z.record(z.string(), InterfaceTrafficSchema),
 });
@@ -69,7 +69,7 @@ export const NetworkTrafficSchema = z.object({
 export type NetworkTraffic = z.infer<typeof NetworkTrafficSchema>;
 
 /** Whether the host is a container, a virtual machine or neither, and which technology if known. */
-export const VirtualizationSchema = z.object({
+const VirtualizationSchema = z.object({
   kind: z.enum(["container", "vm", "none"]),
   technology: z.nullable(z.string()),
 });

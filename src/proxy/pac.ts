@@ -13,9 +13,9 @@ import { readCapped } from "../platform/body_reader.ts";
 /** Largest PAC file accepted. */
 export const PAC_MAX_BYTES = 1024 * 1024;
 /** Time allowed to fetch a PAC file. */
-export const PAC_FETCH_TIMEOUT_MS = 10_000;
+const PAC_FETCH_TIMEOUT_MS = 10_000;
 /** Time allowed for one evaluation of `FindProxyForURL`. */
-export const PAC_EVAL_TIMEOUT_MS = 3_000;
+const PAC_EVAL_TIMEOUT_MS = 3_000;
 /** Evaluation rounds: each may reveal names to resolve for the next. */
 const MAX_DNS_ROUNDS = 4;
 
@@ -30,7 +30,7 @@ export interface PacDeps {
 }
 
 /** The real network and clock. */
-export const denoPacDeps: PacDeps = {
+const denoPacDeps: PacDeps = {
   resolve: async (host) => {
     try {
       return (await lookup(host, { family: 4 })).address;

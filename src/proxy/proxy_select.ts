@@ -148,7 +148,7 @@ export function describeDecision(decision: ProxyDecision): string {
 }
 
 /** The proxy URL without credentials, as shown in logs and errors. */
-export function bareProxy(url: URL): string {
+function bareProxy(url: URL): string {
   const bare = new URL(url.href);
   bare.username = "";
   bare.password = "";

@@ -17,7 +17,7 @@ import type { Logger } from "../log.ts";
 export type RootStore = "none" | "mozilla" | "system";
 
 /** Variables Deno reads when it builds its root store (see the module comment). */
-export const TRUST_VARIABLES = [
+const TRUST_VARIABLES = [
   "DENO_CERT",
   "NODE_EXTRA_CA_CERTS",
   "DENO_TLS_CA_STORE",
@@ -26,7 +26,7 @@ export const TRUST_VARIABLES = [
 ] as const;
 
 /** Read by Deno at start-up: TLS session keys are appended to the file it names. */
-export const KEY_LOG_VARIABLE = "SSLKEYLOGFILE";
+const KEY_LOG_VARIABLE = "SSLKEYLOGFILE";
 
 const STORE_VALUE: Record<RootStore, string> = { none: ",", mozilla: "mozilla", system: "system" };
 const PERMISSIONS_HINT = "see tasks/permissions.flags";
@@ -92,11 +92,6 @@ export function selectRootStore(roots: RootStore): void {
   if (state.store !== undefined) return;
   state.store = roots;
   if (state.armed) Deno.env.set("DENO_TLS_CA_STORE", STORE_VALUE[roots]);
-}
-
-/** The trust variables that were set when the agent started (for `enroll --check`). */
-export function trustVariablesAtStartup(): readonly string[] {
-  return state.startup;
 }
 
 /**
