@@ -1,5 +1,5 @@
 /**
- * Hand-written, not node:net: the steady `run` path must not load Node compat (+2 MB RSS).
+ * Hand-written, not node:net: a node: import on the steady `run` path loads Deno's Node layer.
  * IPv4/IPv6 addresses and CIDR networks as bytes, for `NO_PROXY` lists and OS bypass lists.
  */
 
