@@ -207,7 +207,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         metricsFile: str(f["metrics-file"]),
         proxyPac: str(f["proxy-pac"]),
       });
-      const { runCommand } = await import("./heartbeat/loop.ts");
+      const { runCommand } = await import("./commands/run.ts");
       await runCommand(ctx, { once: f.once === true, intervalSeconds: num(f.interval) });
     },
   },
@@ -224,7 +224,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     examples: ["oneconnect-agent status --json", "oneconnect-agent status --format prometheus"],
     run: async (f, context) => {
-      const { STATUS_FORMATS, statusCommand } = await import("./state/status_store.ts");
+      const { STATUS_FORMATS, statusCommand } = await import("./commands/status.ts");
       const format = str(f.format) ?? (f.json === true ? "json" : "text");
       if (!(STATUS_FORMATS as readonly string[]).includes(format)) {
         throw new UsageError(
@@ -258,7 +258,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent renew"],
     run: async (f, context) => {
       const ctx = await context({ auth: str(f.auth) });
-      const { renewCommand } = await import("./enrollment/renewal.ts");
+      const { renewCommand } = await import("./commands/renew.ts");
       await renewCommand(ctx);
     },
   },

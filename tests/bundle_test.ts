@@ -27,7 +27,7 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
     const files = [];
     for await (const e of Deno.readDir(out)) if (e.isFile) files.push(e.name);
     files.push("proxy/pac_worker.js");
-    const run = files.find((f) => /^loop-[\w-]+\.js$/.test(f));
+    const run = files.find((f) => /^run-[\w-]+\.js$/.test(f));
     assert.ok(run, `no heartbeat chunk in ${files.join(", ")}`);
     const closure = new Set([
       ...await staticClosure(out, "main.js"),

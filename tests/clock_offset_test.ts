@@ -5,7 +5,8 @@ import {
   describeOffset,
   offsetFromDate,
 } from "../src/platform/clock_offset.ts";
-import { emptyStatus, readStatus, renderStatusText } from "../src/state/status_store.ts";
+import { emptyStatus, readStatus } from "../src/state/status_store.ts";
+import { renderStatusText } from "../src/commands/status.ts";
 import { tempDir } from "./helpers.ts";
 
 Deno.test("offsetFromDate compares the Date header with the middle of the round trip", () => {

@@ -9,13 +9,8 @@ import {
   type HeartbeatResponse,
 } from "../src/platform/contract.ts";
 import { CredentialRejectedError, ExitCode, PlatformError } from "../src/errors.ts";
-import {
-  heartbeatLoop,
-  HeartbeatSchedule,
-  type LoopEnd,
-  parseIntervalHint,
-  SEQUENCE_RESERVATION_BLOCK,
-} from "../src/heartbeat/loop.ts";
+import { heartbeatLoop, type LoopEnd, SEQUENCE_RESERVATION_BLOCK } from "../src/heartbeat/loop.ts";
+import { HeartbeatSchedule, parseIntervalHint } from "../src/heartbeat/schedule.ts";
 import { createLogger, type LogLevel } from "../src/log.ts";
 import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
 import type { Host, Metrics } from "../src/platform/telemetry_wire.ts";

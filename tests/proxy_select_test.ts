@@ -149,7 +149,7 @@ Deno.test("PAC and OS proxy code are loaded only dynamically, never on a plain r
     >;
   };
   const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
-  const root = info.modules.find((m) => m.specifier.endsWith("/src/heartbeat/loop.ts"))!;
+  const root = info.modules.find((m) => m.specifier.endsWith("/src/commands/run.ts"))!;
   const seen = new Set<string>();
   const stack = [
     root.specifier,

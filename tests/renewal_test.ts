@@ -15,9 +15,9 @@ import {
   type RenewalClient,
   renewalDueAt,
   RenewalScheduler,
-  renewCommand,
   renewIdentity,
 } from "../src/enrollment/renewal.ts";
+import { renewCommand } from "../src/commands/renew.ts";
 import {
   type AgentStatus,
   emptyStatus,
@@ -572,7 +572,7 @@ Deno.test("renew when not enrolled exits 5", async () => {
 
 Deno.test("run's modules load X.509 code only when a renewal happens", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "src/heartbeat/loop.ts"],
+    args: ["info", "--json", "src/commands/run.ts"],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "piped",
@@ -585,7 +585,7 @@ Deno.test("run's modules load X.509 code only when a renewal happens", async () 
     }>;
   };
   const bySpecifier = new Map(graph.modules.map((m) => [m.specifier, m]));
-  const root = new URL("../src/heartbeat/loop.ts", import.meta.url).href;
+  const root = new URL("../src/commands/run.ts", import.meta.url).href;
   const seen = new Set<string>();
   const queue = [root];
   while (queue.length > 0) {

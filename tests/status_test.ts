@@ -7,11 +7,10 @@ import {
   type AgentStatus,
   emptyStatus,
   readStatus,
-  renderStatusText,
   statusPath,
   StatusStore,
-  statusView,
 } from "../src/state/status_store.ts";
+import { renderStatusText, statusView } from "../src/commands/status.ts";
 import { runAgent, tempDir } from "./helpers.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");

@@ -32,10 +32,9 @@ import {
   type Identity,
   IdentityStore,
   type IdentityStoreOptions,
-  STATUS_FILE_NAME,
 } from "../state/identity_store.ts";
 import { type Logger, registerSecret } from "../log.ts";
-import { emptyStatus, StatusStore } from "../state/status_store.ts";
+import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";

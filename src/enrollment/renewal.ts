@@ -1,29 +1,20 @@
 /**
  * Certificate renewal: when to renew, one renewal (new key on the host, CSR, verified answer,
- * atomic identity replacement), the scheduler the heartbeat loop calls between beats, and
- * `oneconnect-agent renew`. X.509 code is loaded only when a renewal actually happens.
+ * atomic identity replacement), and the scheduler the heartbeat loop calls between beats. X.509
+ * code is loaded only when a renewal actually happens.
  */
-import { ClockOffset } from "../platform/clock_offset.ts";
+import type { ClockOffset } from "../platform/clock_offset.ts";
 import {
   type BackoffPolicy,
   DEFAULT_BACKOFF,
   failureDelay,
   withJitter,
 } from "../platform/backoff.ts";
-import { cloneRefusal } from "../state/clone_guard.ts";
-import type { CommandContext } from "../context.ts";
-import {
-  isCredentialRejection,
-  type RenewRequest,
-  type RenewResponse,
-} from "../platform/contract.ts";
-import { CredentialRejectedError, errorMessage, PlatformError } from "../errors.ts";
-import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
-import { type Identity, IdentityStore } from "../state/identity_store.ts";
+import type { RenewRequest, RenewResponse } from "../platform/contract.ts";
+import { errorMessage, PlatformError } from "../errors.ts";
+import type { Identity } from "../state/identity_store.ts";
 import { type Logger, registerSecret } from "../log.ts";
-import { acquireStateLock } from "../state/state_lock.ts";
-import { type AgentStatus, type RenewalStatus, StatusStore } from "../state/status_store.ts";
-import { TelemetryCollector } from "../telemetry/collector.ts";
+import { iso, StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
 
 /** Fraction of the certificate lifetime after which it is renewed. */
 export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
@@ -31,6 +22,20 @@ export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
 export const RENEWAL_JITTER_FRACTION = 0.1;
 /** Renew at once when less than this remains (see {@linkcode renewalDueAt} for short lifetimes). */
 export const RENEWAL_URGENT_SECONDS = 86_400;
+/** Days before certificate expiry from which `run` warns and `status` flags it. */
+export const CERTIFICATE_WARNING_DAYS = 7;
+
+/** How near a certificate expiring at `notAfter` (ISO 8601) is to expiry at `nowMs`. */
+export function certificateExpiry(
+  notAfter: string,
+  nowMs: number,
+): { kind: "expired" } | { kind: "soon"; leftMs: number } | { kind: "valid" } {
+  const leftMs = Date.parse(notAfter) - nowMs;
+  if (leftMs <= 0) return { kind: "expired" };
+  return leftMs < CERTIFICATE_WARNING_DAYS * 86_400_000
+    ? { kind: "soon", leftMs }
+    : { kind: "valid" };
+}
 
 /**
  * When a certificate valid from `notBeforeMs` to `notAfterMs` is due for renewal (wall-clock ms):
@@ -140,12 +145,6 @@ export async function renewIdentity(
   };
 }
 
-/** The part of the status file renewal writes. */
-export interface RenewalStatusSink {
-  current: AgentStatus;
-  save(): Promise<void>;
-}
-
 /** Options of {@linkcode RenewalScheduler}. */
 export interface RenewalSchedulerOptions<C extends RenewalClient & { close(): void }> {
   identity: Identity;
@@ -155,8 +154,11 @@ export interface RenewalSchedulerOptions<C extends RenewalClient & { close(): vo
   createClient: (identity: Identity) => C;
   /** Persists a renewed identity atomically (IdentityStore). */
   store: { save(identity: Identity): Promise<void> };
-  /** `status.json`, whose `renewal` and `certificate_expires_at` are kept current. */
-  status?: RenewalStatusSink;
+  /**
+   * `status.json`, whose `renewal` and `certificate_expires_at` are kept current (through the
+   * heartbeat loop's recorder when it is one).
+   */
+  status?: StatusSink;
   logger: Logger;
   /** Wall clock, ms (certificate validity is wall-clock time). */
   now?: () => number;
@@ -167,8 +169,6 @@ export interface RenewalSchedulerOptions<C extends RenewalClient & { close(): vo
   /** One renewal; defaults to {@linkcode renewIdentity}. */
   renew?: (identity: Identity, client: C, signal: AbortSignal) => Promise<Identity>;
 }
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * Decides when the certificate is renewed and does it between heartbeats: the loop calls
@@ -181,6 +181,7 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #backoff: BackoffPolicy;
+  readonly #status: StatusRecorder | undefined;
   #identity: Identity;
   #client: C;
   #nextAt: number;
@@ -191,11 +192,12 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.#status = options.status && StatusRecorder.over(options.status, options.logger);
     this.#identity = options.identity;
     this.#client = options.client;
     this.#nextAt = this.#plan(options.identity);
-    const previous = options.status?.current.renewal;
-    this.#record({
+    const previous = this.#status?.current.renewal;
+    this.#status?.renewal({
       next_at: iso(this.#nextAt),
       last_error: previous?.last_error ?? null,
       last_renewed_at: previous?.last_renewed_at ?? null,
@@ -261,14 +263,13 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     this.#identity = renewed;
     this.#failures = 0;
     this.#nextAt = this.#plan(renewed);
-    const status = this.#options.status;
-    if (status) status.current.certificate_expires_at = renewed.certificate_not_after;
-    this.#record({
+    if (this.#status) this.#status.current.certificate_expires_at = renewed.certificate_not_after;
+    this.#status?.renewal({
       next_at: iso(this.#nextAt),
       last_error: null,
       last_renewed_at: iso(this.#now()),
     });
-    await this.#saveStatus();
+    await this.#status?.save();
     logger.info("Certificate renewed", {
       certificate_expires_at: renewed.certificate_not_after,
       next_renewal_at: iso(this.#nextAt),
@@ -310,130 +311,11 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
         : `${message}; the current certificate expired at ${expiresAt}`,
       { failures: this.#failures, retry_in_seconds: Math.round(delaySeconds * 10) / 10 },
     );
-    this.#record({
+    this.#status?.renewal({
       next_at: iso(this.#nextAt),
       last_error: message,
-      last_renewed_at: this.#options.status?.current.renewal?.last_renewed_at ?? null,
+      last_renewed_at: this.#status?.current.renewal?.last_renewed_at ?? null,
     });
-    await this.#saveStatus();
+    await this.#status?.save();
   }
-
-  #record(renewal: RenewalStatus): void {
-    const status = this.#options.status;
-    if (status) status.current.renewal = renewal;
-  }
-
-  async #saveStatus(): Promise<void> {
-    try {
-      await this.#options.status?.save();
-    } catch (e) {
-      this.#options.logger.warn(`Cannot write status file: ${errorMessage(e)}`);
-    }
-  }
-}
-
-/** Seams of {@linkcode renewCommand}. */
-export interface RenewCommandDeps {
-  createClient: (identity: Identity, ctx: CommandContext) => RenewalClient & { close(): void };
-  now: () => number;
-  random: () => number;
-  /** This host's machine id now, for the clone guard (null when it has none). */
-  machineId: () => Promise<string | null>;
-}
-
-const defaultRenewDeps: RenewCommandDeps = {
-  createClient: (identity, ctx) => clientForIdentity(identity, identityClientOptions(ctx)),
-  now: Date.now,
-  random: Math.random,
-  machineId: async () => (await new TelemetryCollector().host()).machine_id,
-};
-
-/**
- * `oneconnect-agent renew`: one renewal now, whatever the schedule. Exit 0 when the new identity is
- * stored, 3 when the platform no longer accepts the agent, 4 when it failed otherwise (the old
- * identity is then untouched).
- */
-export async function renewCommand(
-  ctx: CommandContext,
-  overrides: Partial<RenewCommandDeps> = {},
-): Promise<void> {
-  const deps: RenewCommandDeps = { ...defaultRenewDeps, ...overrides };
-  const { config, logger } = ctx;
-  const store = new IdentityStore(config.stateDir, { logger });
-  await store.auditPermissions();
-  // A running service holds it too: two writers would each keep a token the other revoked.
-  await using _lock = await acquireStateLock(config.stateDir, {
-    command: "renew",
-    action: "Cannot renew",
-    logger,
-  });
-  const identity = await store.load();
-  // A clone renewing would take over the original host's credential.
-  const cloned = cloneRefusal(identity.machine_id, await deps.machineId(), "renew the certificate");
-  if (cloned !== null) throw cloned;
-  const status = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
-  const previous = status.current.renewal;
-  const saveStatus = async (renewal: RenewalStatus) => {
-    status.current.renewal = renewal;
-    try {
-      await status.save();
-    } catch (e) {
-      logger.warn(`Cannot write status file: ${errorMessage(e)}`);
-    }
-  };
-
-  let renewed: Identity;
-  const client = deps.createClient(identity, ctx);
-  try {
-    // The offset `run` measured last, for the hint of a validity error.
-    const measured = status.current.clock_offset;
-    const clock = new ClockOffset(
-      undefined,
-      measured ? { seconds: measured.seconds, measuredAt: measured.measured_at } : undefined,
-    );
-    renewed = await renewIdentity(identity, client, { now: deps.now, signal: ctx.shutdown, clock });
-    const next = deps.createClient(renewed, ctx);
-    try {
-      await proveRenewedClient(next, ctx.shutdown);
-    } finally {
-      next.close();
-    }
-  } catch (error) {
-    const message = `Cannot renew certificate: ${errorMessage(error)}`;
-    await saveStatus({
-      next_at: previous?.next_at ?? null,
-      last_error: message,
-      last_renewed_at: previous?.last_renewed_at ?? null,
-    });
-    if (!(error instanceof PlatformError)) throw error;
-    if (isCredentialRejection(error)) {
-      throw new CredentialRejectedError(
-        `${message}; the platform no longer accepts this agent: re-enroll with "oneconnect-agent enroll --force"`,
-        { cause: error },
-      );
-    }
-    throw new PlatformError(message, error, { cause: error });
-  } finally {
-    client.close();
-  }
-  await store.save(renewed);
-  status.current.certificate_expires_at = renewed.certificate_not_after;
-  await saveStatus({
-    next_at: iso(
-      renewalDueAt(
-        Date.parse(renewed.certificate_not_before),
-        Date.parse(renewed.certificate_not_after),
-        deps.random,
-      ),
-    ),
-    last_error: null,
-    last_renewed_at: iso(deps.now()),
-  });
-  logger.info("Certificate renewed", {
-    agent_id: renewed.agent_id,
-    certificate_expires_at: renewed.certificate_not_after,
-  });
-  ctx.stdout(
-    `renewed the certificate of ${renewed.agent_id}; valid until ${renewed.certificate_not_after}\n`,
-  );
 }

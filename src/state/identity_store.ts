@@ -5,6 +5,7 @@ import { errorMessage, NotEnrolledError, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, join, tempFilePattern } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { type Logger, registerSecret, silentLogger } from "../log.ts";
+import { STATUS_FILE_NAME } from "./status_store.ts";
 import {
   auditStateDirOwnership,
   type OwnershipHost,
@@ -53,8 +54,6 @@ export interface PermissionRepair {
 
 /** Name of the identity file inside the state directory. */
 export const IDENTITY_FILE_NAME = "identity.json";
-/** Name of the heartbeat status file (a secret-adjacent file, kept 0600 like the identity). */
-export const STATUS_FILE_NAME = "status.json";
 /** Name of the bootstrap enrollment token an MDM may drop into the state directory. */
 export const ENROLLMENT_TOKEN_FILE_NAME = "enrollment.token";
 

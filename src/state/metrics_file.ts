@@ -6,12 +6,10 @@
 import { replaceFileSync } from "../file_system.ts";
 import type { Logger } from "../log.ts";
 import { METRICS_FILE_MODE, renderPrometheusMetrics } from "./prometheus_metrics.ts";
-import type { StatusIdentityFacts, StatusStore } from "./status_store.ts";
+import type { StatusIdentityFacts } from "./status_store.ts";
+import type { StatusSink } from "./status_recorder.ts";
 import { VERSION } from "../version.ts";
 import { errorMessage } from "../errors.ts";
-
-/** The status a heartbeat loop writes: its current value and an atomic save. */
-export type StatusSaver = Pick<StatusStore, "current" | "save">;
 
 /** Options for {@linkcode withMetricsFile}. */
 export interface MetricsFileOptions {
@@ -35,7 +33,7 @@ export const METRICS_FILE_MIN_SPACING_MS = 15_000;
  * attempt (sequence reservations, renewal state) never write it. A failed write is logged once and
  * never stops heartbeats.
  */
-export function withMetricsFile(status: StatusSaver, options: MetricsFileOptions): StatusSaver {
+export function withMetricsFile(status: StatusSink, options: MetricsFileOptions): StatusSink {
   const now = options.now ?? Date.now;
   const identity = { ...options.identity, version: VERSION };
   const st = () => status.current;
@@ -59,7 +57,8 @@ export function withMetricsFile(status: StatusSaver, options: MetricsFileOptions
       writtenAtMs = nowMs;
       try {
         // Atomic (the collector must never read half a file), synchronous and not fsync'd: a
-        // later heartbeat rewrites it, and async calls plus fsyncs cost 0.8 ms per write.
+        // later heartbeat rewrites it, and async calls plus fsyncs cost more CPU per write
+        // (`deno task bench-metrics-file`).
         replaceFileSync(
           options.path,
           renderPrometheusMetrics(identity, status.current, nowMs),

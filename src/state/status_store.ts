@@ -1,14 +1,13 @@
+/** `status.json`: its schema, reading it, and the store that writes it atomically. */
 import * as z from "../zod.ts";
-import type { CommandContext } from "../context.ts";
-import { errorMessage, NotEnrolledError, UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, join } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
-import { IdentityStore, STATUS_FILE_NAME } from "./identity_store.ts";
 import type { Logger } from "../log.ts";
 import { silentLogger } from "../log.ts";
-import { VERSION } from "../version.ts";
-import { describeOffset } from "../platform/clock_offset.ts";
 
+/** Name of the heartbeat status file in the state directory. */
+export const STATUS_FILE_NAME = "status.json";
 /** Mode of `status.json`: it names the agent and its platform, so it stays owner-only. */
 export const STATUS_FILE_MODE = 0o600;
 
@@ -30,9 +29,6 @@ export const PermissionRepairSchema = z.object({
   old_mode: z.string(),
   new_mode: z.string(),
 });
-/** A permission repair. */
-export type StatusPermissionRepair = z.infer<typeof PermissionRepairSchema>;
-
 /** Why the heartbeat loop stopped (a rejection, a cloned identity, or a shutdown signal). */
 export const StoppedSchema = z.object({
   at: timestamp,
@@ -239,139 +235,4 @@ export interface StatusIdentityFacts {
   platform_url: string;
   enrolled_at: string;
   certificate_not_after: string;
-}
-
-/** What `status --json` prints: identity facts and the heartbeat status, flat. */
-export function statusView(
-  identity: StatusIdentityFacts,
-  status: AgentStatus | null,
-): Record<string, unknown> {
-  const s = status !== null && status.agent_id === identity.agent_id
-    ? status
-    : emptyStatus(identity.agent_id);
-  return {
-    ...s,
-    enrolled: true,
-    agent_id: identity.agent_id,
-    platform_url: identity.platform_url,
-    enrolled_at: identity.enrolled_at,
-    certificate_expires_at: identity.certificate_not_after,
-  };
-}
-
-function relative(iso: string | null, nowMs: number): string {
-  if (iso === null) return "never";
-  const deltaSeconds = Math.round((Date.parse(iso) - nowMs) / 1000);
-  const abs = Math.abs(deltaSeconds);
-  const span = abs < 120
-    ? `${abs} s`
-    : abs < 7200
-    ? `${Math.round(abs / 60)} min`
-    : abs < 172800
-    ? `${Math.round(abs / 3600)} h`
-    : `${Math.round(abs / 86400)} days`;
-  if (abs === 0) return `${iso} (now)`;
-  return `${iso} (${deltaSeconds > 0 ? `in ${span}` : `${span} ago`})`;
-}
-
-/** Renders `status` for humans, one fact per line. */
-export function renderStatusText(
-  identity: StatusIdentityFacts,
-  status: AgentStatus | null,
-  nowMs: number,
-): string {
-  const s = status !== null && status.agent_id === identity.agent_id ? status : null;
-  const lines: Array<[string, string]> = [
-    ["Agent", identity.agent_id],
-    ["Platform", identity.platform_url],
-    ["Enrolled", identity.enrolled_at],
-  ];
-  const expiresMs = Date.parse(identity.certificate_not_after);
-  lines.push([
-    "Certificate",
-    `expires ${relative(identity.certificate_not_after, nowMs)}${
-      expiresMs <= nowMs
-        ? " EXPIRED"
-        : expiresMs - nowMs < 7 * 86400_000
-        ? " (expires within 7 days)"
-        : ""
-    }`,
-  ]);
-  if (s === null) {
-    lines.push(["Heartbeats", "none yet (run `oneconnect-agent run`)"]);
-  } else {
-    lines.push(["Last success", relative(s.last_success_at, nowMs)]);
-    lines.push(["Last attempt", relative(s.last_attempt_at, nowMs)]);
-    lines.push([
-      "Failures",
-      s.consecutive_failures === 0
-        ? "0"
-        : `${s.consecutive_failures} consecutive, failing since ${s.failing_since ?? "unknown"}`,
-    ]);
-    if (s.last_error !== null) {
-      const e = s.last_error;
-      const head = [e.kind, e.http_status, e.code].filter((v) => v !== null).join(" ");
-      lines.push(["Last error", `${head}: ${e.message}`]);
-    }
-    lines.push(["Sequence", String(s.sequence)]);
-    lines.push([
-      "Next attempt",
-      s.stopped !== null || s.next_attempt_at === null
-        ? "none scheduled"
-        : relative(s.next_attempt_at, nowMs),
-    ]);
-    if (s.stopped !== null) {
-      lines.push(["Stopped", `${s.stopped.at} (${s.stopped.reason}): ${s.stopped.message}`]);
-    }
-    for (const r of s.permission_repairs) {
-      lines.push(["Permissions", `repaired ${r.path}: ${r.old_mode} -> ${r.new_mode}`]);
-    }
-    if (s.clock_offset) {
-      const c = s.clock_offset;
-      lines.push([
-        "Clock offset",
-        `${c.seconds} s: the platform's clock ${
-          describeOffset(c.seconds)
-        } (measured ${c.measured_at})`,
-      ]);
-    }
-    if (s.renewal) {
-      const r = s.renewal;
-      lines.push(["Renewal", `next ${r.next_at ?? "not scheduled"}`]);
-      if (r.last_renewed_at !== null) lines.push(["Last renewal", r.last_renewed_at]);
-      if (r.last_error !== null) lines.push(["Renewal error", r.last_error]);
-    }
-  }
-  const width = Math.max(...lines.map(([k]) => k.length)) + 2;
-  return lines.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}`).join("\n") + "\n";
-}
-
-/** Output formats of `status`. */
-export const STATUS_FORMATS = ["text", "json", "prometheus"] as const;
-/** An output format of `status`. */
-export type StatusFormat = typeof STATUS_FORMATS[number];
-
-/** `oneconnect-agent status [--format text|json|prometheus]`: exit 5 when not enrolled. */
-export async function statusCommand(
-  ctx: CommandContext,
-  options: { format: StatusFormat },
-): Promise<void> {
-  const store = new IdentityStore(ctx.config.stateDir, { logger: ctx.logger });
-  if (!(await store.exists())) {
-    throw new NotEnrolledError(
-      `Not enrolled: no identity in ${
-        JSON.stringify(ctx.config.stateDir)
-      }; run "oneconnect-agent enroll --url <platform-url>"`,
-    );
-  }
-  const identity = await store.load();
-  const status = await readStatus(statusPath(ctx.config.stateDir), { logger: ctx.logger });
-  if (options.format === "json") {
-    ctx.stdout(JSON.stringify(statusView(identity, status), null, 2) + "\n");
-  } else if (options.format === "prometheus") {
-    const { renderPrometheusMetrics } = await import("./prometheus_metrics.ts");
-    ctx.stdout(renderPrometheusMetrics({ ...identity, version: VERSION }, status, Date.now()));
-  } else {
-    ctx.stdout(renderStatusText(identity, status, Date.now()));
-  }
 }

@@ -4,7 +4,7 @@
  * the fleet's requests land on the platform (peak arrivals in a 1-second window / mean rate).
  */
 import { parseRetryAfter } from "../../src/platform/backoff.ts";
-import { HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { HeartbeatSchedule } from "../../src/heartbeat/schedule.ts";
 
 /** How the platform answers during the outage. */
 export type RetryAfterVariant = "none" | "seconds" | "http-date";
@@ -24,9 +24,9 @@ export interface FleetSchedule {
   create(intervalSeconds: number, random: () => number): FleetAgent;
 }
 
-/** The agent's own schedule: `HeartbeatSchedule` from src/heartbeat/loop.ts, one per simulated agent. */
+/** The agent's own schedule: `HeartbeatSchedule` from src/heartbeat/schedule.ts, one per simulated agent. */
 export const agentSchedule: FleetSchedule = {
-  name: "src/heartbeat/loop.ts HeartbeatSchedule",
+  name: "src/heartbeat/schedule.ts HeartbeatSchedule",
   create: (intervalSeconds, random) =>
     // The interval comes from enrollment, as it does for a real fleet.
     new HeartbeatSchedule({ enrollmentIntervalSeconds: intervalSeconds, random }),

@@ -10,7 +10,8 @@
  *   <max-seconds> <checkpoint>
  */
 import process from "node:process";
-import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { heartbeatLoop } from "../../src/heartbeat/loop.ts";
+import { HeartbeatSchedule } from "../../src/heartbeat/schedule.ts";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { silentLogger } from "../../src/log.ts";
 import { PlatformClient } from "../../src/platform/client.ts";

@@ -3,7 +3,8 @@
  * by a real TelemetryCollector whose operating system is either this host or a synthetic one. The
  * first beat of a process carries the full `host`; later ones only `host_digest` (inventory delta).
  */
-import { heartbeatLoop, HeartbeatSchedule } from "../../src/heartbeat/loop.ts";
+import { heartbeatLoop } from "../../src/heartbeat/loop.ts";
+import { HeartbeatSchedule } from "../../src/heartbeat/schedule.ts";
 import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/platform/contract.ts";
 import { silentLogger } from "../../src/log.ts";
 import { emptyStatus } from "../../src/state/status_store.ts";

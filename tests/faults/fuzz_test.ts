@@ -17,7 +17,7 @@ import {
 import { readFileConfig } from "../../src/config.ts";
 import { AgentError, NotEnrolledError, PlatformError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
-import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat/loop.ts";
+import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat/schedule.ts";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { clearSecrets, createLogger, redact, registerSecret } from "../../src/log.ts";
 import { PlatformClient } from "../../src/platform/client.ts";

@@ -1,0 +1,147 @@
+/** `oneconnect-agent run`: wires the identity, renewal, telemetry and status into the heartbeat loop. */
+import type { CommandContext } from "../context.ts";
+import { heartbeatLoop } from "../heartbeat/loop.ts";
+import { HeartbeatSchedule } from "../heartbeat/schedule.ts";
+import { certificateExpiry, RenewalScheduler } from "../enrollment/renewal.ts";
+import { clockHint, ClockOffset } from "../platform/clock_offset.ts";
+import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
+import { cloneRefusal } from "../state/clone_guard.ts";
+import { type Identity, IdentityStore } from "../state/identity_store.ts";
+import { acquireStateLock } from "../state/state_lock.ts";
+import { iso, StatusRecorder } from "../state/status_recorder.ts";
+import { StatusStore } from "../state/status_store.ts";
+import { TelemetryCollector } from "../telemetry/collector.ts";
+
+/** Options of `oneconnect-agent run`. */
+export interface RunOptions {
+  once: boolean;
+  intervalSeconds?: number;
+}
+
+/**
+ * `oneconnect-agent run`: loads the identity, refuses a cloned one, and sends heartbeats with one
+ * HTTP client for the life of the process until SIGINT/SIGTERM (exit 0), a rejection (exit 3) or,
+ * with `--once`, after one attempt (0 ok, 3 rejected, 4 failed).
+ */
+export async function runCommand(ctx: CommandContext, options: RunOptions): Promise<void> {
+  const { config, logger } = ctx;
+  // Inventory (file reads, syscalls; it never throws) overlaps loading the identity: start-up
+  // time is the first heartbeat's latency.
+  const collector = new TelemetryCollector({ logger });
+  const hostCollected = collector.host();
+  const store = new IdentityStore(config.stateDir, { logger });
+  const repairs = await store.auditPermissions();
+  // Held for the life of the process: this process renews and keeps the identity in memory.
+  await using _lock = await acquireStateLock(config.stateDir, {
+    command: options.once ? "run --once" : "run",
+    action: "Cannot run",
+    logger,
+  });
+  const identity = await store.load();
+  const statusFile = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
+  const st = statusFile.current;
+  if (repairs.length > 0) st.permission_repairs = repairs;
+  st.certificate_expires_at = identity.certificate_not_after;
+
+  const host = await hostCollected;
+  const cloned = cloneRefusal(identity.machine_id, host.machine_id, "send heartbeats");
+  if (cloned !== null) {
+    await new StatusRecorder(statusFile, logger).stopped(
+      "identity_cloned",
+      cloned.message,
+      Date.now(),
+    );
+    throw cloned;
+  }
+
+  // One measurement of the platform's clock for the whole process, starting from the last run's.
+  const clock = new ClockOffset(
+    logger,
+    st.clock_offset
+      ? { seconds: st.clock_offset.seconds, measuredAt: st.clock_offset.measured_at }
+      : undefined,
+  );
+  const recordClock = () => {
+    const latest = clock.latest;
+    if (latest) st.clock_offset = { seconds: latest.seconds, measured_at: latest.measuredAt };
+  };
+
+  const expiry = certificateExpiry(identity.certificate_not_after, Date.now());
+  if (expiry.kind === "expired") {
+    logger.warn(
+      `Agent certificate expired at ${identity.certificate_not_after}${clockHint(clock.latest)}`,
+    );
+  } else if (expiry.kind === "soon") {
+    logger.warn(
+      `Agent certificate expires at ${identity.certificate_not_after} (in ${
+        Math.floor(expiry.leftMs / 3600_000)
+      } h)`,
+    );
+  }
+
+  // Heartbeats and renewals record through one recorder; the metrics file, when asked for, is
+  // rewritten only by saves that record a new attempt.
+  const metricsFile = config.metricsFile;
+  const status = new StatusRecorder(
+    metricsFile === undefined
+      ? statusFile
+      : (await import("../state/metrics_file.ts")).withMetricsFile(statusFile, {
+        path: metricsFile,
+        identity,
+        logger,
+      }),
+    logger,
+  );
+  const makeClient = (id: Identity) => clientForIdentity(id, identityClientOptions(ctx, { clock }));
+  // Owns the client: after a renewal it holds one presenting the new certificate.
+  using renewal = new RenewalScheduler({
+    identity,
+    client: makeClient(identity),
+    createClient: makeClient,
+    store,
+    status,
+    logger,
+    clock,
+  });
+  const schedule = new HeartbeatSchedule({
+    intervalSeconds: options.intervalSeconds ?? config.intervalSeconds,
+    enrollmentIntervalSeconds: identity.heartbeat_interval_seconds,
+    random: Math.random,
+  });
+  logger.info(options.once ? "Sending one heartbeat" : "Started", {
+    agent_id: identity.agent_id,
+    platform: identity.platform_url,
+    auth: config.auth,
+    interval_seconds: schedule.intervalSeconds,
+    certificate_expires_at: identity.certificate_not_after,
+    next_renewal_at: iso(renewal.nextAt()),
+  });
+  await heartbeatLoop({
+    agentId: identity.agent_id,
+    send: async (body, signal) => {
+      try {
+        const answer = await renewal.client.heartbeat(identity.agent_id, body, signal);
+        collector.delivered(body.metrics);
+        return answer;
+      } finally {
+        recordClock();
+      }
+    },
+    snapshot: async () => ({
+      host: await collector.host(),
+      metrics: await collector.sampleMetrics(),
+    }),
+    status,
+    schedule,
+    monotonicMs: () => performance.now(),
+    wallMs: () => Date.now(),
+    timers: {
+      setTimeout: (callback, ms) => setTimeout(callback, ms),
+      clearTimeout: (id) => clearTimeout(id as number),
+    },
+    logger,
+    shutdown: ctx.shutdown,
+    once: options.once,
+    beforeAttempt: (signal) => renewal.runIfDue(signal),
+  });
+}
