@@ -18,7 +18,7 @@ export interface HostFields {
  * Inventory delta (contract v1): a heartbeat always carries `host_digest`, and carries the full
  * `host` only on the first beat of the process, when the host's JSON text differs from the one
  * the platform last acknowledged (a 2xx), or after the platform answered `host_required`. Most
- * beats thus stay well under 1,024 bytes, the size from which Deno's client stalls ~40 ms.
+ * beats thus stay under 1,024 bytes, the size from which Deno's client stalls a request.
  */
 export class HostDelta {
   readonly #digestOf: (text: string) => Promise<string>;
