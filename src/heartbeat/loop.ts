@@ -132,7 +132,7 @@ class Interruptible implements Disposable {
   }
 }
 
-/** The log lines said once, or once per change, over the life of the loop. */
+/** The log lines said once, or once per change of state, over the life of the loop. */
 class LoopNotes {
   readonly #logger: Logger;
   readonly #schedule: HeartbeatSchedule;
@@ -140,6 +140,8 @@ class LoopNotes {
   #warnedHint = false;
   #interval: number;
   #digestOnly: boolean;
+  /** Monotonic start of the first failed attempt of the current streak in this process. */
+  #failingSinceMono: number | undefined;
 
   constructor(logger: Logger, schedule: HeartbeatSchedule, digestOnly: boolean) {
     this.#logger = logger;
@@ -179,11 +181,44 @@ class LoopNotes {
     }
   }
 
-  /** The first accepted beat of the process. */
-  accepted(sequence: number): void {
-    if (this.#everSucceeded) return;
-    this.#everSucceeded = true;
-    this.#logger.info("First heartbeat accepted", { sequence });
+  /** A failed attempt; the first of a streak is a warning. */
+  failed(
+    startedMono: number,
+    failure: PlatformError,
+    failingSince: string | null,
+    retryInSeconds: number | undefined,
+  ): void {
+    if (this.#failingSinceMono !== undefined) return;
+    this.#failingSinceMono = startedMono;
+    // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
+    const notRejected = notRejectedNote(failure, REJECTION_STATUSES);
+    this.#logger.warn(
+      `Heartbeats failing since ${failingSince}: ${failure.message}${notRejected}`,
+      { retry_in_seconds: retryInSeconds },
+    );
+  }
+
+  /** An accepted beat, after `recoveredFrom` failed ones (of this process or a previous one). */
+  accepted(
+    sequence: number,
+    nowMono: number,
+    recovery: { from: number; since: string | null; gapReported: boolean },
+  ): void {
+    if (recovery.from > 0) {
+      const downSeconds = this.#failingSinceMono === undefined
+        ? undefined
+        : Math.round((nowMono - this.#failingSinceMono) / 1000);
+      this.#logger.info(`Heartbeats recovered after ${recovery.from} failed attempts`, {
+        failing_since: recovery.since,
+        down_seconds: downSeconds,
+        gap_reported: recovery.gapReported,
+      });
+    }
+    if (!this.#everSucceeded) {
+      this.#everSucceeded = true;
+      this.#logger.info("First heartbeat accepted", { sequence });
+    }
+    this.#failingSinceMono = undefined;
   }
 
   /** A change of the interval in force. */
@@ -212,7 +247,6 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
   // After a crash the reservation may exceed what status says was sent: start past both. An
   // orderly stop (shutdown, --once, rejection) hands the unused rest of the block back.
   let next = Math.max(st.sequence, st.sequence_reserved) + 1;
-  let failingSinceMono: number | undefined;
   let conflictRetried = false;
   const hostDelta = new HostDelta(deps.digest);
   // Set when the platform refused a digest-only beat despite advertising `host_digest`: from then
@@ -271,26 +305,18 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         st.platform_features = response.features ?? [];
         notes.digestOnly(digestOnly());
         notes.hint(response.next_heartbeat_seconds);
-        const recoveredFrom = st.consecutive_failures;
-        const since = st.failing_since;
+        const recovery = {
+          from: st.consecutive_failures,
+          since: st.failing_since,
+          gapReported: gap !== undefined,
+        };
         // Measured from the attempt's start, so request time does not stretch the interval.
         delaySeconds = Math.max(
           0,
           schedule.afterSuccess() - (deps.monotonicMs() - startedMono) / 1000,
         );
         status.succeeded(deps.wallMs());
-        if (recoveredFrom > 0) {
-          const downSeconds = failingSinceMono === undefined
-            ? undefined
-            : Math.round((deps.monotonicMs() - failingSinceMono) / 1000);
-          logger.info(`Heartbeats recovered after ${recoveredFrom} failed attempts`, {
-            failing_since: since,
-            down_seconds: downSeconds,
-            gap_reported: gap !== undefined,
-          });
-        }
-        notes.accepted(sequence);
-        failingSinceMono = undefined;
+        notes.accepted(sequence, deps.monotonicMs(), recovery);
         notes.interval();
         break;
       }
@@ -321,15 +347,8 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
         if (lastSequence !== undefined) next = Math.max(next, lastSequence + 1);
         delaySeconds = schedule.afterFailure(failure.retryAfterSeconds);
         status.failed(statusErrorOf(failure));
-        if (failingSinceMono === undefined) {
-          failingSinceMono = startedMono;
-          // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
-          const notRejected = notRejectedNote(failure, REJECTION_STATUSES);
-          logger.warn(
-            `Heartbeats failing since ${st.failing_since}: ${failure.message}${notRejected}`,
-            { retry_in_seconds: deps.once ? undefined : Math.round(delaySeconds * 10) / 10 },
-          );
-        }
+        const retryIn = deps.once ? undefined : Math.round(delaySeconds * 10) / 10;
+        notes.failed(startedMono, failure, st.failing_since, retryIn);
         break;
       }
     }
