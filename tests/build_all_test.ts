@@ -21,7 +21,7 @@ import { bundleArgs, WORKER_ENTRY } from "../tasks/bundle.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { UsageError } from "../src/errors.ts";
 import denoJson from "../deno.json" with { type: "json" };
-import { tempDir } from "./helpers.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAGS = await agentPermissionFlags();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MAIN } from "./helpers.ts";
+import { MAIN } from "./_support/helpers.ts";
 import { bundle, BUNDLE_ENTRY } from "../tasks/bundle.ts";
 
 const STATIC_IMPORT = /^(?:import|export)\s[^;]*?\sfrom\s*"(\.\/[^"]+)"|^import\s*"(\.\/[^"]+)"/gm;

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, tempDir } from "./helpers.ts";
-import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { runAgent, tempDir } from "./_support/helpers.ts";
+import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const ignore = !opensslAvailable();
 

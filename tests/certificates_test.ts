@@ -12,8 +12,8 @@ import {
 } from "../src/trust/certificates.ts";
 import { keyMatchesCertificate } from "../src/state/identity_store.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
-import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
-import { skipWithout } from "./helpers.ts";
+import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
+import { skipWithout } from "./_support/helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -204,7 +204,7 @@ Deno.test("keyMatchesCertificate (WebCrypto only) agrees with the X.509 check", 
   assert.equal(await keyMatchesCertificate(keyPem, "garbage"), "bad-certificate");
 });
 
-// Chains through an intermediate CA, judged against a PKI made by the openssl CLI (tests/openssl_pki.ts).
+// Chains through an intermediate CA, judged against a PKI made by the openssl CLI (tests/_support/openssl_pki.ts).
 const HAVE_OPENSSL = opensslAvailable();
 if (!HAVE_OPENSSL) {
   console.error(

@@ -1,7 +1,7 @@
 /** `.ci/run`'s verdict on deno's test summary (its --summarize mode installs and runs nothing). */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "./helpers.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 const CI_RUN = new URL("../.ci/run", import.meta.url).pathname;
 

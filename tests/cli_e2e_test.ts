@@ -3,7 +3,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
 
 function assertOneLineError(stderr: string, pattern: RegExp) {
   const lines = stderr.trimEnd().split("\n");

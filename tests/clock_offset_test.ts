@@ -7,7 +7,7 @@ import {
 } from "../src/platform/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
 import { renderStatusText } from "../src/commands/status.ts";
-import { tempDir } from "./helpers.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 Deno.test("offsetFromDate compares the Date header with the middle of the round trip", () => {
   const sent = Date.UTC(2026, 0, 1, 12, 0, 0);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SPAWN_DEADLINE_MS, withDeadline } from "./helpers.ts";
+import { SPAWN_DEADLINE_MS, withDeadline } from "./_support/helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 

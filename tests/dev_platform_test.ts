@@ -11,9 +11,9 @@ import {
   issueServerCertificate,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { nginxAvailable, startNginxMtls } from "./nginx.ts";
-import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./helpers.ts";
-import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./_support/helpers.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 import { splitPemBundle } from "../src/trust/certificates.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createDevCa, issueClientCertificate } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, spawnAgent, tempDir } from "./helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
+import { type CliResult, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
 const HAVE_NGINX = nginxAvailable();

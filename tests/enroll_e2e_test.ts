@@ -10,7 +10,7 @@ import {
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { type CliResult, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
 
 const posix = Deno.build.os !== "windows";
 

@@ -30,9 +30,9 @@ import {
   issueAgentCertificate,
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
-import { skipWithout, tempDir } from "./helpers.ts";
-import { testContext } from "./context_fixture.ts";
-import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { skipWithout, tempDir } from "./_support/helpers.ts";
+import { testContext } from "./_support/context_fixture.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const HOST: Host = {
   hostname: "web-01",

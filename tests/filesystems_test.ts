@@ -1,6 +1,6 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { DF_ARGS, EXCLUDED_FILESYSTEM_TYPES, parseDfOutput } from "../src/telemetry/filesystems.ts";
-import { telemetryFixture } from "./helpers.ts";
+import { telemetryFixture } from "./_support/helpers.ts";
 
 Deno.test("df output of a container keeps its root filesystem only", () => {
   deepEqual(parseDfOutput(telemetryFixture("linux_df_container.txt")), [

@@ -14,7 +14,7 @@ import {
   PROC_1_CGROUP,
   PROC_CPUINFO,
 } from "../src/telemetry/hardware.ts";
-import { telemetryFixture } from "./helpers.ts";
+import { telemetryFixture } from "./_support/helpers.ts";
 
 function linuxEvidence(file: string, containerMarker: string | null = null) {
   const s = parseHeadSections(telemetryFixture(file));

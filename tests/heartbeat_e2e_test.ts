@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 
 const decoder = new TextDecoder();
@@ -333,7 +333,7 @@ Deno.test("run exits 5 when not enrolled", async () => {
 Deno.test("run after a 503 Retry-After 99999 with a one-day interval: status --json shows the next attempt within 3960 s", async () => {
   const { IdentityStore } = await import("../src/state/identity_store.ts");
   const { createDevCa } = await import("../tasks/dev_platform/dev_ca.ts");
-  const { makeIdentity } = await import("./identity_fixture.ts");
+  const { makeIdentity } = await import("./_support/identity_fixture.ts");
   let beats = 0;
   await using server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
 
 Deno.test("a spawned agent that outlives its deadline is killed and fails the test", async () => {
   await using platform = await startDevPlatform({ quiet: true });

@@ -13,7 +13,7 @@ import {
 import { shellQuote } from "../src/state/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
-import { tempDir } from "./helpers.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 const posix = Deno.build.os !== "windows";
 

@@ -1,7 +1,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type Telemetry, TelemetrySchema } from "../src/telemetry/collector.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { runAgent } from "./helpers.ts";
+import { runAgent } from "./_support/helpers.ts";
 
 const linuxOnly = Deno.build.os !== "linux";
 

@@ -9,7 +9,7 @@ import {
   skipWithout,
   spawnAgent,
   tempDir,
-} from "./helpers.ts";
+} from "./_support/helpers.ts";
 
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
 const nodeExporterMissing = (() => {

@@ -18,8 +18,8 @@ import {
   issueServerCertificate,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, skipWithout, tempDir } from "./helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
+import { type CliResult, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "mtls-e2e-proxy-secret";

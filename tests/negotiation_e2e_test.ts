@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, spawnAgent, tempDir } from "./helpers.ts";
+import { enrollAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
 
 const decoder = new TextDecoder();
 

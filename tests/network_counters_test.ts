@@ -1,6 +1,6 @@
 import { deepEqual } from "node:assert/strict";
 import { networkTraffic, parseProcNetDev } from "../src/telemetry/network_counters.ts";
-import { telemetryFixture } from "./helpers.ts";
+import { telemetryFixture } from "./_support/helpers.ts";
 
 Deno.test("/proc/net/dev keeps interfaces that moved traffic, without loopback", () => {
   deepEqual(

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createCsr, generateAgentKeyPair, splitPemBundle } from "../src/trust/certificates.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { sharedOpensslPki } from "./openssl_pki.ts";
-import { findTool, runAgent, skipWithout, tempDir } from "./helpers.ts";
+import { sharedOpensslPki } from "./_support/openssl_pki.ts";
+import { findTool, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 
 const OPENSSL = findTool("openssl");
 const decoder = new TextDecoder();

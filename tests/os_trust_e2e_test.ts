@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, skipWithout, tempDir } from "./helpers.ts";
-import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const UPDATE = "/usr/sbin/update-ca-certificates";
 const canEditStore = Deno.build.os === "linux" && Deno.uid() === 0 &&

@@ -4,8 +4,8 @@ import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { runAgent, skipWithout, tempDir } from "./helpers.ts";
-import { makeIdentity } from "./identity_fixture.ts";
+import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
 
 // Tests run as root here; "another user" is nobody. Temp dirs live under /tmp, whose parent is
 // world-writable but sticky: allowed, as by OpenSSH's StrictModes.

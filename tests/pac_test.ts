@@ -9,7 +9,7 @@ import {
   parsePacResult,
 } from "../src/proxy/pac.ts";
 import { pacHelpers, type PacRequest, runPac } from "../src/proxy/pac_worker.ts";
-import { tempDir } from "./helpers.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 // Wednesday 2026-07-15 13:30:00 UTC.
 const NOW = Date.UTC(2026, 6, 15, 13, 30, 0);

@@ -6,7 +6,7 @@ import { ExitCode } from "../src/errors.ts";
 import { defaultStateDir } from "../src/config.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { TARGETS } from "../tasks/build_all.ts";
-import { findTool, skipWithout, tempDir } from "./helpers.ts";
+import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const UNIT_PATH = join(ROOT, "packaging/systemd/oneconnect-agent.service");

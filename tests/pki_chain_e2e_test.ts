@@ -10,9 +10,14 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { type IssuingCaOptions, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, tempDir } from "./helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
-import { makeOpensslPki, OPENSSL_BIN, opensslAvailable, type OpensslPki } from "./openssl_pki.ts";
+import { type CliResult, runAgent, tempDir } from "./_support/helpers.ts";
+import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import {
+  makeOpensslPki,
+  OPENSSL_BIN,
+  opensslAvailable,
+  type OpensslPki,
+} from "./_support/openssl_pki.ts";
 
 const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
 const HAVE_TOOLS = nginxAvailable() && opensslAvailable();

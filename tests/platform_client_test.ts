@@ -12,10 +12,10 @@ import {
 } from "../src/platform/client.ts";
 import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
-import { startConnectProxy } from "./connect_proxy.ts";
-import { RUN_DEADLINE_MS, skipWithout, withDeadline } from "./helpers.ts";
+import { startConnectProxy } from "./_support/connect_proxy.ts";
+import { RUN_DEADLINE_MS, skipWithout, withDeadline } from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { freePort } from "./helpers.ts";
+import { freePort } from "./_support/helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Throwaway PKI: two unrelated CAs, server certificates for every TLS case, client certificates.

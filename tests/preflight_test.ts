@@ -11,8 +11,8 @@ import {
   runPreflight,
 } from "../src/enrollment/preflight.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, tempDir } from "./helpers.ts";
-import { testContext } from "./context_fixture.ts";
+import { runAgent, tempDir } from "./_support/helpers.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 const WALL = Date.parse("2026-03-01T12:00:00.000Z");
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { METRICS_FILE_MIN_SPACING_MS, withMetricsFile } from "../src/state/metrics_file.ts";
 import { escapeLabelValue, renderPrometheusMetrics } from "../src/state/prometheus_metrics.ts";
 import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
-import { promSample as sample, skipWithout, tempDir } from "./helpers.ts";
+import { promSample as sample, skipWithout, tempDir } from "./_support/helpers.ts";
 import { type Logger, silentLogger } from "../src/log.ts";
 
 const PROMTOOL = "/usr/bin/promtool";

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { freePort, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
+import { freePort, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { squidAvailable, startSquid } from "./squid.ts";
+import { squidAvailable, startSquid } from "./_support/squid.ts";
 
 const NO_SQUID = !squidAvailable();
 

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./nginx.ts";
+import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "renewal-e2e-proxy-secret";

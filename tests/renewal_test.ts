@@ -25,10 +25,10 @@ import {
   statusPath,
 } from "../src/state/status_store.ts";
 import { createDevCa } from "../tasks/dev_platform/server.ts";
-import { skipWithout, tempDir } from "./helpers.ts";
-import { issueFor, makeIdentity } from "./identity_fixture.ts";
-import { testContext } from "./context_fixture.ts";
-import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { skipWithout, tempDir } from "./_support/helpers.ts";
+import { issueFor, makeIdentity } from "./_support/identity_fixture.ts";
+import { testContext } from "./_support/context_fixture.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

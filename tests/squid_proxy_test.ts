@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, skipWithout, tempDir } from "./helpers.ts";
-import { type Squid, squidAvailable, startSquid } from "./squid.ts";
+import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { type Squid, squidAvailable, startSquid } from "./_support/squid.ts";
 
 function hostPort(url: URL): string {
   return `${url.hostname}:${url.port}`;

@@ -5,8 +5,8 @@ import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, type Logger, silentLogger } from "../src/log.ts";
 import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state/state_lock.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { runAgent, spawnAgent, tempDir } from "./helpers.ts";
-import { makeIdentity } from "./identity_fixture.ts";
+import { runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
 
 const options = (command: string, logger: Logger = silentLogger) => ({
   command,

@@ -11,7 +11,7 @@ import {
   StatusStore,
 } from "../src/state/status_store.ts";
 import { renderStatusText, statusView } from "../src/commands/status.ts";
-import { runAgent, tempDir } from "./helpers.ts";
+import { runAgent, tempDir } from "./_support/helpers.ts";
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");
 const IDENTITY = {

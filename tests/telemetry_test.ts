@@ -19,7 +19,7 @@ import {
 } from "../src/telemetry/collector.ts";
 import { MetricsSchema } from "../src/platform/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
-import { telemetryFixture as fixture } from "./helpers.ts";
+import { telemetryFixture as fixture } from "./_support/helpers.ts";
 import { DF } from "../src/telemetry/filesystems.ts";
 import { HEAD, parseHeadSections } from "../src/telemetry/hardware.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";

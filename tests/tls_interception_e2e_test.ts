@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
-import { opensslAvailable } from "./openssl_pki.ts";
-import { HAVE_SQUID_BUMP, startBumpingSquid } from "./squid_bump.ts";
+import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
+import { opensslAvailable } from "./_support/openssl_pki.ts";
+import { HAVE_SQUID_BUMP, startBumpingSquid } from "./_support/squid_bump.ts";
 
 const ignore = !opensslAvailable() || !HAVE_SQUID_BUMP;
 const INTERCEPTED =

@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { makeIdentity } from "./identity_fixture.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { MAIN, runAgent, skipWithout, tempDir } from "./helpers.ts";
-import { opensslAvailable, sharedOpensslPki } from "./openssl_pki.ts";
+import { MAIN, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const noOpenssl = !opensslAvailable();
 

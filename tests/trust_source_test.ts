@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { IdentitySchema } from "../src/state/identity_store.ts";
 import { describeTrust, rootStoreOf, trustOf } from "../src/trust/trust_source.ts";
-import { makeIdentity } from "./identity_fixture.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
 
 Deno.test("an identity file from before the trust field loads, trusting what its enrollment did", async () => {
   const identity = await makeIdentity(await createDevCa());

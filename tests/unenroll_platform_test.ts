@@ -5,9 +5,9 @@ import { IdentityStore } from "../src/state/identity_store.ts";
 import { unenrollCommand, type UnenrollDeps } from "../src/enrollment/unenroll.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../tasks/dev_platform/dev_ca.ts";
-import { enrollAgent, runAgent, tempDir } from "./helpers.ts";
-import { makeIdentity } from "./identity_fixture.ts";
-import { testContext } from "./context_fixture.ts";
+import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 const ca = await createDevCa();
 

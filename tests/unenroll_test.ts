@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { unenrollCommand } from "../src/enrollment/unenroll.ts";
-import { tempDir } from "./helpers.ts";
-import { testContext } from "./context_fixture.ts";
+import { tempDir } from "./_support/helpers.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 const VALID_LOOKING = {
   version: 1,

@@ -22,9 +22,9 @@ import {
   listTree,
   mountReadOnly,
   mountTmpfs,
-} from "./fault_helpers.ts";
-import { testContext } from "../context_fixture.ts";
-import { skipWithout } from "../helpers.ts";
+} from "../_support/fault_helpers.ts";
+import { testContext } from "../_support/context_fixture.ts";
+import { skipWithout } from "../_support/helpers.ts";
 
 const ENOSPC = "No space left on device (os error 28)";
 

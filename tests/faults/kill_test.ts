@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { delay, Harness, HAS_STRACE, listTree, until } from "./fault_helpers.ts";
-import { skipWithout } from "../helpers.ts";
+import { delay, Harness, HAS_STRACE, listTree, until } from "../_support/fault_helpers.ts";
+import { skipWithout } from "../_support/helpers.ts";
 
 async function tokenFile(h: Harness): Promise<string> {
   const path = join(h.root, `token-${crypto.randomUUID()}`);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exportPrivateKeyPem, generateAgentKeyPair } from "../../src/trust/certificates.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { assertFails, delay, Harness } from "./fault_helpers.ts";
+import { assertFails, delay, Harness } from "../_support/fault_helpers.ts";
 
 function increasing(values: number[]): void {
   for (let i = 1; i < values.length; i++) {

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { createDevCa, startDevPlatform } from "../../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../../tasks/dev_platform/dev_ca.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { freePort } from "../helpers.ts";
-import { assertFails, Harness, hostileServer, jsonLines } from "./fault_helpers.ts";
+import { freePort } from "../_support/helpers.ts";
+import { assertFails, Harness, hostileServer, jsonLines } from "../_support/fault_helpers.ts";
 
 /** Runs `run --once`, expecting exit 4 with `pattern`; checks identity and status afterwards. */
 async function onceFails(

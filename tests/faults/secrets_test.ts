@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Harness, hostileServer, listTree, until } from "./fault_helpers.ts";
+import { Harness, hostileServer, listTree, until } from "../_support/fault_helpers.ts";
 
 /** The command lines of `pid` and every process below it. */
 function cmdlines(pid: number): string[] {

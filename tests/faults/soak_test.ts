@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_BACKOFF } from "../../src/platform/backoff.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { Harness, jsonLines, until } from "./fault_helpers.ts";
+import { Harness, jsonLines, until } from "../_support/fault_helpers.ts";
 
 const MIN_ATTEMPTS = 20;
 const MIN_FAILURES = 2;

@@ -1,4 +1,4 @@
-import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { agentPermissionFlags } from "../../tasks/permissions.ts";
 
 /**
  * Absolute path of the CLI entry point the end-to-end tests spawn: the source, or what ships when
@@ -8,7 +8,7 @@ import { agentPermissionFlags } from "../tasks/permissions.ts";
 export const MAIN = testEntry();
 
 function testEntry(): string {
-  const root = new URL("..", import.meta.url).pathname;
+  const root = new URL("../..", import.meta.url).pathname;
   const entry = Deno.env.get("ONECONNECT_TEST_ENTRY");
   if (entry === undefined || entry === "") return `${root}src/main.ts`;
   const path = entry.startsWith("/") ? entry : `${root}${entry}`;
@@ -208,7 +208,7 @@ export async function enrollAgent(
 
 /** A recorded tool output from tests/fixtures/telemetry (its README says where each comes from). */
 export function telemetryFixture(name: string): string {
-  return Deno.readTextFileSync(new URL(`./fixtures/telemetry/${name}`, import.meta.url));
+  return Deno.readTextFileSync(new URL(`../fixtures/telemetry/${name}`, import.meta.url));
 }
 
 /**

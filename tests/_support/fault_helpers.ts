@@ -19,7 +19,7 @@ import {
   SPAWN_DEADLINE_MS,
   spawnAgent,
   withDeadline,
-} from "../helpers.ts";
+} from "./helpers.ts";
 
 /** Decodes child output. */
 export const decoder = new TextDecoder();

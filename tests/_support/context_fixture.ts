@@ -1,6 +1,6 @@
-import type { ResolvedConfig } from "../src/config.ts";
-import type { CommandContext } from "../src/context.ts";
-import { type Logger, silentLogger } from "../src/log.ts";
+import type { ResolvedConfig } from "../../src/config.ts";
+import type { CommandContext } from "../../src/context.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 
 /** What a test may change in {@linkcode testContext}. */
 export interface TestContextOptions {

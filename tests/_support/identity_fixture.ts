@@ -1,7 +1,11 @@
 /** Test fixture: real agent identities (key, certificate from a dev CA) without a platform. */
-import { createCsr, exportPrivateKeyPem, generateAgentKeyPair } from "../src/trust/certificates.ts";
-import type { Identity } from "../src/state/identity_store.ts";
-import { type DevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
+import {
+  createCsr,
+  exportPrivateKeyPem,
+  generateAgentKeyPair,
+} from "../../src/trust/certificates.ts";
+import type { Identity } from "../../src/state/identity_store.ts";
+import { type DevCa, issueAgentCertificate, parseCsr } from "../../tasks/dev_platform/dev_ca.ts";
 
 /** What {@linkcode issueFor} needs to know about the certificate. */
 export interface IssueOptions {
