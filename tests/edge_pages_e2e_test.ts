@@ -8,7 +8,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createDevCa, issueClientCertificate } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import {
+  type CliResult,
+  logLines,
+  runAgent,
+  spawnAgent,
+  startRun,
+  tempDir,
+  until,
+} from "./_support/helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
@@ -48,14 +56,6 @@ function errorLine(result: CliResult): string {
   const lines = result.stderr.split("\n").filter((l) => l.startsWith("error:"));
   assert.equal(lines.length, 1, `expected one error line, got:\n${result.stderr}`);
   return lines[0]!;
-}
-
-async function until(condition: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 Deno.test({
@@ -165,20 +165,9 @@ Deno.test({
     await t.step(
       "nginx `return 403` for a few seconds: run keeps going and heartbeats resume",
       async () => {
-        const child = spawnAgent([
-          "--state-dir",
-          state.path,
-          "--log-format",
-          "json",
-          "run",
-          "--auth",
-          "mtls",
-          "--interval",
-          "1",
-        ]);
-        const output = child.output();
+        await using run = startRun(state.path, ["--auth", "mtls", "--interval", "1"]);
         let exitedEarly = false;
-        output.then(() => exitedEarly = true, () => exitedEarly = true);
+        run.exited().then(() => exitedEarly = true, () => exitedEarly = true);
         try {
           const start = beats();
           await until(() => beats() >= start + 2, "two heartbeats before the 403s", 30_000);
@@ -192,16 +181,10 @@ Deno.test({
           assert.equal(exitedEarly, false);
         } finally {
           await optional.block(false);
-          try {
-            child.kill("SIGTERM");
-          } catch {
-            // already exited
-          }
         }
-        const out = await output;
-        const stderr = decoder.decode(out.stderr);
-        assert.equal(out.code, 0, stderr);
-        const logs = stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+        const { code, stderr } = await run.terminate();
+        assert.equal(code, 0, stderr);
+        const logs = logLines(stderr);
         const warnings = logs.filter((l) => l.level === "warn").map((l) => String(l.msg));
         assert.equal(warnings.length, 1, stderr);
         assert.match(

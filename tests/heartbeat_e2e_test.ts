@@ -2,61 +2,18 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
+import {
+  enrollAgent,
+  logLines,
+  runAgent,
+  skipWithout,
+  startRun,
+  tempDir,
+  until,
+} from "./_support/helpers.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 
-const decoder = new TextDecoder();
 const HOST_MACHINE_ID = (await new TelemetryCollector().host()).machine_id;
-
-/** Polls `condition` every 50 ms; fails the test (never hangs it) after `ms`. */
-async function until(condition: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A running `run` whose output is collected; SIGKILLed if still alive when disposed. */
-function startRun(stateDir: string, args: string[] = []) {
-  const child = spawnAgent(["--state-dir", stateDir, "--log-format", "json", "run", ...args]);
-  const output = child.output();
-  return {
-    child,
-    /** Sends `signal` and resolves with the exit code, output and how long exiting took. */
-    async terminate(signal: Deno.Signal = "SIGTERM") {
-      const start = performance.now();
-      child.kill(signal);
-      const out = await output;
-      return {
-        code: out.code,
-        stdout: decoder.decode(out.stdout),
-        stderr: decoder.decode(out.stderr),
-        ms: performance.now() - start,
-      };
-    },
-    async exited() {
-      const out = await output;
-      return {
-        code: out.code,
-        stdout: decoder.decode(out.stdout),
-        stderr: decoder.decode(out.stderr),
-      };
-    },
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await output.catch(() => {});
-    },
-  };
-}
-
-function logLines(stderr: string): Array<Record<string, unknown>> {
-  return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-}
 
 async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
   const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);

@@ -1,18 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
-
-const decoder = new TextDecoder();
-
-/** Polls `condition` every 50 ms; fails the test (never hangs it) after `ms`. */
-async function until(condition: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { enrollAgent, logLines, startRun, tempDir, until } from "./_support/helpers.ts";
 
 /** Runs `run --interval 1` until `beats` heartbeats are recorded, then SIGTERMs it. */
 function runUntil(
@@ -35,29 +24,10 @@ async function runWhile(
   what: string,
   ms: number,
 ): Promise<{ code: number; logs: Array<Record<string, unknown>>; stderr: string }> {
-  const child = spawnAgent([
-    "--state-dir",
-    stateDir,
-    "--log-format",
-    "json",
-    "run",
-    "--interval",
-    "1",
-  ]);
-  const output = child.output();
-  try {
-    await until(done, what, ms);
-  } finally {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-  }
-  const out = await output;
-  const stderr = decoder.decode(out.stderr);
-  const logs = stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-  return { code: out.code, logs, stderr };
+  await using run = startRun(stateDir, ["--interval", "1"]);
+  await until(done, what, ms);
+  const { code, stderr } = await run.terminate();
+  return { code, logs: logLines(stderr), stderr };
 }
 
 const carriesHost = (r: { body: unknown }) =>

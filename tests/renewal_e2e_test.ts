@@ -6,12 +6,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
+import {
+  enrollAgent,
+  logLines,
+  runAgent,
+  skipWithout,
+  startRun,
+  tempDir,
+  until,
+} from "./_support/helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "renewal-e2e-proxy-secret";
-const decoder = new TextDecoder();
 
 interface StoredIdentity {
   agent_id: string;
@@ -38,44 +45,6 @@ async function fingerprint(pem: string): Promise<string> {
   const der = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   const digest = await crypto.subtle.digest("SHA-256", der);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Polls `condition` every 100 ms; fails the test (never hangs it) after `ms`. */
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** A running `run`; SIGKILLed if still alive when disposed. */
-function startRun(stateDir: string, args: string[]) {
-  const child = spawnAgent(["--state-dir", stateDir, "--log-format", "json", "run", ...args]);
-  const output = child.output();
-  return {
-    async terminate() {
-      child.kill("SIGTERM");
-      const out = await output;
-      return { code: out.code, stderr: decoder.decode(out.stderr) };
-    },
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await output.catch(() => {});
-    },
-  };
-}
-
-function logLines(stderr: string): Array<Record<string, unknown>> {
-  return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 }
 
 Deno.test({
@@ -107,7 +76,11 @@ Deno.test({
       await using run = startRun(dir.path, ["--interval", "1", "--auth", "mtls"]);
       await until(() => agent().renewal_count >= 1, "a renewal inside run", 120_000);
       const renewedAt = prints().length;
-      await until(() => prints().length >= renewedAt + 3, "three heartbeats after the renewal");
+      await until(
+        () => prints().length >= renewedAt + 3,
+        "three heartbeats after the renewal",
+        60_000,
+      );
       const end = await run.terminate();
       assert.equal(end.code, 0, `${end.stderr}\n${await nginx.errorLog()}`);
       stderr = end.stderr;
@@ -169,12 +142,16 @@ Deno.test("a failing renewal keeps the old identity while heartbeats continue, t
   platform.injectFault({ route: "renew", status: 503 });
 
   await using run = startRun(dir.path, ["--interval", "1"]);
-  await until(async () => {
-    const renewal = (await readStatusFile(dir.path))?.renewal as Record<string, unknown> | null;
-    return typeof renewal?.last_error === "string";
-  }, "a failed renewal in status.json");
+  await until(
+    async () => {
+      const renewal = (await readStatusFile(dir.path))?.renewal as Record<string, unknown> | null;
+      return typeof renewal?.last_error === "string";
+    },
+    "a failed renewal in status.json",
+    60_000,
+  );
   const failedAt = beats();
-  await until(() => beats() >= failedAt + 3, "three heartbeats after the failed renewal");
+  await until(() => beats() >= failedAt + 3, "three heartbeats after the failed renewal", 60_000);
   assert.equal(await Deno.readTextFile(join(dir.path, "identity.json")), before);
   assert.equal(agent().renewal_count, 0);
   const status = await readStatusFile(dir.path);
@@ -186,9 +163,9 @@ Deno.test("a failing renewal keeps the old identity while heartbeats continue, t
 
   // The platform recovers: the retry (with backoff) renews, and heartbeats go on.
   platform.clearFaults();
-  await until(() => agent().renewal_count >= 1, "the retried renewal");
+  await until(() => agent().renewal_count >= 1, "the retried renewal", 60_000);
   const renewedAt = beats();
-  await until(() => beats() >= renewedAt + 2, "heartbeats after the renewal");
+  await until(() => beats() >= renewedAt + 2, "heartbeats after the renewal", 60_000);
   const end = await run.terminate();
   assert.equal(end.code, 0, end.stderr);
   assert.notEqual(await Deno.readTextFile(join(dir.path, "identity.json")), before);

@@ -18,6 +18,7 @@ import {
   runAgent,
   SPAWN_DEADLINE_MS,
   spawnAgent,
+  until,
   withDeadline,
 } from "./helpers.ts";
 
@@ -114,19 +115,6 @@ export function assertFails(result: CliResult, code: number, pattern: RegExp): s
   return line;
 }
 
-/** Polls `condition` every 25 ms; fails (never hangs) after `ms`. */
-export async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** Sleeps `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -143,11 +131,6 @@ export interface RunningAgent extends AsyncDisposable {
   kill(signal: Deno.Signal): void;
   /** Waits for the exit; stdout and stderr complete. */
   exited(): Promise<CliResult>;
-}
-
-/** Whole debug log lines in JSON format. */
-export function jsonLines(stderr: string): Array<Record<string, unknown>> {
-  return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 }
 
 /** One test's world: a dev platform, a state directory and a secret ledger. */
@@ -206,18 +189,23 @@ export class Harness implements AsyncDisposable {
     return result;
   }
 
+  /** A fresh enrollment token (a secret) in a new owner-only file under the root; its path. */
+  async tokenFile(): Promise<string> {
+    const path = join(this.root, `token-${crypto.randomUUID()}`);
+    await Deno.writeTextFile(path, this.token(), { mode: 0o600 });
+    return path;
+  }
+
+  /** `enroll --url <platform> --ca-file <its CA>`, then `extra` (`--token-file -`, `--force`...). */
+  enrollArgs(...extra: string[]): string[] {
+    return ["enroll", "--url", this.platform.url.href, "--ca-file", this.platform.caFile, ...extra];
+  }
+
   /** Enrolls with a fresh token over stdin; returns the identity and remembers its secrets. */
   async enroll(extra: string[] = []): Promise<Record<string, unknown>> {
-    const result = await this.cli([
-      "enroll",
-      "--url",
-      this.platform.url.href,
-      "--ca-file",
-      this.platform.caFile,
-      "--token-file",
-      "-",
-      ...extra,
-    ], { stdin: this.token() });
+    const result = await this.cli(this.enrollArgs("--token-file", "-", ...extra), {
+      stdin: this.token(),
+    });
     assert.equal(result.code, 0, `enroll failed:\n${result.stderr}`);
     const identity = await this.identity();
     this.secrets.addIdentity(identity);

@@ -136,6 +136,62 @@ export function spawnAgent(
 
 const cachedFlags = await agentPermissionFlags();
 
+/** Polls `condition` every 25 ms; fails the test (never hangs it) after `ms`. */
+export async function until(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The JSON log lines (`--log-format json`) of an agent's stderr, parsed. */
+export function logLines(stderr: string): Array<Record<string, unknown>> {
+  return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+}
+
+/** A spawned `run` (see {@linkcode startRun}); SIGKILLed if still alive when disposed. */
+export interface RunningRun extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  /** Sends `signal` and resolves with the exit code, output and how long exiting took. */
+  terminate(signal?: Deno.Signal): Promise<CliResult & { ms: number }>;
+  /** Waits for the exit on its own. */
+  exited(): Promise<CliResult>;
+}
+
+/** Spawns `run` with JSON logs in `stateDir` and collects its output. */
+export function startRun(stateDir: string, args: string[] = []): RunningRun {
+  const child = spawnAgent(["--state-dir", stateDir, "--log-format", "json", "run", ...args]);
+  const output = child.output();
+  const exited = async (): Promise<CliResult> => {
+    const out = await output;
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  };
+  return {
+    child,
+    async terminate(signal: Deno.Signal = "SIGTERM") {
+      const start = performance.now();
+      child.kill(signal);
+      const result = await exited();
+      return { ...result, ms: performance.now() - start };
+    },
+    exited,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await output.catch(() => {});
+    },
+  };
+}
+
 /** A loopback port that was free a moment ago (nothing listens on it: connections are refused). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

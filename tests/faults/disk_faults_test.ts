@@ -44,19 +44,6 @@ function diskFullFs(full: (path: string) => boolean): FileSystem & { refused: st
   };
 }
 
-function enrollArgs(h: Harness, ...extra: string[]): string[] {
-  return [
-    "enroll",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    "-",
-    ...extra,
-  ];
-}
-
 /** Enrolls, sends one heartbeat, and returns the identity file's exact bytes. */
 async function enrolledWithOneBeat(h: Harness): Promise<string> {
   await h.enroll();
@@ -85,7 +72,7 @@ Deno.test("enroll into a state dir whose parents are missing creates them 0700; 
   assertFails(run, 5, /^error: Not enrolled: no identity at ".*\/state\/identity\.json"/);
   assert.deepEqual([...(await listTree(h.root)).keys()], []);
 
-  const enroll = await h.cli(enrollArgs(h), { stdin: h.token(), stateDir });
+  const enroll = await h.cli(h.enrollArgs("--token-file", "-"), { stdin: h.token(), stateDir });
   assert.equal(enroll.code, 0, enroll.stderr);
   const tree = await listTree(h.root);
   for (const dir of ["missing", "missing/parent", "missing/parent/state"]) {
@@ -114,7 +101,7 @@ Deno.test({
 
       const agents = h.platform.agents().length;
       const token = h.token();
-      const force = await h.cli(enrollArgs(h, "--force"), { stdin: token });
+      const force = await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: token });
       assertFails(
         force,
         2,
@@ -155,7 +142,7 @@ Deno.test({
     assert.equal(h.platform.heartbeats(agentId).length, 2);
 
     const agents = h.platform.agents().length;
-    const force = await h.cli(enrollArgs(h, "--force"), { stdin: h.token() });
+    const force = await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() });
     assertFails(
       force,
       2,
@@ -183,7 +170,11 @@ Deno.test("identity.json replaced by a directory: every command refuses it, no t
   assertFails(await h.cli(["status"]), 2, refused);
   assertFails(await h.cli(["run", "--once"]), 2, refused);
   const agents = h.platform.agents().length;
-  assertFails(await h.cli(enrollArgs(h, "--force"), { stdin: h.token() }), 2, refused);
+  assertFails(
+    await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() }),
+    2,
+    refused,
+  );
   assert.equal(h.platform.agents().length, agents);
   assert.ok((await Deno.lstat(h.identityPath)).isDirectory);
 });
@@ -199,7 +190,11 @@ Deno.test("identity.json replaced by a symlink to a valid identity: refused, nev
     /^error: Refusing to use ".*\/identity\.json": it is a symbolic link; replace it with a real file$/;
   assertFails(await h.cli(["status"]), 2, refused);
   assertFails(await h.cli(["run", "--once"]), 2, refused);
-  assertFails(await h.cli(enrollArgs(h, "--force"), { stdin: h.token() }), 2, refused);
+  assertFails(
+    await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() }),
+    2,
+    refused,
+  );
   assert.equal(h.platform.heartbeats(agentId).length, 1, "a heartbeat was sent");
   assert.equal(await Deno.readTextFile(elsewhere), original);
   assert.ok((await Deno.lstat(h.identityPath)).isSymlink);

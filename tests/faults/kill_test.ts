@@ -6,27 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { delay, Harness, HAS_STRACE, listTree, until } from "../_support/fault_helpers.ts";
-import { skipWithout } from "../_support/helpers.ts";
-
-async function tokenFile(h: Harness): Promise<string> {
-  const path = join(h.root, `token-${crypto.randomUUID()}`);
-  await Deno.writeTextFile(path, h.token(), { mode: 0o600 });
-  return path;
-}
-
-async function enrollArgs(h: Harness, ...extra: string[]): Promise<string[]> {
-  return [
-    "enroll",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    await tokenFile(h),
-    ...extra,
-  ];
-}
+import { delay, Harness, HAS_STRACE, listTree } from "../_support/fault_helpers.ts";
+import { skipWithout, until } from "../_support/helpers.ts";
 
 /** The identity as the agent loads it (complete and self-consistent), or null when absent. */
 async function loadIdentity(h: Harness): Promise<{ agent_id: string } | null> {
@@ -65,19 +46,9 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   await using h = await Harness.open();
   // Fresh state dir: killed once the key and CSR exist, before the request leaves.
   h.platform.injectFault({ route: "enroll", delayMs: 5_000, times: 1 });
-  const token = await tokenFile(h);
-  const args = (file: string, ...extra: string[]) => [
-    "enroll",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    file,
-    ...extra,
-  ];
+  const token = await h.tokenFile();
   {
-    await using run = h.spawn(args(token));
+    await using run = h.spawn(h.enrollArgs("--token-file", token));
     await run.waitForLine(/"msg":"Contacting platform"/);
     run.kill("SIGKILL");
     const end = await run.exited();
@@ -89,7 +60,7 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   assert.equal(status.code, 5, status.stderr);
   h.platform.clearFaults();
   // A request that had reached the platform was held 5 s and its client was gone: not enrolled.
-  const again = await h.cli(args(token));
+  const again = await h.cli(h.enrollArgs("--token-file", token));
   assert.equal(again.code, 0, again.stderr);
   const first = await loadIdentity(h);
   assert.ok(first);
@@ -98,7 +69,7 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   // Replacing: killed right after the key is made; the old identity stays and works.
   const before = await Deno.readTextFile(h.identityPath);
   {
-    await using run = h.spawn(await enrollArgs(h, "--force"));
+    await using run = h.spawn(h.enrollArgs("--token-file", await h.tokenFile(), "--force"));
     await run.waitForLine(/"msg":"Generating key"/);
     run.kill("SIGKILL");
     await run.exited();
@@ -114,18 +85,9 @@ Deno.test("kill -9 mid-request (platform holding the enrollment): old identity i
   const before = await Deno.readTextFile(h.identityPath);
   h.platform.injectFault({ route: "enroll", delayMs: 1_500, times: 1 });
   const requests = h.platform.requestCount;
-  const token = await tokenFile(h);
+  const token = await h.tokenFile();
   {
-    await using run = h.spawn([
-      "enroll",
-      "--force",
-      "--url",
-      h.platform.url.href,
-      "--ca-file",
-      h.platform.caFile,
-      "--token-file",
-      token,
-    ]);
+    await using run = h.spawn(h.enrollArgs("--force", "--token-file", token));
     await until(() => h.platform.requestCount > requests, "the enrollment request to arrive");
     run.kill("SIGKILL");
     await run.exited();
@@ -137,16 +99,7 @@ Deno.test("kill -9 mid-request (platform holding the enrollment): old identity i
   // body had arrived. Either way a retry with the same token is answered consistently.
   await delay(1_700);
   const agents = h.platform.agents().length;
-  const retry = await h.cli([
-    "enroll",
-    "--force",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    token,
-  ]);
+  const retry = await h.cli(h.enrollArgs("--force", "--token-file", token));
   if (agents === 2) {
     assert.equal(retry.code, 3, retry.stderr);
     assert.match(
@@ -190,7 +143,10 @@ Deno.test({
     // While probing the state dir, before anything is sent: old identity, token unspent.
     let agents = h.platform.agents().length;
     {
-      await using run = h.spawnSlowed(await enrollArgs(h, "--force"), SLOW_MS);
+      await using run = h.spawnSlowed(
+        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        SLOW_MS,
+      );
       await until(
         async () =>
           (await listTree(h.stateDir)).has(".enroll-write-probe") ||
@@ -208,7 +164,10 @@ Deno.test({
     // temp file is left owner-only, and the token is spent (an agent nobody holds).
     agents = h.platform.agents().length;
     {
-      await using run = h.spawnSlowed(await enrollArgs(h, "--force"), SLOW_MS);
+      await using run = h.spawnSlowed(
+        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        SLOW_MS,
+      );
       await until(
         async () => (await completeFile(h, /^\.identity\.json\.[0-9a-f]+\.tmp$/)) !== null,
         "a complete identity temp file",
@@ -224,7 +183,10 @@ Deno.test({
     // Renamed, directory not yet synced, old status not yet removed: the new identity is whole.
     agents = h.platform.agents().length;
     {
-      await using run = h.spawnSlowed(await enrollArgs(h, "--force"), SLOW_MS);
+      await using run = h.spawnSlowed(
+        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        SLOW_MS,
+      );
       await until(async () => (await h.identity()).agent_id !== old.agent_id, "the rename");
       run.kill("SIGKILL");
       await run.exited();
@@ -245,7 +207,7 @@ Deno.test("kill -9 at random moments of enroll --force: always one complete iden
   let replaced = 0;
   for (let i = 0; i < 8; i++) {
     const current = (await loadIdentity(h))!.agent_id;
-    await using run = h.spawn(await enrollArgs(h, "--force"));
+    await using run = h.spawn(h.enrollArgs("--token-file", await h.tokenFile(), "--force"));
     await run.waitForLine(/"msg":"Contacting platform"/);
     await delay(Math.floor(Math.random() * 80));
     run.kill("SIGKILL");

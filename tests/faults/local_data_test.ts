@@ -89,16 +89,10 @@ Deno.test("corrupt identity.json: status, run and enroll exit 2 naming the file 
 
   // The way out the message names: enroll --force replaces the corrupt file.
   const stateDir = join(h.root, "truncated");
-  const force = await h.cli([
-    "enroll",
-    "--force",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: h.token(), stateDir });
+  const force = await h.cli(h.enrollArgs("--force", "--token-file", "-"), {
+    stdin: h.token(),
+    stateDir,
+  });
   assert.equal(force.code, 0, force.stderr);
   h.secrets.addIdentity(JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json"))));
   const once = await h.cli(["run", "--once"], { stateDir });
@@ -213,15 +207,7 @@ Deno.test("enroll refuses a certificate that is already expired: nothing stored,
     certTtlSeconds: 60,
     now: () => Date.now() - 2 * 86_400_000,
   });
-  const result = await h.cli([
-    "enroll",
-    "--url",
-    h.platform.url.href,
-    "--ca-file",
-    h.platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: h.token() });
+  const result = await h.cli(h.enrollArgs("--token-file", "-"), { stdin: h.token() });
   assertFails(
     result,
     4,

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { createDevCa, startDevPlatform } from "../../tasks/dev_platform/server.ts";
 import { issueServerCertificate } from "../../tasks/dev_platform/dev_ca.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { freePort } from "../_support/helpers.ts";
-import { assertFails, Harness, hostileServer, jsonLines } from "../_support/fault_helpers.ts";
+import { freePort, logLines } from "../_support/helpers.ts";
+import { assertFails, Harness, hostileServer } from "../_support/fault_helpers.ts";
 
 /** Runs `run --once`, expecting exit 4 with `pattern`; checks identity and status afterwards. */
 async function onceFails(
@@ -240,7 +240,7 @@ async function firstLoopLine(
   run.kill("SIGTERM");
   const end = await run.exited();
   assert.equal(end.code, 0, end.stderr);
-  const line = jsonLines(end.stderr).find((l) => l.msg === msg)!;
+  const line = logLines(end.stderr).find((l) => l.msg === msg)!;
   const status = StatusSchema.parse(await h.status());
   assert.equal(status.stopped?.reason, "shutdown");
   assert.equal(status.next_attempt_at, null);
@@ -297,7 +297,7 @@ Deno.test('next_heartbeat_seconds 0, -5, 1e9 and "60": invalid ones ignored, hug
     const next = Number(line.next_in_seconds);
     assert.ok(next >= min && next <= max, `next_heartbeat_seconds ${value}: next in ${next} s`);
     assert.ok(
-      jsonLines(stderr).some((l) => l.level === "warn" && warning.test(String(l.msg))),
+      logLines(stderr).some((l) => l.level === "warn" && warning.test(String(l.msg))),
       stderr,
     );
   }

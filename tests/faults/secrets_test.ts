@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Harness, hostileServer, listTree, until } from "../_support/fault_helpers.ts";
+import { Harness, hostileServer, listTree } from "../_support/fault_helpers.ts";
+import { until } from "../_support/helpers.ts";
 
 /** The command lines of `pid` and every process below it. */
 function cmdlines(pid: number): string[] {
@@ -39,15 +40,7 @@ Deno.test({
     const enrollFile = join(h.root, "token");
     await Deno.writeTextFile(enrollFile, token, { mode: 0o600 });
     {
-      const run = h.spawn([
-        "enroll",
-        "--url",
-        h.platform.url.href,
-        "--ca-file",
-        h.platform.caFile,
-        "--token-file",
-        enrollFile,
-      ]);
+      const run = h.spawn(h.enrollArgs("--token-file", enrollFile));
       await run.waitForLine(/"msg":"Contacting platform"/);
       const lines = cmdlines(run.child.pid);
       assert.ok(lines.some((l) => l.includes("enroll")), lines.join("\n"));
@@ -61,20 +54,13 @@ Deno.test({
 
     // --force via the environment and via <state-dir>/enrollment.token, in text format.
     let result = await h.cli(
-      ["enroll", "--force", "--url", h.platform.url.href, "--ca-file", h.platform.caFile],
+      h.enrollArgs("--force"),
       { env: { ONECONNECT_ENROLLMENT_TOKEN: h.token() } },
     );
     assert.equal(result.code, 0, result.stderr);
     h.secrets.addIdentity(await h.identity());
     await Deno.writeTextFile(join(h.stateDir, "enrollment.token"), h.token(), { mode: 0o600 });
-    result = await h.cli([
-      "enroll",
-      "--force",
-      "--url",
-      h.platform.url.href,
-      "--ca-file",
-      h.platform.caFile,
-    ]);
+    result = await h.cli(h.enrollArgs("--force"));
     assert.equal(result.code, 0, result.stderr);
     const identity = await h.identity();
     h.secrets.addIdentity(identity);

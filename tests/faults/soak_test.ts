@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { DEFAULT_BACKOFF } from "../../src/platform/backoff.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
-import { Harness, jsonLines, until } from "../_support/fault_helpers.ts";
+import { Harness } from "../_support/fault_helpers.ts";
+import { logLines, until } from "../_support/helpers.ts";
 
 const MIN_ATTEMPTS = 20;
 const MIN_FAILURES = 2;
@@ -17,7 +18,7 @@ function isAttempt(line: Record<string, unknown>): boolean {
 
 /** The JSON log lines of `stderr` that are complete (the last one may still be arriving). */
 function completeLines(stderr: string): Array<Record<string, unknown>> {
-  return jsonLines(stderr.slice(0, stderr.lastIndexOf("\n") + 1));
+  return logLines(stderr.slice(0, stderr.lastIndexOf("\n") + 1));
 }
 
 Deno.test("soak: run --interval 1 through 20 attempts, 30 % of them failing 503, stays within bounds", async () => {
@@ -46,7 +47,7 @@ Deno.test("soak: run --interval 1 through 20 attempts, 30 % of them failing 503,
 
   // Every wait the agent chose, checked against the rules: after a success the interval ±10 %
   // (less the request time), after the n-th failure in a row full jitter in [0, min(300, 2^(n-1))].
-  const attempts = jsonLines(end.stderr).filter(isAttempt);
+  const attempts = logLines(end.stderr).filter(isAttempt);
   let failuresInRow = 0;
   let lastSequence = 0;
   let failed = 0;
