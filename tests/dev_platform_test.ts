@@ -15,19 +15,13 @@ import { nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 import { splitPemBundle } from "../src/trust/certificates.ts";
+import { TEST_HOST } from "./_support/host_fixture.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 
 const HOST = {
-  hostname: "test-host",
-  os: "linux",
-  arch: "x86_64",
-  os_release: "6.1.0",
-  os_name: "Debian GNU/Linux",
-  os_version: "12",
-  cpu_count: 2,
-  machine_id: "0123456789abcdef0123456789abcdef",
+  ...TEST_HOST,
   network_interfaces: [
     { name: "lo", family: "IPv4", address: "127.0.0.1", mac: "00:00:00:00:00:00", internal: true },
   ],

@@ -32,19 +32,10 @@ import {
 } from "../tasks/dev_platform/dev_ca.ts";
 import { skipWithout, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";
+import { TEST_HOST } from "./_support/host_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
-const HOST: Host = {
-  hostname: "web-01",
-  os: "linux",
-  arch: "x86_64",
-  os_release: "6.1.0",
-  os_name: "Debian GNU/Linux",
-  os_version: "12",
-  cpu_count: 2,
-  machine_id: "4c4c4544-0042",
-  network_interfaces: [],
-};
+const HOST: Host = { ...TEST_HOST, hostname: "web-01", machine_id: "4c4c4544-0042" };
 
 type Answer = (body: EnrollRequest, signal?: AbortSignal) => Promise<EnrollResponse>;
 

@@ -14,19 +14,11 @@ import { HeartbeatSchedule } from "../src/heartbeat/schedule.ts";
 import { createLogger, type LogLevel } from "../src/log.ts";
 import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
 import type { Host, Metrics } from "../src/platform/telemetry_wire.ts";
+import { seededRandom } from "../tasks/bench/fleet.ts";
+import { TEST_HOST } from "./_support/host_fixture.ts";
 
 const START = Date.parse("2026-11-29T12:00:00Z");
-const HOST: Host = {
-  hostname: "test-host",
-  os: "linux",
-  arch: "x86_64",
-  os_release: "6.1.0",
-  os_name: "Debian GNU/Linux",
-  os_version: "12",
-  cpu_count: 2,
-  machine_id: "0123456789abcdef0123456789abcdef",
-  network_interfaces: [],
-};
+const HOST: Host = TEST_HOST;
 const METRICS: Metrics = { uptime_seconds: 100, load_average: [0.1, 0.2, 0.3], memory: null };
 
 type Reply = HeartbeatResponse | PlatformError;
@@ -35,18 +27,6 @@ interface Sent {
   mono: number;
   wall: number;
   timersPending: number;
-}
-
-/** Deterministic uniform [0, 1) source (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface HarnessOptions {
@@ -183,7 +163,7 @@ const networkError = () =>
   new PlatformError('cannot connect to "127.0.0.1:1": connection refused', { kind: "network" });
 
 Deno.test("heartbeat loop sends first at once, then every interval ±10 %, one timer at a time", async () => {
-  const h = harness({ random: seeded(7), intervalSeconds: 60 });
+  const h = harness({ random: seededRandom(7), intervalSeconds: 60 });
   const done = h.run();
   await h.clock.tickAsync(100 * 66_000);
   h.shutdown.abort(new Error("received SIGTERM"));
