@@ -13,7 +13,7 @@ import {
 import { keyMatchesCertificate } from "../src/state/identity_store.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
-import { skipWithout } from "./_support/helpers.ts";
+import { rejectsWith, skipWithout } from "./_support/helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -34,9 +34,7 @@ async function issueFor(
 }
 
 async function rejection(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof CertificateCheckError, `expected CertificateCheckError, got ${error}`);
-  return error.message;
+  return (await rejectsWith(promise, CertificateCheckError)).message;
 }
 
 Deno.test("agent key is an extractable ECDSA P-256 pair stored as PKCS#8 PEM", async () => {

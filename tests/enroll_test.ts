@@ -30,7 +30,7 @@ import {
   issueAgentCertificate,
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
-import { skipWithout, tempDir } from "./_support/helpers.ts";
+import { rejectsWith, skipWithout, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { TEST_HOST } from "./_support/host_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
@@ -191,11 +191,7 @@ async function harness(
   };
 }
 
-async function failure(promise: Promise<unknown>): Promise<AgentError> {
-  const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof AgentError, `expected an AgentError, got ${error}`);
-  return error;
-}
+const failure = (promise: Promise<unknown>) => rejectsWith(promise, AgentError);
 
 async function writeToken(h: Harness, token = "tok-abcdef-123456"): Promise<string> {
   await Deno.mkdir(h.stateDir, { recursive: true, mode: 0o700 });

@@ -13,7 +13,7 @@ import {
 import { shellQuote } from "../src/state/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
-import { tempDir } from "./_support/helpers.ts";
+import { rejectsWith, tempDir } from "./_support/helpers.ts";
 
 const posix = Deno.build.os !== "windows";
 
@@ -59,11 +59,7 @@ function recordingLogger(): Logger & { warnings: string[] } {
   };
 }
 
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof Error, "expected a rejection");
-  return error;
-}
+const failure = (promise: Promise<unknown>) => rejectsWith(promise, Error);
 
 Deno.test("identity store saves atomically with 0700/0600 and loads the same identity", async () => {
   await using dir = await tempDir();

@@ -4,7 +4,7 @@ import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { rejectsWith, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 
 // Tests run as root here; "another user" is nobody. Temp dirs live under /tmp, whose parent is
@@ -13,11 +13,7 @@ const NOBODY = 65534;
 const asRoot = Deno.build.os !== "windows" && Deno.uid() === 0;
 const skip = !asRoot;
 
-async function failure(promise: Promise<unknown>): Promise<AgentError> {
-  const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof AgentError, `expected an AgentError, got ${error}`);
-  return error;
-}
+const failure = (promise: Promise<unknown>) => rejectsWith(promise, AgentError);
 
 const mode = async (path: string) => (await Deno.lstat(path)).mode! & 0o7777;
 

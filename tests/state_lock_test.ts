@@ -5,7 +5,7 @@ import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, type Logger, silentLogger } from "../src/log.ts";
 import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state/state_lock.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { rejectsWith, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 
 const options = (command: string, logger: Logger = silentLogger) => ({
@@ -26,8 +26,7 @@ Deno.test("state lock: one holder at a time, the loser names it and exits 7", as
   assert.equal(record.command, "run");
   assert.ok(!Number.isNaN(Date.parse(record.started_at)));
   // Within one process too: the OS lock is per open file, not per process.
-  const error = await acquireStateLock(dir.path, options("renew")).then(() => null, (e) => e);
-  assert.ok(error instanceof StateLockedError);
+  const error = await rejectsWith(acquireStateLock(dir.path, options("renew")), StateLockedError);
   assert.equal(error.exitCode, ExitCode.busy);
   assert.equal(ExitCode.busy, 7);
   assert.match(

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { unenrollCommand } from "../src/enrollment/unenroll.ts";
-import { tempDir } from "./_support/helpers.ts";
+import { rejectsWith, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";
 
 const VALID_LOOKING = {
@@ -11,11 +11,7 @@ const VALID_LOOKING = {
   agent_id: "agent-9",
 };
 
-async function failure(promise: Promise<unknown>): Promise<AgentError> {
-  const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof AgentError, `expected an AgentError, got ${error}`);
-  return error;
-}
+const failure = (promise: Promise<unknown>) => rejectsWith(promise, AgentError);
 
 async function enrolledDir(path: string): Promise<IdentityStore> {
   const store = new IdentityStore(join(path, "state"));

@@ -12,6 +12,7 @@ import {
   principalKind,
   WindowsAcl,
 } from "../src/state/windows_acl.ts";
+import { rejectsWith } from "./_support/helpers.ts";
 
 const DIR = "C:\\ProgramData\\OneConnect\\Agent";
 
@@ -236,8 +237,7 @@ Deno.test("secure refuses a folder someone else created first, changing nothing"
   win.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-32-544");
   win.owners.set(DIR, "S-1-5-21-3623811015-3361044348-30300820-1013");
   win.acl.set(DIR, parseIcaclsOutput(PRECREATED_BY_MALLORY, DIR).map(render));
-  const error = await new WindowsAcl(win.run).secure(DIR, false).then(() => null, (e) => e);
-  assert.ok(error instanceof UsageError);
+  const error = await rejectsWith(new WindowsAcl(win.run).secure(DIR, false), UsageError);
   assert.equal(
     error.message,
     `Refusing "C:\\\\ProgramData\\\\OneConnect\\\\Agent": it is owned by S-1-5-21-3623811015-3361044348-30300820-1013, not SYSTEM or Administrators, so that account controls it; check its contents, then as an administrator run: ${ICACLS_PATH} "${DIR}" "/setowner" "*S-1-5-32-544" "/T" "/C"`,
@@ -248,7 +248,7 @@ Deno.test("secure refuses a folder someone else created first, changing nothing"
   const planted = new FakeWindows();
   planted.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-21-1-2-3-1013");
   planted.owners.set(DIR, "S-1-5-32-544");
-  const parent = await new WindowsAcl(planted.run).secure(DIR, true).then(() => null, (e) => e);
+  const parent = await rejectsWith(new WindowsAcl(planted.run).secure(DIR, true), Error);
   assert.match(
     parent.message,
     /the folder "C:\\\\ProgramData\\\\OneConnect" above it is owned by S-1-5-21-1-2-3-1013/,
@@ -260,8 +260,7 @@ Deno.test("audit refuses an ACL that grants anyone else, with the exact icacls f
   win.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-32-544");
   win.owners.set(DIR, "S-1-5-32-544");
   win.acl.set(DIR, parseIcaclsOutput(PRECREATED_BY_MALLORY, DIR).map(render));
-  const error = await new WindowsAcl(win.run).audit(DIR).then(() => null, (e) => e);
-  assert.ok(error instanceof UsageError);
+  const error = await rejectsWith(new WindowsAcl(win.run).audit(DIR), UsageError);
   assert.ok(
     error.message.endsWith(`run: ${ICACLS_PATH} "${DIR}" "/remove" "DESKTOP-7Q2K9LM\\mallory"`),
     error.message,
@@ -279,8 +278,7 @@ Deno.test("a failing icacls names the command to run as an administrator", async
         ? { success: true, stdout: `S-1-5-32-544\t${DIR}`, stderr: "" }
         : { success: false, stdout: "", stderr: `${DIR}: Access is denied.\r\n` },
     );
-  const error = await new WindowsAcl(run).secure(DIR, true).then(() => null, (e) => e);
-  assert.ok(error instanceof UsageError);
+  const error = await rejectsWith(new WindowsAcl(run).secure(DIR, true), UsageError);
   assert.match(error.message, /\(C:\\ProgramData\\OneConnect\\Agent: Access is denied\.\)/);
   assert.ok(error.message.endsWith(`run: ${ICACLS_PATH} "${DIR}" "/setowner" "*S-1-5-32-544"`));
 });

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
 
 /**
@@ -190,6 +191,20 @@ export function startRun(stateDir: string, args: string[] = []): RunningRun {
       await output.catch(() => {});
     },
   };
+}
+
+/**
+ * The error `promise` rejects with, asserted to be a `type`; fails the test when `promise`
+ * resolves or rejects with anything else.
+ */
+export async function rejectsWith<E>(
+  promise: Promise<unknown>,
+  // deno-lint-ignore no-explicit-any
+  type: abstract new (...args: any[]) => E,
+): Promise<E> {
+  const error = await promise.then(() => null, (e) => e);
+  assert.ok(error instanceof type, `expected a ${type.name}, got ${error}`);
+  return error;
 }
 
 /** A loopback port that was free a moment ago (nothing listens on it: connections are refused). */

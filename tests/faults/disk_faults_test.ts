@@ -24,7 +24,7 @@ import {
   mountTmpfs,
 } from "../_support/fault_helpers.ts";
 import { testContext } from "../_support/context_fixture.ts";
-import { skipWithout } from "../_support/helpers.ts";
+import { rejectsWith, skipWithout } from "../_support/helpers.ts";
 
 const ENOSPC = "No space left on device (os error 28)";
 
@@ -276,12 +276,14 @@ Deno.test("disk full through the seam: enroll --force fails before spending the 
   const logs: string[] = [];
   const agents = h.platform.agents().length;
   const fs = diskFullFs(() => true);
-  const error = await enrollCommand(
-    enrollContext(h, h.token(), logs),
-    { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
-    { fs },
-  ).then(() => null, (e) => e);
-  assert.ok(error instanceof UsageError, String(error));
+  const error = await rejectsWith(
+    enrollCommand(
+      enrollContext(h, h.token(), logs),
+      { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
+      { fs },
+    ),
+    UsageError,
+  );
   assert.match(error.message, /^Cannot write to state directory ".*": No space left on device/);
   assert.equal(h.platform.agents().length, agents);
   assert.equal(await Deno.readTextFile(h.identityPath), identity);
@@ -295,12 +297,15 @@ Deno.test("disk full through the seam only for the final write: old identity sta
   const agentId = JSON.parse(identity).agent_id as string;
   const logs: string[] = [];
   const fs = diskFullFs((path) => path.endsWith("/identity.json"));
-  const error = await enrollCommand(
-    enrollContext(h, h.token(), logs),
-    { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
-    { fs },
-  ).then(() => null, (e) => e);
-  assert.ok(error instanceof AgentError && error.exitCode === 2, String(error));
+  const error = await rejectsWith(
+    enrollCommand(
+      enrollContext(h, h.token(), logs),
+      { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
+      { fs },
+    ),
+    AgentError,
+  );
+  assert.equal(error.exitCode, 2, String(error));
   assert.match(
     error.message,
     /^Cannot write identity file ".*": No space left on device .*; the previous file, if any, is unchanged; the enrollment token is probably used up$/,
