@@ -9,11 +9,15 @@ import { join } from "node:path";
 import { createDevCa, issueClientCertificate } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import {
-  type CliResult,
+  enrollAgent,
+  enrollArgs,
+  errorLine,
   logLines,
   runAgent,
+  runOnce,
   spawnAgent,
   startRun,
+  stateDirWith,
   tempDir,
   until,
 } from "./_support/helpers.ts";
@@ -37,25 +41,11 @@ async function stateDirFor(
   url: URL,
   changes: Record<string, unknown> = {},
 ) {
-  const dir = await tempDir("oneconnect-edge-");
-  await Deno.chmod(dir.path, 0o700);
   const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
-  await Deno.writeTextFile(
-    join(dir.path, "identity.json"),
-    JSON.stringify({ ...identity, platform_url: url.href, ...changes }),
-    { mode: 0o600 },
+  return await stateDirWith(
+    { ...identity, platform_url: url.href, ...changes },
+    "oneconnect-edge-",
   );
-  return dir;
-}
-
-function runOnce(stateDir: string, auth: "bearer" | "mtls"): Promise<CliResult> {
-  return runAgent(["--state-dir", stateDir, "run", "--once", "--auth", auth]);
-}
-
-function errorLine(result: CliResult): string {
-  const lines = result.stderr.split("\n").filter((l) => l.startsWith("error:"));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${result.stderr}`);
-  return lines[0]!;
 }
 
 Deno.test({
@@ -84,20 +74,12 @@ Deno.test({
     await using optional = await edge("optional");
     await using on = await edge("on");
     await using state = await tempDir("oneconnect-edge-");
-    const enrolled = await runAgent([
-      "--state-dir",
+    const agentId = await enrollAgent(
+      platform,
       state.path,
-      "enroll",
-      "--url",
-      optional.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      "-",
-    ], { stdin: platform.mintEnrollmentToken() });
-    assert.equal(enrolled.code, 0, `${enrolled.stderr}\n${await optional.errorLog()}`);
-    const agentId = JSON.parse(await Deno.readTextFile(join(state.path, "identity.json")))
-      .agent_id;
+      optional.url,
+      () => optional.errorLog(),
+    );
     const beats = () => platform.heartbeats(agentId).length;
 
     await t.step(
@@ -221,21 +203,19 @@ Deno.test({
     const stateDir = join(dir.path, "state");
     const tokenFile = join(dir.path, "enrollment.token");
     await Deno.writeTextFile(tokenFile, platform.mintEnrollmentToken() + "\n", { mode: 0o600 });
-    const enrollArgs = (timeout: string) => [
+    const enroll = (timeout: string) => [
       "--state-dir",
       stateDir,
-      "enroll",
-      "--url",
-      nginx.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      tokenFile,
-      "--timeout",
-      timeout,
+      ...enrollArgs(
+        { url: nginx.url, caFile: platform.caFile },
+        "--token-file",
+        tokenFile,
+        "--timeout",
+        timeout,
+      ),
     ];
     await nginx.blockEnrollment(true);
-    const refused = await runAgent(enrollArgs("3"));
+    const refused = await runAgent(enroll("3"));
     assert.equal(refused.code, 4, refused.stderr);
     assert.match(
       errorLine(refused),
@@ -248,7 +228,7 @@ Deno.test({
     assert.equal(platform.agents().length, 0);
 
     // The edge recovers while enroll retries: the same token enrolls.
-    const child = spawnAgent(enrollArgs("60"));
+    const child = spawnAgent(enroll("60"));
     const output = child.output();
     await new Promise((r) => setTimeout(r, 1_500));
     await nginx.blockEnrollment(false);

@@ -10,7 +10,7 @@ import {
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { type CliResult, runAgent, sha256Hex, spawnAgent, tempDir } from "./_support/helpers.ts";
 
 const posix = Deno.build.os !== "windows";
 
@@ -71,11 +71,6 @@ async function listDir(path: string): Promise<string[]> {
 
 function mode(path: string): number {
   return Deno.statSync(path).mode! & 0o777;
-}
-
-async function sha256Hex(data: ArrayBuffer): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", data);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A TLS forwarder in front of the platform that keeps every request body the agent sends. */

@@ -18,7 +18,15 @@ import {
   issueServerCertificate,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import {
+  certificateFingerprint,
+  enrollAgent,
+  errorLine,
+  runOnce,
+  skipWithout,
+  stateDirWith,
+  tempDir,
+} from "./_support/helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
@@ -37,37 +45,6 @@ interface Identity {
   certificate: string;
   private_key: string;
   [field: string]: unknown;
-}
-
-function pemToDer(pem: string): Uint8Array<ArrayBuffer> {
-  const base64 = pem.replace(/-----(BEGIN|END) [A-Z ]+-----/g, "").replace(/\s+/g, "");
-  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-}
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A fresh state dir holding `identity` with the modes enroll leaves (0700 dir, 0600 file). */
-async function stateDirWith(identity: Identity) {
-  const dir = await tempDir("oneconnect-mtls-");
-  await Deno.chmod(dir.path, 0o700);
-  await Deno.writeTextFile(join(dir.path, "identity.json"), JSON.stringify(identity), {
-    mode: 0o600,
-  });
-  return dir;
-}
-
-function runOnce(stateDir: string, auth: "bearer" | "mtls"): Promise<CliResult> {
-  return runAgent(["--state-dir", stateDir, "run", "--once", "--auth", auth]);
-}
-
-/** The one `error:` line of a failed run; fails when there is not exactly one. */
-function errorLine(result: CliResult): string {
-  const lines = result.stderr.split("\n").filter((l) => l.startsWith("error:"));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${result.stderr}`);
-  return lines[0]!;
 }
 
 Deno.test({
@@ -92,18 +69,7 @@ Deno.test({
       proxySecret: PROXY_SECRET,
     });
     await using state = await tempDir("oneconnect-mtls-");
-    const enrolled = await runAgent([
-      "--state-dir",
-      state.path,
-      "enroll",
-      "--url",
-      nginx.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      "-",
-    ], { stdin: platform.mintEnrollmentToken() });
-    assert.equal(enrolled.code, 0, `${enrolled.stderr}\n${await nginx.errorLog()}`);
+    await enrollAgent(platform, state.path, nginx.url, () => nginx.errorLog());
     const identity: Identity = JSON.parse(
       await Deno.readTextFile(join(state.path, "identity.json")),
     );
@@ -123,7 +89,7 @@ Deno.test({
       assert.equal(record.had_authorization, false);
       assert.equal(
         record.client_cert_fingerprint,
-        await sha256Hex(pemToDer(identity.certificate)),
+        await certificateFingerprint(identity.certificate),
       );
     });
 
@@ -155,7 +121,7 @@ Deno.test({
         private_key: pair.keyPem,
         certificate_not_before: cert.notBefore.toISOString(),
         certificate_not_after: cert.notAfter.toISOString(),
-      });
+      }, "oneconnect-mtls-");
       const before = platform.requestCount;
       const result = await runOnce(foreign.path, "mtls");
       // `client_certificate_invalid` is no rejection code of the contract: a failed attempt.
@@ -179,7 +145,10 @@ Deno.test({
         serverKeyPem: impostorCert.keyPem,
         proxySecret: PROXY_SECRET,
       });
-      await using moved = await stateDirWith({ ...identity, platform_url: impostor.url.href });
+      await using moved = await stateDirWith(
+        { ...identity, platform_url: impostor.url.href },
+        "oneconnect-mtls-",
+      );
       const before = platform.requestCount;
       const result = await runOnce(moved.path, "mtls");
       assert.equal(result.code, 4, result.stderr);

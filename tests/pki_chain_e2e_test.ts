@@ -10,7 +10,14 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { type IssuingCaOptions, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, tempDir } from "./_support/helpers.ts";
+import {
+  certificateFingerprint,
+  type CliResult,
+  enrollArgs,
+  errorLine,
+  runAgent,
+  tempDir,
+} from "./_support/helpers.ts";
 import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
 import {
   makeOpensslPki,
@@ -47,38 +54,14 @@ function requireTools(): void {
   }
 }
 
-async function sha256Hex(pem: string): Promise<string> {
-  const der = new x509.X509Certificate(pem).rawData;
-  const digest = await crypto.subtle.digest("SHA-256", der);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function readIdentity(stateDir: string): Promise<StoredIdentity> {
   return JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
 }
 
 function enroll(stateDir: string, url: URL, caFile: string, token: string): Promise<CliResult> {
-  return runAgent(
-    [
-      "--state-dir",
-      stateDir,
-      "enroll",
-      "--url",
-      url.href,
-      "--ca-file",
-      caFile,
-      "--token-file",
-      "-",
-    ],
-    { stdin: token },
-  );
-}
-
-/** The one `error:` line of a failed run; fails when there is not exactly one. */
-function errorLine(result: CliResult): string {
-  const lines = result.stderr.split("\n").filter((l) => l.startsWith("error:"));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${result.stderr}`);
-  return lines[0]!;
+  return runAgent(["--state-dir", stateDir, ...enrollArgs({ url, caFile }, "--token-file", "-")], {
+    stdin: token,
+  });
 }
 
 async function withPki<T>(fn: (pki: OpensslPki) => Promise<T>): Promise<T> {
@@ -149,7 +132,10 @@ Deno.test({
       const beats = () => platform.heartbeats(agentId);
       assert.equal(beats().length, 1);
       assert.equal(beats()[0]!.auth, "mtls");
-      assert.equal(beats()[0]!.client_cert_fingerprint, await sha256Hex(identity.certificate));
+      assert.equal(
+        beats()[0]!.client_cert_fingerprint,
+        await certificateFingerprint(identity.certificate),
+      );
 
       // Bearer, straight to the platform, which also sends leaf + intermediate.
       await using direct = await tempDir("oneconnect-pki-direct-");
@@ -180,7 +166,10 @@ Deno.test({
       const second = await mtlsOnce();
       assert.equal(second.code, 0, await diagnose(second));
       assert.equal(beats().length, 3);
-      assert.equal(beats()[2]!.client_cert_fingerprint, await sha256Hex(after.certificate));
+      assert.equal(
+        beats()[2]!.client_cert_fingerprint,
+        await certificateFingerprint(after.certificate),
+      );
 
       const gone = await runAgent([
         "--state-dir",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import {
+  certificateFingerprint,
   enrollAgent,
   logLines,
   runAgent,
@@ -39,14 +40,6 @@ async function readStatusFile(stateDir: string): Promise<Record<string, unknown>
   }
 }
 
-/** SHA-256 of the certificate DER, hex: what the platform records as client_cert_fingerprint. */
-async function fingerprint(pem: string): Promise<string> {
-  const base64 = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, "").replace(/\s+/g, "");
-  const der = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const digest = await crypto.subtle.digest("SHA-256", der);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 Deno.test({
   name: "run renews its certificate and heartbeats present only the new one through nginx mTLS",
   ignore: skipWithout(HAVE_NGINX),
@@ -67,7 +60,7 @@ Deno.test({
     });
     await using dir = await tempDir();
     const agentId = await enrollAgent(platform, dir.path, nginx.url);
-    const first = await fingerprint((await readIdentity(dir.path)).certificate);
+    const first = await certificateFingerprint((await readIdentity(dir.path)).certificate);
     const agent = () => platform.agents().find((a) => a.agent_id === agentId)!;
     const prints = () => platform.heartbeats(agentId).map((h) => h.client_cert_fingerprint);
 
@@ -99,7 +92,7 @@ Deno.test({
     // It presents what it stored: the newest certificate, unless a renewal came after the last
     // heartbeat (then the platform issued one more than was presented).
     const stored = await readIdentity(dir.path);
-    const storedPrint = await fingerprint(stored.certificate);
+    const storedPrint = await certificateFingerprint(stored.certificate);
     const renewals = agent().renewal_count;
     if (order.at(-1) === storedPrint) assert.equal(renewals, order.length - 1);
     else assert.equal(renewals, order.length, `${storedPrint} never presented`);

@@ -14,6 +14,8 @@ import { writeFileAtomic } from "../../src/file_system.ts";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
 import {
   type CliResult,
+  enrollArgs,
+  errorLine,
   MAIN,
   runAgent,
   SPAWN_DEADLINE_MS,
@@ -96,15 +98,6 @@ export async function listTree(
 /** Whether a state-directory entry is the identity file or one of its temp files. */
 export function isSecretFile(name: string): boolean {
   return name === "identity.json" || /^\.identity\.json\.[0-9a-f]+\.tmp$/.test(name);
-}
-
-/** The `error: ...` line of a failed run; asserts it is the only one and the last line. */
-export function errorLine(result: CliResult): string {
-  const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
-  const errors = lines.filter((l) => l.startsWith("error:"));
-  assert.equal(errors.length, 1, `expected one error line:\n${result.stderr}`);
-  assert.equal(lines.at(-1), errors[0], `error line is not last:\n${result.stderr}`);
-  return errors[0]!;
 }
 
 /** Asserts the exit code and that the single error line matches `pattern`. */
@@ -196,14 +189,9 @@ export class Harness implements AsyncDisposable {
     return path;
   }
 
-  /** `enroll --url <platform> --ca-file <its CA>`, then `extra` (`--token-file -`, `--force`...). */
-  enrollArgs(...extra: string[]): string[] {
-    return ["enroll", "--url", this.platform.url.href, "--ca-file", this.platform.caFile, ...extra];
-  }
-
   /** Enrolls with a fresh token over stdin; returns the identity and remembers its secrets. */
   async enroll(extra: string[] = []): Promise<Record<string, unknown>> {
-    const result = await this.cli(this.enrollArgs("--token-file", "-", ...extra), {
+    const result = await this.cli(enrollArgs(this.platform, "--token-file", "-", ...extra), {
       stdin: this.token(),
     });
     assert.equal(result.code, 0, `enroll failed:\n${result.stderr}`);

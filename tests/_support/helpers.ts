@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
 
 /**
@@ -253,28 +254,78 @@ export interface EnrollTarget {
 }
 
 /**
+ * `enroll --url <target.url>`, with `--ca-file <target.caFile>` when it has one, then `extra`
+ * (`--token-file -`, `--force`...). Global flags such as `--state-dir` go before it.
+ */
+export function enrollArgs(
+  target: { url: URL | string; caFile?: string },
+  ...extra: string[]
+): string[] {
+  const url = typeof target.url === "string" ? target.url : target.url.href;
+  const ca = target.caFile === undefined ? [] : ["--ca-file", target.caFile];
+  return ["enroll", "--url", url, ...ca, ...extra];
+}
+
+/**
  * Enrolls an agent in `stateDir` with the real CLI (token on stdin), at `url` or the platform's
- * own URL (e.g. an nginx in front of it); fails the test on a non-zero exit. Returns the agent id.
+ * own URL (e.g. an nginx in front of it); fails the test on a non-zero exit, with what `explain`
+ * adds (an edge's error log). Returns the agent id.
  */
 export async function enrollAgent(
   platform: EnrollTarget,
   stateDir: string,
   url: URL = platform.url,
+  explain: () => Promise<string> = () => Promise.resolve(""),
 ): Promise<string> {
-  const result = await runAgent([
-    "--state-dir",
-    stateDir,
-    "enroll",
-    "--url",
-    url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
-  ], { stdin: platform.mintEnrollmentToken() });
-  if (result.code !== 0) throw new Error(`enroll failed (${result.code}): ${result.stderr}`);
+  const result = await runAgent(
+    ["--state-dir", stateDir, ...enrollArgs({ url, caFile: platform.caFile }, "--token-file", "-")],
+    { stdin: platform.mintEnrollmentToken() },
+  );
+  if (result.code !== 0) {
+    throw new Error(`enroll failed (${result.code}): ${result.stderr}\n${await explain()}`);
+  }
   const identity = JSON.parse(await Deno.readTextFile(`${stateDir}/identity.json`));
   return identity.agent_id;
+}
+
+/** The `error: ...` line of a failed run; asserts it is the only one and the last line. */
+export function errorLine(result: CliResult): string {
+  const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
+  const errors = lines.filter((l) => l.startsWith("error:"));
+  assert.equal(errors.length, 1, `expected one error line:\n${result.stderr}`);
+  assert.equal(lines.at(-1), errors[0], `error line is not last:\n${result.stderr}`);
+  return errors[0]!;
+}
+
+/** `run --once --auth <auth>` in `stateDir`. */
+export function runOnce(stateDir: string, auth: "bearer" | "mtls"): Promise<CliResult> {
+  return runAgent(["--state-dir", stateDir, "run", "--once", "--auth", auth]);
+}
+
+/** A fresh temp state dir holding `identity` with the modes enroll leaves (0700 dir, 0600 file). */
+export async function stateDirWith(
+  identity: Record<string, unknown>,
+  prefix?: string,
+): Promise<AsyncDisposable & { path: string }> {
+  const dir = await tempDir(prefix);
+  await Deno.chmod(dir.path, 0o700);
+  await Deno.writeTextFile(join(dir.path, "identity.json"), JSON.stringify(identity), {
+    mode: 0o600,
+  });
+  return dir;
+}
+
+/** SHA-256 of `data`, lower-case hex. */
+export async function sha256Hex(data: BufferSource): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", data);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** SHA-256 of the DER of the first certificate in `pem`: the platform's client_cert_fingerprint. */
+export function certificateFingerprint(pem: string): Promise<string> {
+  const block = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem);
+  if (block === null) throw new Error("no PEM certificate");
+  return sha256Hex(Uint8Array.from(atob(block[1]!.replace(/\s+/g, "")), (c) => c.charCodeAt(0)));
 }
 
 /** A recorded tool output from tests/fixtures/telemetry (its README says where each comes from). */

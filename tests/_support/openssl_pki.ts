@@ -110,6 +110,30 @@ commonName = supplied
       "-out",
       `${name}.key`,
     ]);
+  /** `openssl ca`: signs `<name>.csr` with `<name>.ext` into `<name>.crt` (self-signed: null). */
+  const sign = (name: string, issuer: string | null, dates: { start: string; end: string }) =>
+    openssl(dir, [
+      "ca",
+      "-batch",
+      "-config",
+      "ca.cnf",
+      "-notext",
+      "-in",
+      `${name}.csr`,
+      "-out",
+      `${name}.crt`,
+      "-extfile",
+      `${name}.ext`,
+      "-extensions",
+      "ext",
+      "-startdate",
+      dates.start,
+      "-enddate",
+      dates.end,
+      ...(issuer === null
+        ? ["-selfsign", "-keyfile", `${name}.key`]
+        : ["-cert", `${issuer}.crt`, "-keyfile", `${issuer}.key`]),
+    ]);
   /** Issues `<name>.crt` for a fresh key, signed by `issuer` (or self-signed). */
   const issue = async (
     name: string,
@@ -135,28 +159,7 @@ commonName = supplied
         issuer ? "authorityKeyIdentifier=keyid\n" : ""
       }`,
     );
-    await openssl(dir, [
-      "ca",
-      "-batch",
-      "-config",
-      "ca.cnf",
-      "-notext",
-      "-in",
-      `${name}.csr`,
-      "-out",
-      `${name}.crt`,
-      "-extfile",
-      `${name}.ext`,
-      "-extensions",
-      "ext",
-      "-startdate",
-      dates.start,
-      "-enddate",
-      dates.end,
-      ...(issuer === null
-        ? ["-selfsign", "-keyfile", `${name}.key`]
-        : ["-cert", `${issuer}.crt`, "-keyfile", `${issuer}.key`]),
-    ]);
+    await sign(name, issuer, dates);
     return { certPem: await read(`${name}.crt`), keyPem: await read(`${name}.key`) };
   };
   const root = await issue("root", "Test Root CA", CA_EXTENSIONS.root, null);
@@ -179,29 +182,7 @@ commonName = supplied
       }\nauthorityKeyIdentifier=keyid\n`,
     );
     const dates = opts.dates ?? { start: "20190101000000Z", end: "20991231000000Z" };
-    await openssl(dir, [
-      "ca",
-      "-batch",
-      "-config",
-      "ca.cnf",
-      "-notext",
-      "-in",
-      `${name}.csr`,
-      "-out",
-      `${name}.crt`,
-      "-extfile",
-      `${name}.ext`,
-      "-extensions",
-      "ext",
-      "-startdate",
-      dates.start,
-      "-enddate",
-      dates.end,
-      "-cert",
-      `${issuer}.crt`,
-      "-keyfile",
-      `${issuer}.key`,
-    ]);
+    await sign(name, issuer, dates);
     return await read(`${name}.crt`);
   };
   return {

@@ -24,7 +24,7 @@ import {
   mountTmpfs,
 } from "../_support/fault_helpers.ts";
 import { testContext } from "../_support/context_fixture.ts";
-import { rejectsWith, skipWithout } from "../_support/helpers.ts";
+import { enrollArgs, rejectsWith, skipWithout } from "../_support/helpers.ts";
 
 const ENOSPC = "No space left on device (os error 28)";
 
@@ -72,7 +72,10 @@ Deno.test("enroll into a state dir whose parents are missing creates them 0700; 
   assertFails(run, 5, /^error: Not enrolled: no identity at ".*\/state\/identity\.json"/);
   assert.deepEqual([...(await listTree(h.root)).keys()], []);
 
-  const enroll = await h.cli(h.enrollArgs("--token-file", "-"), { stdin: h.token(), stateDir });
+  const enroll = await h.cli(enrollArgs(h.platform, "--token-file", "-"), {
+    stdin: h.token(),
+    stateDir,
+  });
   assert.equal(enroll.code, 0, enroll.stderr);
   const tree = await listTree(h.root);
   for (const dir of ["missing", "missing/parent", "missing/parent/state"]) {
@@ -101,7 +104,9 @@ Deno.test({
 
       const agents = h.platform.agents().length;
       const token = h.token();
-      const force = await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: token });
+      const force = await h.cli(enrollArgs(h.platform, "--token-file", "-", "--force"), {
+        stdin: token,
+      });
       assertFails(
         force,
         2,
@@ -142,7 +147,9 @@ Deno.test({
     assert.equal(h.platform.heartbeats(agentId).length, 2);
 
     const agents = h.platform.agents().length;
-    const force = await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() });
+    const force = await h.cli(enrollArgs(h.platform, "--token-file", "-", "--force"), {
+      stdin: h.token(),
+    });
     assertFails(
       force,
       2,
@@ -171,7 +178,7 @@ Deno.test("identity.json replaced by a directory: every command refuses it, no t
   assertFails(await h.cli(["run", "--once"]), 2, refused);
   const agents = h.platform.agents().length;
   assertFails(
-    await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() }),
+    await h.cli(enrollArgs(h.platform, "--token-file", "-", "--force"), { stdin: h.token() }),
     2,
     refused,
   );
@@ -191,7 +198,7 @@ Deno.test("identity.json replaced by a symlink to a valid identity: refused, nev
   assertFails(await h.cli(["status"]), 2, refused);
   assertFails(await h.cli(["run", "--once"]), 2, refused);
   assertFails(
-    await h.cli(h.enrollArgs("--token-file", "-", "--force"), { stdin: h.token() }),
+    await h.cli(enrollArgs(h.platform, "--token-file", "-", "--force"), { stdin: h.token() }),
     2,
     refused,
   );

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
 import { delay, Harness, HAS_STRACE, listTree } from "../_support/fault_helpers.ts";
-import { skipWithout, until } from "../_support/helpers.ts";
+import { enrollArgs, skipWithout, until } from "../_support/helpers.ts";
 
 /** The identity as the agent loads it (complete and self-consistent), or null when absent. */
 async function loadIdentity(h: Harness): Promise<{ agent_id: string } | null> {
@@ -48,7 +48,7 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   h.platform.injectFault({ route: "enroll", delayMs: 5_000, times: 1 });
   const token = await h.tokenFile();
   {
-    await using run = h.spawn(h.enrollArgs("--token-file", token));
+    await using run = h.spawn(enrollArgs(h.platform, "--token-file", token));
     await run.waitForLine(/"msg":"Contacting platform"/);
     run.kill("SIGKILL");
     const end = await run.exited();
@@ -60,7 +60,7 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   assert.equal(status.code, 5, status.stderr);
   h.platform.clearFaults();
   // A request that had reached the platform was held 5 s and its client was gone: not enrolled.
-  const again = await h.cli(h.enrollArgs("--token-file", token));
+  const again = await h.cli(enrollArgs(h.platform, "--token-file", token));
   assert.equal(again.code, 0, again.stderr);
   const first = await loadIdentity(h);
   assert.ok(first);
@@ -69,7 +69,9 @@ Deno.test("kill -9 after key generation: no identity, token unspent; with --forc
   // Replacing: killed right after the key is made; the old identity stays and works.
   const before = await Deno.readTextFile(h.identityPath);
   {
-    await using run = h.spawn(h.enrollArgs("--token-file", await h.tokenFile(), "--force"));
+    await using run = h.spawn(
+      enrollArgs(h.platform, "--token-file", await h.tokenFile(), "--force"),
+    );
     await run.waitForLine(/"msg":"Generating key"/);
     run.kill("SIGKILL");
     await run.exited();
@@ -87,7 +89,7 @@ Deno.test("kill -9 mid-request (platform holding the enrollment): old identity i
   const requests = h.platform.requestCount;
   const token = await h.tokenFile();
   {
-    await using run = h.spawn(h.enrollArgs("--force", "--token-file", token));
+    await using run = h.spawn(enrollArgs(h.platform, "--force", "--token-file", token));
     await until(() => h.platform.requestCount > requests, "the enrollment request to arrive");
     run.kill("SIGKILL");
     await run.exited();
@@ -99,7 +101,7 @@ Deno.test("kill -9 mid-request (platform holding the enrollment): old identity i
   // body had arrived. Either way a retry with the same token is answered consistently.
   await delay(1_700);
   const agents = h.platform.agents().length;
-  const retry = await h.cli(h.enrollArgs("--force", "--token-file", token));
+  const retry = await h.cli(enrollArgs(h.platform, "--force", "--token-file", token));
   if (agents === 2) {
     assert.equal(retry.code, 3, retry.stderr);
     assert.match(
@@ -144,7 +146,7 @@ Deno.test({
     let agents = h.platform.agents().length;
     {
       await using run = h.spawnSlowed(
-        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        enrollArgs(h.platform, "--token-file", await h.tokenFile(), "--force"),
         SLOW_MS,
       );
       await until(
@@ -165,7 +167,7 @@ Deno.test({
     agents = h.platform.agents().length;
     {
       await using run = h.spawnSlowed(
-        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        enrollArgs(h.platform, "--token-file", await h.tokenFile(), "--force"),
         SLOW_MS,
       );
       await until(
@@ -184,7 +186,7 @@ Deno.test({
     agents = h.platform.agents().length;
     {
       await using run = h.spawnSlowed(
-        h.enrollArgs("--token-file", await h.tokenFile(), "--force"),
+        enrollArgs(h.platform, "--token-file", await h.tokenFile(), "--force"),
         SLOW_MS,
       );
       await until(async () => (await h.identity()).agent_id !== old.agent_id, "the rename");
@@ -207,7 +209,9 @@ Deno.test("kill -9 at random moments of enroll --force: always one complete iden
   let replaced = 0;
   for (let i = 0; i < 8; i++) {
     const current = (await loadIdentity(h))!.agent_id;
-    await using run = h.spawn(h.enrollArgs("--token-file", await h.tokenFile(), "--force"));
+    await using run = h.spawn(
+      enrollArgs(h.platform, "--token-file", await h.tokenFile(), "--force"),
+    );
     await run.waitForLine(/"msg":"Contacting platform"/);
     await delay(Math.floor(Math.random() * 80));
     run.kill("SIGKILL");

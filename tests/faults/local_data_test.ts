@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { exportPrivateKeyPem, generateAgentKeyPair } from "../../src/trust/certificates.ts";
 import { StatusSchema } from "../../src/state/status_store.ts";
 import { assertFails, delay, Harness } from "../_support/fault_helpers.ts";
+import { enrollArgs } from "../_support/helpers.ts";
 
 function increasing(values: number[]): void {
   for (let i = 1; i < values.length; i++) {
@@ -89,7 +90,7 @@ Deno.test("corrupt identity.json: status, run and enroll exit 2 naming the file 
 
   // The way out the message names: enroll --force replaces the corrupt file.
   const stateDir = join(h.root, "truncated");
-  const force = await h.cli(h.enrollArgs("--force", "--token-file", "-"), {
+  const force = await h.cli(enrollArgs(h.platform, "--force", "--token-file", "-"), {
     stdin: h.token(),
     stateDir,
   });
@@ -207,7 +208,7 @@ Deno.test("enroll refuses a certificate that is already expired: nothing stored,
     certTtlSeconds: 60,
     now: () => Date.now() - 2 * 86_400_000,
   });
-  const result = await h.cli(h.enrollArgs("--token-file", "-"), { stdin: h.token() });
+  const result = await h.cli(enrollArgs(h.platform, "--token-file", "-"), { stdin: h.token() });
   assertFails(
     result,
     4,

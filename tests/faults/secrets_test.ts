@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Harness, hostileServer, listTree } from "../_support/fault_helpers.ts";
-import { until } from "../_support/helpers.ts";
+import { enrollArgs, until } from "../_support/helpers.ts";
 
 /** The command lines of `pid` and every process below it. */
 function cmdlines(pid: number): string[] {
@@ -40,7 +40,7 @@ Deno.test({
     const enrollFile = join(h.root, "token");
     await Deno.writeTextFile(enrollFile, token, { mode: 0o600 });
     {
-      const run = h.spawn(h.enrollArgs("--token-file", enrollFile));
+      const run = h.spawn(enrollArgs(h.platform, "--token-file", enrollFile));
       await run.waitForLine(/"msg":"Contacting platform"/);
       const lines = cmdlines(run.child.pid);
       assert.ok(lines.some((l) => l.includes("enroll")), lines.join("\n"));
@@ -54,13 +54,13 @@ Deno.test({
 
     // --force via the environment and via <state-dir>/enrollment.token, in text format.
     let result = await h.cli(
-      h.enrollArgs("--force"),
+      enrollArgs(h.platform, "--force"),
       { env: { ONECONNECT_ENROLLMENT_TOKEN: h.token() } },
     );
     assert.equal(result.code, 0, result.stderr);
     h.secrets.addIdentity(await h.identity());
     await Deno.writeTextFile(join(h.stateDir, "enrollment.token"), h.token(), { mode: 0o600 });
-    result = await h.cli(h.enrollArgs("--force"));
+    result = await h.cli(enrollArgs(h.platform, "--force"));
     assert.equal(result.code, 0, result.stderr);
     const identity = await h.identity();
     h.secrets.addIdentity(identity);
