@@ -21,7 +21,7 @@ import {
   tempDir,
   until,
 } from "./_support/helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import { NGINX_BIN, nginxAvailable, startNginxFor } from "./_support/nginx.ts";
 
 const NGINX_REQUIRED = (Deno.env.get("ONECONNECT_REQUIRE_NGINX") ?? "") !== "";
 const HAVE_NGINX = nginxAvailable();
@@ -62,15 +62,7 @@ Deno.test({
       proxySecret: PROXY_SECRET,
     });
     const edge = (verifyClient: "on" | "optional") =>
-      startNginxMtls({
-        upstream: platform.url,
-        caPem: platform.caCertPem,
-        serverCertPem: platform.serverCertPem,
-        serverKeyPem: platform.serverKeyPem,
-        proxySecret: PROXY_SECRET,
-        verifyClient,
-        stockErrorPages: true,
-      });
+      startNginxFor(platform, PROXY_SECRET, { verifyClient, stockErrorPages: true });
     await using optional = await edge("optional");
     await using on = await edge("on");
     await using state = await tempDir("oneconnect-edge-");
@@ -191,14 +183,7 @@ Deno.test({
       throw new Error(`ONECONNECT_REQUIRE_NGINX is set but there is no nginx at ${NGINX_BIN}`);
     }
     await using platform = await startDevPlatform({ quiet: true });
-    await using nginx = await startNginxMtls({
-      upstream: platform.url,
-      caPem: platform.caCertPem,
-      serverCertPem: platform.serverCertPem,
-      serverKeyPem: platform.serverKeyPem,
-      proxySecret: PROXY_SECRET,
-      stockErrorPages: true,
-    });
+    await using nginx = await startNginxFor(platform, PROXY_SECRET, { stockErrorPages: true });
     await using dir = await tempDir("oneconnect-edge-enroll-");
     const stateDir = join(dir.path, "state");
     const tokenFile = join(dir.path, "enrollment.token");

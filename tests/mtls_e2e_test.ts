@@ -27,7 +27,7 @@ import {
   stateDirWith,
   tempDir,
 } from "./_support/helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import { NGINX_BIN, nginxAvailable, startNginxFor } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "mtls-e2e-proxy-secret";
@@ -61,13 +61,7 @@ Deno.test({
       requireMtls: true,
       proxySecret: PROXY_SECRET,
     });
-    await using nginx = await startNginxMtls({
-      upstream: platform.url,
-      caPem: platform.caCertPem,
-      serverCertPem: platform.serverCertPem,
-      serverKeyPem: platform.serverKeyPem,
-      proxySecret: PROXY_SECRET,
-    });
+    await using nginx = await startNginxFor(platform, PROXY_SECRET);
     await using state = await tempDir("oneconnect-mtls-");
     await enrollAgent(platform, state.path, nginx.url, () => nginx.errorLog());
     const identity: Identity = JSON.parse(
@@ -138,12 +132,9 @@ Deno.test({
       // A working edge in front of the real platform, except that its server certificate comes
       // from another CA: had the agent trusted it, the heartbeat would reach the platform.
       const impostorCert = await issueServerCertificate(foreignCa);
-      await using impostor = await startNginxMtls({
-        upstream: platform.url,
-        caPem: platform.caCertPem,
+      await using impostor = await startNginxFor(platform, PROXY_SECRET, {
         serverCertPem: impostorCert.certPem,
         serverKeyPem: impostorCert.keyPem,
-        proxySecret: PROXY_SECRET,
       });
       await using moved = await stateDirWith(
         { ...identity, platform_url: impostor.url.href },

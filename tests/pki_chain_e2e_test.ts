@@ -16,9 +16,10 @@ import {
   enrollArgs,
   errorLine,
   runAgent,
+  runOnce,
   tempDir,
 } from "./_support/helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import { NGINX_BIN, nginxAvailable, type NginxMtls, startNginxMtls } from "./_support/nginx.ts";
 import {
   makeOpensslPki,
   OPENSSL_BIN,
@@ -64,6 +65,17 @@ function enroll(stateDir: string, url: URL, caFile: string, token: string): Prom
   });
 }
 
+/** nginx in front of `platform` with the openssl server chain, trusting clients to the root only. */
+function rootOnlyEdge(platform: { url: URL }, pki: OpensslPki): Promise<NginxMtls> {
+  return startNginxMtls({
+    upstream: platform.url,
+    caPem: pki.root.certPem,
+    serverCertPem: pki.serverChain.certPem,
+    serverKeyPem: pki.serverChain.keyPem,
+    proxySecret: PROXY_SECRET,
+  });
+}
+
 async function withPki<T>(fn: (pki: OpensslPki) => Promise<T>): Promise<T> {
   await using dir = await tempDir("oneconnect-pki-");
   return await fn(await makeOpensslPki(dir.path));
@@ -88,13 +100,7 @@ Deno.test({
         },
       });
       // Client certificates are verified against the root alone: the agent must send the chain.
-      await using nginx = await startNginxMtls({
-        upstream: platform.url,
-        caPem: pki.root.certPem,
-        serverCertPem: pki.serverChain.certPem,
-        serverKeyPem: pki.serverChain.keyPem,
-        proxySecret: PROXY_SECRET,
-      });
+      await using nginx = await rootOnlyEdge(platform, pki);
       await using state = await tempDir("oneconnect-pki-state-");
       const diagnose = async (r: CliResult) => `${r.stderr}\n${await nginx.errorLog()}`;
 
@@ -124,8 +130,7 @@ Deno.test({
       assert.deepEqual(identity.intermediate_certificates, [pki.issuing.certPem]);
       assert.deepEqual(identity.ca_certificates, [pki.root.certPem]);
       const agentId = identity.agent_id;
-      const mtlsOnce = () =>
-        runAgent(["--state-dir", state.path, "run", "--once", "--auth", "mtls"]);
+      const mtlsOnce = () => runOnce(state.path, "mtls");
 
       const first = await mtlsOnce();
       assert.equal(first.code, 0, await diagnose(first));
@@ -203,13 +208,7 @@ Deno.test({
           rootPems: [pki.issuing.certPem, pki.root.certPem],
         },
       });
-      await using nginx = await startNginxMtls({
-        upstream: platform.url,
-        caPem: pki.root.certPem,
-        serverCertPem: pki.serverChain.certPem,
-        serverKeyPem: pki.serverChain.keyPem,
-        proxySecret: PROXY_SECRET,
-      });
+      await using nginx = await rootOnlyEdge(platform, pki);
       await using state = await tempDir("oneconnect-pki-state-");
       const enrolled = await enroll(
         state.path,
@@ -221,7 +220,7 @@ Deno.test({
       const identity = await readIdentity(state.path);
       assert.equal(identity.certificate.match(/BEGIN CERTIFICATE/g)?.length, 1);
       assert.deepEqual(identity.intermediate_certificates, [pki.issuing.certPem]);
-      const once = await runAgent(["--state-dir", state.path, "run", "--once", "--auth", "mtls"]);
+      const once = await runOnce(state.path, "mtls");
       assert.equal(once.code, 0, `${once.stderr}\n${await nginx.errorLog()}`);
       assert.equal(platform.heartbeats(identity.agent_id)[0]?.auth, "mtls");
     }),

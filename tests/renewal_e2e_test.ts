@@ -16,7 +16,7 @@ import {
   tempDir,
   until,
 } from "./_support/helpers.ts";
-import { NGINX_BIN, nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
+import { NGINX_BIN, nginxAvailable, startNginxFor } from "./_support/nginx.ts";
 
 const HAVE_NGINX = nginxAvailable();
 const PROXY_SECRET = "renewal-e2e-proxy-secret";
@@ -51,13 +51,7 @@ Deno.test({
       requireMtls: true,
       proxySecret: PROXY_SECRET,
     });
-    await using nginx = await startNginxMtls({
-      upstream: platform.url,
-      caPem: platform.caCertPem,
-      serverCertPem: platform.serverCertPem,
-      serverKeyPem: platform.serverKeyPem,
-      proxySecret: PROXY_SECRET,
-    });
+    await using nginx = await startNginxFor(platform, PROXY_SECRET);
     await using dir = await tempDir();
     const agentId = await enrollAgent(platform, dir.path, nginx.url);
     const first = await certificateFingerprint((await readIdentity(dir.path)).certificate);

@@ -187,6 +187,33 @@ http {
   return { conf, proxy };
 }
 
+/** What {@linkcode startNginxFor} needs of a dev platform. */
+export interface FrontedPlatform {
+  url: URL;
+  caCertPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+}
+
+/**
+ * nginx in front of `platform` as its edge: presents the platform's own server certificate,
+ * verifies clients against the platform's CA, and forwards with `proxySecret`; `options` override.
+ */
+export function startNginxFor(
+  platform: FrontedPlatform,
+  proxySecret: string,
+  options: Partial<NginxMtlsOptions> = {},
+): Promise<NginxMtls> {
+  return startNginxMtls({
+    upstream: platform.url,
+    caPem: platform.caCertPem,
+    serverCertPem: platform.serverCertPem,
+    serverKeyPem: platform.serverKeyPem,
+    proxySecret,
+    ...options,
+  });
+}
+
 /** Starts nginx with `ssl_verify_client on` in front of the dev platform. */
 export async function startNginxMtls(opts: NginxMtlsOptions): Promise<NginxMtls> {
   if (!/^[A-Za-z0-9._~+\/=-]+$/.test(opts.proxySecret)) {
