@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, tempDir } from "./_support/helpers.ts";
+import { enrollArgs, runAgent, tempDir } from "./_support/helpers.ts";
 import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const ignore = !opensslAvailable();
@@ -79,13 +79,7 @@ Deno.test({
     const enroll = await runAgent([
       "--state-dir",
       stateDir,
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-pin",
-      pin,
-      "--token-file",
-      "-",
+      ...enrollArgs({ url: platform.url }, "--ca-pin", pin, "--token-file", "-"),
     ], { stdin: platform.mintEnrollmentToken() });
     assert.equal(enroll.code, 0, enroll.stderr);
     const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
@@ -93,10 +87,7 @@ Deno.test({
     const check = await runAgent([
       "--state-dir",
       join(dir.path, "check"),
-      "enroll",
-      "--check",
-      "--url",
-      platform.url.href,
+      ...enrollArgs({ url: platform.url }, "--check"),
     ], { env: { ONECONNECT_CA_PIN: pin } });
     assert.equal(check.code, 0, check.stderr);
     assert.match(
@@ -129,13 +120,7 @@ Deno.test({
     const enroll = await runAgent([
       "--state-dir",
       stateDir,
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-pin",
-      wrong,
-      "--token-file",
-      "-",
+      ...enrollArgs({ url: platform.url }, "--ca-pin", wrong, "--token-file", "-"),
     ], { stdin: token });
     assert.equal(enroll.code, 4, enroll.stderr);
     const line = enroll.stderr.trim().split("\n").at(-1)!;
@@ -155,11 +140,7 @@ Deno.test("enroll --ca-pin refuses a malformed pin before anything else (exit 2)
   const result = await runAgent([
     "--state-dir",
     join(dir.path, "state"),
-    "enroll",
-    "--url",
-    "https://127.0.0.1:1/",
-    "--ca-pin",
-    "sha256:abc",
+    ...enrollArgs({ url: "https://127.0.0.1:1/" }, "--ca-pin", "sha256:abc"),
   ], { env: { ONECONNECT_ENROLLMENT_TOKEN: "t" } });
   assert.equal(result.code, 2, result.stderr);
   assert.match(

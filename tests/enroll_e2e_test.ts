@@ -10,7 +10,14 @@ import {
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { type CliResult, runAgent, sha256Hex, spawnAgent, tempDir } from "./_support/helpers.ts";
+import {
+  type CliResult,
+  enrollArgs,
+  runAgent,
+  sha256Hex,
+  spawnAgent,
+  tempDir,
+} from "./_support/helpers.ts";
 
 const posix = Deno.build.os !== "windows";
 
@@ -43,11 +50,7 @@ async function setup(): Promise<Env> {
       return path;
     },
     agent,
-    enroll: (extra = [], options) =>
-      agent(
-        ["enroll", "--url", platform.url.href, "--ca-file", platform.caFile, ...extra],
-        options,
-      ),
+    enroll: (extra = [], options) => agent(enrollArgs(platform, ...extra), options),
     async [Symbol.asyncDispose]() {
       try {
         assert.deepEqual(platform.contractViolations, []);
@@ -197,13 +200,7 @@ Deno.test("enroll e2e: unknown (401) and used (409) tokens exit 3 and write noth
   const first = await runAgent([
     "--state-dir",
     other.path,
-    "enroll",
-    "--url",
-    env.platform.url.href,
-    "--ca-file",
-    env.platform.caFile,
-    "--token-file",
-    "-",
+    ...enrollArgs(env.platform, "--token-file", "-"),
   ], { stdin: token });
   assert.equal(first.code, 0, first.stderr);
   const tokenFile = await env.tokenFile(token);
@@ -390,14 +387,7 @@ Deno.test({
     const child = spawnAgent([
       "--state-dir",
       env.stateDir,
-      "enroll",
-      "--force",
-      "--url",
-      env.platform.url.href,
-      "--ca-file",
-      env.platform.caFile,
-      "--token-file",
-      tokenFile,
+      ...enrollArgs(env.platform, "--force", "--token-file", tokenFile),
     ]);
     // Wait (bounded) until the request is in flight at the platform, then kill the agent.
     for (let i = 0; i < 200 && env.platform.requestCount === requests; i++) {
@@ -431,13 +421,7 @@ Deno.test({
     const child2 = spawnAgent([
       "--state-dir",
       fresh,
-      "enroll",
-      "--url",
-      env.platform.url.href,
-      "--ca-file",
-      env.platform.caFile,
-      "--token-file",
-      await env.tokenFile(),
+      ...enrollArgs(env.platform, "--token-file", await env.tokenFile()),
     ]);
     for (let i = 0; i < 200 && env.platform.requestCount === requests2; i++) {
       await new Promise((r) => setTimeout(r, 50));

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { createCsr, generateAgentKeyPair, splitPemBundle } from "../src/trust/certificates.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { sharedOpensslPki } from "./_support/openssl_pki.ts";
-import { findTool, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { enrollArgs, findTool, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 
 const OPENSSL = findTool("openssl");
 const decoder = new TextDecoder();
@@ -162,12 +162,7 @@ Deno.test({
     runAgent([
       "--state-dir",
       join(dir.path, "state"),
-      "enroll",
-      "--check",
-      "--url",
-      server.url.href,
-      "--ca-file",
-      ca,
+      ...enrollArgs({ url: server.url, caFile: ca }, "--check"),
     ]);
 
   const good = await check(caFile);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { enrollArgs, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const UPDATE = "/usr/sbin/update-ca-certificates";
@@ -37,11 +37,7 @@ Deno.test({
       const enroll = await runAgent([
         "--state-dir",
         stateDir,
-        "enroll",
-        "--url",
-        platform.url.href,
-        "--token-file",
-        "-",
+        ...enrollArgs({ url: platform.url }, "--token-file", "-"),
       ], { stdin: platform.mintEnrollmentToken() });
       assert.equal(enroll.code, 0, enroll.stderr);
       assert.equal(

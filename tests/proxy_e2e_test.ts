@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { freePort, runAgent, skipWithout, spawnAgent, tempDir } from "./_support/helpers.ts";
+import {
+  enrollArgs,
+  freePort,
+  runAgent,
+  skipWithout,
+  spawnAgent,
+  tempDir,
+} from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./_support/squid.ts";
 
@@ -109,13 +116,7 @@ Deno.test("a plain http platform is never reached through HTTP_PROXY, http_proxy
     [
       "--state-dir",
       dir.path,
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--timeout",
-      "5",
-      "--token-file",
-      "-",
+      ...enrollArgs({ url: platform.url }, "--timeout", "5", "--token-file", "-"),
     ],
     { env, stdin: platform.mintEnrollmentToken() },
   );
@@ -159,14 +160,7 @@ Deno.test({
     const check = await runAgent([
       "--state-dir",
       dir.path,
-      "enroll",
-      "--check",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--proxy-pac",
-      pac.url,
+      ...enrollArgs(platform, "--check", "--proxy-pac", pac.url),
     ]);
     assert.equal(check.code, 0, check.stderr);
     assert.match(

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { enrollArgs, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { type Squid, squidAvailable, startSquid } from "./_support/squid.ts";
 
 function hostPort(url: URL): string {
@@ -53,13 +53,7 @@ Deno.test({
     dir.path,
     "--log-level",
     "debug",
-    "enroll",
-    "--url",
-    platform.url.href,
-    "--ca-file",
-    platform.caFile,
-    "--token-file",
-    "-",
+    ...enrollArgs(platform, "--token-file", "-"),
   ], { env, stdin: platform.mintEnrollmentToken() });
   assert.equal(enroll.code, 0, enroll.stderr);
   assert.ok(!enroll.stderr.includes(password) && !enroll.stdout.includes(password));
@@ -94,15 +88,7 @@ Deno.test({
     const result = await runAgent([
       "--state-dir",
       join(dir.path, "state"),
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--timeout",
-      "1",
-      "--token-file",
-      "-",
+      ...enrollArgs(platform, "--timeout", "1", "--token-file", "-"),
     ], { env: { HTTPS_PROXY: proxy }, stdin: platform.mintEnrollmentToken() });
     assert.equal(result.code, 4, `${what}: ${result.stderr}`);
     const errors = result.stderr.split("\n").filter((l) => l.startsWith("error:"));

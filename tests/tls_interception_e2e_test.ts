@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
+import { enrollAgent, enrollArgs, runAgent, tempDir } from "./_support/helpers.ts";
 import { opensslAvailable } from "./_support/openssl_pki.ts";
 import { HAVE_SQUID_BUMP, startBumpingSquid } from "./_support/squid_bump.ts";
 
@@ -26,13 +26,7 @@ Deno.test({
     const result = await runAgent([
       "--state-dir",
       join(dir.path, "state"),
-      "enroll",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
-      "--token-file",
-      "-",
+      ...enrollArgs(platform, "--token-file", "-"),
     ], { stdin: platform.mintEnrollmentToken(), env: { HTTPS_PROXY: squid.url } });
     assert.equal(result.code, 4, result.stderr);
     const last = result.stderr.trim().split("\n").at(-1)!;
@@ -64,12 +58,7 @@ Deno.test({
     const check = await runAgent([
       "--state-dir",
       join(dir.path, "check"),
-      "enroll",
-      "--check",
-      "--url",
-      platform.url.href,
-      "--ca-file",
-      platform.caFile,
+      ...enrollArgs(platform, "--check"),
     ], { env: { HTTPS_PROXY: squid.url } });
     assert.equal(check.code, 4, check.stderr);
     assert.match(check.stdout, /^fail +health +.*certificate issued by "Contoso Inspection CA"/m);
