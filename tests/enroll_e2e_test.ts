@@ -13,6 +13,7 @@ import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server
 import {
   type CliResult,
   enrollArgs,
+  exists,
   runAgent,
   sha256Hex,
   spawnAgent,
@@ -60,10 +61,6 @@ async function setup(): Promise<Env> {
       }
     },
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 async function listDir(path: string): Promise<string[]> {

@@ -30,7 +30,7 @@ import {
   issueAgentCertificate,
   parseCsr,
 } from "../tasks/dev_platform/dev_ca.ts";
-import { rejectsWith, skipWithout, tempDir } from "./_support/helpers.ts";
+import { exists, rejectsWith, skipWithout, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { TEST_HOST } from "./_support/host_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
@@ -198,10 +198,6 @@ async function writeToken(h: Harness, token = "tok-abcdef-123456"): Promise<stri
   const path = join(h.stateDir, "enrollment.token");
   await Deno.writeTextFile(path, `${token}\n`, { mode: 0o600 });
   return path;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 Deno.test("enroll stores a verified identity, deletes the token file and prints the id", async () => {

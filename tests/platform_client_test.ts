@@ -13,7 +13,7 @@ import {
 import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./_support/connect_proxy.ts";
-import { RUN_DEADLINE_MS, skipWithout, withDeadline } from "./_support/helpers.ts";
+import { hostPort, RUN_DEADLINE_MS, skipWithout, withDeadline } from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { freePort } from "./_support/helpers.ts";
 
@@ -460,10 +460,6 @@ Deno.test({
     );
   },
 });
-
-function hostPort(url: URL): string {
-  return `${url.hostname}:${url.port}`;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Hostile or broken answers.

@@ -9,10 +9,12 @@ import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import {
   enrollArgs,
   freePort,
+  hostPort,
   runAgent,
   skipWithout,
-  spawnAgent,
+  startRun,
   tempDir,
+  until,
 } from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./_support/squid.ts";
@@ -71,10 +73,6 @@ function servePac(script: string) {
 /** CONNECT lines of squid's access log that reached `target` (`host:port`). */
 function connects(log: string, target: string): string[] {
   return log.split("\n").filter((line) => line.includes(` CONNECT ${target} `));
-}
-
-function hostPort(url: URL): string {
-  return `${url.hostname}:${url.port}`;
 }
 
 /** `enroll --url <platform> --ca-file <its CA> <extra> --token-file -` with a fresh token. */
@@ -245,28 +243,10 @@ Deno.test("run warns once about a platform clock 10 min behind and status shows 
   assert.equal(enroll.code, 0, enroll.stderr);
   const agentId = JSON.parse(await Deno.readTextFile(join(dir.path, "identity.json"))).agent_id;
 
-  const child = spawnAgent([
-    "--state-dir",
-    dir.path,
-    "--log-format",
-    "json",
-    "run",
-    "--interval",
-    "1",
-  ]);
-  const output = child.output();
-  try {
-    const deadline = Date.now() + 20_000;
-    while (platform.heartbeats(agentId).length < 3) {
-      if (Date.now() > deadline) throw new Error("timed out waiting for three heartbeats");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  } finally {
-    child.kill("SIGTERM");
-  }
-  const out = await output;
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
+  await using run = startRun(dir.path, ["--interval", "1"]);
+  await until(() => platform.heartbeats(agentId).length >= 3, "three heartbeats");
+  const { code, stderr } = await run.terminate();
+  assert.equal(code, 0, stderr);
   const warnings = stderr.split("\n").filter((l) => l.includes("platform's clock"));
   assert.equal(warnings.length, 1, stderr);
   assert.match(warnings[0]!, /is 10 min behind this host/);

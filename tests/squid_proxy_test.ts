@@ -6,12 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollArgs, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { enrollArgs, hostPort, runAgent, skipWithout, tempDir, until } from "./_support/helpers.ts";
 import { type Squid, squidAvailable, startSquid } from "./_support/squid.ts";
-
-function hostPort(url: URL): string {
-  return `${url.hostname}:${url.port}`;
-}
 
 /** squid's access-log lines for CONNECTs to `target`. */
 function connects(log: string, target: string): string[] {
@@ -23,17 +19,12 @@ function connects(log: string, target: string): string[] {
  * closes, a moment after the agent exits) and returns them all; fails after 20 s.
  */
 async function loggedConnects(squid: Squid, target: string, after = 0): Promise<string[]> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const lines = connects(await squid.accessLog(), target);
-    if (lines.length > after) return lines;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `squid logged ${lines.length} CONNECTs to ${target}, wanted more than ${after}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  let lines: string[] = [];
+  await until(async () => {
+    lines = connects(await squid.accessLog(), target);
+    return lines.length > after;
+  }, `squid to log more than ${after} CONNECTs to ${target}`);
+  return lines;
 }
 
 Deno.test({

@@ -5,7 +5,7 @@ import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, type Logger, silentLogger } from "../src/log.ts";
 import { acquireStateLock, LOCK_FILE_NAME, StateLockedError } from "../src/state/state_lock.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { rejectsWith, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
+import { exists, rejectsWith, runAgent, spawnAgent, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 
 const options = (command: string, logger: Logger = silentLogger) => ({
@@ -13,10 +13,6 @@ const options = (command: string, logger: Logger = silentLogger) => ({
   action: `Cannot ${command}`,
   logger,
 });
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
 
 Deno.test("state lock: one holder at a time, the loser names it and exits 7", async () => {
   await using dir = await tempDir();

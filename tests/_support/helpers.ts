@@ -208,6 +208,16 @@ export async function rejectsWith<E>(
   return error;
 }
 
+/** `host:port` of `url`, as proxies and their logs name a CONNECT target. */
+export function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port}`;
+}
+
+/** Whether anything (a file, a directory, a dangling symlink) is at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
 /** A loopback port that was free a moment ago (nothing listens on it: connections are refused). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
