@@ -13,9 +13,15 @@ import {
 import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./_support/connect_proxy.ts";
-import { hostPort, RUN_DEADLINE_MS, skipWithout, withDeadline } from "./_support/helpers.ts";
+import {
+  childEnv,
+  freePort,
+  hostPort,
+  RUN_DEADLINE_MS,
+  skipWithout,
+  withDeadline,
+} from "./_support/helpers.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { freePort } from "./_support/helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Throwaway PKI: two unrelated CAs, server certificates for every TLS case, client certificates.
@@ -1168,12 +1174,7 @@ async function runProbe(
       ...flags,
       script,
     ],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/root",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      ...env,
-    },
+    env: childEnv(env),
     clearEnv: true,
     stdin: "piped",
     stdout: "piped",

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { MAIN, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const noOpenssl = !opensslAvailable();
@@ -65,36 +65,8 @@ async function enrolledState(dir: string, url: string): Promise<string> {
   return stateDir;
 }
 
-async function runOnce(stateDir: string, env: Record<string, string>, extraFlags: string[] = []) {
-  if (extraFlags.length === 0) {
-    return await runAgent(["--state-dir", stateDir, "run", "--once"], { env });
-  }
-  const flags = await agentPermissionFlags();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      ...flags,
-      ...extraFlags,
-      MAIN,
-      "--state-dir",
-      stateDir,
-      "run",
-      "--once",
-    ],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/root",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      ...env,
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function runOnce(stateDir: string, env: Record<string, string>, denoFlags: string[] = []) {
+  return runAgent(["--state-dir", stateDir, "run", "--once"], { env, denoFlags });
 }
 
 function assertRefusedByPin(

@@ -13,6 +13,7 @@ import {
 import { writeFileAtomic } from "../../src/file_system.ts";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
 import {
+  childEnv,
   type CliResult,
   enrollArgs,
   errorLine,
@@ -264,12 +265,7 @@ export class Harness implements AsyncDisposable {
         MAIN,
         ...this.#args(["--log-format", "json", ...args], options.stateDir ?? this.stateDir),
       ],
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: Deno.env.get("HOME") ?? "/root",
-        NO_COLOR: "1",
-        ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      },
+      env: childEnv({ NO_COLOR: "1" }),
       clearEnv: true,
       stdin: "null",
       stdout: "piped",

@@ -37,6 +37,8 @@ export interface RunAgentOptions {
   stdin?: string;
   /** Permission flags instead of the shared list (for minimality tests). */
   permissions?: string[];
+  /** Further `deno run` flags after the permission flags (e.g. `--cert`). */
+  denoFlags?: string[];
   signal?: AbortSignal;
   /**
    * Milliseconds the child may live before it is SIGKILLed and the test fails (its `status` and
@@ -112,16 +114,10 @@ export function spawnAgent(
   options: RunAgentOptions & { piped?: boolean } = {},
 ): Deno.ChildProcess {
   const permissions = options.permissions ?? cachedFlags;
-  const env: Record<string, string> = {
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-    HOME: Deno.env.get("HOME") ?? "/root",
-    NO_COLOR: "1",
-    DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
-    ...options.env,
-  };
+  const env = childEnv({ NO_COLOR: "1", ...options.env });
   if (env.DENO_DIR === "") delete env.DENO_DIR;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions, MAIN, ...args],
+    args: ["run", "--quiet", ...permissions, ...(options.denoFlags ?? []), MAIN, ...args],
     env,
     clearEnv: true,
     stdin: options.piped ? "piped" : "null",
@@ -137,6 +133,17 @@ export function spawnAgent(
 }
 
 const cachedFlags = await agentPermissionFlags();
+
+/** The environment of a spawned child (with `clearEnv`): PATH, HOME, DENO_DIR if set, and `env`. */
+export function childEnv(env: Record<string, string> = {}): Record<string, string> {
+  const denoDir = Deno.env.get("DENO_DIR");
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    ...(denoDir ? { DENO_DIR: denoDir } : {}),
+    ...env,
+  };
+}
 
 /** Polls `condition` every 25 ms; fails the test (never hangs it) after `ms`. */
 export async function until(
