@@ -11,8 +11,14 @@ import {
   issueServerCertificate,
 } from "../tasks/dev_platform/dev_ca.ts";
 import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { nginxAvailable, startNginxMtls } from "./_support/nginx.ts";
-import { RUN_DEADLINE_MS, skipWithout, tempDir, withDeadline } from "./_support/helpers.ts";
+import { nginxAvailable, startNginxFor } from "./_support/nginx.ts";
+import {
+  certificateFingerprint,
+  RUN_DEADLINE_MS,
+  skipWithout,
+  tempDir,
+  withDeadline,
+} from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 import { splitPemBundle } from "../src/trust/certificates.ts";
 import { TEST_HOST } from "./_support/host_fixture.ts";
@@ -864,13 +870,7 @@ Deno.test({
       requireMtls: true,
       proxySecret: "pr0xy",
     });
-    await using nginx = await startNginxMtls({
-      upstream: p.url,
-      caPem: p.caCertPem,
-      serverCertPem: p.serverCertPem,
-      serverKeyPem: p.serverKeyPem,
-      proxySecret: "pr0xy",
-    });
+    await using nginx = await startNginxFor(p, "pr0xy");
     using anon = Deno.createHttpClient({ caCerts: [p.caCertPem] });
     // Enrollment goes through nginx without a client certificate.
     const a = await enroll({ ...p, url: nginx.url } as DevPlatform, anon);
@@ -881,11 +881,7 @@ Deno.test({
     const [hb] = p.heartbeats(a.agentId);
     assert.equal(hb?.auth, "mtls");
     assert.equal(hb?.had_authorization, false);
-    const fp = await crypto.subtle.digest("SHA-256", new x509.X509Certificate(a.certPem).rawData);
-    assert.equal(
-      hb?.client_cert_fingerprint,
-      Array.from(new Uint8Array(fp), (b) => b.toString(16).padStart(2, "0")).join(""),
-    );
+    assert.equal(hb?.client_cert_fingerprint, await certificateFingerprint(a.certPem));
 
     const none = await beat(nginx, anon, a.agentId, 2, bearer(a.token));
     assert.equal(none.status, 401);
@@ -926,14 +922,7 @@ Deno.test({
       requireMtls: true,
       proxySecret: "pr0xy",
     });
-    await using nginx = await startNginxMtls({
-      upstream: p.url,
-      caPem: p.caCertPem,
-      serverCertPem: p.serverCertPem,
-      serverKeyPem: p.serverKeyPem,
-      proxySecret: "pr0xy",
-      verifyClient: "on",
-    });
+    await using nginx = await startNginxFor(p, "pr0xy", { verifyClient: "on" });
     using anon = Deno.createHttpClient({ caCerts: [p.caCertPem] });
     const r = await call(nginx, anon, "GET", "api/v1/health");
     assert.equal(r.status, 401);
