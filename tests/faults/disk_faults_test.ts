@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CommandContext } from "../../src/context.ts";
 import { enrollCommand } from "../../src/enrollment/enroll.ts";
 import { AgentError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
@@ -268,12 +267,16 @@ Deno.test("disk full through the FileSystem seam: IdentityStore.save fails typed
   assert.deepEqual(await new IdentityStore(h.stateDir).load(), before);
 });
 
-function enrollContext(h: Harness, token: string, logs: string[]): CommandContext {
-  return testContext(h.stateDir, {
+/** `enroll --force` in-process with a fresh token over stdin, through `fs`, logging into `logs`. */
+function forceEnrollThrough(h: Harness, fs: FileSystem, logs: string[]): Promise<unknown> {
+  const { ctx } = testContext(h.stateDir, {
     config: { logLevel: "debug", platformUrl: h.platform.url, caFile: h.platform.caFile },
     logger: createLogger({ level: "debug", write: (line) => logs.push(line) }),
-    stdin: token,
-  }).ctx;
+    stdin: h.token(),
+  });
+  return enrollCommand(ctx, { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 }, {
+    fs,
+  });
 }
 
 Deno.test("disk full through the seam: enroll --force fails before spending the token", async () => {
@@ -284,11 +287,7 @@ Deno.test("disk full through the seam: enroll --force fails before spending the 
   const agents = h.platform.agents().length;
   const fs = diskFullFs(() => true);
   const error = await rejectsWith(
-    enrollCommand(
-      enrollContext(h, h.token(), logs),
-      { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
-      { fs },
-    ),
+    forceEnrollThrough(h, fs, logs),
     UsageError,
   );
   assert.match(error.message, /^Cannot write to state directory ".*": No space left on device/);
@@ -305,11 +304,7 @@ Deno.test("disk full through the seam only for the final write: old identity sta
   const logs: string[] = [];
   const fs = diskFullFs((path) => path.endsWith("/identity.json"));
   const error = await rejectsWith(
-    enrollCommand(
-      enrollContext(h, h.token(), logs),
-      { tokenFile: "-", force: true, check: false, timeoutSeconds: 30 },
-      { fs },
-    ),
+    forceEnrollThrough(h, fs, logs),
     AgentError,
   );
   assert.equal(error.exitCode, 2, String(error));
