@@ -211,7 +211,7 @@ export async function rejectsWith<E>(
   type: abstract new (...args: any[]) => E,
 ): Promise<E> {
   const error = await promise.then(() => null, (e) => e);
-  assert.ok(error instanceof type, `expected a ${type.name}, got ${error}`);
+  assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
   return error;
 }
 
