@@ -154,7 +154,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
       // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
       selectRootStore(ctx.config.caFile !== undefined || caPins.length > 0 ? "none" : "system");
-      const { enrollCommand } = await import("./enrollment/enroll.ts");
+      const { enrollCommand } = await import("./commands/enroll.ts");
       await enrollCommand(ctx, {
         tokenFile: str(f["token-file"]),
         caPins,
@@ -172,7 +172,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: [{ name: "pem-file", help: "PEM file with one or more CA certificates" }],
     examples: ["oneconnect-agent ca-pin /etc/oneconnect/platform-ca.pem"],
     run: async (_f, _context, args) => {
-      const { caPinCommand } = await import("./trust/ca_pin.ts");
+      const { caPinCommand } = await import("./commands/ca_pin.ts");
       await caPinCommand(args[0]!, writeStdout);
     },
   },
@@ -273,7 +273,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent unenroll --yes"],
     run: async (f, context) => {
       const ctx = await context({ auth: str(f.auth) });
-      const { unenrollCommand } = await import("./enrollment/unenroll.ts");
+      const { unenrollCommand } = await import("./commands/unenroll.ts");
       await unenrollCommand(ctx, { yes: f.yes === true, localOnly: f["local-only"] === true });
     },
   },

@@ -1,5 +1,6 @@
 import type { ResolvedConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { writeAllSync } from "./file_system.ts";
 
 /** What every command receives: resolved configuration, logger and the process's I/O seams. */
 export interface CommandContext {
@@ -17,11 +18,7 @@ export interface CommandContext {
   shutdown: AbortSignal;
 }
 
-const encoder = new TextEncoder();
-
 /** Writes `text` to stdout synchronously and completely. */
 export function writeStdout(text: string): void {
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+  writeAllSync(Deno.stdout, text);
 }

@@ -1,3 +1,5 @@
+import { errorMessage, UsageError } from "./errors.ts";
+
 // Path helpers of our own: importing node:path would start Deno's Node compat layer in a steady
 // `run` (README "Footprint" has the cost); state paths need only join, dirname, basename
 // and resolve.
@@ -75,6 +77,41 @@ export function tempFilePattern(name: string): RegExp {
 }
 
 const encoder = new TextEncoder();
+
+/** Writes all of `text` to a synchronous writer (stdout, stderr), looping over short writes. */
+export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(text);
+  let written = 0;
+  while (written < bytes.length) written += writer.writeSync(bytes.subarray(written));
+}
+
+/**
+ * `lstat` of `path`, or `null` when it does not exist; any other failure is a UsageError naming
+ * the path. Never follows a symbolic link, so callers can refuse one.
+ */
+export async function lstatOrNull(
+  fs: Pick<FileSystem, "lstat">,
+  path: string,
+): Promise<Deno.FileInfo | null> {
+  try {
+    return await fs.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
+  }
+}
+
+/**
+ * Why an lstat-ed entry is not a real `kind`: `"symlink"` (never followed: it could point
+ * anywhere), `"other"` (another kind), or `null` when it is one. Callers word the refusal.
+ */
+export function entryKindProblem(
+  info: Deno.FileInfo,
+  kind: "file" | "directory",
+): "symlink" | "other" | null {
+  if (info.isSymlink) return "symlink";
+  return (kind === "file" ? info.isFile : info.isDirectory) ? null : "other";
+}
 
 async function syncDir(dir: string): Promise<void> {
   // Windows cannot open a directory for fsync; NTFS renames are journaled.

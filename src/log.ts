@@ -1,3 +1,5 @@
+import { writeAllSync } from "./file_system.ts";
+
 /** Levels in increasing severity. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 /** A log level. */
@@ -92,13 +94,9 @@ export interface LoggerOptions {
   now?: () => Date;
 }
 
-const encoder = new TextEncoder();
-
 /** Writes one line to stderr synchronously, so that nothing is lost when the process exits. */
 export function writeStderrLine(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  writeAllSync(Deno.stderr, line + "\n");
 }
 
 function formatTextValue(value: unknown): string {

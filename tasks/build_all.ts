@@ -11,6 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
+import { shellQuote } from "../src/state/ownership.ts";
 import { bundleArgs } from "./bundle.ts";
 import { agentPermissionFlags } from "./permissions.ts";
 
@@ -158,12 +159,6 @@ export function planBuild(options: PlanOptions): BuildPlan {
       };
     }),
   };
-}
-
-/** Quotes one argument for a POSIX shell, only when needed. */
-export function shellQuote(arg: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replaceAll("'", `'"'"'`)}'`;
 }
 
 /** The plan as shell lines, as `--dry-run` prints it. */

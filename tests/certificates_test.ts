@@ -10,7 +10,7 @@ import {
   splitPemBundle,
   verifyIssuedCertificate,
 } from "../src/trust/certificates.ts";
-import { keyMatchesCertificate } from "../src/state/identity_store.ts";
+import { keyMatchesCertificate } from "../src/trust/key_match.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
 import { OPENSSL_BIN, opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 import { rejectsWith, skipWithout } from "./_support/helpers.ts";

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { IdentitySchema, keyMatchesCertificate } from "../src/state/identity_store.ts";
+import { IdentitySchema } from "../src/state/identity_store.ts";
+import { keyMatchesCertificate } from "../src/trust/key_match.ts";
 import {
   generateKeyPair,
   issueAgentCertificate,

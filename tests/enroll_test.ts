@@ -3,14 +3,18 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import type { CommandContext } from "../src/context.ts";
-import type { EnrollRequest, EnrollResponse } from "../src/platform/contract.ts";
 import {
-  type EnrollClient,
+  type EnrollRequest,
+  type EnrollResponse,
+  EnrollResponseSchema,
+} from "../src/platform/contract.ts";
+import {
   type EnrollClientOptions,
-  enrollCommand,
   type EnrollDeps,
   type EnrollOptions,
 } from "../src/enrollment/enroll.ts";
+import type { EnrollClient } from "../src/enrollment/enroll_request.ts";
+import { enrollCommand } from "../src/commands/enroll.ts";
 import {
   AgentError,
   AlreadyEnrolledError,
@@ -52,10 +56,19 @@ class FakePlatform {
     return (options) => {
       this.clientOptions.push(options);
       const client: EnrollClient = {
-        enroll: (body, signal) => {
+        enroll: async (body, signal) => {
           this.requests.push(structuredClone(body));
           const answer = this.#answers[Math.min(this.requests.length, this.#answers.length) - 1]!;
-          return answer(body, signal);
+          // As the PlatformClient does: its answer is validated against the contract.
+          const parsed = EnrollResponseSchema.safeParse(await answer(body, signal));
+          if (parsed.success) return parsed.data;
+          const issue = parsed.error.issues[0];
+          throw new PlatformError(
+            `platform answered 201 with an unexpected body: field "${
+              issue?.path.map(String).join(".")
+            }": ${issue?.message}`,
+            { kind: "invalid_response", httpStatus: 201 },
+          );
         },
         close: () => {
           this.closed++;
@@ -560,10 +573,10 @@ Deno.test("enroll refuses a certificate for another key or an answer without age
           ca_certificates: [ca.certPem],
           service_account_token: "sat-secret-0123456789",
         }) as unknown as EnrollResponse,
-      /"agent_id" /,
+      /field "agent_id"/,
     ],
-    [ok(ca, { agent_id: "../../etc" }), /"agent_id" /],
-    [ok(ca, { service_account_token: "" }), /"service_account_token" /],
+    [ok(ca, { agent_id: "../../etc" }), /field "agent_id"/],
+    [ok(ca, { service_account_token: "" }), /field "service_account_token":/],
     [ok(ca, { ca_certificates: ["junk"] }), /ca_certificates\[0\] is not a PEM certificate/],
     [
       async (body) => ({

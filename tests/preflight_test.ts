@@ -5,11 +5,11 @@ import { AgentError, UsageError } from "../src/errors.ts";
 import {
   formatChecks,
   type PreflightCheck,
-  preflightCommand,
   type PreflightNetwork,
   type PreflightTarget,
   runPreflight,
 } from "../src/enrollment/preflight.ts";
+import { preflightCommand } from "../src/commands/preflight.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";

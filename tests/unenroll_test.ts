@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
-import { unenrollCommand } from "../src/enrollment/unenroll.ts";
+import { unenrollCommand } from "../src/commands/unenroll.ts";
 import { rejectsWith, tempDir } from "./_support/helpers.ts";
 import { testContext } from "./_support/context_fixture.ts";
 

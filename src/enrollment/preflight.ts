@@ -6,7 +6,8 @@ import { lookup } from "node:dns/promises";
 import { parseIp } from "../proxy/ip_address.ts";
 import type { CommandContext } from "../context.ts";
 import type { HealthResponse } from "../platform/contract.ts";
-import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
+import { denoFileSystem } from "../file_system.ts";
 
 /** Clock skew above which `enroll --check` warns, in seconds. */
 export const SKEW_WARN_SECONDS = 60;
@@ -312,7 +313,7 @@ export function denoPreflightNetwork(
   };
 }
 
-/** Options of {@linkcode preflightCommand}. */
+/** Options of {@linkcode preflight}. */
 export interface PreflightOptions {
   /** `enroll --timeout`; each check is bounded by it and by the configured request timeout. */
   timeoutSeconds: number;
@@ -321,30 +322,30 @@ export interface PreflightOptions {
 }
 
 /**
- * `enroll --check`: prints one line per check and succeeds only when none failed (a warning or a
- * skipped check does not fail). Throws an exit-4 error naming the failed checks.
+ * The checks of `enroll --check` against the configured platform, with the trust and the proxy
+ * enrollment would use; `network` replaces the real one in tests.
  */
-export async function preflightCommand(
+export async function preflight(
   ctx: CommandContext,
   options: PreflightOptions,
   network?: (health: PreflightNetwork["health"]) => PreflightNetwork,
-): Promise<void> {
+): Promise<PreflightCheck[]> {
   const url = ctx.config.platformUrl;
   if (!url) {
     throw new UsageError(
       "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
     );
   }
-  const [{ PlatformClient }, { enrollmentTrust }, { describeTrust, rootStoreOf }] = await Promise
-    .all([
+  const [{ PlatformClient }, { enrollmentTrust, readPinnedCas }, { describeTrust, rootStoreOf }] =
+    await Promise.all([
       import("../platform/client.ts"),
-      import("./enroll.ts"),
+      import("./enrollment_trust.ts"),
       import("../trust/trust_source.ts"),
     ]);
   const { trust, cas: caCerts } = await enrollmentTrust(
     ctx,
-    { force: false, check: true, timeoutSeconds: options.timeoutSeconds, caPins: options.caPins },
-    undefined,
+    options.caPins,
+    { fs: denoFileSystem, pinnedCas: readPinnedCas },
     url,
   );
   const trustLabel = describeTrust(trust, caCerts?.length ?? 0);
@@ -364,7 +365,7 @@ export async function preflightCommand(
   const { describeDecision } = await import("../proxy/proxy_select.ts");
   const decision = await client.decideRoute();
   const health = (signal: AbortSignal) => client.health(signal);
-  const checks = await runPreflight(
+  return await runPreflight(
     {
       url,
       caCerts,
@@ -378,14 +379,4 @@ export async function preflightCommand(
     },
     (network ?? denoPreflightNetwork)(health),
   );
-  ctx.stdout(formatChecks(checks));
-  const failed = checks.filter((c) => c.status === "fail");
-  if (failed.length > 0) {
-    throw new AgentError(
-      `Preflight failed: ${
-        failed.map((c) => c.name).join(", ")
-      }; nothing was enrolled and no enrollment token was used`,
-      ExitCode.unreachable,
-    );
-  }
 }

@@ -1,7 +1,7 @@
 import type { CommandContext } from "../context.ts";
 import { errorMessage, NotEnrolledError, PlatformError, UsageError } from "../errors.ts";
 import { isCredentialRejection } from "../platform/contract.ts";
-import { denoFileSystem, type FileSystem } from "../file_system.ts";
+import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import {
@@ -20,7 +20,7 @@ export interface UnenrollClient {
   close(): void;
 }
 
-/** Flags of `oneconnect-agent unenroll`. */
+/** What `oneconnect-agent unenroll` asks of {@linkcode unenroll}. */
 export interface UnenrollOptions {
   /** Do not ask for confirmation. */
   yes: boolean;
@@ -28,7 +28,7 @@ export interface UnenrollOptions {
   localOnly: boolean;
 }
 
-/** Seams of {@linkcode unenrollCommand}. */
+/** Seams of {@linkcode unenroll}. */
 export interface UnenrollDeps {
   fs: FileSystem;
   store: Pick<IdentityStoreOptions, "os" | "runCommand">;
@@ -40,16 +40,10 @@ export interface UnenrollDeps {
   machineId: () => Promise<string | null>;
 }
 
-const encoder = new TextEncoder();
-
 const defaultDeps: UnenrollDeps = {
   fs: denoFileSystem,
   store: {},
-  writePrompt: (text) => {
-    const bytes = encoder.encode(text);
-    let written = 0;
-    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
-  },
+  writePrompt: (text) => writeAllSync(Deno.stderr, text),
   createClient: (identity, ctx, timeoutMs) =>
     clientForIdentity(identity, identityClientOptions(ctx, { timeoutMs })),
   machineId: async () => {
@@ -81,7 +75,7 @@ async function forgetOnPlatform(
         kind: "aborted",
       }, { cause: e });
     }
-    const message = e instanceof Error ? e.message : String(e);
+    const message = errorMessage(e);
     // Only the platform's own rejection says the agent is gone; an edge's page says nothing.
     const gone = e instanceof PlatformError && isCredentialRejection(e) &&
       e.code !== "agent_mismatch";
@@ -117,16 +111,25 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | nu
   }
 }
 
+/** The outcome of {@linkcode unenroll}. */
+export interface Unenrolled {
+  /** The agent id, when the identity file could be loaded. */
+  agentId: string | undefined;
+  /** The paths that were removed. */
+  removed: string[];
+}
+
 /**
- * `oneconnect-agent unenroll`: asks the platform to forget the agent (`DELETE api/v1/agents/{id}`,
- * best effort, skipped with `--local-only`), then removes the local identity and its heartbeat
- * status. Asks first on a terminal; elsewhere `--yes` is required, since nobody could answer.
+ * Asks the platform to forget the agent (`DELETE api/v1/agents/{id}`, best effort, skipped with
+ * `localOnly`), then removes the local identity and its heartbeat status. Asks first on a
+ * terminal; elsewhere `yes` is required, since nobody could answer. The platform's outcome is
+ * written to stdout before anything is removed, so it is shown even if the removal fails.
  */
-export async function unenrollCommand(
+export async function unenroll(
   ctx: CommandContext,
   options: UnenrollOptions,
   overrides: Partial<UnenrollDeps> = {},
-): Promise<void> {
+): Promise<Unenrolled> {
   const deps: UnenrollDeps = { ...defaultDeps, ...overrides };
   const store = new IdentityStore(ctx.config.stateDir, {
     fs: deps.fs,
@@ -187,7 +190,6 @@ export async function unenrollCommand(
     ctx.stdout(`${await forgetOnPlatform(ctx, identity, deps)}\n`);
   }
   const removed = await store.remove();
-  for (const path of removed) ctx.stdout(`removed ${path}\n`);
   ctx.logger.info(`Removed the local identity of ${who}`, { agent_id: agentId, removed });
-  ctx.stdout(`unenrolled ${agentId ?? "(unknown agent id)"}\n`);
+  return { agentId, removed };
 }

@@ -2,19 +2,27 @@ import * as z from "../zod.ts";
 import { parsePlatformUrl } from "../config.ts";
 import { AgentIdSchema } from "../platform/contract.ts";
 import { errorMessage, NotEnrolledError, UsageError } from "../errors.ts";
-import { denoFileSystem, type FileSystem, join, tempFilePattern } from "../file_system.ts";
+import {
+  denoFileSystem,
+  type FileSystem,
+  join,
+  lstatOrNull,
+  tempFilePattern,
+} from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import { STATUS_FILE_NAME } from "./status_store.ts";
 import {
   auditStateDirOwnership,
   type OwnershipHost,
+  requireKind,
   requireOwner,
   requireSafeParents,
-  shellQuote,
 } from "./ownership.ts";
-import { type CommandRunner, denoCommandRunner, WindowsAcl } from "./windows_acl.ts";
+import { type CommandRunner, denoCommandRunner } from "./windows_acl.ts";
+import { DIR_MODE, FILE_MODE, type PermissionRepair, StatePermissions } from "./permissions.ts";
 import { TrustSchema } from "../trust/trust_source.ts";
+import { keyMatchesCertificate } from "../trust/key_match.ts";
 
 /** Everything the agent holds about its enrolled identity, stored as one file (`identity.json`). */
 export const IdentitySchema = z.object({
@@ -45,31 +53,17 @@ export const IdentitySchema = z.object({
 /** The agent's identity. */
 export type Identity = z.infer<typeof IdentitySchema>;
 
-/** One permission fix made by {@linkcode IdentityStore.auditPermissions}. */
-export interface PermissionRepair {
-  path: string;
-  old_mode: string;
-  new_mode: string;
-}
-
 /** Name of the identity file inside the state directory. */
 export const IDENTITY_FILE_NAME = "identity.json";
 /** Name of the bootstrap enrollment token an MDM may drop into the state directory. */
 export const ENROLLMENT_TOKEN_FILE_NAME = "enrollment.token";
 
-const DIR_MODE = 0o700;
-const FILE_MODE = 0o600;
 // Files audited at every start: each may hold a secret or facts about one.
 const AUDITED_FILES = [IDENTITY_FILE_NAME, STATUS_FILE_NAME, ENROLLMENT_TOKEN_FILE_NAME];
 /** Temp files an interrupted atomic write can leave behind; they may hold the key and token. */
 const TEMP_FILES = [tempFilePattern(IDENTITY_FILE_NAME), tempFilePattern(STATUS_FILE_NAME)];
 /** Age after which a temp file cannot belong to a write still in progress in another process. */
 const STALE_TEMP_MS = 60_000;
-
-/** Formats permission bits as four octal digits, e.g. `0644`. */
-export function formatMode(mode: number): string {
-  return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
-}
 
 /** Options for {@linkcode IdentityStore}. */
 export interface IdentityStoreOptions {
@@ -94,6 +88,7 @@ export class IdentityStore {
   readonly #os: typeof Deno.build.os;
   readonly #runCommand: CommandRunner;
   readonly #ownership: OwnershipHost;
+  readonly #permissions: StatePermissions;
 
   constructor(stateDir: string, options: IdentityStoreOptions = {}) {
     this.stateDir = stateDir;
@@ -109,6 +104,13 @@ export class IdentityStore {
       lstat: (path) => fs.lstat(path),
       realPath: (path) => Deno.realPath(path),
     };
+    this.#permissions = new StatePermissions({
+      fs,
+      logger: this.#logger,
+      os,
+      runCommand: this.#runCommand,
+      ownership: this.#ownership,
+    });
   }
 
   /** Path of another file in the state directory. */
@@ -131,14 +133,7 @@ export class IdentityStore {
         );
       }
     }
-    this.#requireKind(this.stateDir, info, "directory");
-    if (this.#os === "windows") {
-      await new WindowsAcl(this.#runCommand).secure(this.stateDir, created);
-      return;
-    }
-    // Never chmod someone else's directory into "ours": its owner would keep control of it.
-    requireOwner(this.stateDir, info, this.#ownership.uid());
-    await this.#tighten(this.stateDir, info, DIR_MODE);
+    await this.#permissions.secureDir(this.stateDir, info, created);
   }
 
   /** Whether an identity file is present (whatever its state). */
@@ -158,7 +153,7 @@ export class IdentityStore {
         `Not enrolled: no identity at ${JSON.stringify(path)}; run oneconnect-agent enroll`,
       );
     }
-    this.#requireKind(path, info, "file");
+    requireKind(path, info, "file");
     await auditStateDirOwnership(this.stateDir, this.#ownership);
     requireOwner(path, info, this.#ownership.uid());
     let text: string;
@@ -259,34 +254,14 @@ export class IdentityStore {
   }
 
   /**
-   * Tightens a group/other-accessible state directory (to 0700) and secret files (to 0600),
-   * warning with the path and old mode since the secrets may have been exposed. Refuses symlinks
-   * and non-regular files, and files owned by another user. Windows has no mode bits: the ACL set
-   * by {@linkcode ensureStateDir} is read back and refused unless only SYSTEM and Administrators.
+   * Tightens a group/other-accessible state directory (to 0700) and secret files (to 0600), and
+   * refuses unsafe ones (see {@linkcode StatePermissions.audit}); on POSIX also deletes stale temp
+   * files of interrupted writes.
    */
   async auditPermissions(): Promise<PermissionRepair[]> {
-    const repairs: PermissionRepair[] = [];
-    const dirInfo = await this.#lstatOrNull(this.stateDir);
-    if (dirInfo === null) return repairs;
-    this.#requireKind(this.stateDir, dirInfo, "directory");
-    if (this.#os === "windows") {
-      // No mode bits: the ACL (set by ensureStateDir) is read back and refused unless ours.
-      await new WindowsAcl(this.#runCommand).audit(this.stateDir);
-      return repairs;
-    }
-    await auditStateDirOwnership(this.stateDir, this.#ownership);
-    const dirRepair = await this.#tighten(this.stateDir, dirInfo, DIR_MODE);
-    if (dirRepair) repairs.push(dirRepair);
-    for (const name of AUDITED_FILES) {
-      const path = this.secretFilePath(name);
-      const info = await this.#lstatOrNull(path);
-      if (info === null) continue;
-      this.#requireKind(path, info, "file");
-      requireOwner(path, info, this.#ownership.uid());
-      const repair = await this.#tighten(path, info, FILE_MODE);
-      if (repair) repairs.push(repair);
-    }
-    await this.#removeTempFiles(STALE_TEMP_MS);
+    const files = AUDITED_FILES.map((name) => this.secretFilePath(name));
+    const repairs = await this.#permissions.audit(this.stateDir, files);
+    if (this.#os !== "windows") await this.#removeTempFiles(STALE_TEMP_MS);
     return repairs;
   }
 
@@ -319,114 +294,7 @@ export class IdentityStore {
     return removed;
   }
 
-  async #lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
-    try {
-      return await this.#fs.lstat(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
-      throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
-    }
+  #lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+    return lstatOrNull(this.#fs, path);
   }
-
-  #requireKind(path: string, info: Deno.FileInfo, kind: "file" | "directory"): void {
-    if (info.isSymlink) {
-      throw new UsageError(
-        `Refusing to use ${
-          JSON.stringify(path)
-        }: it is a symbolic link; replace it with a real ${kind}`,
-      );
-    }
-    const ok = kind === "file" ? info.isFile : info.isDirectory;
-    if (!ok) {
-      throw new UsageError(`Refusing to use ${JSON.stringify(path)}: it is not a ${kind}`);
-    }
-  }
-
-  async #tighten(
-    path: string,
-    info: Deno.FileInfo,
-    wanted: number,
-  ): Promise<PermissionRepair | null> {
-    if (info.mode === null || (info.mode & 0o077) === 0) return null;
-    const oldMode = formatMode(info.mode);
-    const newMode = formatMode(wanted);
-    try {
-      await this.#fs.chmod(path, wanted);
-    } catch (e) {
-      throw new UsageError(
-        `Insecure permissions ${oldMode} on ${JSON.stringify(path)} and cannot tighten them (${
-          errorMessage(e)
-        }); as its owner or root run: chmod ${newMode.slice(1)} ${shellQuote(path)}`,
-      );
-    }
-    this.#logger.warn(
-      `Tightened permissions of ${
-        JSON.stringify(path)
-      } from ${oldMode} to ${newMode}; it was readable by other users, so its secrets may have been exposed`,
-      { path, old_mode: oldMode, new_mode: newMode },
-    );
-    return { path, old_mode: oldMode, new_mode: newMode };
-  }
-}
-
-/** Decodes the first PEM block with `label`, or `null` when there is none or it is not base64. */
-export function decodePem(pem: string, label: string): Uint8Array<ArrayBuffer> | null {
-  const match = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`)
-    .exec(pem);
-  if (!match) return null;
-  try {
-    const binary = atob(match[1]!.replace(/\s+/g, ""));
-    return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
-}
-
-function base64UrlDecode(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  const binary = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-}
-
-function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) {
-      if (haystack[i + j] !== needle[j]) continue outer;
-    }
-    return i;
-  }
-  return -1;
-}
-
-/**
- * Whether a PKCS#8 P-256 private key belongs to a certificate, using WebCrypto only (so loading the
- * identity never pulls in an X.509 library): the key's public point must appear in the certificate
- * as a SubjectPublicKeyInfo BIT STRING `03 42 00 04 || x || y`.
- */
-export async function keyMatchesCertificate(
-  privateKeyPem: string,
-  certificatePem: string,
-): Promise<"match" | "mismatch" | "bad-key" | "bad-certificate"> {
-  const keyDer = decodePem(privateKeyPem, "PRIVATE KEY");
-  if (keyDer === null) return "bad-key";
-  let jwk: JsonWebKey;
-  try {
-    const key = await crypto.subtle.importKey(
-      "pkcs8",
-      keyDer,
-      { name: "ECDSA", namedCurve: "P-256" },
-      true,
-      ["sign"],
-    );
-    jwk = await crypto.subtle.exportKey("jwk", key);
-  } catch {
-    return "bad-key";
-  }
-  if (!jwk.x || !jwk.y) return "bad-key";
-  const certDer = decodePem(certificatePem, "CERTIFICATE");
-  if (certDer === null) return "bad-certificate";
-  const x = base64UrlDecode(jwk.x);
-  const y = base64UrlDecode(jwk.y);
-  const point = new Uint8Array([0x03, 0x42, 0x00, 0x04, ...x, ...y]);
-  return indexOfBytes(certDer, point) >= 0 ? "match" : "mismatch";
 }

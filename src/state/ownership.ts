@@ -5,7 +5,7 @@
  * local user could replace the identity, the configuration or the token under us. POSIX only:
  * Windows state is protected by its ACL (src/state/windows_acl.ts).
  */
-import { dirname, resolve } from "../file_system.ts";
+import { dirname, entryKindProblem, lstatOrNull, resolve } from "../file_system.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 
 /** What the ownership checks need from the host (a seam for tests). */
@@ -36,6 +36,21 @@ function ownedByUs(info: Deno.FileInfo, uid: number): boolean {
 
 function octal(mode: number): string {
   return `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
+}
+
+/** Refuses a symbolic link, or an entry that is not a `kind`, at `path` (already lstat-ed). */
+export function requireKind(path: string, info: Deno.FileInfo, kind: "file" | "directory"): void {
+  const problem = entryKindProblem(info, kind);
+  if (problem === "symlink") {
+    throw new UsageError(
+      `Refusing to use ${
+        JSON.stringify(path)
+      }: it is a symbolic link; replace it with a real ${kind}`,
+    );
+  }
+  if (problem !== null) {
+    throw new UsageError(`Refusing to use ${JSON.stringify(path)}: it is not a ${kind}`);
+  }
 }
 
 /**
@@ -122,14 +137,15 @@ export async function auditConfigFile(path: string, host: OwnershipHost): Promis
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
     throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
   }
-  if (info.isSymlink) {
+  const problem = entryKindProblem(info, "file");
+  if (problem === "symlink") {
     throw new UsageError(
       `Refusing configuration ${
         JSON.stringify(path)
       }: it is a symbolic link; replace it with a regular file`,
     );
   }
-  if (!info.isFile) {
+  if (problem !== null) {
     throw new UsageError(`Refusing configuration ${JSON.stringify(path)}: it is not a file`);
   }
   requireOwner(path, info, host.uid());
@@ -152,22 +168,8 @@ export async function auditStateDirOwnership(dir: string, host: OwnershipHost): 
   const uid = host.uid();
   if (uid === null) return;
   await requireSafeParents(dir, host);
-  let info: Deno.FileInfo;
-  try {
-    info = await host.lstat(dir);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw new UsageError(`Cannot inspect ${JSON.stringify(dir)}: ${errorMessage(e)}`);
-  }
-  if (info.isSymlink) {
-    throw new UsageError(
-      `Refusing to use ${
-        JSON.stringify(dir)
-      }: it is a symbolic link; replace it with a real directory`,
-    );
-  }
-  if (!info.isDirectory) {
-    throw new UsageError(`Refusing to use ${JSON.stringify(dir)}: it is not a directory`);
-  }
+  const info = await lstatOrNull(host, dir);
+  if (info === null) return;
+  requireKind(dir, info, "directory");
   requireOwner(dir, info, uid);
 }

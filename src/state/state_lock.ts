@@ -7,7 +7,7 @@
  * is gone (killed, crashed) and is recovered.
  */
 import * as z from "../zod.ts";
-import { join } from "../file_system.ts";
+import { denoFileSystem, entryKindProblem, join, lstatOrNull } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -163,14 +163,9 @@ async function recoverOrThrow(
   options: StateLockOptions,
   busy: (record: LockRecord | null) => StateLockedError,
 ): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.lstat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return; // released meanwhile: try again
-    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
-  }
-  if (info.isSymlink || !info.isFile) {
+  const info = await lstatOrNull(denoFileSystem, path);
+  if (info === null) return; // released meanwhile: try again
+  if (entryKindProblem(info, "file") !== null) {
     throw new UsageError(
       `Refusing the lock file ${JSON.stringify(path)}: it is not a regular file; remove it`,
     );

@@ -3,6 +3,7 @@ import * as z from "../zod.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, join } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
+import { PermissionRepairSchema } from "./permissions.ts";
 import type { Logger } from "../log.ts";
 import { silentLogger } from "../log.ts";
 
@@ -23,12 +24,6 @@ export const StatusErrorSchema = z.object({
 /** The last failed attempt. */
 export type StatusError = z.infer<typeof StatusErrorSchema>;
 
-/** A secret file or directory whose mode was tightened at start. */
-export const PermissionRepairSchema = z.object({
-  path: z.string(),
-  old_mode: z.string(),
-  new_mode: z.string(),
-});
 /** Why the heartbeat loop stopped (a rejection, a cloned identity, or a shutdown signal). */
 export const StoppedSchema = z.object({
   at: timestamp,

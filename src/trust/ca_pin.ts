@@ -67,11 +67,8 @@ export async function describeCertificates(pems: string[]): Promise<PinnedCertif
   return out;
 }
 
-/** `oneconnect-agent ca-pin <pem-file>`: one line per certificate, `sha256:<hex>  <subject>`. */
-export async function caPinCommand(
-  path: string,
-  stdout: (text: string) => void,
-): Promise<void> {
+/** The pin and subject of each certificate in the PEM file `path` (UsageError when it has none). */
+export async function readCertificatePins(path: string): Promise<PinnedCertificate[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -84,9 +81,7 @@ export async function caPinCommand(
       `No PEM certificate (-----BEGIN CERTIFICATE-----) in ${JSON.stringify(path)}`,
     );
   }
-  for (const cert of await describeCertificates(pems)) {
-    stdout(`${cert.pin}  ${cert.subject}\n`);
-  }
+  return await describeCertificates(pems);
 }
 
 function derToPem(der: Uint8Array): string {

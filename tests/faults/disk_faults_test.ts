@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { enrollCommand } from "../../src/enrollment/enroll.ts";
+import { enrollCommand } from "../../src/commands/enroll.ts";
 import { AgentError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
 import { heartbeatLoop } from "../../src/heartbeat/loop.ts";

@@ -1,0 +1,155 @@
+/**
+ * The enrollment request: one `POST api/v1/agents/enroll`, retried on network errors, 429 and 5xx
+ * within the `--timeout` deadline; a contract rejection or an unusable answer ends it.
+ */
+import type { CommandContext } from "../context.ts";
+import {
+  ENROLLMENT_REJECTION_STATUSES,
+  type EnrollRequest,
+  type EnrollResponse,
+  isEnrollmentRejection,
+  notRejectedNote,
+} from "../platform/contract.ts";
+import { failureDelay } from "../platform/backoff.ts";
+import { CredentialRejectedError, PlatformError } from "../errors.ts";
+
+/** The one platform call enrollment makes (the PlatformClient, or a fake in unit tests). */
+export interface EnrollClient {
+  enroll(body: EnrollRequest, signal?: AbortSignal): Promise<EnrollResponse>;
+  close(): void;
+}
+
+/** The seams the retries use. */
+export interface RetryDeps {
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  random: () => number;
+  /** Wall clock, ms: the retry deadline. */
+  now: () => number;
+}
+
+/** Sleeps `ms`, rejecting with the abort reason as soon as `signal` aborts. */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function isRetryable(e: PlatformError): boolean {
+  // A 401/409 that is no contract rejection (an edge's page, an unknown code) may pass.
+  if (e.httpStatus !== undefined) {
+    return e.httpStatus === 429 || e.httpStatus >= 500 ||
+      ENROLLMENT_REJECTION_STATUSES.has(e.httpStatus);
+  }
+  return e.kind === "network" || e.kind === "dns" || e.kind === "timeout";
+}
+
+function describeAnswer(e: PlatformError): string {
+  const code = e.code ? ` ${e.code}` : "";
+  const detail = e.detail ? `: ${e.detail}` : "";
+  return `platform answered ${e.httpStatus}${code}${detail}`;
+}
+
+/** What a failure after the platform accepted the token tells the operator. */
+export const TOKEN_SPENT_HINT =
+  "nothing was stored; the enrollment token is probably used up, so ask for a new one";
+
+/** Sends the enrollment request, retrying network errors, 429 and 5xx within the deadline. */
+export async function requestWithRetries(
+  ctx: CommandContext,
+  client: EnrollClient,
+  body: EnrollRequest,
+  timeoutSeconds: number,
+  deps: RetryDeps,
+): Promise<EnrollResponse> {
+  const deadline = deps.now() + timeoutSeconds * 1000;
+  for (let attempt = 1;; attempt++) {
+    const budget = new AbortController();
+    const timer = setTimeout(
+      () => budget.abort(new Error("enrollment timeout reached")),
+      Math.max(0, deadline - deps.now()),
+    );
+    // A listener removed in `finally`, not AbortSignal.any over the process-long shutdown signal
+    // (Deno #24842), as in the platform client.
+    const request = new AbortController();
+    const abortRequest = () => request.abort();
+    ctx.shutdown.addEventListener("abort", abortRequest, { once: true });
+    budget.signal.addEventListener("abort", abortRequest, { once: true });
+    if (ctx.shutdown.aborted) request.abort();
+    let error: unknown;
+    try {
+      return await client.enroll(body, request.signal);
+    } catch (e) {
+      error = e;
+    } finally {
+      clearTimeout(timer);
+      ctx.shutdown.removeEventListener("abort", abortRequest);
+    }
+    if (!(error instanceof PlatformError)) throw error;
+    const failure = error;
+    if (ctx.shutdown.aborted) {
+      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
+        kind: "aborted",
+      }, { cause: error });
+    }
+    if (isEnrollmentRejection(error)) {
+      throw new CredentialRejectedError(
+        `Cannot enroll: ${describeAnswer(error)}; ask for a new enrollment token`,
+        { cause: error },
+      );
+    }
+    const giveUp = (why: string) =>
+      new PlatformError(
+        `Cannot enroll: ${why}: ${failure.message}${
+          notRejectedNote(failure, ENROLLMENT_REJECTION_STATUSES, "gave up")
+        }`,
+        failure,
+        { cause: failure },
+      );
+    if (budget.signal.aborted) {
+      throw giveUp(`gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
+    }
+    const unusable = error.kind === "invalid_response" || error.kind === "response_too_large";
+    if (unusable && error.httpStatus !== undefined && error.httpStatus < 300) {
+      // The platform said yes, so the token is likely spent even though the answer is unusable.
+      throw new PlatformError(
+        `Cannot enroll: refusing the platform's answer: ${failure.message}; ${TOKEN_SPENT_HINT}`,
+        failure,
+        { cause: failure },
+      );
+    }
+    if (!isRetryable(error)) {
+      throw new PlatformError(`Cannot enroll: ${failure.message}`, failure, { cause: failure });
+    }
+    const floor = error.retryAfterSeconds ?? 0;
+    const delaySeconds = failureDelay(attempt, deps.random, error.retryAfterSeconds);
+    const remainingSeconds = (deadline - deps.now()) / 1000;
+    if (delaySeconds >= remainingSeconds) {
+      throw giveUp(
+        floor >= remainingSeconds
+          ? `platform asked to retry after ${floor} s, beyond --timeout ${timeoutSeconds} s (${attempt} attempts)`
+          : `gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`,
+      );
+    }
+    ctx.logger.warn("Enrollment attempt failed; retrying", {
+      attempt,
+      retry_in_seconds: Math.round(delaySeconds * 10) / 10,
+      error: `${error.message}${notRejectedNote(error, ENROLLMENT_REJECTION_STATUSES)}`,
+    });
+    try {
+      await deps.sleep(delaySeconds * 1000, ctx.shutdown);
+    } catch {
+      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
+        kind: "aborted",
+      }, { cause: error });
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Permissions of the state directory and its secret files: POSIX mode audit and repair (0700 for
+ * the directory, 0600 for files), owner checks, and the Windows ACL in their place.
+ */
+import * as z from "../zod.ts";
+import { errorMessage, UsageError } from "../errors.ts";
+import { type FileSystem, lstatOrNull } from "../file_system.ts";
+import type { Logger } from "../log.ts";
+import {
+  auditStateDirOwnership,
+  type OwnershipHost,
+  requireKind,
+  requireOwner,
+  shellQuote,
+} from "./ownership.ts";
+import { type CommandRunner, WindowsAcl } from "./windows_acl.ts";
+
+/** One permission fix made at start: a secret file or directory whose mode was tightened. */
+export const PermissionRepairSchema = z.object({
+  path: z.string(),
+  old_mode: z.string(),
+  new_mode: z.string(),
+});
+/** A permission repair (recorded in the status file). */
+export type PermissionRepair = z.infer<typeof PermissionRepairSchema>;
+
+/** Mode of the state directory. */
+export const DIR_MODE = 0o700;
+/** Mode of each file in the state directory. */
+export const FILE_MODE = 0o600;
+
+/** Formats permission bits as four octal digits, e.g. `0644`. */
+export function formatMode(mode: number): string {
+  return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
+}
+
+/** What {@linkcode StatePermissions} works with. */
+export interface StatePermissionsOptions {
+  fs: FileSystem;
+  logger: Logger;
+  /** Operating system whose permission model applies. */
+  os: typeof Deno.build.os;
+  /** Runs icacls and PowerShell on Windows. */
+  runCommand: CommandRunner;
+  /** Owner and parent checks (POSIX). */
+  ownership: OwnershipHost;
+}
+
+/** Secures and audits a state directory and the secret files in it. */
+export class StatePermissions {
+  readonly #options: StatePermissionsOptions;
+
+  constructor(options: StatePermissionsOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Secures the existing directory `dir` (lstat-ed as `info`): the ACL on Windows (`created`: just
+   * made by us), else owner check and mode 0700.
+   */
+  async secureDir(dir: string, info: Deno.FileInfo, created: boolean): Promise<void> {
+    requireKind(dir, info, "directory");
+    const { os, runCommand, ownership } = this.#options;
+    if (os === "windows") {
+      await new WindowsAcl(runCommand).secure(dir, created);
+      return;
+    }
+    // Never chmod someone else's directory into "ours": its owner would keep control of it.
+    requireOwner(dir, info, ownership.uid());
+    await this.#tighten(dir, info, DIR_MODE);
+  }
+
+  /**
+   * Tightens a group/other-accessible directory (to 0700) and the existing `files` in it (to
+   * 0600), warning with the path and old mode since the secrets may have been exposed. Refuses
+   * symlinks, non-regular files and files owned by another user. Windows has no mode bits: the
+   * ACL set by {@linkcode secureDir} is read back and refused unless only SYSTEM and
+   * Administrators. Returns the repairs; `[]` when `dir` does not exist.
+   */
+  async audit(dir: string, files: string[]): Promise<PermissionRepair[]> {
+    const { fs, os, runCommand, ownership } = this.#options;
+    const repairs: PermissionRepair[] = [];
+    const dirInfo = await lstatOrNull(fs, dir);
+    if (dirInfo === null) return repairs;
+    requireKind(dir, dirInfo, "directory");
+    if (os === "windows") {
+      await new WindowsAcl(runCommand).audit(dir);
+      return repairs;
+    }
+    await auditStateDirOwnership(dir, ownership);
+    const dirRepair = await this.#tighten(dir, dirInfo, DIR_MODE);
+    if (dirRepair) repairs.push(dirRepair);
+    for (const path of files) {
+      const info = await lstatOrNull(fs, path);
+      if (info === null) continue;
+      requireKind(path, info, "file");
+      requireOwner(path, info, ownership.uid());
+      const repair = await this.#tighten(path, info, FILE_MODE);
+      if (repair) repairs.push(repair);
+    }
+    return repairs;
+  }
+
+  async #tighten(
+    path: string,
+    info: Deno.FileInfo,
+    wanted: number,
+  ): Promise<PermissionRepair | null> {
+    if (info.mode === null || (info.mode & 0o077) === 0) return null;
+    const oldMode = formatMode(info.mode);
+    const newMode = formatMode(wanted);
+    try {
+      await this.#options.fs.chmod(path, wanted);
+    } catch (e) {
+      throw new UsageError(
+        `Insecure permissions ${oldMode} on ${JSON.stringify(path)} and cannot tighten them (${
+          errorMessage(e)
+        }); as its owner or root run: chmod ${newMode.slice(1)} ${shellQuote(path)}`,
+      );
+    }
+    this.#options.logger.warn(
+      `Tightened permissions of ${
+        JSON.stringify(path)
+      } from ${oldMode} to ${newMode}; it was readable by other users, so its secrets may have been exposed`,
+      { path, old_mode: oldMode, new_mode: newMode },
+    );
+    return { path, old_mode: oldMode, new_mode: newMode };
+  }
+}
