@@ -8,11 +8,7 @@ import {
   type EnrollResponse,
   EnrollResponseSchema,
 } from "../src/platform/contract.ts";
-import {
-  type EnrollClientOptions,
-  type EnrollDeps,
-  type EnrollOptions,
-} from "../src/enrollment/enroll.ts";
+import type { EnrollClientOptions, EnrollDeps, EnrollOptions } from "../src/enrollment/enroll.ts";
 import type { EnrollClient } from "../src/enrollment/enroll_request.ts";
 import { enrollCommand } from "../src/commands/enroll.ts";
 import {

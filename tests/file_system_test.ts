@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import * as nodePath from "node:path";
-import { basename, dirname, join, resolve } from "../src/file_system.ts";
+import {
+  basename,
+  denoFileSystem,
+  dirname,
+  entryKindProblem,
+  join,
+  lstatOrNull,
+  resolve,
+  writeAllSync,
+} from "../src/file_system.ts";
+import { UsageError } from "../src/errors.ts";
 
 Deno.test("file_system path helpers agree with node:path on state paths", () => {
   for (const parts of [["/a", "b"], ["/a/", "b"], ["a", "b", "c"], ["/", "x"], ["a//b", "/c"]]) {
@@ -36,3 +46,40 @@ Deno.test(
     assert.equal(resolve("x/../y", () => "/home/u"), "/home/u/y");
   },
 );
+
+Deno.test("writeAllSync loops until a writer that takes a few bytes at a time has all of them", () => {
+  const taken: number[] = [];
+  const writer = {
+    writeSync: (p: Uint8Array) => {
+      const n = Math.min(3, p.length);
+      taken.push(...p.subarray(0, n));
+      return n;
+    },
+  };
+  writeAllSync(writer, "héllo, wörld\n");
+  assert.equal(new TextDecoder().decode(new Uint8Array(taken)), "héllo, wörld\n");
+});
+
+Deno.test("lstatOrNull: null for a missing path, the link itself for a symlink, UsageError else", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await lstatOrNull(denoFileSystem, join(dir, "missing")), null);
+    await Deno.writeTextFile(join(dir, "file"), "x");
+    const file = await lstatOrNull(denoFileSystem, join(dir, "file"));
+    assert.equal(file?.isFile, true);
+    assert.equal(entryKindProblem(file!, "file"), null);
+    assert.equal(entryKindProblem(file!, "directory"), "other");
+    if (Deno.build.os !== "windows") {
+      await Deno.symlink(join(dir, "file"), join(dir, "link"));
+      const link = await lstatOrNull(denoFileSystem, join(dir, "link"));
+      assert.equal(entryKindProblem(link!, "file"), "symlink");
+    }
+    const denied = { lstat: () => Promise.reject(new Deno.errors.PermissionDenied("denied")) };
+    await assert.rejects(
+      lstatOrNull(denied, "/x/y"),
+      (e) => e instanceof UsageError && e.message === 'Cannot inspect "/x/y": denied',
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -10,7 +10,7 @@ import { type Logger, registerSecret } from "../log.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
 
 /** Longest token file or stdin accepted; a token is short, anything bigger is a mistake. */
-export const MAX_TOKEN_BYTES = 64 * 1024;
+const MAX_TOKEN_BYTES = 64 * 1024;
 
 /** Where the enrollment token came from, for messages and for deleting the file afterwards. */
 export interface TokenSource {

@@ -10,9 +10,9 @@ import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem } from "../file_system.ts";
 
 /** Clock skew above which `enroll --check` warns, in seconds. */
-export const SKEW_WARN_SECONDS = 60;
+const SKEW_WARN_SECONDS = 60;
 /** Clock skew above which certificates would look not yet valid: `enroll --check` fails. */
-export const SKEW_FAIL_SECONDS = 300;
+const SKEW_FAIL_SECONDS = 300;
 
 /** Names of the checks, in the order they run. */
 export type PreflightCheckName =
@@ -273,7 +273,7 @@ function abortable<T>(
 }
 
 /** The real network, with health through `health` (the enrollment client). */
-export function denoPreflightNetwork(
+function denoPreflightNetwork(
   health: PreflightNetwork["health"],
 ): PreflightNetwork {
   return {

@@ -12,7 +12,7 @@ import {
 import { acquireStateLock } from "../state/state_lock.ts";
 
 /** Bound of the best-effort `DELETE api/v1/agents/{id}`, in seconds. */
-export const UNENROLL_TIMEOUT_SECONDS = 10;
+const UNENROLL_TIMEOUT_SECONDS = 10;
 
 /** The platform call unenroll makes (the PlatformClient, or a fake in unit tests). */
 export interface UnenrollClient {

@@ -30,7 +30,7 @@ export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 
 /** Formats permission bits as four octal digits, e.g. `0644`. */
-export function formatMode(mode: number): string {
+function formatMode(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
 }
 

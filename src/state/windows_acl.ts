@@ -25,9 +25,9 @@ export const denoCommandRunner: CommandRunner = (command, args, env) =>
   runChild(command, args, { env });
 
 /** SYSTEM's SID. */
-export const SYSTEM_SID = "S-1-5-18";
+const SYSTEM_SID = "S-1-5-18";
 /** BUILTIN\Administrators' SID. */
-export const ADMINISTRATORS_SID = "S-1-5-32-544";
+const ADMINISTRATORS_SID = "S-1-5-32-544";
 /** NT SERVICE\TrustedInstaller, the owner of many system folders (acceptable above the state). */
 const TRUSTED_INSTALLER_SID = "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464";
 
@@ -89,7 +89,7 @@ export function parseIcaclsOutput(output: string, path: string): AclEntry[] {
 }
 
 /** How `icacls /remove` names a principal: unresolved SIDs are printed bare but passed as `*SID`. */
-export function removeArgument(principal: string): string {
+function removeArgument(principal: string): string {
   return /^S-1-[0-9-]+$/.test(principal) ? `*${principal}` : principal;
 }
 
@@ -121,7 +121,7 @@ export function parseOwners(output: string): Array<{ sid: string; path: string }
 }
 
 /** icacls arguments making Administrators the owner of `dir`. */
-export function icaclsOwnerArgs(dir: string): string[] {
+function icaclsOwnerArgs(dir: string): string[] {
   return [dir, "/setowner", `*${ADMINISTRATORS_SID}`];
 }
 

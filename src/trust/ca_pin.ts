@@ -24,17 +24,6 @@ export function parseCaPin(raw: string, origin = "--ca-pin"): string {
   return `sha256:${match[1]!.toLowerCase()}`;
 }
 
-/** Parses `--ca-pin` values and `ONECONNECT_CA_PIN` (comma-separated); empty when neither. */
-export function parseCaPins(flags: string[], env: string | undefined): string[] {
-  const pins = flags.map((p) => parseCaPin(p));
-  if (pins.length === 0 && env !== undefined && env.trim() !== "") {
-    for (const part of env.split(",")) {
-      if (part.trim() !== "") pins.push(parseCaPin(part, "ONECONNECT_CA_PIN"));
-    }
-  }
-  return [...new Set(pins)];
-}
-
 function toHex(bytes: ArrayBuffer): string {
   return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -48,7 +37,7 @@ export interface PinnedCertificate {
 }
 
 /** The pin of each certificate in a PEM bundle (UsageError naming the entry that does not parse). */
-export async function describeCertificates(pems: string[]): Promise<PinnedCertificate[]> {
+async function describeCertificates(pems: string[]): Promise<PinnedCertificate[]> {
   const out: PinnedCertificate[] = [];
   for (const [i, pem] of pems.entries()) {
     const cert = parseCertificate(pem);
