@@ -5,7 +5,7 @@
 import type { CommandContext } from "../context.ts";
 import { ENV_VARS } from "../config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
-import { entryKindProblem, type FileSystem, lstatOrNull } from "../file_system.ts";
+import { entryKindProblem, type FileSystem, lstatOrNull, readAllCapped } from "../file_system.ts";
 import { type Logger, registerSecret } from "../log.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
 
@@ -22,24 +22,13 @@ export interface TokenSource {
 }
 
 async function readStdin(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += chunk.length;
-    if (size > MAX_TOKEN_BYTES) {
-      throw new UsageError(
-        `Enrollment token from standard input is larger than ${MAX_TOKEN_BYTES} bytes`,
-      );
-    }
-    chunks.push(chunk);
+  const bytes = await readAllCapped(stream, MAX_TOKEN_BYTES);
+  if (bytes === null) {
+    throw new UsageError(
+      `Enrollment token from standard input is larger than ${MAX_TOKEN_BYTES} bytes`,
+    );
   }
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    all.set(c, offset);
-    offset += c.length;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(bytes);
 }
 
 async function readTokenFile(fs: FileSystem, path: string, label: string): Promise<string> {
