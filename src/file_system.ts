@@ -85,27 +85,6 @@ export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, text:
   while (written < bytes.length) written += writer.writeSync(bytes.subarray(written));
 }
 
-/** Reads `stream` to its end, or returns `null` (and stops reading) once it exceeds `maxBytes`. */
-export async function readAllCapped(
-  stream: ReadableStream<Uint8Array>,
-  maxBytes: number,
-): Promise<Uint8Array | null> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += chunk.length;
-    if (size > maxBytes) return null;
-    chunks.push(chunk);
-  }
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
-}
-
 /**
  * `lstat` of `path`, or `null` when it does not exist; any other failure is a UsageError naming
  * the path. Never follows a symbolic link, so callers can refuse one.

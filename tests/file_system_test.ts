@@ -7,7 +7,6 @@ import {
   entryKindProblem,
   join,
   lstatOrNull,
-  readAllCapped,
   resolve,
   writeAllSync,
 } from "../src/file_system.ts";
@@ -83,12 +82,4 @@ Deno.test("lstatOrNull: null for a missing path, the link itself for a symlink, 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("readAllCapped reads a stream whole, or returns null once it exceeds the cap", async () => {
-  const stream = (...parts: string[]) => new Blob(parts).stream() as ReadableStream<Uint8Array>;
-  const whole = await readAllCapped(stream("ab", "cd"), 4);
-  assert.equal(new TextDecoder().decode(whole!), "abcd");
-  assert.equal(await readAllCapped(stream("ab", "cde"), 4), null);
-  assert.deepEqual(await readAllCapped(stream(), 0), new Uint8Array());
 });

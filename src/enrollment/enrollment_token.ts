@@ -5,7 +5,8 @@
 import type { CommandContext } from "../context.ts";
 import { ENV_VARS } from "../config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
-import { entryKindProblem, type FileSystem, lstatOrNull, readAllCapped } from "../file_system.ts";
+import { entryKindProblem, type FileSystem, lstatOrNull } from "../file_system.ts";
+import { readCapped } from "../platform/body_reader.ts";
 import { type Logger, registerSecret } from "../log.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
 
@@ -22,8 +23,8 @@ export interface TokenSource {
 }
 
 async function readStdin(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const bytes = await readAllCapped(stream, MAX_TOKEN_BYTES);
-  if (bytes === null) {
+  const bytes = await readCapped(stream, MAX_TOKEN_BYTES);
+  if (bytes === undefined) {
     throw new UsageError(
       `Enrollment token from standard input is larger than ${MAX_TOKEN_BYTES} bytes`,
     );

@@ -2,7 +2,6 @@ import { timingSafeEqual } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 import { ContractValidator } from "./contract_validator.ts";
-import { readAllCapped } from "../../src/file_system.ts";
 import {
   agentIdsOf,
   createDevCa,
@@ -240,8 +239,20 @@ async function readBody(req: Request, limit: number): Promise<string | null> {
     return null;
   }
   if (!req.body) return "";
-  const all = await readAllCapped(req.body, limit);
-  return all === null ? null : new TextDecoder().decode(all);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body) {
+    size += chunk.length;
+    if (size > limit) return null;
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(all);
 }
 
 interface Principal {
