@@ -8,7 +8,7 @@ import {
   type RetryDeps,
 } from "../src/enrollment/enroll_request.ts";
 import { createLogger } from "../src/log.ts";
-import { testContext } from "./context_fixture.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 const BODY = { enrollment_token: "t" } as unknown as EnrollRequest;
 const ANSWER = { agent_id: "agent-1" } as unknown as EnrollResponse;

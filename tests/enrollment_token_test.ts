@@ -6,7 +6,7 @@ import { denoFileSystem } from "../src/file_system.ts";
 import { deleteTokenFile, resolveToken } from "../src/enrollment/enrollment_token.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, redact } from "../src/log.ts";
-import { testContext } from "./context_fixture.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 async function withState(
   run: (state: string, store: IdentityStore) => Promise<void>,

@@ -4,7 +4,7 @@ import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
 import { enrollmentTrust, type EnrollmentTrustDeps } from "../src/enrollment/enrollment_trust.ts";
 import { createLogger } from "../src/log.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
-import { testContext } from "./context_fixture.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 const PIN = `sha256:${"AB".repeat(32)}`;
 const URL_HTTPS = new URL("https://platform.test:8443/");
