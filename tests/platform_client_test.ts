@@ -10,7 +10,8 @@ import {
   PlatformClient,
   type PlatformClientOptions,
 } from "../src/platform/client.ts";
-import { matchesNoProxy, proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
+import { matchesNoProxy } from "../src/proxy/no_proxy.ts";
+import { proxyForUrl, ProxyRoute } from "../src/proxy/proxy_select.ts";
 import { USER_AGENT } from "../src/version.ts";
 import { startConnectProxy } from "./_support/connect_proxy.ts";
 import {

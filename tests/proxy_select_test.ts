@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import {
   decideWithoutLookups,
   describeDecision,
-  type ProxyHop,
   ProxyRoute,
   type ProxySettings,
 } from "../src/proxy/proxy_select.ts";
+import type { ProxyHop } from "../src/proxy/proxy_hop.ts";
 
 const HTTPS = new URL("https://platform.example.com/");
 const env = (vars: Record<string, string> = {}) => (name: string) => vars[name];

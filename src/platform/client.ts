@@ -40,10 +40,10 @@ import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import {
   proxyClientOptions,
   type ProxyDecision,
-  type ProxyHop,
   ProxyRoute,
   withDecidedProxyEnv,
 } from "../proxy/proxy_select.ts";
+import type { ProxyHop } from "../proxy/proxy_hop.ts";
 import { createRootedHttpClient, type RootStore, tlsClientOptions } from "../trust/trust_store.ts";
 import { USER_AGENT } from "../version.ts";
 

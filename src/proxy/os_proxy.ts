@@ -4,7 +4,8 @@
  * only on those systems, only when no agent.json, environment or PAC setting was found.
  */
 import { runChild } from "../child_process.ts";
-import { matchesNoProxy, type OsProxyDecision, type ProxyHop } from "./proxy_select.ts";
+import { matchesNoProxy } from "./no_proxy.ts";
+import type { OsProxyDecision, ProxyHop } from "./proxy_hop.ts";
 
 /** Absolute paths (never looked up via PATH), as allowed in `tasks/permissions.flags`. */
 export const NETSH_PATH = "C:\\Windows\\System32\\netsh.exe";

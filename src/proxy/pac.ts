@@ -5,7 +5,7 @@
  */
 import { lookup } from "node:dns/promises";
 import type { PacAnswer, PacRequest } from "./pac_worker.ts";
-import type { ProxyHop } from "./proxy_select.ts";
+import type { ProxyHop } from "./proxy_hop.ts";
 import { USER_AGENT } from "../version.ts";
 import { errorMessage } from "../errors.ts";
 import { readCapped } from "../platform/body_reader.ts";

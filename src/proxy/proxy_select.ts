@@ -5,10 +5,8 @@
  */
 import { errorMessage, PlatformError } from "../errors.ts";
 import { type Logger, registerSecret } from "../log.ts";
-import { inNetwork, parseIp } from "./ip_address.ts";
-
-/** One way to reach the platform: directly, or through an HTTP(S) proxy (credentials allowed). */
-export type ProxyHop = { kind: "direct" } | { kind: "proxy"; url: URL };
+import { matchesNoProxy } from "./no_proxy.ts";
+import type { OsProxyDecision, ProxyHop } from "./proxy_hop.ts";
 
 /** The hops to try in order (the next after a connection failure), and where they came from. */
 export interface ProxyDecision {
@@ -32,13 +30,6 @@ export interface ProxySettings {
   evaluatePac?: (pac: string, target: URL) => Promise<ProxyHop[]>;
   /** Reads the OS proxy setting (default: `src/proxy/os_proxy.ts` on Windows and macOS). */
   readOsProxy?: (target: URL) => Promise<OsProxyDecision | undefined>;
-}
-
-/** What the OS setting says for one target. */
-export interface OsProxyDecision {
-  hops: ProxyHop[];
-  /** E.g. `WinHTTP (netsh winhttp show proxy)`. */
-  source: string;
 }
 
 const DIRECT: ProxyHop = { kind: "direct" };
@@ -251,22 +242,4 @@ function firstEnv(env: (name: string) => string | undefined, ...names: string[])
     if (value) return { name, value };
   }
   return undefined;
-}
-
-/** Whether `hostname` (as in `URL.hostname`) is excluded from proxying by a `NO_PROXY` list. */
-export function matchesNoProxy(hostname: string, noProxy: string): boolean {
-  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
-  const hostIp = parseIp(host);
-  for (const rawEntry of noProxy.split(",")) {
-    const entry = rawEntry.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
-    if (entry === "") continue;
-    if (entry === "*") return true;
-    if (hostIp) {
-      if (inNetwork(hostIp, entry)) return true;
-      continue;
-    }
-    const domain = entry.replace(/^\*?\./, "");
-    if (host === domain || host.endsWith(`.${domain}`)) return true;
-  }
-  return false;
 }
