@@ -1,17 +1,24 @@
 /**
- * Maps argv to a command with a small table-driven parser: the tables below are the flags, the
- * help text and the validation at once. No argument library: a steady `run` must not pay for
- * one (an npm argument library loads Deno's npm/Node layer; README "Footprint" has the cost).
+ * Maps argv to a command: the command tables (flags, help, validation; parsed by
+ * `cli_parser.ts`) and the dispatch. Each command's module loads only when it is chosen.
  */
 import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config.ts";
 import type { CommandContext } from "./context.ts";
 import { writeStdout } from "./context.ts";
-import { errorMessage, EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
+import {
+  commandHelp as renderCommandHelp,
+  type CommandSpec,
+  flagList,
+  type FlagSpec,
+  type Invocation,
+  parseArgv as parseProgramArgv,
+  type Program,
+  programHelp as renderProgramHelp,
+} from "./cli_parser.ts";
+import { UsageError } from "./errors.ts";
 import { createLogger, type LogLevel } from "./log.ts";
 import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
-
-const PROGRAM = "oneconnect-agent";
 
 /** Seams the CLI needs from the process; `src/main.ts` passes the real ones. */
 export interface CliProcess {
@@ -19,44 +26,6 @@ export interface CliProcess {
   shutdown: AbortSignal;
   /** Told the effective log level as soon as it is known (it decides whether traces are shown). */
   onLogLevel?: (level: LogLevel) => void;
-}
-
-/** Parsed flag values by flag name without dashes, e.g. `{ "state-dir": "/x", once: true }`. */
-export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
-
-/** One flag: a boolean switch, or a flag taking the value named by `value`. */
-export interface FlagSpec {
-  /** Long name without dashes, e.g. `state-dir`. */
-  name: string;
-  /** Placeholder of the value, e.g. `dir`; absent for a boolean switch. */
-  value?: string;
-  help: string;
-  /** Turns the raw value into the parsed one; throws a message on a bad value. */
-  parse?: (raw: string) => number;
-  default?: number;
-  /** May be given several times; the values are collected in order (a `string[]`). */
-  repeatable?: boolean;
-}
-
-/** A required positional argument, e.g. `<pem-file>`. */
-export interface ArgumentSpec {
-  name: string;
-  help: string;
-}
-
-/** One command: its flags, help and what it runs. */
-export interface CommandSpec {
-  name: string;
-  description: string;
-  flags: readonly FlagSpec[];
-  /** Required positional arguments, in order. */
-  args?: readonly ArgumentSpec[];
-  examples: readonly string[];
-  run: (
-    flags: FlagValues,
-    context: (extra?: ConfigFlags) => Promise<CommandContext>,
-    args: string[],
-  ) => Promise<void>;
 }
 
 function integerIn(min: number, max: number, what: string) {
@@ -70,7 +39,6 @@ function integerIn(min: number, max: number, what: string) {
 }
 
 const str = (v: unknown) => (typeof v === "string" ? v : undefined);
-const list = (v: unknown) => (Array.isArray(v) ? [...v as string[]] : []);
 const num = (v: unknown) => (typeof v === "number" ? v : undefined);
 
 /** Flags every command accepts, before or after the command name. */
@@ -149,7 +117,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         caFile: str(f["ca-file"]),
         proxyPac: str(f["proxy-pac"]),
       });
-      const caPins = list(f["ca-pin"]);
+      const caPins = flagList(f["ca-pin"]);
       const envPins = ctx.env("ONECONNECT_CA_PIN");
       if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
       // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
@@ -279,194 +247,32 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
 ];
 
-const HELP_FLAG: FlagSpec = { name: "help", help: "show help" };
-const VERSION_FLAG: FlagSpec = { name: "version", help: "print the version and exit" };
-const SHORT: Record<string, string> = { "-h": "help", "-V": "version" };
-
-function flagTerm(f: FlagSpec): string {
-  const short = Object.entries(SHORT).find(([, long]) => long === f.name)?.[0];
-  return `${short ? `${short}, ` : ""}--${f.name}${f.value ? ` <${f.value}>` : ""}`;
-}
-
-/** Words of `text` in lines of at most `width` characters (a longer word keeps its own line). */
-function wrap(text: string, width: number): string[] {
-  const lines: string[] = [];
-  for (const word of text.split(" ")) {
-    const last = lines.at(-1);
-    if (last !== undefined && last.length + 1 + word.length <= width) {
-      lines[lines.length - 1] = `${last} ${word}`;
-    } else lines.push(word);
-  }
-  return lines;
-}
-
-/** Two aligned columns, the second wrapped at 80 characters and indented under itself. */
-function columns(rows: readonly (readonly [string, string])[]): string {
-  const width = Math.max(...rows.map(([term]) => term.length)) + 2;
-  const indent = `\n  ${" ".repeat(width)}`;
-  return rows.map(([term, text]) =>
-    `  ${term.padEnd(width)}${wrap(text, Math.max(40, 78 - width)).join(indent)}`
-  ).join("\n");
-}
-
-function flagRows(flags: readonly FlagSpec[]): [string, string][] {
-  return flags.map((f) => [
-    flagTerm(f),
-    f.default === undefined ? f.help : `${f.help} (default: ${f.default})`,
-  ]);
-}
-
-/** The exit-code section of `--help`, generated from {@linkcode EXIT_CODE_MEANINGS}. */
-export function exitCodesHelp(): string {
-  return `Exit codes:\n${
-    EXIT_CODE_MEANINGS.map(([code, meaning]) => `  ${code}  ${meaning.replace(/\n/g, "\n     ")}`)
-      .join("\n")
-  }`;
-}
+const PROGRAM: Program = {
+  name: "oneconnect-agent",
+  description: "OneConnect endpoint agent: enrolls this host and reports telemetry heartbeats.",
+  globalFlags: GLOBAL_FLAGS,
+  commands: COMMANDS,
+};
 
 /** `oneconnect-agent --help`. */
 export function programHelp(): string {
-  return [
-    `Usage: ${PROGRAM} [options] [command]`,
-    "",
-    "OneConnect endpoint agent: enrolls this host and reports telemetry heartbeats.",
-    "",
-    "Options:",
-    columns([...flagRows([VERSION_FLAG, ...GLOBAL_FLAGS, HELP_FLAG])]),
-    "",
-    "Commands:",
-    columns([
-      ...COMMANDS.map((c): [string, string] => [
-        `${c.name}${c.flags.length > 0 ? " [options]" : ""}${
-          (c.args ?? []).map((a) => ` <${a.name}>`).join("")
-        }`,
-        c.description,
-      ]),
-      ["help [command]", "display help for command"],
-    ]),
-    "",
-    exitCodesHelp(),
-    "",
-  ].join("\n");
+  return renderProgramHelp(PROGRAM);
 }
 
 /** `oneconnect-agent <command> --help`. */
 export function commandHelp(command: CommandSpec): string {
-  return [
-    `Usage: ${PROGRAM} ${command.name} [options]${
-      (command.args ?? []).map((a) => ` <${a.name}>`).join("")
-    }`,
-    "",
-    command.description,
-    "",
-    ...(command.args?.length
-      ? ["Arguments:", columns(command.args.map((a) => [a.name, a.help])), ""]
-      : []),
-    "Options:",
-    columns(flagRows([...command.flags, HELP_FLAG])),
-    "",
-    `Global options (${GLOBAL_FLAGS.map((f) => `--${f.name}`).join(", ")}): see ${PROGRAM} --help`,
-    "",
-    "Example:",
-    ...command.examples.map((l) => `  $ ${l}`),
-    "",
-  ].join("\n");
+  return renderCommandHelp(PROGRAM, command);
 }
 
-/** What argv asks for. */
-export type Invocation =
-  | { kind: "help"; command?: CommandSpec }
-  | { kind: "version" }
-  | { kind: "command"; command: CommandSpec; flags: FlagValues; args: string[] };
-
-function usage(message: string): UsageError {
-  return new UsageError(`${message} (see --help)`);
-}
-
-/** Parses argv against the tables; throws a {@linkcode UsageError} naming the bad argument. */
+/** Parses argv against the tables; throws a `UsageError` naming the bad argument. */
 export function parseArgv(argv: readonly string[]): Invocation {
-  let command: CommandSpec | undefined;
-  const flags: FlagValues = {};
-  let help = false;
-  let version = false;
-  const extra: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--") {
-      extra.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith("-") || arg === "-") {
-      if (command === undefined) {
-        if (arg === "help") {
-          const named = argv[i + 1];
-          const target = named === undefined ? undefined : COMMANDS.find((c) => c.name === named);
-          if (named !== undefined && target === undefined) {
-            throw usage(`Unknown command '${named}'`);
-          }
-          return { kind: "help", command: target };
-        }
-        command = COMMANDS.find((c) => c.name === arg);
-        if (command === undefined) throw usage(`Unknown command '${arg}'`);
-      } else {
-        extra.push(arg);
-      }
-      continue;
-    }
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const key = eq >= 0 ? arg.slice(0, eq) : arg;
-    const name = SHORT[key] ?? (key.startsWith("--") ? key.slice(2) : undefined);
-    if (name === "help") {
-      help = true;
-      continue;
-    }
-    if (name === "version" && command === undefined && eq < 0) {
-      version = true;
-      continue;
-    }
-    const spec = [...(command?.flags ?? []), ...GLOBAL_FLAGS].find((f) => f.name === name);
-    if (spec === undefined || (eq >= 0 && spec.value === undefined)) {
-      throw usage(`Unknown option '${arg}'`);
-    }
-    if (spec.value === undefined) {
-      flags[spec.name] = true;
-      continue;
-    }
-    const raw = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (raw === undefined) throw usage(`Option '${flagTerm(spec)}' argument missing`);
-    try {
-      const value = spec.parse ? spec.parse(raw) : raw;
-      flags[spec.name] = spec.repeatable ? [...list(flags[spec.name]), String(value)] : value;
-    } catch (e) {
-      throw usage(
-        `Option '${flagTerm(spec)}' argument '${raw}' is invalid. ${errorMessage(e)}`,
-      );
-    }
-  }
-  if (version) return { kind: "version" };
-  if (help) return { kind: "help", command };
-  if (command === undefined) throw new UsageError(`No command given: see ${PROGRAM} --help`);
-  const wanted = command.args ?? [];
-  if (extra.length > wanted.length) {
-    throw usage(
-      `Too many arguments for '${command.name}'. Expected ${wanted.length} argument${
-        wanted.length === 1 ? "" : "s"
-      } but got ${extra.length}.`,
-    );
-  }
-  if (extra.length < wanted.length) {
-    throw usage(`Missing required argument '${wanted[extra.length]!.name}'`);
-  }
-  for (const f of command.flags) {
-    if (f.default !== undefined && flags[f.name] === undefined) flags[f.name] = f.default;
-  }
-  return { kind: "command", command, flags, args: extra };
+  return parseProgramArgv(PROGRAM, argv);
 }
 
 /** Parses `argv` and runs the chosen command; throws {@linkcode AgentError}s for main to report. */
 export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
   const invocation = parseArgv(argv);
-  if (invocation.kind === "version") return writeStdout(`${PROGRAM} ${VERSION}\n`);
+  if (invocation.kind === "version") return writeStdout(`${PROGRAM.name} ${VERSION}\n`);
   if (invocation.kind === "help") {
     return writeStdout(invocation.command ? commandHelp(invocation.command) : programHelp());
   }

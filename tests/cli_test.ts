@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  commandHelp,
-  COMMANDS,
-  exitCodesHelp,
-  parseArgv,
-  programHelp,
-  runCli,
-} from "../src/cli.ts";
+import { commandHelp, COMMANDS, parseArgv, programHelp, runCli } from "../src/cli.ts";
+import { exitCodesHelp } from "../src/cli_parser.ts";
 import { reportError } from "../src/error_report.ts";
 import { EXIT_CODE_MEANINGS, UsageError } from "../src/errors.ts";
 
