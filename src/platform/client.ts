@@ -266,9 +266,8 @@ export class PlatformClient implements Disposable {
       headers.set("Authorization", `Bearer ${this.#auth.token}`);
     }
 
-    // One controller per request, fed by a cleared timer and by the caller's signal through a
-    // listener removed in `finally`: AbortSignal.any over a long-lived signal leaks (#24842), and
-    // an AbortSignal.timeout cannot be cancelled, so each one stays alive for the whole timeout.
+    // One controller per request, fed by a cleared timer and the caller's signal (listener removed
+    // in `finally`): AbortSignal.any on a long-lived signal leaks (#24842); a .timeout can't cancel.
     const controller = new AbortController();
     let cause: "timeout" | "aborted" | undefined;
     const timer = setTimeout(() => {
