@@ -11,9 +11,10 @@ import { parseArgs } from "node:util";
 import { parsePermissionFlags } from "../tasks/permissions.ts";
 import { parseProcStat, parseProcStatus } from "../tasks/bench/proc.ts";
 import { FOUR_INTERFACE_HOST } from "../tasks/bench/wire.ts";
-import { type SystemSeam, TelemetryCollector } from "../src/telemetry/collector.ts";
+import { TelemetryCollector } from "../src/telemetry/collector.ts";
+import type { SystemSeam } from "../src/telemetry/system.ts";
 import { DF } from "../src/telemetry/filesystems.ts";
-import { HEAD } from "../src/telemetry/hardware.ts";
+import { HEAD } from "../src/telemetry/proc_reader.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const DRIVER = new URL("./telemetry_footprint_driver.ts", import.meta.url).pathname;

@@ -58,3 +58,27 @@ export async function runChild(
     stderr: decoder.decode(out.stderr),
   };
 }
+
+/** Options of {@linkcode childStdout}. */
+export interface StdoutOptions extends ChildOptions {
+  /** Resolves whatever the exit code (`head` exits 1 when one of its files is missing). */
+  anyExit?: boolean;
+  /** Words before the exit code in the rejection: `"code "` (the default) or `""`. */
+  codeLabel?: string;
+}
+
+/**
+ * {@linkcode runChild}'s stdout; rejects with `<path> exited with code <n>` on a non-zero exit
+ * unless `anyExit`.
+ */
+export async function childStdout(
+  path: string,
+  args: string[],
+  options: StdoutOptions = {},
+): Promise<string> {
+  const out = await runChild(path, args, options);
+  if (!out.success && !options.anyExit) {
+    throw new Error(`${path} exited with ${options.codeLabel ?? "code "}${out.code}`);
+  }
+  return out.stdout;
+}

@@ -215,7 +215,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ["oneconnect-agent inventory"],
     run: async (_f, context) => {
       const ctx = await context();
-      const { inventoryCommand } = await import("./telemetry/collector.ts");
+      const { inventoryCommand } = await import("./commands/inventory.ts");
       await inventoryCommand(ctx);
     },
   },

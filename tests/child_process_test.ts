@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { childEnvironment, runChild } from "../src/child_process.ts";
 import { denoCommandRunner } from "../src/state/windows_acl.ts";
-import { denoSystem } from "../src/telemetry/collector.ts";
+import { denoSystem } from "../src/telemetry/system.ts";
 
 const ENV = "/usr/bin/env";
 const noEnvTool = Deno.build.os === "windows";

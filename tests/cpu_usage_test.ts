@@ -1,6 +1,6 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { cpuUsage, parseProcStat, PROC_STAT, sumCoreTimes } from "../src/telemetry/cpu_usage.ts";
-import { parseHeadSections } from "../src/telemetry/hardware.ts";
+import { parseHeadSections } from "../src/telemetry/proc_reader.ts";
 import { telemetryFixture as fixture } from "./_support/helpers.ts";
 
 const core = (user: number, nice: number, sys: number, idle: number, irq: number) => ({

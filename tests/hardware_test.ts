@@ -8,12 +8,12 @@ import {
   fqdnOf,
   identityValue,
   parseCpuinfo,
-  parseHeadSections,
   parseIoregHardware,
   parseRegBios,
   PROC_1_CGROUP,
   PROC_CPUINFO,
 } from "../src/telemetry/hardware.ts";
+import { parseHeadSections } from "../src/telemetry/proc_reader.ts";
 import { telemetryFixture } from "./_support/helpers.ts";
 
 function linuxEvidence(file: string, containerMarker: string | null = null) {

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { type Telemetry, TelemetrySchema } from "../src/telemetry/collector.ts";
+import { type Telemetry, TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { runAgent } from "./_support/helpers.ts";
 
@@ -157,7 +157,7 @@ const WITHOUT: Record<
   },
   systemMemoryInfo: { fields: (t) => [t.metrics.memory], sources: ["memory"] },
   // node:os cpus(): CPU times, model and MHz on macOS and Windows. Linux reads /proc/stat and
-  // /proc/cpuinfo through head and never loads node:os (src/telemetry/collector.ts).
+  // /proc/cpuinfo through head and never loads node:os (src/telemetry/host_inventory.ts).
   cpus: "unused on linux",
   // The configuration resolver needs the uid to choose the default state directory.
   uid: "fails",

@@ -1,9 +1,9 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import type { LogFields, Logger, LogLevel } from "../src/log.ts";
+import { TelemetryCollector } from "../src/telemetry/collector.ts";
+import { isInternalAddress } from "../src/telemetry/host_inventory.ts";
 import {
-  denoSystem,
   IOREG,
-  isInternalAddress,
   parseIoregPlatformUuid,
   parseMachineIdFile,
   parseOsRelease,
@@ -12,16 +12,15 @@ import {
   parseSwVers,
   REG_EXE,
   SW_VERS,
-  type SystemSeam,
-  TelemetryCollector,
-  TelemetrySchema,
   zoneFromLocaltimeLink,
-} from "../src/telemetry/collector.ts";
+} from "../src/telemetry/os_release.ts";
 import { MetricsSchema } from "../src/platform/telemetry_wire.ts";
+import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
+import { denoSystem, type SystemSeam } from "../src/telemetry/system.ts";
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./_support/helpers.ts";
 import { DF } from "../src/telemetry/filesystems.ts";
-import { HEAD, parseHeadSections } from "../src/telemetry/hardware.ts";
+import { HEAD, parseHeadSections } from "../src/telemetry/proc_reader.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
 const MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4";

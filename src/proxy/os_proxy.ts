@@ -3,7 +3,7 @@
  * proxy (`netsh winhttp show proxy`, what services use) and macOS's (`scutil --proxy`). Loaded
  * only on those systems, only when no agent.json, environment or PAC setting was found.
  */
-import { runChild } from "../child_process.ts";
+import { childStdout } from "../child_process.ts";
 import { matchesNoProxy } from "./no_proxy.ts";
 import type { OsProxyDecision, ProxyHop } from "./proxy_hop.ts";
 
@@ -128,11 +128,8 @@ export function bypassesOsProxy(hostname: string, setting: OsProxySetting): bool
 /** Runs a tool with a cleared environment and returns its stdout, or throws. */
 export type ToolRunner = (path: string, args: string[]) => Promise<string>;
 
-const runTool: ToolRunner = async (path, args) => {
-  const out = await runChild(path, args, { timeoutMs: 5000 });
-  if (!out.success) throw new Error(`${path} exited with ${out.code}`);
-  return out.stdout;
-};
+const runTool: ToolRunner = (path, args) =>
+  childStdout(path, args, { timeoutMs: 5000, codeLabel: "" });
 
 /** The OS proxy decision for `target`, or undefined when the OS sets no proxy. */
 export async function readOsProxy(

@@ -7,9 +7,6 @@ export interface HardwareIdentity {
   serial: string | null;
 }
 
-/** GNU coreutils `head`: Deno refuses /proc and /sys to `--allow-read` without `--allow-all`. */
-export const HEAD = "/usr/bin/head";
-
 /** Linux DMI files (product_serial is readable by root only). */
 export const DMI_VENDOR = "/sys/class/dmi/id/sys_vendor";
 /** DMI product name. */
@@ -41,16 +38,6 @@ export const CONTAINER_MARKERS = [
   ["/.dockerenv", "docker"],
   ["/run/.containerenv", "podman"],
 ] as const;
-
-/** Splits `head -v` output into file path and content; unreadable files have no section. */
-export function parseHeadSections(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const parts = text.split(/^==> (.+) <==$/m);
-  for (let i = 1; i + 1 < parts.length; i += 2) {
-    out.set(parts[i]!, parts[i + 1]!.replace(/^\n/, "").replace(/\n+$/, ""));
-  }
-  return out;
-}
 
 /** DMI and registry placeholders that vendors ship instead of a value. */
 const PLACEHOLDER =

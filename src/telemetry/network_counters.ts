@@ -3,6 +3,9 @@ import type { InterfaceTraffic, NetworkTraffic } from "../platform/telemetry_wir
 /** Cumulative counters of one interface, in the tuple's order. */
 export type InterfaceCounters = [number, number, number, number, number, number];
 
+/** Linux network counters (read by `head`: Deno refuses /proc to `--allow-read`). */
+export const PROC_NET_DEV = "/proc/net/dev";
+
 /** Spawning a reader costs ~0.75 ms CPU: counters are sampled at most this often. */
 export const NETWORK_INTERVAL_MS = 60_000;
 

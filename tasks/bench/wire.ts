@@ -8,7 +8,8 @@ import { HeartbeatSchedule } from "../../src/heartbeat/schedule.ts";
 import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/platform/contract.ts";
 import { silentLogger } from "../../src/log.ts";
 import { emptyStatus } from "../../src/state/status_store.ts";
-import { type SystemSeam, TelemetryCollector } from "../../src/telemetry/collector.ts";
+import { TelemetryCollector } from "../../src/telemetry/collector.ts";
+import type { SystemSeam } from "../../src/telemetry/system.ts";
 
 function nic(
   name: string,
