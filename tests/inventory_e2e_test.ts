@@ -264,6 +264,11 @@ Deno.test({
     const swapUsed = (meminfoKb(meminfo, "SwapTotal") - meminfoKb(meminfo, "SwapFree")) * 1024;
     ok(Math.abs((t.metrics.memory?.swap_used_bytes ?? -1e12) - swapUsed) <= 64 * 1024 * 1024);
 
+    // Threads move while the agent runs: the kernel's own count, read just after, within 2x.
+    const threads = Number(/ \d+\/(\d+) /.exec(await readViaCat("/proc/loadavg"))?.[1]);
+    const reported = t.metrics.threads ?? 0;
+    ok(reported >= threads / 2 && reported <= threads * 2, `threads ${reported} vs ${threads}`);
+
     const cpu = t.metrics.cpu;
     ok(cpu, "cpu missing");
     const shares = [cpu.user, cpu.system, cpu.idle, cpu.iowait, cpu.steal];

@@ -2,6 +2,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import type { LogFields, Logger, LogLevel } from "../src/log.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 import { isInternalAddress } from "../src/telemetry/host_inventory.ts";
+import { parseLoadavgThreads } from "../src/telemetry/metrics.ts";
 import {
   IOREG,
   parseIoregPlatformUuid,
@@ -71,7 +72,7 @@ const NICS: Deno.NetworkInterfaceInfo[] = [
 /** A Linux host's helpers: `head` over DMI and /proc, `df`, `head` over /proc/stat and /proc/net/dev. */
 function linuxCommands(path: string, args: string[]): Promise<string> {
   if (path === HEAD && args[0] === "-v") return Promise.resolve(fixture("linux_head_physical.txt"));
-  if (path === HEAD && args.at(-1) === "/proc/net/dev") {
+  if (path === HEAD && args.includes("/proc/net/dev")) {
     return Promise.resolve(fixture("linux_head_stat_net_1.txt"));
   }
   if (path === DF) return Promise.resolve(fixture("linux_df_container.txt"));
@@ -247,6 +248,7 @@ Deno.test("collector reports a Linux host through the seam", async () => {
         mounts: [["/", "ext4", 270553174016, 246344327168, 84735447040, 16777216, 16363902]],
       },
       // The first network sample is only a baseline: no traffic figures yet.
+      threads: 262,
     },
   });
   deepEqual(logger.lines, []);
@@ -365,7 +367,7 @@ Deno.test("permission denied yields null and one debug line per source, never a 
       ...LINUX_V13_HOST,
       boot_time: null,
     });
-    const { cpu: _cpu, filesystems: _fs, network: _net, ...basic } = t.metrics;
+    const { cpu: _cpu, filesystems: _fs, network: _net, threads: _threads, ...basic } = t.metrics;
     deepEqual(basic, { uptime_seconds: null, load_average: null, memory: null });
   }
   const sources = logger.lines.map((l) => l.fields?.source).sort();
@@ -682,20 +684,65 @@ Deno.test("Linux cpu utilisation comes from /proc/stat in the network sampler's 
   equal(heads.length, 2, "not due again within a minute");
   nowMs += 30_000;
   equal((await collector.sampleMetrics()).cpu, null, "counters went backwards");
-  const args = ["-n", "4096", "/proc/stat", "/proc/net/dev"];
+  const args = ["-n", "4096", "/proc/stat", "/proc/net/dev", "/proc/loadavg"];
   deepEqual(heads, [args, args, args]);
   equal(calls.cpus, undefined);
   MetricsSchema.parse(first);
 });
 
-Deno.test("Linux cpu is null with a debug line when /proc/stat is unreadable; network still counts", async () => {
+Deno.test("Linux threads come from /proc/loadavg in the sampler's head run and ride every beat", async () => {
   let nowMs = Date.parse("2026-01-02T03:00:00Z");
-  const netOnly = parseHeadSections(fixture("linux_head_stat_net_1.txt")).get("/proc/net/dev");
+  const recorded = ["linux_head_stat_net_1.txt", "linux_head_stat_net_2.txt"];
+  let runs = 0;
   const { system } = fakeSystem({
     runCommand: (path, args) =>
       path === HEAD && args[0] === "-n"
-        ? Promise.resolve(`==> /proc/net/dev <==\n${netOnly}\n`)
+        ? Promise.resolve(fixture(recorded[runs++ % 2]!))
         : linuxCommands(path, args),
+  });
+  const collector = new TelemetryCollector({ system, now: () => new Date(nowMs) });
+  equal((await collector.sampleMetrics()).threads, 262, "the baseline run already counts");
+  nowMs += 1_000;
+  equal((await collector.sampleMetrics()).threads, 225);
+  nowMs += 30_000;
+  const m = await collector.sampleMetrics();
+  equal(m.threads, 225, "the latest count until the next run");
+  equal(runs, 2);
+  MetricsSchema.parse(m);
+  for (const os of ["darwin", "windows"]) {
+    const other = new TelemetryCollector({ system: fakeSystem({ os }).system });
+    ok(!("threads" in await other.sampleMetrics()), `${os}: no threads member`);
+  }
+});
+
+Deno.test("Linux threads are null with a debug line when /proc/loadavg is unreadable", async () => {
+  const statNet = fixture("linux_head_stat_net_1.txt").split("\n==> /proc/loadavg <==")[0]!;
+  const { system } = fakeSystem({
+    runCommand: (path, args) =>
+      path === HEAD && args[0] === "-n" ? Promise.resolve(statNet) : linuxCommands(path, args),
+  });
+  const logger = recordingLogger();
+  const m = await new TelemetryCollector({ system, logger }).sampleMetrics();
+  equal(m.threads, null);
+  deepEqual(logger.lines.map((l) => l.fields?.source), ["threads"]);
+});
+
+Deno.test("parseLoadavgThreads reads the total of running/total and refuses anything else", () => {
+  equal(parseLoadavgThreads("8.20 3.87 2.04 6/262 4765\n"), 262);
+  equal(parseLoadavgThreads("0.00 0.01 0.05 1/1 1"), 1);
+  for (const bad of ["", "8.20 3.87 2.04", "8.20 3.87 2.04 6/x 4765", "8.20 3.87 2.04 6/0 4765"]) {
+    equal(parseLoadavgThreads(bad), null, bad);
+  }
+});
+
+Deno.test("Linux cpu is null with a debug line when /proc/stat is unreadable; network still counts", async () => {
+  let nowMs = Date.parse("2026-01-02T03:00:00Z");
+  const sections = parseHeadSections(fixture("linux_head_stat_net_1.txt"));
+  const netOnly = `==> /proc/net/dev <==\n${sections.get("/proc/net/dev")}\n\n` +
+    `==> /proc/loadavg <==\n${sections.get("/proc/loadavg")}\n`;
+  const { system } = fakeSystem({
+    runCommand: (path, args) =>
+      path === HEAD && args[0] === "-n" ? Promise.resolve(netOnly) : linuxCommands(path, args),
   });
   const logger = recordingLogger();
   const collector = new TelemetryCollector({ system, logger, now: () => new Date(nowMs) });

@@ -143,6 +143,11 @@ export const MetricsSchema = z.object({
    * samples, or after a counter went backwards.
    */
   cpu: z.optional(z.nullable(CpuUsageSchema)),
+  /**
+   * v1.3: threads on the host, every process's included (kernel scheduling entities, Linux
+   * /proc/loadavg), from the network sampler's latest run; absent on macOS and Windows.
+   */
+  threads: z.optional(z.nullable(z.int().check(z.nonnegative()))),
   /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
   filesystems: z.optional(FilesystemsSchema),
   /** v1.3: sent with the first heartbeat after each sample (at most every minute, Linux only). */

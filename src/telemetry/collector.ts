@@ -1,7 +1,13 @@
 import { type CpuCounters, cpuUsage, parseProcStat, PROC_STAT, sumCoreTimes } from "./cpu_usage.ts";
 import { DF, DF_ARGS, FILESYSTEM_INTERVAL_MS, parseDfOutput } from "./filesystems.ts";
 import { HostInventory } from "./host_inventory.ts";
-import { loadAverage, memory, uptimeSeconds } from "./metrics.ts";
+import {
+  loadAverage,
+  memory,
+  parseLoadavgThreads,
+  PROC_LOADAVG,
+  uptimeSeconds,
+} from "./metrics.ts";
 import {
   type InterfaceCounters,
   NETWORK_INTERVAL_MS,
@@ -24,10 +30,10 @@ import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 
 /**
- * One `head` for the network sampler's files: CPU counters ride its minute with the interface
- * counters. 4096 lines hold /proc/stat of a few hundred cores.
+ * One `head` for the network sampler's files: CPU counters, interface counters and the thread
+ * count ride its minute. 4096 lines hold /proc/stat of a few hundred cores.
  */
-const SAMPLER_HEAD_ARGS = ["-n", "4096", PROC_STAT, PROC_NET_DEV] as const;
+const SAMPLER_HEAD_ARGS = ["-n", "4096", PROC_STAT, PROC_NET_DEV, PROC_LOADAVG] as const;
 
 /** A source sampled by a child process at most every `intervalMs`; one run at a time. */
 interface Sampler<T> {
@@ -64,6 +70,8 @@ export class TelemetryCollector {
   readonly #inventory: HostInventory;
   #cpuCounters: CpuCounters | null = null;
   #cpuUsage: CpuUsage | null = null;
+  /** Linux only, from the network sampler's run; undefined until then and elsewhere. */
+  #threads: number | null | undefined;
   readonly #filesystems = sampler<{ atMs: number; mounts: Filesystem[] }>(FILESYSTEM_INTERVAL_MS);
   readonly #network = sampler<NetworkTraffic>(NETWORK_INTERVAL_MS);
   #netCounters: { atMs: number; counters: Map<string, InterfaceCounters> } | null = null;
@@ -136,6 +144,9 @@ export class TelemetryCollector {
           this.#cpuUsage = this.#failures.fail("cpu", error);
           throw error;
         }
+        const loadavg = sections.get(PROC_LOADAVG);
+        this.#threads = loadavg === undefined ? null : parseLoadavgThreads(loadavg);
+        if (this.#threads === null) this.#failures.fail("threads", `${HEAD} printed no count`);
         const stat = sections.get(PROC_STAT);
         this.#takeCpuCounters(stat === undefined ? null : parseProcStat(stat));
         const text = sections.get(PROC_NET_DEV);
@@ -196,6 +207,7 @@ export class TelemetryCollector {
       memory: this.#failures.try("memory", () => memory(sys)),
       cpu: this.#cpuUsage,
     };
+    if (this.#threads !== undefined) metrics.threads = this.#threads;
     return metrics;
   }
 

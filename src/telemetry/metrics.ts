@@ -81,3 +81,17 @@ export function memory(sys: SystemSeam): Metrics["memory"] {
       };
   }
 }
+
+/** Linux load averages and, in its fourth field, `runnable/existing` kernel scheduling entities. */
+export const PROC_LOADAVG = "/proc/loadavg";
+
+/**
+ * The number of threads on the host (kernel scheduling entities: every process has at least one)
+ * from `/proc/loadavg`'s fourth field `running/total`. Counting processes instead would need a
+ * listing of /proc, which Deno refuses to `--allow-read`.
+ */
+export function parseLoadavgThreads(text: string): number | null {
+  const m = /^\S+ \S+ \S+ \d+\/(\d+) \d+/.exec(text.trim());
+  const n = m ? Number(m[1]) : NaN;
+  return Number.isSafeInteger(n) && n > 0 ? n : null;
+}
