@@ -1,5 +1,11 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { DF_ARGS, EXCLUDED_FILESYSTEM_TYPES, parseDfOutput } from "../src/telemetry/filesystems.ts";
+import {
+  DF_ARGS,
+  EXCLUDED_FILESYSTEM_TYPES,
+  parseDfOutput,
+  parseMacosDf,
+  parseMacosMount,
+} from "../src/telemetry/filesystems.ts";
 import { telemetryFixture } from "./_support/helpers.ts";
 
 Deno.test("df output of a container keeps its root filesystem only", () => {
@@ -67,4 +73,66 @@ Deno.test({
       ok(total !== null && free !== null && avail !== null && avail <= free && free <= total);
     }
   },
+});
+
+Deno.test("macOS df -k -i -l joined with mount keeps /, the data volume and external disks", () => {
+  const mounts = parseMacosDf(
+    telemetryFixture("macos_df_kil.txt"),
+    telemetryFixture("macos_mount.txt"),
+  );
+  deepEqual(mounts, [
+    [
+      "/",
+      "apfs",
+      482797652 * 1024,
+      (482797652 - 10485504) * 1024,
+      201325972 * 1024,
+      404167 + 2013259720,
+      2013259720,
+    ],
+    [
+      "/System/Volumes/Data",
+      "apfs",
+      482797652 * 1024,
+      (482797652 - 260881792) * 1024,
+      201325972 * 1024,
+      2181532 + 2013259720,
+      2013259720,
+    ],
+    [
+      "/Volumes/Backup Disk",
+      "apfs",
+      976285652 * 1024,
+      (976285652 - 512339180) * 1024,
+      463946472 * 1024,
+      117234 + 4639464720,
+      4639464720,
+    ],
+    [
+      "/Volumes/Install macOS",
+      "hfs",
+      244950 * 1024,
+      (244950 - 118204) * 1024,
+      126746 * 1024,
+      36 + 4294967243,
+      4294967243,
+    ],
+  ]);
+});
+
+Deno.test("macOS mount lines give type and options; df rows mount does not list are left out", () => {
+  deepEqual(
+    parseMacosMount("map auto_home on /System/Volumes/Data/home (autofs, automounted, nobrowse)"),
+    new Map([["/System/Volumes/Data/home", {
+      type: "autofs",
+      options: ["automounted", "nobrowse"],
+    }]]),
+  );
+  const df = "Filesystem 1024-blocks Used Available Capacity iused ifree %iused  Mounted on\n" +
+    "/dev/disk9s1 1000 100 900 10% 5 95 5% /Volumes/New\n";
+  deepEqual(parseMacosDf(df, ""), []);
+  deepEqual(parseMacosDf(df, "/dev/disk9s1 on /Volumes/New (msdos, local)\n"), [
+    ["/Volumes/New", "msdos", 1024000, 921600, 921600, 100, 95],
+  ]);
+  deepEqual(parseMacosDf("not df\n" + "garbage line\n", "/dev/x on / (apfs, local)"), []);
 });

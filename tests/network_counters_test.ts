@@ -1,5 +1,9 @@
 import { deepEqual } from "node:assert/strict";
-import { networkTraffic, parseProcNetDev } from "../src/telemetry/network_counters.ts";
+import {
+  networkTraffic,
+  parseNetstatIb,
+  parseProcNetDev,
+} from "../src/telemetry/network_counters.ts";
 import { telemetryFixture } from "./_support/helpers.ts";
 
 Deno.test("/proc/net/dev keeps interfaces that moved traffic, without loopback", () => {
@@ -35,4 +39,29 @@ Deno.test("network traffic is the delta per interface, null after a wrap, absent
     interval_seconds: 60,
     interfaces: { eth0: [500, 5, 1, 600, 6, 0], eth1: null },
   });
+});
+
+Deno.test("macOS netstat -ibn: Link rows of interfaces that moved bytes, without loopback", () => {
+  deepEqual([...parseNetstatIb(telemetryFixture("macos_netstat_ibn_1.txt"))], [
+    ["en0", [17964212688, 14529073, 0, 1189933120, 6128340, 0]],
+    ["awdl0", [300214, 1432, 0, 452109, 1811, 0]],
+    ["bridge0", [0, 0, 0, 342, 1, 0]],
+    ["utun0", [1488, 12, 0, 2236, 23, 0]],
+    ["utun3", [248912334, 250311, 2, 36002781, 201775, 0]],
+  ]);
+});
+
+Deno.test("macOS netstat -ibn samples give traffic deltas per interface", () => {
+  const traffic = networkTraffic(
+    parseNetstatIb(telemetryFixture("macos_netstat_ibn_1.txt")),
+    parseNetstatIb(telemetryFixture("macos_netstat_ibn_2.txt")),
+    60_000,
+  );
+  deepEqual(traffic.interfaces.en0, [2674824, 2141, 0, 138304, 761, 1]);
+  deepEqual(traffic.interfaces.utun3, [91786, 87, 0, 8456, 65, 0]);
+  deepEqual(traffic.interfaces.awdl0, [0, 0, 0, 0, 0, 0]);
+  deepEqual(
+    parseNetstatIb("en0 1500 <Link#11> 84:2f:57:1e:0b:3c x 0 1 2 0 3 0\nheader only"),
+    new Map(),
+  );
 });

@@ -20,7 +20,8 @@ import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
 import { denoSystem, type SystemSeam } from "../src/telemetry/system.ts";
 import { VERSION } from "../src/version.ts";
 import { telemetryFixture as fixture } from "./_support/helpers.ts";
-import { DF } from "../src/telemetry/filesystems.ts";
+import { DF, MACOS_DF, MACOS_MOUNT } from "../src/telemetry/filesystems.ts";
+import { MACOS_NETSTAT } from "../src/telemetry/network_counters.ts";
 import { HEAD, parseHeadSections } from "../src/telemetry/proc_reader.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 
@@ -492,8 +493,10 @@ Deno.test("macOS helper failures yield null facts and one debug line each", asyn
   equal(host.os_version, null);
   equal(host.machine_id, null);
   deepEqual(logger.lines.map((l) => [l.fields?.source, l.fields?.error]).sort(), [
+    ["filesystems", `${MACOS_DF} exited with code 1`],
     ["hardware", `${IOREG} exited with code 1`],
     ["machine_id", `${IOREG} exited with code 1`],
+    ["network", `${MACOS_NETSTAT} exited with code 1`],
     ["os_name", `${SW_VERS} exited with code 1`],
   ]);
 });
@@ -830,19 +833,82 @@ Deno.test("a failing df costs one debug line and leaves filesystems out", async 
   ]);
 });
 
-Deno.test("no child-process samplers run outside Linux", async () => {
-  const { system, calls } = fakeSystem({
+Deno.test("macOS samples filesystems with df and mount, network with netstat -ibn", async () => {
+  let nowMs = Date.parse("2026-01-02T03:00:00Z");
+  const netstat = ["macos_netstat_ibn_1.txt", "macos_netstat_ibn_2.txt"];
+  const seen: string[] = [];
+  const { system } = fakeSystem({
     os: "darwin",
-    runCommand: (path) =>
-      Promise.resolve(path === IOREG ? fixture("macos_ioreg_platform.txt") : ""),
+    runCommand: (path, args) => {
+      seen.push([path, ...args].join(" "));
+      switch (path) {
+        case IOREG:
+          return Promise.resolve(fixture("macos_ioreg_platform.txt"));
+        case MACOS_DF:
+          return Promise.resolve(fixture("macos_df_kil.txt"));
+        case MACOS_MOUNT:
+          return Promise.resolve(fixture("macos_mount.txt"));
+        case MACOS_NETSTAT:
+          return Promise.resolve(
+            fixture(netstat[seen.filter((c) => c.startsWith(path)).length - 1]!),
+          );
+        default:
+          return Promise.resolve("");
+      }
+    },
+  });
+  const collector = new TelemetryCollector({ system, now: () => new Date(nowMs) });
+  const first = await collector.sampleMetrics();
+  deepEqual(first.filesystems?.mounts.map(([m, type]) => `${type} ${m}`), [
+    "apfs /",
+    "apfs /System/Volumes/Data",
+    "apfs /Volumes/Backup Disk",
+    "hfs /Volumes/Install macOS",
+  ]);
+  equal(first.network, undefined, "the first netstat run is the baseline");
+  ok(!("threads" in first));
+  collector.delivered(first);
+  nowMs += 60_000;
+  const second = await collector.sampleMetrics();
+  equal(second.filesystems, undefined, "df is not due again within 5 minutes");
+  equal(second.network?.interval_seconds, 60);
+  deepEqual(second.network?.interfaces.en0, [2674824, 2141, 0, 138304, 761, 1]);
+  MetricsSchema.parse(second);
+  deepEqual(seen.filter((c) => !c.startsWith(IOREG) && !c.startsWith(SW_VERS)), [
+    "/bin/df -k -i -l",
+    "/sbin/mount",
+    "/usr/sbin/netstat -i -b -n",
+    "/usr/sbin/netstat -i -b -n",
+  ]);
+});
+
+Deno.test("no child-process samplers run on Windows", async () => {
+  const { system, calls } = fakeSystem({
+    os: "windows",
+    runCommand: () => Promise.resolve(""),
   });
   const t = await new TelemetryCollector({ system }).collect();
   equal(t.metrics.filesystems, undefined);
   equal(t.metrics.network, undefined);
+  // reg for the machine id, the BIOS and the time zone only.
+  equal(calls.runCommand, 3);
+});
+
+Deno.test("macOS runs ioreg once for the machine id and the hardware", async () => {
+  const { system } = fakeSystem({
+    os: "darwin",
+    runCommand: (path) =>
+      Promise.resolve(path === IOREG ? fixture("macos_ioreg_platform.txt") : ""),
+  });
+  const seen: string[] = [];
+  const counting = {
+    ...system,
+    runCommand: (p: string, a: string[]) => (seen.push(p), system.runCommand(p, a)),
+  };
+  const t = await new TelemetryCollector({ system: counting }).collect();
   equal(t.host.hardware_vendor, "Apple Inc.");
   equal(t.host.hardware_serial, "C02XJ0J5ML8");
-  // sw_vers once, ioreg once for both the machine id and the hardware.
-  equal(calls.runCommand, 2);
+  deepEqual(seen.filter((p) => p === IOREG || p === SW_VERS).sort(), [SW_VERS, IOREG].sort());
 });
 
 Deno.test("the time zone comes from /etc/localtime, /etc/timezone or the Windows registry", async () => {

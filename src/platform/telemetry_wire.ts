@@ -150,7 +150,7 @@ export const MetricsSchema = z.object({
   threads: z.optional(z.nullable(z.int().check(z.nonnegative()))),
   /** v1.3: sent with the first heartbeat after each collection (at most every 5 minutes). */
   filesystems: z.optional(FilesystemsSchema),
-  /** v1.3: sent with the first heartbeat after each sample (at most every minute, Linux only). */
+  /** v1.3: sent with the first heartbeat after each sample (at most every minute; Linux, macOS). */
   network: z.optional(NetworkTrafficSchema),
 });
 /** Metrics. */

@@ -1,5 +1,5 @@
 import { type CpuCounters, cpuUsage, parseProcStat, PROC_STAT, sumCoreTimes } from "./cpu_usage.ts";
-import { DF, DF_ARGS, FILESYSTEM_INTERVAL_MS, parseDfOutput } from "./filesystems.ts";
+import { FILESYSTEM_INTERVAL_MS, readFilesystems } from "./filesystems.ts";
 import { HostInventory } from "./host_inventory.ts";
 import {
   loadAverage,
@@ -10,8 +10,11 @@ import {
 } from "./metrics.ts";
 import {
   type InterfaceCounters,
+  MACOS_NETSTAT,
+  MACOS_NETSTAT_ARGS,
   NETWORK_INTERVAL_MS,
   networkTraffic,
+  parseNetstatIb,
   parseProcNetDev,
   PROC_NET_DEV,
 } from "./network_counters.ts";
@@ -122,36 +125,26 @@ export class TelemetryCollector {
    * never rejects. Concurrent calls share a run.
    */
   async refresh(force = false): Promise<void> {
-    if (this.#system.os !== "linux") return await this.#sampleCpuTimes();
+    const os = this.#system.os;
     const now = this.#nowMs();
     const due = (s: Sampler<unknown>) => force || s.atMs === null || now - s.atMs >= s.intervalMs;
     const runs: Promise<void>[] = [];
-    if (due(this.#filesystems)) {
+    if (os !== "linux") runs.push(this.#sampleCpuTimes());
+    if ((os === "linux" || os === "darwin") && due(this.#filesystems)) {
       runs.push(this.#run(this.#filesystems, "filesystems", async () => {
-        const mounts = parseDfOutput(await this.#system.runCommand(DF, [...DF_ARGS]));
+        const mounts = await readFilesystems(this.#system);
         return { atMs: this.#nowMs(), mounts };
       }));
     }
-    // The first network run is only a baseline: the second comes with the next heartbeat, so CPU
-    // and traffic figures appear from the second heartbeat on, then at most once a minute.
-    if (due(this.#network) || this.#network.runs === 1) {
+    // The first network run is only a baseline: the second comes with the next heartbeat, so
+    // traffic figures (and Linux CPU figures) appear from the second heartbeat on, then at most
+    // once a minute.
+    if ((os === "linux" || os === "darwin") && (due(this.#network) || this.#network.runs === 1)) {
       runs.push(this.#run(this.#network, "network", async () => {
-        // One child for both: CPU counters ride the network sampler's minute.
-        let sections: Map<string, string>;
-        try {
-          sections = await readHeads(this.#system, SAMPLER_HEAD_ARGS);
-        } catch (error) {
-          this.#cpuUsage = this.#failures.fail("cpu", error);
-          throw error;
-        }
-        const loadavg = sections.get(PROC_LOADAVG);
-        this.#threads = loadavg === undefined ? null : parseLoadavgThreads(loadavg);
-        if (this.#threads === null) this.#failures.fail("threads", `${HEAD} printed no count`);
-        const stat = sections.get(PROC_STAT);
-        this.#takeCpuCounters(stat === undefined ? null : parseProcStat(stat));
-        const text = sections.get(PROC_NET_DEV);
-        if (text === undefined) throw new Error(`${HEAD} printed no ${PROC_NET_DEV}`);
-        const sample = { atMs: this.#nowMs(), counters: parseProcNetDev(text) };
+        const counters = os === "linux"
+          ? await this.#readLinuxCounters()
+          : parseNetstatIb(await this.#system.runCommand(MACOS_NETSTAT, [...MACOS_NETSTAT_ARGS]));
+        const sample = { atMs: this.#nowMs(), counters };
         const previous = this.#netCounters;
         this.#netCounters = sample;
         // The first sample is only the baseline of the next one.
@@ -161,6 +154,28 @@ export class TelemetryCollector {
       }));
     }
     await Promise.all(runs);
+  }
+
+  /**
+   * One `head` for the network counters, the CPU counters and the thread count, which thus ride
+   * the network sampler's minute.
+   */
+  async #readLinuxCounters(): Promise<Map<string, InterfaceCounters>> {
+    let sections: Map<string, string>;
+    try {
+      sections = await readHeads(this.#system, SAMPLER_HEAD_ARGS);
+    } catch (error) {
+      this.#cpuUsage = this.#failures.fail("cpu", error);
+      throw error;
+    }
+    const loadavg = sections.get(PROC_LOADAVG);
+    this.#threads = loadavg === undefined ? null : parseLoadavgThreads(loadavg);
+    if (this.#threads === null) this.#failures.fail("threads", `${HEAD} printed no count`);
+    const stat = sections.get(PROC_STAT);
+    this.#takeCpuCounters(stat === undefined ? null : parseProcStat(stat));
+    const text = sections.get(PROC_NET_DEV);
+    if (text === undefined) throw new Error(`${HEAD} printed no ${PROC_NET_DEV}`);
+    return parseProcNetDev(text);
   }
 
   #run<T>(s: Sampler<T>, source: string, read: () => Promise<T | undefined>): Promise<void> {

@@ -45,3 +45,29 @@ export function networkTraffic(
   }
   return { interval_seconds: Math.max(0, Math.round(intervalMs / 1000)), interfaces };
 }
+
+/** macOS `netstat`. */
+export const MACOS_NETSTAT = "/usr/sbin/netstat";
+/** `netstat` arguments on macOS: per-interface counters with bytes, numeric. */
+export const MACOS_NETSTAT_ARGS = ["-i", "-b", "-n"] as const;
+
+/**
+ * Parses macOS `netstat -i -b -n`: the `<Link#n>` row of each interface carries its counters,
+ * the last seven columns `Ipkts Ierrs Ibytes Opkts Oerrs Obytes Coll` (the address column is empty
+ * for interfaces without a MAC). Loopback (`lo0`) and interfaces that never moved a byte are left
+ * out; a `*` after a name (interface down) is dropped.
+ */
+export function parseNetstatIb(text: string): Map<string, InterfaceCounters> {
+  const out = new Map<string, InterfaceCounters>();
+  for (const line of text.split("\n")) {
+    const tokens = line.trim().split(/\s+/);
+    if (tokens.length < 10 || !tokens[2]!.startsWith("<Link#")) continue;
+    const name = tokens[0]!.replace(/\*$/, "");
+    const [ipkts, ierrs, ibytes, opkts, oerrs, obytes] = tokens.slice(-7).map(Number);
+    const counters = [ibytes, ipkts, ierrs, obytes, opkts, oerrs] as number[];
+    if (!counters.every((n) => Number.isSafeInteger(n) && n >= 0)) continue;
+    if (name.startsWith("lo") || (counters[0] === 0 && counters[3] === 0)) continue;
+    out.set(name, counters as InterfaceCounters);
+  }
+  return out;
+}
