@@ -150,7 +150,7 @@ const sizeSystem: SystemSeam = {
           987654321 * cpuTick
         } ${1234 * cpuTick} 0 ${567 * cpuTick} ${
           89 * cpuTick
-        } 0 0\n\n==> /proc/net/dev <==\n${netDev()}\n`
+        } 0 0\n\n==> /proc/net/dev <==\n${netDev()}\n\n==> /proc/loadavg <==\n0.52 0.58 0.59 3/12345 98765\n`
         : "==> /proc/1/cgroup <==\n0::/init.scope\n",
     ),
   cpus: () =>
