@@ -113,53 +113,41 @@ export function entryKindProblem(
   return (kind === "file" ? info.isFile : info.isDirectory) ? null : "other";
 }
 
-async function syncDir(dir: string): Promise<void> {
+function syncDir(dir: string): void {
   // Windows cannot open a directory for fsync; NTFS renames are journaled.
   if (Deno.build.os === "windows") return;
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
+  using handle = Deno.openSync(dir, { read: true });
+  handle.syncSync();
 }
 
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content. The temp
  * file is created with `mode` (never wider) and `createNew`, so it cannot follow a planted symlink.
+ * The calls are synchronous: each asynchronous file operation is a hop to a runtime worker thread
+ * (a wake-up), and `run` rewrites status.json on every heartbeat; the fsyncs block the event loop
+ * for a few ms, which nothing in a heartbeat agent waits on.
  */
-export async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
-  const dir = dirname(path);
+export function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
+  try {
+    replaceFile(path, data, mode, true);
+    return Promise.resolve();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Temp file, chmod, rename; with `durable`, fsync of the file before and of its directory after. */
+function replaceFile(path: string, data: string, mode: number, durable: boolean): void {
   const tmp = tempPathFor(path);
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+  // Outside the try: a file already at `tmp` is not ours to remove.
+  const file = Deno.openSync(tmp, { write: true, createNew: true, mode });
   try {
     try {
-      const bytes = encoder.encode(data);
-      let written = 0;
-      while (written < bytes.length) written += await file.write(bytes.subarray(written));
-      await file.sync();
+      writeAllSync(file, data);
+      if (durable) file.syncSync();
     } finally {
       file.close();
     }
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, mode);
-    await Deno.rename(tmp, path);
-  } catch (error) {
-    await Deno.remove(tmp).catch(() => {});
-    throw error;
-  }
-  await syncDir(dir);
-}
-
-/**
- * Replaces a file in one rename, so no reader ever sees half of it, without fsync and with
- * synchronous calls: for a small file rewritten every heartbeat that holds nothing to lose (the
- * metrics file), where each asynchronous file operation is a hop to a worker thread and the
- * fsyncs cost more than the rest together. The temp file is created with `createNew`.
- */
-export function replaceFileSync(path: string, data: string, mode: number): void {
-  const tmp = tempPathFor(path);
-  try {
-    Deno.writeTextFileSync(tmp, data, { createNew: true, mode });
     // The umask may have narrowed `mode`; a reader running as another user needs all of it.
     if (Deno.build.os !== "windows") Deno.chmodSync(tmp, mode);
     Deno.renameSync(tmp, path);
@@ -167,10 +155,20 @@ export function replaceFileSync(path: string, data: string, mode: number): void 
     try {
       Deno.removeSync(tmp);
     } catch {
-      // never created, or already renamed
+      // already renamed
     }
     throw error;
   }
+  if (durable) syncDir(dirname(path));
+}
+
+/**
+ * Replaces a file in one rename, so no reader ever sees half of it, without fsync: for a small
+ * file rewritten every heartbeat that holds nothing to lose (the metrics file), where the fsyncs
+ * cost more than the rest together. The temp file is created with `createNew`.
+ */
+export function replaceFileSync(path: string, data: string, mode: number): void {
+  replaceFile(path, data, mode, false);
 }
 
 /** The real file system. */
