@@ -9,6 +9,7 @@ import {
   lstatOrNull,
   resolve,
   writeAllSync,
+  writeFileAtomic,
 } from "../src/file_system.ts";
 import { UsageError } from "../src/errors.ts";
 
@@ -83,3 +84,22 @@ Deno.test("lstatOrNull: null for a missing path, the link itself for a symlink, 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test(
+  "file_system writeFileAtomic has replaced the file before its promise is awaited",
+  async () => {
+    // Synchronous calls: no hop to a runtime worker thread (a wake-up each) on every heartbeat.
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = join(dir, "status.json");
+      await writeFileAtomic(path, "old\n", 0o600);
+      const pending = writeFileAtomic(path, "new\n", 0o600);
+      assert.equal(Deno.readTextFileSync(path), "new\n");
+      await pending;
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["status.json"]);
+      if (Deno.build.os !== "windows") assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
