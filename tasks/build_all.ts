@@ -13,7 +13,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { shellQuote } from "../src/state/ownership.ts";
 import { bundleArgs } from "./bundle.ts";
-import { agentPermissionFlags } from "./permissions.ts";
+import { agentPermissionFlags, RUN_ONLY_FLAGS } from "./permissions.ts";
 
 /** One release target: the short name, Deno's target triple and the file written under `dist/`. */
 export interface Target {
@@ -153,12 +153,17 @@ export function planBuild(options: PlanOptions): BuildPlan {
           // Worker code is not found by `deno compile` on its own (the PAC evaluator).
           "--include",
           join(bundleDir, PAC_WORKER),
-          ...options.permissionFlags,
+          ...compileFlags(options.permissionFlags),
           bundleEntry,
         ],
       };
     }),
   };
+}
+
+/** The shared flags a binary is compiled with: all but the `deno run`-only ones. */
+function compileFlags(flags: readonly string[]): string[] {
+  return flags.filter((flag) => !RUN_ONLY_FLAGS.includes(flag));
 }
 
 /** The plan as shell lines, as `--dry-run` prints it. */
@@ -360,7 +365,7 @@ export async function build(options: BuildOptions): Promise<BuildManifest | unde
       version: options.version,
       deno: options.denoVersion,
       entry: ENTRY,
-      permissionFlags: [...options.permissionFlags],
+      permissionFlags: compileFlags(options.permissionFlags),
       targets: artifacts,
     };
     await writeAtomically(join(abs(plan.distDir), SUMS_FILE_NAME), formatSums(artifacts));

@@ -15,3 +15,12 @@ export function parsePermissionFlags(text: string): string[] {
 export async function agentPermissionFlags(): Promise<string[]> {
   return parsePermissionFlags(await Deno.readTextFile(PERMISSIONS_FILE));
 }
+
+/**
+ * Flags of the shared list that only `deno run` takes, never `deno compile`.
+ * `--unstable-lazy-dynamic-imports`: `deno run` otherwise reads and parses, at start-up, every
+ * module a literal `import("…")` names (every CLI command's chunk, x509 included), which a steady
+ * `run` holds as ~1.2 MiB more RSS; `deno compile` must still follow those imports to embed them,
+ * and a compiled binary analyses no module graph at start-up.
+ */
+export const RUN_ONLY_FLAGS: readonly string[] = ["--unstable-lazy-dynamic-imports"];

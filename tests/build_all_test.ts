@@ -25,6 +25,8 @@ import { tempDir } from "./_support/helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAGS = await agentPermissionFlags();
+/** What `deno compile` gets: `deno run` alone loads dynamic imports lazily (compile must embed them). */
+const COMPILE_FLAGS = FLAGS.filter((f) => f !== "--unstable-lazy-dynamic-imports");
 const FAKE_DENO = "/opt/deno-under-test/deno";
 
 /** What `deno compile` 2.9.6 prints offline (captured on this machine, colours included). */
@@ -151,10 +153,12 @@ Deno.test("build type-checks once, bundles, then compiles the bundle for every t
       `dist/.partial/${target.file}`,
       "--include",
       "dist/.partial/bundle/proxy/pac_worker.js",
-      ...FLAGS,
+      ...COMPILE_FLAGS,
       "dist/.partial/bundle/main.js",
     ]);
   }
+  // `deno run` loads dynamic imports lazily; `deno compile` must follow them to embed the chunks.
+  assert.ok(FLAGS.includes("--unstable-lazy-dynamic-imports"));
   // The flags are exactly tasks/permissions.flags, the list `deno task agent` uses.
   const flagsFile = await Deno.readTextFile(join(ROOT, "tasks/permissions.flags"));
   assert.deepEqual(FLAGS, flagsFile.split("\n").filter((l) => l.trim() !== ""));
@@ -188,7 +192,7 @@ Deno.test("build writes SHA256SUMS that sha256sum -c accepts, and build.json", a
   assert.deepEqual(onDisk, manifest);
   assert.equal(onDisk.version, "9.8.7");
   assert.deepEqual(onDisk.deno, { deno: "2.9.6", v8: "15.0", typescript: "6.0" });
-  assert.deepEqual(onDisk.permissionFlags, FLAGS);
+  assert.deepEqual(onDisk.permissionFlags, COMPILE_FLAGS);
   for (const artifact of onDisk.targets) {
     const path = join(dist, artifact.file);
     assert.equal(artifact.size, (await Deno.stat(path)).size);
@@ -329,7 +333,7 @@ Deno.test("--dry-run prints the exact commands and writes nothing", async () => 
     print: (l) => lines.push(l),
   });
   assert.equal(code, 0);
-  const quotedFlags = FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
+  const quotedFlags = COMPILE_FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
   assert.deepEqual(lines, [
     `${FAKE_DENO} check src/main.ts`,
     `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/proxy/pac_worker.ts`,
