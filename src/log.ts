@@ -1,4 +1,5 @@
 import { writeAllSync } from "./file_system.ts";
+import { isoTime } from "./iso_time.ts";
 
 /** Levels in increasing severity. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -101,7 +102,7 @@ export function writeStderrLine(line: string): void {
 
 function formatTextValue(value: unknown): string {
   if (typeof value === "string") return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
-  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Date) return isoTime(value.getTime());
   const json = JSON.stringify(value);
   return json === undefined ? String(value) : json;
 }
@@ -118,10 +119,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const safeMsg = redact(msg).replace(/\r?\n/g, " ");
     const safeFields = fields ? redactValue(fields) as LogFields : {};
     if (format === "json") {
-      write(JSON.stringify({ ts: now().toISOString(), level, msg: safeMsg, ...safeFields }));
+      write(JSON.stringify({ ts: isoTime(now().getTime()), level, msg: safeMsg, ...safeFields }));
       return;
     }
-    let line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${safeMsg}`;
+    let line = `${isoTime(now().getTime())} ${level.toUpperCase().padEnd(5)} ${safeMsg}`;
     for (const [k, v] of Object.entries(safeFields)) {
       if (v !== undefined) line += ` ${k}=${formatTextValue(v)}`;
     }

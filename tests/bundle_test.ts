@@ -42,6 +42,8 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
     const builtins = (re: RegExp) => [...new Set([...text.matchAll(re)].map((m) => m[1]))].sort();
     assert.deepEqual(builtins(/from\s*"(node:[\w/]+)"/g), []);
     assert.deepEqual(builtins(/import\(\s*"(node:[\w/]+)"/g), ["node:os"]);
+    // toISOString maps runtime data a steady run does not otherwise touch: src/iso_time.ts instead.
+    assert.doesNotMatch(text, /\.toISOString\(/);
     assert.match(text, /zod\/4\.\d+\.\d+\/v4\/mini\//, "zod/mini is bundled");
     assert.doesNotMatch(text, /zod\/4\.\d+\.\d+\/v4\/classic\//);
     assert.deepEqual([...new Set(text.match(/v4\/locales\/\w+\.js/g))], ["v4/locales/en.js"]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../src/log.ts";
-import { iso, StatusRecorder, type StatusSink } from "../src/state/status_recorder.ts";
+import { StatusRecorder, type StatusSink } from "../src/state/status_recorder.ts";
+import { isoTime } from "../src/iso_time.ts";
 import { emptyStatus } from "../src/state/status_store.ts";
 
 function failingSink(failures: boolean[]): StatusSink & { saves: number } {
@@ -46,10 +47,10 @@ Deno.test("status recorder records failures, success and stops in status.json's 
   const sink = failingSink([]);
   const status = new StatusRecorder(sink, logger);
   const st = status.current;
-  st.last_attempt_at = iso(1_000);
+  st.last_attempt_at = isoTime(1_000);
   const error = { kind: "network", http_status: null, code: null, message: "down" };
   status.failed(error);
-  st.last_attempt_at = iso(2_000);
+  st.last_attempt_at = isoTime(2_000);
   status.failed(error);
   assert.equal(st.consecutive_failures, 2);
   assert.equal(st.failing_since, "1970-01-01T00:00:01.000Z");
@@ -62,7 +63,7 @@ Deno.test("status recorder records failures, success and stops in status.json's 
   );
   st.sequence = 7;
   st.sequence_reserved = 106;
-  st.next_attempt_at = iso(4_000);
+  st.next_attempt_at = isoTime(4_000);
   status.idle();
   assert.deepEqual([st.sequence_reserved, st.next_attempt_at], [7, null]);
   await status.stopped("shutdown", "SIGTERM", 5_000);

@@ -13,10 +13,11 @@ import { clientForIdentity, identityClientOptions } from "../platform/identity_c
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
-import { iso, StatusRecorder } from "../state/status_recorder.ts";
+import { StatusRecorder } from "../state/status_recorder.ts";
 import type { RenewalStatus } from "../state/status_store.ts";
 import { StatusStore } from "../state/status_store.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Seams of {@linkcode renewCommand}. */
 export interface RenewCommandDeps {
@@ -104,7 +105,7 @@ export async function renewCommand(
   await store.save(renewed);
   status.current.certificate_expires_at = renewed.certificate_not_after;
   await saveStatus({
-    next_at: iso(
+    next_at: isoTime(
       renewalDueAt(
         Date.parse(renewed.certificate_not_before),
         Date.parse(renewed.certificate_not_after),
@@ -112,7 +113,7 @@ export async function renewCommand(
       ),
     ),
     last_error: null,
-    last_renewed_at: iso(deps.now()),
+    last_renewed_at: isoTime(deps.now()),
   });
   logger.info("Certificate renewed", {
     agent_id: renewed.agent_id,

@@ -8,9 +8,10 @@ import { clientForIdentity, identityClientOptions } from "../platform/identity_c
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
-import { iso, StatusRecorder } from "../state/status_recorder.ts";
+import { StatusRecorder } from "../state/status_recorder.ts";
 import { StatusStore } from "../state/status_store.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Options of `oneconnect-agent run`. */
 export interface RunOptions {
@@ -114,7 +115,7 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     auth: config.auth,
     interval_seconds: schedule.intervalSeconds,
     certificate_expires_at: identity.certificate_not_after,
-    next_renewal_at: iso(renewal.nextAt()),
+    next_renewal_at: isoTime(renewal.nextAt()),
   });
   await heartbeatLoop({
     agentId: identity.agent_id,

@@ -39,6 +39,7 @@ import {
 } from "./enroll_request.ts";
 import { deleteTokenFile, resolveToken, type TokenSource } from "./enrollment_token.ts";
 import { enrollmentTrust, type EnrollmentTrustDeps, readPinnedCas } from "./enrollment_trust.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** What `oneconnect-agent enroll` asks of {@linkcode enroll}. */
 export interface EnrollOptions {
@@ -207,10 +208,10 @@ async function obtainIdentity(
     private_key: privateKeyPem,
     service_account_token: response.service_account_token,
     machine_id: host.machine_id,
-    enrolled_at: new Date(deps.now()).toISOString(),
+    enrolled_at: isoTime(deps.now()),
     heartbeat_interval_seconds: response.heartbeat_interval_seconds ?? 60,
-    certificate_not_before: validity.notBefore.toISOString(),
-    certificate_not_after: validity.notAfter.toISOString(),
+    certificate_not_before: isoTime(validity.notBefore.getTime()),
+    certificate_not_after: isoTime(validity.notAfter.getTime()),
     trust,
   };
   return { identity, features: response.features ?? [] };

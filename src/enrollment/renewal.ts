@@ -14,7 +14,8 @@ import type { RenewRequest, RenewResponse } from "../platform/contract.ts";
 import { errorMessage, PlatformError } from "../errors.ts";
 import type { Identity } from "../state/identity_store.ts";
 import { type Logger, registerSecret } from "../log.ts";
-import { iso, StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
+import { StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Fraction of the certificate lifetime after which it is renewed. */
 export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
@@ -140,8 +141,8 @@ export async function renewIdentity(
     private_key: privateKeyPem,
     ca_certificates: answer.ca_certificates,
     service_account_token: answer.service_account_token ?? identity.service_account_token,
-    certificate_not_before: validity.notBefore.toISOString(),
-    certificate_not_after: validity.notAfter.toISOString(),
+    certificate_not_before: isoTime(validity.notBefore.getTime()),
+    certificate_not_after: isoTime(validity.notAfter.getTime()),
   };
 }
 
@@ -198,7 +199,7 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     this.#nextAt = this.#plan(options.identity);
     const previous = this.#status?.current.renewal;
     this.#status?.renewal({
-      next_at: iso(this.#nextAt),
+      next_at: isoTime(this.#nextAt),
       last_error: previous?.last_error ?? null,
       last_renewed_at: previous?.last_renewed_at ?? null,
     });
@@ -265,14 +266,14 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     this.#nextAt = this.#plan(renewed);
     if (this.#status) this.#status.current.certificate_expires_at = renewed.certificate_not_after;
     this.#status?.renewal({
-      next_at: iso(this.#nextAt),
+      next_at: isoTime(this.#nextAt),
       last_error: null,
-      last_renewed_at: iso(this.#now()),
+      last_renewed_at: isoTime(this.#now()),
     });
     await this.#status?.save();
     logger.info("Certificate renewed", {
       certificate_expires_at: renewed.certificate_not_after,
-      next_renewal_at: iso(this.#nextAt),
+      next_renewal_at: isoTime(this.#nextAt),
       service_account_token_rotated: renewed.service_account_token !== old.service_account_token,
     });
     return { identity: renewed, client };
@@ -312,7 +313,7 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
       { failures: this.#failures, retry_in_seconds: Math.round(delaySeconds * 10) / 10 },
     );
     this.#status?.renewal({
-      next_at: iso(this.#nextAt),
+      next_at: isoTime(this.#nextAt),
       last_error: message,
       last_renewed_at: this.#status?.current.renewal?.last_renewed_at ?? null,
     });

@@ -16,9 +16,10 @@ import type { Logger } from "../log.ts";
 import { outageGap } from "./outage_gap.ts";
 import { classifyOutcome, rejectionMessage, statusErrorOf } from "./outcome.ts";
 import type { HeartbeatSchedule } from "./schedule.ts";
-import { iso, StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
+import { StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
 import type { Host, Metrics } from "../platform/telemetry_wire.ts";
 import { VERSION } from "../version.ts";
+import { isoTime } from "../iso_time.ts";
 
 /**
  * Sequence numbers reserved per fsync'd status write: a crash can skip up to this many numbers
@@ -277,7 +278,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
     const body: HeartbeatBody = {
       agent_id: deps.agentId,
       sequence,
-      sent_at: iso(deps.wallMs()),
+      sent_at: isoTime(deps.wallMs()),
       agent_version: agentVersion,
       ...inventory,
       metrics: snap.metrics,
@@ -372,7 +373,7 @@ export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
       return "once";
     }
     const delayMs = Math.round((delaySeconds ?? 0) * 1000);
-    st.next_attempt_at = iso(deps.wallMs() + delayMs);
+    st.next_attempt_at = isoTime(deps.wallMs() + delayMs);
     await status.save();
     if (logger.enabled("debug")) {
       logger.debug(failure === undefined ? "Heartbeat sent" : "Heartbeat failed", {

@@ -5,6 +5,7 @@
  */
 import { type ClockOffsetReport, FEATURE_CLOCK_OFFSET } from "./contract.ts";
 import type { Logger } from "../log.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Offset beyond which the agent warns (once per process): certificates start to look wrong. */
 const CLOCK_WARN_SECONDS = 60;
@@ -76,7 +77,7 @@ export class ClockOffset {
   observe(date: string | null, sentWallMs: number, receivedWallMs: number): void {
     const seconds = offsetFromDate(date, sentWallMs, receivedWallMs);
     if (seconds === undefined) return;
-    this.#latest = { seconds, measuredAt: new Date(receivedWallMs).toISOString() };
+    this.#latest = { seconds, measuredAt: isoTime(receivedWallMs) };
     if (Math.abs(seconds) > CLOCK_WARN_SECONDS && !warnedThisProcess && this.#logger) {
       warnedThisProcess = true;
       this.#logger.warn(

@@ -4,6 +4,7 @@
  */
 import type { PlatformErrorDetails } from "../errors.ts";
 import { clean, q } from "./responses.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** What the client knew when a request failed, and the error's text with its causes. */
 export interface TransportFailure {
@@ -185,7 +186,7 @@ export function hostPort(url: URL): string {
 }
 
 function unixToIso(seconds: string): string {
-  return new Date(Number(seconds) * 1000).toISOString().replace(/\.000Z$/, "Z");
+  return isoTime(Number(seconds) * 1000).replace(/\.000Z$/, "Z");
 }
 
 function formatSeconds(ms: number): string {

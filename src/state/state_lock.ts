@@ -12,6 +12,7 @@ import { parseJsonDocument } from "../json_document.ts";
 import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { requireOwner } from "./ownership.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Name of the lock file inside the state directory. */
 export const LOCK_FILE_NAME = "identity.lock";
@@ -134,7 +135,7 @@ export async function acquireStateLock(
     }
     const record: LockRecord = {
       pid: Deno.pid,
-      started_at: new Date(performance.timeOrigin).toISOString(),
+      started_at: isoTime(performance.timeOrigin),
       command: options.command,
     };
     // The OS lock is the guard; the record only names the holder (a full disk may refuse it).

@@ -6,6 +6,7 @@
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AgentStatus, RenewalStatus, StatusError } from "./status_store.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Where status is kept: the current value its writers mutate, and an atomic save. */
 export interface StatusSink {
@@ -16,9 +17,6 @@ export interface StatusSink {
 
 /** Why the heartbeat loop stopped, as `stopped.reason` says. */
 export type StopReason = "shutdown" | "credential_rejected" | "identity_cloned";
-
-/** ISO 8601 text of wall-clock milliseconds, as every timestamp in status is written. */
-export const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * Records status changes on a {@linkcode StatusSink} and saves it. A failed save is logged as a
@@ -59,7 +57,7 @@ export class StatusRecorder implements StatusSink {
   /** An accepted heartbeat at `atMs`: the failure streak ends. */
   succeeded(atMs: number): void {
     const st = this.current;
-    st.last_success_at = iso(atMs);
+    st.last_success_at = isoTime(atMs);
     st.consecutive_failures = 0;
     st.failing_since = null;
     st.last_error = null;
@@ -84,7 +82,7 @@ export class StatusRecorder implements StatusSink {
   async stopped(reason: StopReason, message: string, atMs: number): Promise<void> {
     const st = this.current;
     st.next_attempt_at = null;
-    st.stopped = { at: iso(atMs), reason, message };
+    st.stopped = { at: isoTime(atMs), reason, message };
     await this.save();
   }
 

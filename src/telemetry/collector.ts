@@ -31,6 +31,7 @@ import { SourceFailures } from "./source_failures.ts";
 import { denoSystem, type SystemSeam } from "./system.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { isoTime } from "../iso_time.ts";
 
 /**
  * One `head` for the network sampler's files: CPU counters, interface counters and the thread
@@ -237,7 +238,7 @@ export class TelemetryCollector {
     this.#attach(metrics, "network");
     return {
       agent_version: VERSION,
-      collected_at: this.#now().toISOString(),
+      collected_at: isoTime(this.#now().getTime()),
       host,
       metrics,
     };

@@ -38,6 +38,7 @@ import type { Host, NetworkInterface, Virtualization } from "../platform/telemet
 import type { SourceFailures } from "./source_failures.ts";
 import type { SystemSeam } from "./system.ts";
 import { errorMessage } from "../errors.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** Whether `address` is loopback or link-local, i.e. not reachable from beyond this host or link. */
 export function isInternalAddress(family: string, address: string): boolean {
@@ -138,7 +139,7 @@ export class HostInventory {
       const up = sys.osUptime();
       if (!Number.isFinite(up) || up < 0) return null;
       const at = Math.floor((this.#nowMs() - up * 1000) / 1000) * 1000;
-      return new Date(at).toISOString().replace(".000Z", "Z");
+      return isoTime(at).replace(".000Z", "Z");
     });
     const [release, machine_id, platform, time_zone] = await Promise.all([
       this.#failures.tryAsync("os_name", () => this.#osNameVersion(os_release)),

@@ -2,6 +2,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { clockHint, type ClockMeasurement } from "../platform/clock_offset.ts";
 import { errorMessage } from "../errors.ts";
+import { isoTime } from "../iso_time.ts";
 
 /** ECDSA P-256, the only key type the contract allows for agent keys. */
 export const AGENT_KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
@@ -122,14 +123,14 @@ function checkValidity(
   const { notBefore, notAfter } = cert;
   if (notBefore.getTime() - skewMs > now) {
     throw new CertificateCheckError(
-      `${what} is not valid until ${notBefore.toISOString()}, ${
+      `${what} is not valid until ${isoTime(notBefore.getTime())}, ${
         describeOffset(notBefore.getTime() - now)
       } from now (clock skew? check this host's clock)${hint}`,
     );
   }
   if (notAfter.getTime() + skewMs < now) {
     throw new CertificateCheckError(
-      `${what} expired at ${notAfter.toISOString()}, ${
+      `${what} expired at ${isoTime(notAfter.getTime())}, ${
         describeOffset(now - notAfter.getTime())
       } ago (clock skew? check this host's clock)${hint}`,
     );
