@@ -51,7 +51,7 @@ const MIN_CPU_HEARTBEATS = 60;
 
 /**
  * V8-flag levers tried on the agent process with `--levers`, each in its own `run --interval 1`,
- * on top of the shared flags (tasks/permissions.flags, which carry `--v8-flags=--lite-mode`),
+ * on top of the shared flags (tasks/permissions.flags, which carry `--v8-flags=--lite-mode,--expose-gc`),
  * plus one run without the shared V8 flags to price them.
  */
 const LEVERS: { id: string; v8Flags: string[]; withoutSharedV8Flags?: boolean }[] = [

@@ -2,6 +2,7 @@
 import type { CommandContext } from "../context.ts";
 import { heartbeatLoop } from "../heartbeat/loop.ts";
 import { HeartbeatSchedule } from "../heartbeat/schedule.ts";
+import { exposedGc, HeapHousekeeping } from "../heartbeat/heap_housekeeping.ts";
 import { certificateExpiry, RenewalScheduler } from "../enrollment/renewal.ts";
 import { clockHint, ClockOffset } from "../platform/clock_offset.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
@@ -117,6 +118,8 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     certificate_expires_at: identity.certificate_not_after,
     next_renewal_at: isoTime(renewal.nextAt()),
   });
+  // Between beats, so that it costs no wake-up of its own.
+  const housekeeping = new HeapHousekeeping(exposedGc(), () => performance.now());
   await heartbeatLoop({
     agentId: identity.agent_id,
     send: async (body, signal) => {
@@ -143,6 +146,9 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
     logger,
     shutdown: ctx.shutdown,
     once: options.once,
-    beforeAttempt: (signal) => renewal.runIfDue(signal),
+    beforeAttempt: (signal) => {
+      housekeeping.collectIfDue();
+      return renewal.runIfDue(signal);
+    },
   });
 }
