@@ -1,6 +1,6 @@
 /**
  * A major garbage collection between beats, at most once per period. V8 starts one by itself when
- * the old generation reaches its limit (about 14 MiB for this heap) or when the process looks
+ * the old generation reaches its limit (several times this small heap) or when the process looks
  * idle; a `run` at a short interval never looks idle, so objects that lived a few seconds pile up
  * in the old generation for an hour and more: a slow RSS climb of garbage, not a leak. Needs V8's
  * `--expose-gc` (tasks/permissions.flags); without it this does nothing.

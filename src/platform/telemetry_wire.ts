@@ -88,7 +88,10 @@ export const NetworkInterfaceSchema = z.object({
 /** A network interface address. */
 export type NetworkInterface = z.infer<typeof NetworkInterfaceSchema>;
 
-/** Static and slowly-changing host facts, sent at enrollment and with every heartbeat. */
+/**
+ * Static and slowly-changing host facts: sent at enrollment, and on a heartbeat when they changed
+ * or when the platform does not advertise `host_digest`.
+ */
 export const HostSchema = z.object({
   hostname: z.nullable(z.string()),
   os: z.string(),

@@ -55,7 +55,8 @@ export const denoSystem: SystemSeam = {
     childStdout(path, args, { timeoutMs: COMMAND_TIMEOUT_MS, anyExit: options?.anyExit }),
   // Loaded on first use only: on Linux nothing calls it, so a steady run stays off node:os.
   cpus: async () => (await import("node:os")).cpus(),
-  // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU costs ~6 MB of RSS.
+  // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU data costs RSS in every
+  // steady run (README "Footprint").
   readLink: (path) => Deno.readLink(path),
   target: Deno.build.target,
 };
