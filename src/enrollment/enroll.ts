@@ -24,7 +24,11 @@ import {
 import { type Logger, registerSecret } from "../log.ts";
 import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
-import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
+import {
+  clientForIdentity,
+  type IdentityClientOptions,
+  identityClientOptions,
+} from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
 import type { Host } from "../platform/telemetry_wire.ts";
 import { rootStoreOf, type Trust } from "../trust/trust_source.ts";
@@ -53,19 +57,12 @@ export interface EnrollOptions {
 }
 
 /** How the enrollment client is built: bootstrap trust only, no credential. */
-export interface EnrollClientOptions {
+export interface EnrollClientOptions extends Omit<IdentityClientOptions, "auth"> {
   baseUrl: URL;
   /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
   caCertificates?: string[];
   /** Deno root store trusted besides `caCertificates`. */
   rootStore?: RootStore;
-  proxyUrl?: URL;
-  proxyPac?: string;
-  /** Measures the platform's clock from its answers (for the hint of a validity error). */
-  clock?: ClockOffset;
-  env: (name: string) => string | undefined;
-  timeoutMs: number;
-  logger: Logger;
 }
 
 /** Seams of {@linkcode enroll}; every one defaults to the real thing. */
