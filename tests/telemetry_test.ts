@@ -958,3 +958,16 @@ Deno.test({
     equal(await denoSystem.runCommand("/usr/bin/false", [], { anyExit: true }), "");
   },
 });
+
+Deno.test("the /proc reader gives head a 2 s timeout, well inside the heartbeat it serves", async () => {
+  const { readHeads, PROC_READ_TIMEOUT_MS } = await import("../src/telemetry/proc_reader.ts");
+  const seen: { anyExit?: boolean; timeoutMs?: number }[] = [];
+  await readHeads({
+    runCommand: (_path, _args, options) => {
+      seen.push(options ?? {});
+      return Promise.resolve("==> /proc/loadavg <==\n0.1 0.2 0.3 1/99 42\n");
+    },
+  }, ["-n", "1", "/proc/loadavg"]);
+  deepEqual(seen, [{ anyExit: true, timeoutMs: PROC_READ_TIMEOUT_MS }]);
+  ok(PROC_READ_TIMEOUT_MS <= 2_000);
+});

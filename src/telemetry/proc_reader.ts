@@ -8,6 +8,14 @@ import type { SystemSeam } from "./system.ts";
 /** GNU coreutils `head`: Deno refuses /proc and /sys to `--allow-read` without `--allow-all`. */
 export const HEAD = "/usr/bin/head";
 
+/**
+ * How long `head` may take over /proc and /sys files (milliseconds of work): 2 s, so that the
+ * timeout timer fires within the heartbeat it serves instead of waking an idle agent 10 s later
+ * (Deno 2.9.6 also wakes at the deadline of a timer already cleared, e.g. the request's, unless an
+ * earlier timer fires first; this one does).
+ */
+export const PROC_READ_TIMEOUT_MS = 2_000;
+
 /** Splits `head -v` output into file path and content; unreadable files have no section. */
 export function parseHeadSections(text: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -26,5 +34,7 @@ export async function readHeads(
   system: Pick<SystemSeam, "runCommand">,
   args: readonly string[],
 ): Promise<Map<string, string>> {
-  return parseHeadSections(await system.runCommand(HEAD, [...args], { anyExit: true }));
+  return parseHeadSections(
+    await system.runCommand(HEAD, [...args], { anyExit: true, timeoutMs: PROC_READ_TIMEOUT_MS }),
+  );
 }

@@ -18,12 +18,12 @@ export interface SystemSeam {
   /**
    * Runs the program at absolute `path` with an empty environment and resolves to its stdout;
    * rejects on a non-zero exit unless `anyExit` (e.g. `head` exits 1 when one of its files is
-   * missing, and still prints the others).
+   * missing, and still prints the others); killed after `timeoutMs` (default 10 s).
    */
   runCommand(
     path: string,
     args: string[],
-    options?: { anyExit?: boolean },
+    options?: { anyExit?: boolean; timeoutMs?: number },
   ): Promise<string>;
   /**
    * `node:os` `cpus()`: per-core model, MHz and cumulative times; never called on Linux (/proc
@@ -52,7 +52,10 @@ export const denoSystem: SystemSeam = {
   readTextFile: (path) => Deno.readTextFile(path),
   // The C locale of childStdout's cleared environment gives the output the parsers expect.
   runCommand: (path, args, options) =>
-    childStdout(path, args, { timeoutMs: COMMAND_TIMEOUT_MS, anyExit: options?.anyExit }),
+    childStdout(path, args, {
+      timeoutMs: options?.timeoutMs ?? COMMAND_TIMEOUT_MS,
+      anyExit: options?.anyExit,
+    }),
   // Loaded on first use only: on Linux nothing calls it, so a steady run stays off node:os.
   cpus: async () => (await import("node:os")).cpus(),
   // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU data costs RSS in every
