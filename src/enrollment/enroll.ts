@@ -26,7 +26,8 @@ import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_stor
 import { acquireStateLock } from "../state/state_lock.ts";
 import {
   clientForIdentity,
-  type IdentityClientOptions,
+  type CommandClientOptions,
+  commandClientOptions,
   identityClientOptions,
 } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
@@ -57,7 +58,7 @@ export interface EnrollOptions {
 }
 
 /** How the enrollment client is built: bootstrap trust only, no credential. */
-export interface EnrollClientOptions extends Omit<IdentityClientOptions, "auth"> {
+export interface EnrollClientOptions extends CommandClientOptions {
   baseUrl: URL;
   /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
   caCertificates?: string[];
@@ -154,15 +155,13 @@ async function obtainIdentity(
   };
   const clock = new ClockOffset(logger);
   const client = await deps.createClient({
+    ...commandClientOptions(ctx, {
+      clock,
+      timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
+    }),
     baseUrl,
     caCertificates: bootstrapCa,
     rootStore: rootStoreOf(trust),
-    proxyUrl: config.proxyUrl,
-    proxyPac: config.proxyPac,
-    clock,
-    env: ctx.env,
-    timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
-    logger,
   });
   let response: EnrollResponse;
   try {

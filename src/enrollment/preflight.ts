@@ -336,12 +336,17 @@ export async function preflight(
       "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
     );
   }
-  const [{ PlatformClient }, { enrollmentTrust, readPinnedCas }, { describeTrust, rootStoreOf }] =
-    await Promise.all([
-      import("../platform/client.ts"),
-      import("./enrollment_trust.ts"),
-      import("../trust/trust_source.ts"),
-    ]);
+  const [
+    { PlatformClient },
+    { commandClientOptions },
+    { enrollmentTrust, readPinnedCas },
+    { describeTrust, rootStoreOf },
+  ] = await Promise.all([
+    import("../platform/client.ts"),
+    import("../platform/identity_client.ts"),
+    import("./enrollment_trust.ts"),
+    import("../trust/trust_source.ts"),
+  ]);
   const { trust, cas: caCerts } = await enrollmentTrust(
     ctx,
     options.caPins,
@@ -353,14 +358,10 @@ export async function preflight(
   // Made first: the first TLS client of the process decides whether only the pin is trusted,
   // and the TLS check must trust exactly what enrollment will.
   using client = new PlatformClient({
+    ...commandClientOptions(ctx, { timeoutMs }),
     baseUrl: url,
     caCertificates: caCerts,
     rootStore: rootStoreOf(trust),
-    proxyUrl: ctx.config.proxyUrl,
-    proxyPac: ctx.config.proxyPac,
-    env: ctx.env,
-    timeoutMs,
-    logger: ctx.logger,
   });
   const { describeDecision } = await import("../proxy/proxy_select.ts");
   const decision = await client.decideRoute();

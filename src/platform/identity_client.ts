@@ -18,13 +18,15 @@ export interface IdentityClientOptions {
   logger: Logger;
 }
 
-/** The client options of a command: its configured auth, proxy, PAC, environment and logger. */
-export function identityClientOptions(
+/** What every platform client of a command shares: proxy, PAC, environment, timeout, logger. */
+export type CommandClientOptions = Omit<IdentityClientOptions, "auth">;
+
+/** The options every platform client of a command is built with (the enrollment ones too). */
+export function commandClientOptions(
   ctx: CommandContext,
-  overrides: Partial<IdentityClientOptions> = {},
-): IdentityClientOptions {
+  overrides: Partial<CommandClientOptions> = {},
+): CommandClientOptions {
   return {
-    auth: ctx.config.auth,
     proxyUrl: ctx.config.proxyUrl,
     proxyPac: ctx.config.proxyPac,
     env: ctx.env,
@@ -32,6 +34,14 @@ export function identityClientOptions(
     logger: ctx.logger,
     ...overrides,
   };
+}
+
+/** The client options of a command acting as its identity: the above plus its configured auth. */
+export function identityClientOptions(
+  ctx: CommandContext,
+  overrides: Partial<IdentityClientOptions> = {},
+): IdentityClientOptions {
+  return { auth: ctx.config.auth, ...commandClientOptions(ctx), ...overrides };
 }
 
 /**
