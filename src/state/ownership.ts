@@ -34,7 +34,8 @@ function ownedByUs(info: Deno.FileInfo, uid: number): boolean {
   return info.uid === null || info.uid === uid || info.uid === 0;
 }
 
-function octal(mode: number): string {
+/** Permission bits (and setuid/setgid/sticky) as octal, e.g. `0644`, `01777`. */
+export function octal(mode: number): string {
   return `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 }
 

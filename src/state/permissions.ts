@@ -8,6 +8,7 @@ import { type FileSystem, lstatOrNull } from "../file_system.ts";
 import type { Logger } from "../log.ts";
 import {
   auditStateDirOwnership,
+  octal,
   type OwnershipHost,
   requireKind,
   requireOwner,
@@ -28,11 +29,6 @@ export type PermissionRepair = z.infer<typeof PermissionRepairSchema>;
 export const DIR_MODE = 0o700;
 /** Mode of each file in the state directory. */
 export const FILE_MODE = 0o600;
-
-/** Formats permission bits as four octal digits, e.g. `0644`. */
-function formatMode(mode: number): string {
-  return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
-}
 
 /** What {@linkcode StatePermissions} works with. */
 export interface StatePermissionsOptions {
@@ -107,8 +103,8 @@ export class StatePermissions {
     wanted: number,
   ): Promise<PermissionRepair | null> {
     if (info.mode === null || (info.mode & 0o077) === 0) return null;
-    const oldMode = formatMode(info.mode);
-    const newMode = formatMode(wanted);
+    const oldMode = octal(info.mode & 0o777);
+    const newMode = octal(wanted & 0o777);
     try {
       await this.#options.fs.chmod(path, wanted);
     } catch (e) {
