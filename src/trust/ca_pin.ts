@@ -8,6 +8,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { connect } from "node:tls";
 import { parseCertificate, splitPemBundle } from "./certificates.ts";
 import { errorMessage, PlatformError, UsageError } from "../errors.ts";
+import { sha256Hex } from "../sha256.ts";
 
 const PIN_PATTERN = /^sha256:([0-9a-f]{64})$/i;
 
@@ -24,10 +25,6 @@ export function parseCaPin(raw: string, origin = "--ca-pin"): string {
   return `sha256:${match[1]!.toLowerCase()}`;
 }
 
-function toHex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** A certificate with its pin, subject and whether it may act as a CA. */
 export interface PinnedCertificate {
   pem: string;
@@ -42,13 +39,12 @@ async function describeCertificates(pems: string[]): Promise<PinnedCertificate[]
   for (const [i, pem] of pems.entries()) {
     const cert = parseCertificate(pem);
     if (typeof cert === "string") throw new UsageError(`Certificate #${i + 1} is ${cert}`);
-    const digest = await crypto.subtle.digest("SHA-256", cert.publicKey.rawData);
     const constraints = cert.extensions.find((e) => e.type === "2.5.29.19") as
       | { ca?: boolean }
       | undefined;
     out.push({
       pem,
-      pin: `sha256:${toHex(digest)}`,
+      pin: `sha256:${await sha256Hex(cert.publicKey.rawData)}`,
       subject: cert.subject,
       isCa: constraints?.ca === true,
     });
