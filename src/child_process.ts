@@ -3,6 +3,7 @@
  * absolute path, no shell, and a cleared environment, since ours may hold the enrollment token
  * (`ONECONNECT_ENROLLMENT_TOKEN`), proxy credentials or other secrets a child must not inherit.
  */
+import { timeoutSignal } from "./deadline.ts";
 
 /** How a child process ended, with its output decoded as UTF-8. */
 export interface ChildResult {
@@ -42,6 +43,8 @@ export async function runChild(
   args: string[],
   options: ChildOptions = {},
 ): Promise<ChildResult> {
+  const { signal, deadline } = timeoutSignal(options.timeoutMs ?? 10_000);
+  using _ = deadline;
   const out = await new Deno.Command(path, {
     args,
     clearEnv: true,
@@ -49,7 +52,7 @@ export async function runChild(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+    signal,
   }).output();
   return {
     success: out.success,

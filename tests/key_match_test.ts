@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { keyMatchesCertificate } from "../src/trust/key_match.ts";
+import { embeddedPublicPoint, keyMatchesCertificate } from "../src/trust/key_match.ts";
+import { OPENSSL_BIN, opensslAvailable } from "./_support/openssl_pki.ts";
+import { tempDir } from "./_support/helpers.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 
 Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and names each mismatch", async () => {
@@ -27,4 +29,83 @@ Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and name
   }\n-----END PRIVATE KEY-----\n`;
   assert.equal(await keyMatchesCertificate(p384Pem, ca.certPem), "bad-key");
   assert.equal(await keyMatchesCertificate(ca.keyPem, "garbage"), "bad-certificate");
+});
+
+async function openssl(dir: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(OPENSSL_BIN, {
+    args,
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+function pemBody(pem: string): Uint8Array {
+  const b64 = pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "");
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+function toPem(der: Uint8Array, label: string): string {
+  return `-----BEGIN ${label}-----\n${btoa(String.fromCharCode(...der))}\n-----END ${label}-----\n`;
+}
+
+Deno.test({
+  name: "keyMatchesCertificate reads the point an openssl key carries and derives it when absent",
+  ignore: !opensslAvailable(),
+  fn: async () => {
+    await using dir = await tempDir();
+    await openssl(dir.path, [
+      "ecparam",
+      "-name",
+      "prime256v1",
+      "-genkey",
+      "-noout",
+      "-out",
+      "ec.pem",
+    ]);
+    await openssl(dir.path, ["pkcs8", "-topk8", "-nocrypt", "-in", "ec.pem", "-out", "key.pem"]);
+    await openssl(dir.path, ["ec", "-in", "ec.pem", "-no_public", "-out", "bare.pem"]);
+    await openssl(dir.path, [
+      "pkcs8",
+      "-topk8",
+      "-nocrypt",
+      "-in",
+      "bare.pem",
+      "-out",
+      "bare8.pem",
+    ]);
+    await openssl(dir.path, [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "key.pem",
+      "-subj",
+      "/CN=agent",
+      "-days",
+      "1",
+      "-out",
+      "cert.pem",
+    ]);
+    const keyPem = await Deno.readTextFile(`${dir.path}/key.pem`);
+    const barePem = await Deno.readTextFile(`${dir.path}/bare8.pem`);
+    const certPem = await Deno.readTextFile(`${dir.path}/cert.pem`);
+
+    const point = embeddedPublicPoint(pemBody(keyPem));
+    assert.ok(point !== null && point.length === 65 && point[0] === 0x04);
+    assert.equal(embeddedPublicPoint(pemBody(barePem)), null);
+    assert.equal(await keyMatchesCertificate(keyPem, certPem), "match");
+    // Without the embedded point, WebCrypto derives it from the scalar: same answer.
+    assert.equal(await keyMatchesCertificate(barePem, certPem), "match");
+
+    // The same key carrying another key's point does not match this certificate.
+    const other = await createDevCa();
+    const otherPoint = embeddedPublicPoint(pemBody(other.keyPem))!;
+    const spliced = pemBody(keyPem);
+    spliced.set(otherPoint, spliced.length - 65);
+    assert.deepEqual(embeddedPublicPoint(spliced), otherPoint);
+    assert.equal(await keyMatchesCertificate(toPem(spliced, "PRIVATE KEY"), certPem), "mismatch");
+  },
 });

@@ -35,6 +35,7 @@ import {
   isConnectFailure,
   isUntrustedIssuer,
 } from "./transport_errors.ts";
+import { Deadline } from "../deadline.ts";
 import { AgentError, errorMessage, type PlatformError } from "../errors.ts";
 import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import {
@@ -265,15 +266,14 @@ export class PlatformClient implements Disposable {
     if (authenticated && this.#auth.kind === "bearer") {
       headers.set("Authorization", `Bearer ${this.#auth.token}`);
     }
-
-    // One controller per request, fed by a cleared timer and the caller's signal (listener removed
-    // in `finally`): AbortSignal.any on a long-lived signal leaks (#24842); a .timeout can't cancel.
+    // One controller per request, fed by a deadline (deadline.ts) and the caller's signal: any()
+    // on a long-lived signal leaks (#24842); a .timeout can't cancel; a timer wakes when cleared.
     const controller = new AbortController();
     let cause: "timeout" | "aborted" | undefined;
-    const timer = setTimeout(() => {
+    const deadline = new Deadline(this.#timeoutMs, () => {
       cause ??= "timeout";
       controller.abort();
-    }, this.#timeoutMs);
+    });
     const onCallerAbort = () => {
       cause ??= "aborted";
       controller.abort();
@@ -350,7 +350,7 @@ export class PlatformClient implements Disposable {
         json: parseJsonBody(response, bytes),
       };
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
       signal?.removeEventListener("abort", onCallerAbort);
     }
   }

@@ -195,11 +195,30 @@ function isJsonType(type: string): boolean {
 }
 
 function tryParseJson(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false } {
+  const text = decodeUtf8Strict(bytes);
+  if (text === null) return { ok: false };
   try {
-    return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
+    return { ok: true, value: JSON.parse(text) };
   } catch {
     return { ok: false };
   }
+}
+
+/**
+ * UTF-8 `bytes` as text (a leading BOM dropped), or `null` when they are not UTF-8. The lenient
+ * decoder and a round trip stand in for `{ fatal: true }`, whose decoder would map more of Deno's
+ * code into a steady `run` (README "Footprint"): a malformed sequence decodes to U+FFFD, which
+ * encodes back to other bytes.
+ */
+export function decodeUtf8Strict(bytes: Uint8Array): string | null {
+  const text = new TextDecoder().decode(bytes);
+  if (!text.includes("\uFFFD")) return text;
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+  const body = bom ? bytes.subarray(3) : bytes;
+  const again = new TextEncoder().encode(text);
+  if (again.length !== body.length) return null;
+  for (let i = 0; i < again.length; i++) if (again[i] !== body[i]) return null;
+  return text;
 }
 
 function htmlTitle(bytes: Uint8Array): string | undefined {

@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { sha256Hex } from "../src/sha256.ts";
+import { OPENSSL_BIN, opensslAvailable } from "./_support/openssl_pki.ts";
+import { tempDir } from "./_support/helpers.ts";
+
+async function webCryptoHex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("sha256Hex agrees with WebCrypto at every padding boundary and on a large input", async () => {
+  assert.equal(
+    await sha256Hex("abc"),
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+  );
+  assert.equal(
+    await sha256Hex(""),
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+  );
+  for (const length of [...Array.from({ length: 200 }, (_, i) => i), 1_000, 100_003]) {
+    const bytes = new Uint8Array(length);
+    for (let i = 0; i < length; i++) bytes[i] = (i * 131 + length) & 0xff;
+    assert.equal(await sha256Hex(bytes), await webCryptoHex(bytes), `length ${length}`);
+  }
+  // A view into a larger buffer hashes only its own bytes; a string hashes its UTF-8.
+  const buffer = new Uint8Array([9, 1, 2, 3, 9]);
+  assert.equal(
+    await sha256Hex(buffer.subarray(1, 4)),
+    await webCryptoHex(new Uint8Array([1, 2, 3])),
+  );
+  assert.equal(await sha256Hex("é€"), await webCryptoHex(new TextEncoder().encode("é€")));
+});
+
+Deno.test({
+  name: "sha256Hex agrees with openssl dgst",
+  ignore: !opensslAvailable(),
+  fn: async () => {
+    await using dir = await tempDir();
+    const text = JSON.stringify({ hostname: "host-é", addresses: ["10.0.0.1", "fe80::1"] }).repeat(
+      20,
+    );
+    const path = `${dir.path}/host.json`;
+    await Deno.writeTextFile(path, text);
+    const out = await new Deno.Command(OPENSSL_BIN, { args: ["dgst", "-sha256", "-r", path] })
+      .output();
+    assert.ok(out.success);
+    assert.equal(await sha256Hex(text), new TextDecoder().decode(out.stdout).split(" ")[0]);
+  },
+});
