@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { embeddedPublicPoint, keyMatchesCertificate } from "../src/trust/key_match.ts";
-import { OPENSSL_BIN, opensslAvailable } from "./_support/openssl_pki.ts";
+import { openssl, opensslAvailable } from "./_support/openssl_pki.ts";
 import { tempDir } from "./_support/helpers.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 
@@ -30,17 +30,6 @@ Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and name
   assert.equal(await keyMatchesCertificate(p384Pem, ca.certPem), "bad-key");
   assert.equal(await keyMatchesCertificate(ca.keyPem, "garbage"), "bad-certificate");
 });
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(OPENSSL_BIN, {
-    args,
-    cwd: dir,
-    stdout: "null",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-}
 
 function pemBody(pem: string): Uint8Array {
   const b64 = pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "");

@@ -53,7 +53,8 @@ export interface OpensslPki {
   ): Promise<string>;
 }
 
-async function openssl(dir: string, args: string[]): Promise<void> {
+/** Runs the openssl CLI with `args` in `dir`; throws with its stderr when it fails. */
+export async function openssl(dir: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(OPENSSL_BIN, {
     args,
     cwd: dir,
