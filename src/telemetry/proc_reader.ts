@@ -9,10 +9,8 @@ import type { SystemSeam } from "./system.ts";
 export const HEAD = "/usr/bin/head";
 
 /**
- * How long `head` may take over /proc and /sys files (milliseconds of work): 2 s, so that the
- * timeout timer fires within the heartbeat it serves instead of waking an idle agent 10 s later
- * (Deno 2.9.6 also wakes at the deadline of a timer already cleared, e.g. the request's, unless an
- * earlier timer fires first; this one does).
+ * How long `head` may take over /proc and /sys files, which the kernel answers in milliseconds:
+ * 2 s rather than the 10 s a child gets by default, so that a stuck read ends within the beat.
  */
 export const PROC_READ_TIMEOUT_MS = 2_000;
 
