@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { embeddedPublicPoint, keyMatchesCertificate } from "../src/trust/key_match.ts";
 import { openssl, opensslAvailable } from "./_support/openssl_pki.ts";
-import { tempDir } from "./_support/helpers.ts";
-import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { pemDer, tempDir } from "./_support/helpers.ts";
+import { createDevCa, toPem } from "../tasks/dev_platform/dev_ca.ts";
 
 Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and names each mismatch", async () => {
   const ca = await createDevCa();
@@ -23,22 +23,10 @@ Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and name
   const p384 = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
     "sign",
   ]);
-  const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", p384.privateKey));
-  const p384Pem = `-----BEGIN PRIVATE KEY-----\n${
-    btoa(String.fromCharCode(...der))
-  }\n-----END PRIVATE KEY-----\n`;
+  const p384Pem = toPem(await crypto.subtle.exportKey("pkcs8", p384.privateKey), "PRIVATE KEY");
   assert.equal(await keyMatchesCertificate(p384Pem, ca.certPem), "bad-key");
   assert.equal(await keyMatchesCertificate(ca.keyPem, "garbage"), "bad-certificate");
 });
-
-function pemBody(pem: string): Uint8Array {
-  const b64 = pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "");
-  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-}
-
-function toPem(der: Uint8Array, label: string): string {
-  return `-----BEGIN ${label}-----\n${btoa(String.fromCharCode(...der))}\n-----END ${label}-----\n`;
-}
 
 Deno.test({
   name: "keyMatchesCertificate reads the point an openssl key carries and derives it when absent",
@@ -82,19 +70,22 @@ Deno.test({
     const barePem = await Deno.readTextFile(`${dir.path}/bare8.pem`);
     const certPem = await Deno.readTextFile(`${dir.path}/cert.pem`);
 
-    const point = embeddedPublicPoint(pemBody(keyPem));
+    const point = embeddedPublicPoint(pemDer(keyPem));
     assert.ok(point !== null && point.length === 65 && point[0] === 0x04);
-    assert.equal(embeddedPublicPoint(pemBody(barePem)), null);
+    assert.equal(embeddedPublicPoint(pemDer(barePem)), null);
     assert.equal(await keyMatchesCertificate(keyPem, certPem), "match");
     // Without the embedded point, WebCrypto derives it from the scalar: same answer.
     assert.equal(await keyMatchesCertificate(barePem, certPem), "match");
 
     // The same key carrying another key's point does not match this certificate.
     const other = await createDevCa();
-    const otherPoint = embeddedPublicPoint(pemBody(other.keyPem))!;
-    const spliced = pemBody(keyPem);
+    const otherPoint = embeddedPublicPoint(pemDer(other.keyPem))!;
+    const spliced = pemDer(keyPem);
     spliced.set(otherPoint, spliced.length - 65);
     assert.deepEqual(embeddedPublicPoint(spliced), otherPoint);
-    assert.equal(await keyMatchesCertificate(toPem(spliced, "PRIVATE KEY"), certPem), "mismatch");
+    assert.equal(
+      await keyMatchesCertificate(toPem(spliced.buffer, "PRIVATE KEY"), certPem),
+      "mismatch",
+    );
   },
 });

@@ -6,7 +6,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect } from "node:tls";
-import { parseCertificate, splitPemBundle } from "./certificates.ts";
+import { parseCertificate, splitPemBundle, toPem } from "./certificates.ts";
 import { errorMessage, PlatformError, UsageError } from "../errors.ts";
 import { sha256Hex } from "../sha256.ts";
 
@@ -67,13 +67,6 @@ export async function readCertificatePins(path: string): Promise<PinnedCertifica
     );
   }
   return await describeCertificates(pems);
-}
-
-function derToPem(der: Uint8Array): string {
-  let binary = "";
-  for (const byte of der) binary += String.fromCharCode(byte);
-  const b64 = btoa(binary).replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
-  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 
 interface PeerCertificate {
@@ -210,7 +203,7 @@ function handshake(
       let cert = socket.getPeerCertificate(true) as unknown as PeerCertificate | undefined;
       while (cert?.raw && !seen.has(cert.fingerprint256 ?? "")) {
         seen.add(cert.fingerprint256 ?? "");
-        chain.push(derToPem(new Uint8Array(cert.raw)));
+        chain.push(toPem(new Uint8Array(cert.raw), "CERTIFICATE"));
         cert = cert.issuerCertificate;
       }
       socket.destroy();

@@ -19,8 +19,9 @@ export async function generateAgentKeyPair(): Promise<CryptoKeyPair> {
   return await crypto.subtle.generateKey(AGENT_KEY_ALGORITHM, true, ["sign", "verify"]);
 }
 
-function toPem(der: ArrayBuffer, label: string): string {
-  const bytes = new Uint8Array(der);
+/** Encodes DER as PEM with `label`, base64 in lines of 64. */
+export function toPem(der: ArrayBuffer | Uint8Array, label: string): string {
+  const bytes = der instanceof Uint8Array ? der : new Uint8Array(der);
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
   const lines = btoa(binary).match(/.{1,64}/g) ?? [];

@@ -338,11 +338,16 @@ export async function sha256Hex(data: BufferSource): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The DER of the first PEM block in `pem` labelled `label`. */
+export function pemDer(pem: string, label = "[A-Z ]+"): Uint8Array<ArrayBuffer> {
+  const block = new RegExp(`-----BEGIN ${label}-----([^-]+)-----END ${label}-----`).exec(pem);
+  if (block === null) throw new Error(`no PEM block ${label}`);
+  return Uint8Array.from(atob(block[1]!.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+}
+
 /** SHA-256 of the DER of the first certificate in `pem`: the platform's client_cert_fingerprint. */
 export function certificateFingerprint(pem: string): Promise<string> {
-  const block = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem);
-  if (block === null) throw new Error("no PEM certificate");
-  return sha256Hex(Uint8Array.from(atob(block[1]!.replace(/\s+/g, "")), (c) => c.charCodeAt(0)));
+  return sha256Hex(pemDer(pem, "CERTIFICATE"));
 }
 
 /** A recorded tool output from tests/fixtures/telemetry (its README says where each comes from). */
