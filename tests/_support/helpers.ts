@@ -1,6 +1,20 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
+
+/**
+ * The file system path of a `file:` URL as this platform spells it (`file:///C:/x%20y` is
+ * `C:\\x y` on Windows, `/C:/x%20y` never): what tests must use instead of `URL.pathname`.
+ */
+export function fromFileUrl(url: URL | string): string {
+  return fileURLToPath(url);
+}
+
+/** Absolute path of the repository root, or of `parts` joined under it. */
+export function repoPath(...parts: string[]): string {
+  return join(fromFileUrl(new URL("../..", import.meta.url)), ...parts);
+}
 
 /**
  * Absolute path of the CLI entry point the end-to-end tests spawn: the source, or what ships when
@@ -10,10 +24,9 @@ import { agentPermissionFlags } from "../../tasks/permissions.ts";
 export const MAIN = testEntry();
 
 function testEntry(): string {
-  const root = new URL("../..", import.meta.url).pathname;
   const entry = Deno.env.get("ONECONNECT_TEST_ENTRY");
-  if (entry === undefined || entry === "") return `${root}src/main.ts`;
-  const path = entry.startsWith("/") ? entry : `${root}${entry}`;
+  if (entry === undefined || entry === "") return repoPath("src", "main.ts");
+  const path = isAbsolute(entry) ? entry : repoPath(entry);
   try {
     Deno.statSync(path);
   } catch {
@@ -21,6 +34,13 @@ function testEntry(): string {
   }
   return path;
 }
+
+/**
+ * The Deno that runs the spawned CLI: this one, or the one `ONECONNECT_AGENT_DENO` names (the
+ * cross-target stage sets it to npm's arm64 Deno, run by qemu-user through binfmt_misc, while the
+ * tests and the dev platform run natively).
+ */
+export const AGENT_DENO = Deno.env.get("ONECONNECT_AGENT_DENO") || Deno.execPath();
 
 /** The result of one CLI run. */
 export interface CliResult {
@@ -116,7 +136,7 @@ export function spawnAgent(
   const permissions = options.permissions ?? cachedFlags;
   const env = childEnv({ NO_COLOR: "1", ...options.env });
   if (env.DENO_DIR === "") delete env.DENO_DIR;
-  const child = new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(AGENT_DENO, {
     args: ["run", "--quiet", ...permissions, ...(options.denoFlags ?? []), MAIN, ...args],
     env,
     clearEnv: true,
@@ -301,7 +321,7 @@ export async function enrollAgent(
   if (result.code !== 0) {
     throw new Error(`enroll failed (${result.code}): ${result.stderr}\n${await explain()}`);
   }
-  const identity = JSON.parse(await Deno.readTextFile(`${stateDir}/identity.json`));
+  const identity = JSON.parse(await Deno.readTextFile(join(stateDir, "identity.json")));
   return identity.agent_id;
 }
 
@@ -352,7 +372,7 @@ export function certificateFingerprint(pem: string): Promise<string> {
 
 /** A recorded tool output from tests/fixtures/telemetry (its README says where each comes from). */
 export function telemetryFixture(name: string): string {
-  return Deno.readTextFileSync(new URL(`../fixtures/telemetry/${name}`, import.meta.url));
+  return Deno.readTextFileSync(repoPath("tests", "fixtures", "telemetry", name));
 }
 
 /**
@@ -376,7 +396,7 @@ export function skipWithout(available: boolean): boolean {
 /** The absolute path of `command` on PATH (or of the first existing absolute candidate), else null. */
 export function findTool(command: string, ...candidates: string[]): string | null {
   const dirs = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").concat(["/usr/sbin", "/sbin"]);
-  for (const path of [...candidates, ...dirs.map((d) => `${d}/${command}`)]) {
+  for (const path of [...candidates, ...dirs.map((d) => join(d, command))]) {
     try {
       const info = Deno.statSync(path);
       if (info.isFile && (info.mode ?? 0o111) & 0o111) return path;

@@ -1,0 +1,57 @@
+/**
+ * The CLI end to end on the Deno that runs the agent: natively in the main suite, and under
+ * `.ci/cross_target.sh` with `ONECONNECT_AGENT_DENO` naming npm's arm64 Deno (qemu-user), where
+ * `ONECONNECT_EXPECT_AGENT_ARCH=aarch64` makes sure the agent really ran as arm64. The platform
+ * runs natively in this process either way.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
+import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
+
+/** The architecture the agent must report: the cross-target stage's, else this Deno's own. */
+const EXPECTED_ARCH = Deno.env.get("ONECONNECT_EXPECT_AGENT_ARCH") || Deno.build.arch;
+/** Emulation is about 11 times slower than native: one-shot commands get this long. */
+const DEADLINE_MS = 180_000;
+
+Deno.test({
+  name: "agent enrolls, sends one heartbeat, shows status and inventory on its own architecture",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using platform = await startDevPlatform({ quiet: true });
+    await using dir = await tempDir("oneconnect-cross-");
+    const stateDir = join(dir.path, "state");
+    const agentId = await enrollAgent(platform, stateDir);
+
+    const once = await runAgent(["--state-dir", stateDir, "run", "--once"], {
+      deadlineMs: DEADLINE_MS,
+    });
+    assert.equal(once.code, 0, once.stderr);
+    const beats = platform.heartbeats(agentId);
+    assert.equal(beats.length, 1);
+    const body = beats[0]!.body as { host?: { arch?: string; os?: string } };
+    assert.equal(body.host?.arch, EXPECTED_ARCH, "the heartbeat names the agent's architecture");
+    assert.equal(body.host?.os, Deno.build.os);
+
+    const status = await runAgent(["--state-dir", stateDir, "status", "--format", "json"], {
+      deadlineMs: DEADLINE_MS,
+    });
+    assert.equal(status.code, 0, status.stderr);
+    const view = JSON.parse(status.stdout);
+    assert.equal(view.agent_id, agentId);
+    assert.equal(view.enrolled, true);
+    assert.equal(view.consecutive_failures, 0);
+    assert.ok(view.last_success_at, status.stdout);
+
+    const inventory = await runAgent(["inventory"], { deadlineMs: DEADLINE_MS });
+    assert.equal(inventory.code, 0, inventory.stderr);
+    assert.equal(inventory.stderr, "");
+    const t = TelemetrySchema.parse(JSON.parse(inventory.stdout));
+    assert.equal(t.host.arch, EXPECTED_ARCH);
+    assert.equal(t.host.os, Deno.build.os);
+    assert.ok((t.host.cpu_count ?? 0) >= 1);
+    assert.ok((t.metrics.memory?.total_bytes ?? 0) > 0, "memory read from /proc/meminfo");
+    assert.deepEqual(platform.contractViolations, []);
+  },
+});
