@@ -128,3 +128,28 @@ Deno.test("fqdn and domain come from a dotted host name only", () => {
   deepEqual(fqdnOf("web-1."), { fqdn: null, domain: null });
   deepEqual(fqdnOf(null), { fqdn: null, domain: null });
 });
+
+Deno.test("Wine's reg query with empty BIOS values gives null, not the next line's name", () => {
+  // Recorded from Wine 8.0's real reg.exe (see tests/fixtures/telemetry/README.md): every REG_SZ
+  // value is empty, so the line ends after `REG_SZ    ` and the next line is a neighbour's name.
+  deepEqual(parseRegBios(telemetryFixture("wine_reg_bios.txt")), {
+    vendor: null,
+    model: null,
+    serial: null,
+  });
+  // The same with Unix line ends, and with the value line as the very last one.
+  deepEqual(
+    parseRegBios(
+      "HKEY_LOCAL_MACHINE\\HARDWARE\\DESCRIPTION\\System\\BIOS\n" +
+        "    SystemManufacturer    REG_SZ    \n    SystemProductName    REG_SZ",
+    ),
+    { vendor: null, model: null, serial: null },
+  );
+  // A value of another type under the name is not a string value.
+  deepEqual(
+    parseRegBios(
+      "    SystemManufacturer    REG_DWORD    0x1\n    SystemProductName    REG_SZ    X1",
+    ),
+    { vendor: null, model: "X1", serial: null },
+  );
+});

@@ -971,3 +971,41 @@ Deno.test("the /proc reader gives head a 2 s timeout, well inside the heartbeat 
   deepEqual(seen, [{ anyExit: true, timeoutMs: PROC_READ_TIMEOUT_MS }]);
   ok(PROC_READ_TIMEOUT_MS <= 2_000);
 });
+
+Deno.test("Windows under Wine: reg.exe's empty BIOS values give null hardware, never a neighbour", async () => {
+  // Each answer is what Wine 8.0's real reg.exe printed for that query (fixtures README).
+  const { system } = fakeSystem({
+    os: "windows",
+    osRelease: () => "6.1.7601",
+    runCommand: (_path, args) =>
+      Promise.resolve(
+        fixture(
+          args.includes("MachineGuid")
+            ? "wine_reg_machineguid.txt"
+            : args.includes("TimeZoneKeyName")
+            ? "wine_reg_timezone.txt"
+            : "wine_reg_bios.txt",
+        ),
+      ),
+  });
+  const host = await new TelemetryCollector({ system }).host();
+  equal(host.hardware_vendor, null);
+  equal(host.hardware_model, null);
+  equal(host.hardware_serial, null);
+  equal(host.machine_id, "9e373f00-2e76-424d-97f5-67b986a38d76");
+  equal(host.time_zone, "Greenwich Standard Time");
+});
+
+Deno.test("an empty time zone or sw_vers value is null, never the next line's text", () => {
+  equal(
+    parseRegTimeZone(
+      "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation\r\n" +
+        "    TimeZoneKeyName    REG_SZ    \r\n    DynamicDaylightTimeDisabled    REG_DWORD    0x0\r\n",
+    ),
+    null,
+  );
+  deepEqual(parseSwVers("ProductName:\t\nProductVersion:\t14.2.1\nBuildVersion:\t23C71\n"), {
+    name: null,
+    version: "14.2.1",
+  });
+});

@@ -1,4 +1,5 @@
 import type { Virtualization } from "../platform/telemetry_wire.ts";
+import { regQueryValue } from "./reg_query.ts";
 
 /** What a machine says it is; each part null when unreadable. */
 export interface HardwareIdentity {
@@ -116,8 +117,7 @@ export const BIOS_KEY = "HKLM\\HARDWARE\\DESCRIPTION\\System\\BIOS";
 
 /** Vendor and model from `reg query HKLM\HARDWARE\DESCRIPTION\System\BIOS` output. */
 export function parseRegBios(text: string): HardwareIdentity {
-  const get = (name: string) =>
-    identityValue(new RegExp(`^\\s*${name}\\s+REG_SZ\\s+(.*)$`, "mi").exec(text)?.[1]);
+  const get = (name: string) => identityValue(regQueryValue(text, name));
   return { vendor: get("SystemManufacturer"), model: get("SystemProductName"), serial: null };
 }
 

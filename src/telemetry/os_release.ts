@@ -1,4 +1,5 @@
 /** Operating system identity: os-release, sw_vers, machine ids and time zone sources and parsers. */
+import { regQueryValue } from "./reg_query.ts";
 /** macOS version tool; like every helper here it runs once per process and is in `--allow-run`. */
 export const SW_VERS = "/usr/bin/sw_vers";
 /** macOS registry explorer, for IOPlatformUUID. */
@@ -26,8 +27,7 @@ export function zoneFromLocaltimeLink(target: string): string | null {
 
 /** TimeZoneKeyName from `reg query ...\TimeZoneInformation /v TimeZoneKeyName`. */
 export function parseRegTimeZone(text: string): string | null {
-  const m = /^\s*TimeZoneKeyName\s+REG_SZ\s+(.+?)\s*$/mi.exec(text);
-  return m ? m[1]! : null;
+  return regQueryValue(text, "TimeZoneKeyName");
 }
 
 /** Parses os-release(5) text: KEY=VALUE lines, values optionally quoted with shell escapes. */
@@ -52,8 +52,9 @@ export function parseOsRelease(text: string): Map<string, string> {
 /** Parses `sw_vers` output (`ProductName:\tmacOS` lines) into name and version. */
 export function parseSwVers(text: string): { name: string | null; version: string | null } {
   const get = (key: string) => {
-    const m = new RegExp(`^${key}:\\s*(.+?)\\s*$`, "m").exec(text);
-    return m ? m[1]! : null;
+    // `.` stops at the line end: an empty value must not take the next line (\s would cross it).
+    const value = new RegExp(`^${key}:(.*)$`, "m").exec(text)?.[1]?.trim();
+    return value ? value : null;
   };
   return { name: get("ProductName"), version: get("ProductVersion") };
 }
@@ -68,8 +69,8 @@ export function parseIoregPlatformUuid(text: string): string | null {
 
 /** Extracts MachineGuid from `reg query HKLM\SOFTWARE\Microsoft\Cryptography /v MachineGuid`. */
 export function parseRegMachineGuid(text: string): string | null {
-  const m = new RegExp(`^\\s*MachineGuid\\s+REG_SZ\\s+(${UUID})\\s*$`, "mi").exec(text);
-  return m ? m[1]!.toLowerCase() : null;
+  const guid = regQueryValue(text, "MachineGuid");
+  return guid !== null && new RegExp(`^${UUID}$`).test(guid) ? guid.toLowerCase() : null;
 }
 
 /** Validates a Linux machine-id file's content: 32 hex digits ("uninitialized" is not an id). */
