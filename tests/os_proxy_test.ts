@@ -77,6 +77,35 @@ Deno.test("parseWinHttpProxy reads netsh output: direct, one proxy, per scheme, 
   assert.deepEqual(german.bypass, ["*.intern.example"]);
 });
 
+Deno.test("parseWinHttpProxy: an empty server or a localised (none) is never a neighbour's text", () => {
+  // An English output whose server value is empty: the bypass list must not become the proxy.
+  assert.equal(
+    parseWinHttpProxy(
+      "\r\nCurrent WinHTTP proxy settings:\r\n\r\n    Proxy Server(s) :  \r\n" +
+        "    Bypass List     :  *.corp.example;10.*\r\n\r\n",
+    ),
+    undefined,
+  );
+  // Localised, with the server value empty: the header and the bypass list are not servers.
+  assert.equal(
+    parseWinHttpProxy(
+      "\r\nAktuelle WinHTTP-Proxyeinstellungen:\r\n\r\n    Proxyserver :  \r\n" +
+        "    Umgehungsliste :  *.intern.example\r\n",
+    ),
+    undefined,
+  );
+  // A localised "(none)" is no bypass entry.
+  const french = parseWinHttpProxy(
+    "\r\nParamètres actuels du proxy WinHTTP :\r\n\r\n" +
+      "    Serveur(s) proxy :  proxy.corp.example:3128\r\n    Liste de contournement :  (aucun)\r\n",
+  )!;
+  assert.equal(french.https?.href, "http://proxy.corp.example:3128/");
+  assert.deepEqual(french.bypass, []);
+  // Wine's netsh is a stand-in that prints nothing: no proxy is read from it (and no test
+  // counts that empty answer as netsh's).
+  assert.equal(parseWinHttpProxy(""), undefined);
+});
+
 Deno.test("parseScutilProxy reads the HTTPS proxy, the exceptions and a PAC", () => {
   const proxy = parseScutilProxy(SCUTIL_PROXY)!;
   assert.equal(proxy.https?.href, "http://proxy.corp.example:3129/");

@@ -26,19 +26,28 @@ export interface OsProxySetting {
 
 /** Parses `netsh winhttp show proxy`; undefined for "Direct access". */
 export function parseWinHttpProxy(text: string): OsProxySetting | undefined {
-  const fields = text.split(/\r?\n/).map((line) => /^\s*([^:]+?)\s*:\s*(.*?)\s*$/.exec(line))
-    .filter((m) => m !== null && m[2] !== "")
+  // `label : value` lines, empty values kept: a position must never pass to a neighbour's text.
+  const fields = text.split(/\r?\n/).map((line) => /^\s*([^:]+?)\s*:[ \t]*(.*?)\s*$/.exec(line))
+    .filter((m) => m !== null)
     .map((m) => [m![1]!.toLowerCase(), m![2]!] as const);
-  // English labels first; a localised system prints the server, then the bypass list.
-  const server = fields.find(([key]) => key.startsWith("proxy server"))?.[1] ?? fields[0]?.[1];
-  const bypassRaw = fields.find(([key]) => key.startsWith("bypass list"))?.[1] ??
-    fields[1]?.[1] ?? "";
-  if (server === undefined) return undefined;
+  let server: string | undefined;
+  let bypassRaw: string | undefined;
+  if (fields.some(([key]) => key.startsWith("proxy server"))) {
+    server = fields.find(([key]) => key.startsWith("proxy server"))?.[1];
+    bypassRaw = fields.find(([key]) => key.startsWith("bypass list"))?.[1];
+  } else {
+    // Localised labels: the header (`...:` with no value), then the server, then the bypass list.
+    const values = fields[0]?.[1] === "" ? fields.slice(1) : fields;
+    server = values[0]?.[1];
+    bypassRaw = values[1]?.[1];
+  }
+  if (server === undefined || server === "") return undefined;
   const https = winHttpServerFor(server, "https");
   if (https === undefined) return undefined;
-  const bypass = /^\(none\)$/i.test(bypassRaw)
+  // "(none)" in the system's language (`(keine)`, `(aucun)`): no host pattern is in parentheses.
+  const bypass = /^\(.*\)$/.test(bypassRaw ?? "")
     ? []
-    : bypassRaw.split(/[;,\s]+/).filter((e) => e !== "");
+    : (bypassRaw ?? "").split(/[;,\s]+/).filter((e) => e !== "");
   return {
     https,
     bypass: bypass.filter((e) => e.toLowerCase() !== "<local>"),
