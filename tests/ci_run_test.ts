@@ -1,16 +1,20 @@
 /** `.ci/run`'s verdict on deno's test summary (its --summarize mode installs and runs nothing). */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "./_support/helpers.ts";
+import { repoPath, tempDir } from "./_support/helpers.ts";
 
-const CI_RUN = new URL("../.ci/run", import.meta.url).pathname;
+const CI_RUN = repoPath(".ci", "run");
 
-async function summarize(log: string, status = 0) {
+async function summarize(log: string, status = 0, ...more: Array<[string, number]>) {
   await using dir = await tempDir();
-  const path = join(dir.path, "log");
-  await Deno.writeTextFile(path, log);
+  const args: string[] = [];
+  for (const [i, [text, code]] of [[log, status] as [string, number], ...more].entries()) {
+    const path = join(dir.path, `log-${i}`);
+    await Deno.writeTextFile(path, text);
+    args.push(path, String(code));
+  }
   const out = await new Deno.Command("bash", {
-    args: [CI_RUN, "--summarize", path, String(status)],
+    args: [CI_RUN, "--summarize", ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -51,12 +55,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: ".ci/run sums the cross-target stage's test runs into its one summary line",
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  const main = "ok | 300 passed | 0 failed | 2 filtered out (9m)\n";
+  const ok = await summarize(main, 0, ["ok | 2 passed | 0 failed (2m)\n", 0], [
+    "ok | 1 passed | 0 failed | 1 filtered out (40s)\n",
+    0,
+  ]);
+  assert.equal(ok.stdout, "tests: 303 passed, 0 failed, 0 skipped\n");
+  assert.equal(ok.code, 0);
+
+  // The arm64 agent failing fails CI, whatever the main suite did.
+  const arm = await summarize(main, 0, ["FAILED | 1 passed | 1 failed (3m)\n", 1]);
+  assert.equal(arm.stdout, "tests: 301 passed, 1 failed, 0 skipped\n");
+  assert.equal(arm.code, 1);
+
+  // A stage that could not start (no summary in its log) is a failure, not nothing.
+  const setup = await summarize(main, 0, ["cross-target arm64: cannot mount binfmt_misc\n", 1]);
+  assert.equal(setup.stdout, "tests: 300 passed, 1 failed, 0 skipped\n");
+  assert.equal(setup.code, 1);
+  assert.match(setup.stderr, /no test summary in \S+log-1 \(exit status 1\)/);
+
+  // A skip in a stage fails CI like one in the main suite.
+  const skipped = await summarize(main, 0, [
+    "x ... ignored (0ms)\nok | 1 passed | 0 failed | 1 ignored (1s)\n",
+    0,
+  ]);
+  assert.equal(skipped.stdout, "tests: 301 passed, 0 failed, 1 skipped\n");
+  assert.equal(skipped.code, 1);
+});
+
+Deno.test({
   name: ".ci/run never stops processes it did not start",
   ignore: Deno.build.os === "windows",
 }, async () => {
-  const script = await Deno.readTextFile(CI_RUN);
-  const code = script.split("\n").filter((l) => !/^\s*#/.test(l)).join("\n");
-  assert.doesNotMatch(code, /\b(pkill|killall|kill)\b/);
-  assert.doesNotMatch(code, /systemctl\s+(stop|kill|restart)/);
-  assert.doesNotMatch(code, /service\s+\S+\s+stop/);
+  for (const path of [CI_RUN, repoPath(".ci", "cross_target.sh")]) {
+    const script = await Deno.readTextFile(path);
+    const code = script.split("\n").filter((l) => !/^\s*#/.test(l)).join("\n");
+    assert.doesNotMatch(code, /\b(pkill|killall|kill)\b/, path);
+    assert.doesNotMatch(code, /systemctl\s+(stop|kill|restart)/, path);
+    assert.doesNotMatch(code, /service\s+\S+\s+stop/, path);
+    // Wine's server is waited for (-w), never killed (-k).
+    assert.doesNotMatch(code, /wineserver\S*\s+-k/, path);
+  }
 });

@@ -1,23 +1,45 @@
 /**
- * The CLI end to end on the Deno that runs the agent: natively in the main suite, and under
- * `.ci/cross_target.sh` with `ONECONNECT_AGENT_DENO` naming npm's arm64 Deno (qemu-user), where
- * `ONECONNECT_EXPECT_AGENT_ARCH=aarch64` makes sure the agent really ran as arm64. The platform
- * runs natively in this process either way.
+ * The CLI end to end on the Deno that runs the agent: natively in the main suite, and in
+ * `.ci/cross_target.sh` with `ONECONNECT_AGENT_DENO` naming npm's arm64 Deno (run by qemu-user)
+ * or a Wine wrapper around npm's deno.exe, where `ONECONNECT_EXPECT_AGENT_ARCH` and
+ * `ONECONNECT_EXPECT_AGENT_OS` make sure the agent really ran as that target. The dev platform
+ * runs natively in this process either way. See docs/cross_targets.md.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
+import { VERSION } from "../src/version.ts";
 import { enrollAgent, runAgent, tempDir } from "./_support/helpers.ts";
 
 /** The architecture the agent must report: the cross-target stage's, else this Deno's own. */
 const EXPECTED_ARCH = Deno.env.get("ONECONNECT_EXPECT_AGENT_ARCH") || Deno.build.arch;
+/** The operating system the agent must report. */
+const EXPECTED_OS = Deno.env.get("ONECONNECT_EXPECT_AGENT_OS") || Deno.build.os;
 /** Emulation is about 11 times slower than native: one-shot commands get this long. */
 const DEADLINE_MS = 180_000;
 
+Deno.test("cross-target: agent --version and inventory report its own OS and architecture", async () => {
+  const version = await runAgent(["--version"], { deadlineMs: DEADLINE_MS });
+  assert.equal(version.code, 0, version.stderr);
+  assert.equal(version.stdout, `oneconnect-agent ${VERSION}\n`);
+
+  const inventory = await runAgent(["inventory"], { deadlineMs: DEADLINE_MS });
+  assert.equal(inventory.code, 0, inventory.stderr);
+  assert.equal(inventory.stderr, "");
+  const t = TelemetrySchema.parse(JSON.parse(inventory.stdout));
+  assert.equal(t.host.arch, EXPECTED_ARCH, "the agent ran on the target's architecture");
+  assert.equal(t.host.os, EXPECTED_OS, "the agent ran on the target's operating system");
+  assert.ok((t.host.cpu_count ?? 0) >= 1);
+  assert.ok((t.metrics.memory?.total_bytes ?? 0) > 0, "memory total read");
+  // No field carries a platform tool's own syntax (a registry type or key path: issue 32).
+  assert.doesNotMatch(inventory.stdout, /REG_[A-Z]+|HKEY_/);
+});
+
+// Under Wine, enroll cannot protect the identity (Wine's icacls prints nothing: see
+// docs/cross_targets.md), so the Wine stage selects only the test above with --filter.
 Deno.test({
-  name: "agent enrolls, sends one heartbeat, shows status and inventory on its own architecture",
-  ignore: Deno.build.os === "windows",
+  name: "cross-target: agent enrolls, sends one heartbeat and shows its status",
   async fn() {
     await using platform = await startDevPlatform({ quiet: true });
     await using dir = await tempDir("oneconnect-cross-");
@@ -32,7 +54,7 @@ Deno.test({
     assert.equal(beats.length, 1);
     const body = beats[0]!.body as { host?: { arch?: string; os?: string } };
     assert.equal(body.host?.arch, EXPECTED_ARCH, "the heartbeat names the agent's architecture");
-    assert.equal(body.host?.os, Deno.build.os);
+    assert.equal(body.host?.os, EXPECTED_OS);
 
     const status = await runAgent(["--state-dir", stateDir, "status", "--format", "json"], {
       deadlineMs: DEADLINE_MS,
@@ -43,15 +65,6 @@ Deno.test({
     assert.equal(view.enrolled, true);
     assert.equal(view.consecutive_failures, 0);
     assert.ok(view.last_success_at, status.stdout);
-
-    const inventory = await runAgent(["inventory"], { deadlineMs: DEADLINE_MS });
-    assert.equal(inventory.code, 0, inventory.stderr);
-    assert.equal(inventory.stderr, "");
-    const t = TelemetrySchema.parse(JSON.parse(inventory.stdout));
-    assert.equal(t.host.arch, EXPECTED_ARCH);
-    assert.equal(t.host.os, Deno.build.os);
-    assert.ok((t.host.cpu_count ?? 0) >= 1);
-    assert.ok((t.metrics.memory?.total_bytes ?? 0) > 0, "memory read from /proc/meminfo");
     assert.deepEqual(platform.contractViolations, []);
   },
 });
