@@ -1,6 +1,7 @@
 import { deepEqual, equal } from "node:assert/strict";
 import {
   containerFromCgroup,
+  cpuinfoHasHypervisorFlag,
   detectVirtualization,
   DMI_PRODUCT,
   DMI_SERIAL,
@@ -152,4 +153,35 @@ Deno.test("Wine's reg query with empty BIOS values gives null, not the next line
     ),
     { vendor: null, model: "X1", serial: null },
   );
+});
+
+Deno.test("arm64 /proc/cpuinfo: no model name or flags, the core named from implementer and part", () => {
+  // Neoverse-N1 (AWS Graviton2) and a Raspberry Pi 4: the kernel prints `CPU implementer` and
+  // `CPU part`, never `model name`, `cpu MHz` or `flags` (fixtures README).
+  deepEqual(parseCpuinfo(telemetryFixture("linux_cpuinfo_arm64_neoverse_n1.txt")), {
+    model: "ARM Neoverse-N1",
+    mhz: null,
+  });
+  const pi = telemetryFixture("linux_cpuinfo_arm64_rpi4.txt");
+  deepEqual(parseCpuinfo(pi), { model: "ARM Cortex-A72", mhz: null });
+  // No `flags` line: no hypervisor evidence from the CPU; DMI and cgroups still decide.
+  equal(cpuinfoHasHypervisorFlag(pi), false);
+  deepEqual(
+    detectVirtualization({ containerMarker: null, cgroup: null, hardware: null, cpuinfo: pi }),
+    { kind: "none", technology: null },
+  );
+  // A core of another implementer is not guessed: the board's Hardware line, else null.
+  const kryo = "CPU implementer\t: 0x51\nCPU part\t: 0x805\n";
+  deepEqual(parseCpuinfo(`${kryo}Hardware\t: Qualcomm Technologies, Inc SM8150\n`), {
+    model: "Qualcomm Technologies, Inc SM8150",
+    mhz: null,
+  });
+  deepEqual(parseCpuinfo(kryo), { model: null, mhz: null });
+});
+
+Deno.test("/proc/cpuinfo: an empty value is null, never the next line's text", () => {
+  deepEqual(parseCpuinfo("model name\t: \ncpu MHz\t\t: 2445.432\n"), { model: null, mhz: 2445 });
+  deepEqual(parseCpuinfo("Hardware\t:\nRevision\t: c03114\n"), { model: null, mhz: null });
+  deepEqual(parseCpuinfo("cpu MHz\t\t:\n1800\n"), { model: null, mhz: null });
+  equal(cpuinfoHasHypervisorFlag("flags\t\t:\nhypervisor\t: yes\n"), false);
 });

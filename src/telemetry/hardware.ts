@@ -52,12 +52,57 @@ export function identityValue(value: string | undefined | null): string | null {
   return PLACEHOLDER.test(v) ? null : v;
 }
 
-/** CPU model and nominal frequency (MHz) from the first block of Linux /proc/cpuinfo. */
+/**
+ * Names of Arm Ltd's cores (implementer 0x41) by `CPU part`, as util-linux's lscpu names them
+ * (sys-utils/lscpu-arm.c): arm64 kernels print no `model name`, only these ids.
+ */
+const ARM_LTD_PARTS: Readonly<Record<string, string>> = {
+  "0xd03": "Cortex-A53",
+  "0xd04": "Cortex-A35",
+  "0xd05": "Cortex-A55",
+  "0xd07": "Cortex-A57",
+  "0xd08": "Cortex-A72",
+  "0xd09": "Cortex-A73",
+  "0xd0a": "Cortex-A75",
+  "0xd0b": "Cortex-A76",
+  "0xd0c": "Neoverse-N1",
+  "0xd0d": "Cortex-A77",
+  "0xd40": "Neoverse-V1",
+  "0xd41": "Cortex-A78",
+  "0xd46": "Cortex-A510",
+  "0xd47": "Cortex-A710",
+  "0xd49": "Neoverse-N2",
+  "0xd4f": "Neoverse-V2",
+  "0xd80": "Cortex-A520",
+  "0xd81": "Cortex-A720",
+  "0xd84": "Neoverse-V3",
+  "0xd8e": "Neoverse-N3",
+};
+
+/** The value of the first `key : value` line of /proc/cpuinfo text; null when absent or empty. */
+function cpuinfoField(text: string, key: string): string | null {
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0 || line.slice(0, colon).trim() !== key) continue;
+    const value = line.slice(colon + 1).trim();
+    return value === "" ? null : value;
+  }
+  return null;
+}
+
+/**
+ * CPU model and nominal frequency (MHz) from the first block of Linux /proc/cpuinfo: x86's
+ * `model name`; on arm64, an Arm core named from `CPU implementer`/`CPU part`, else the board's
+ * `Hardware` line (Raspberry Pi kernels); null for what none of them names.
+ */
 export function parseCpuinfo(text: string): { model: string | null; mhz: number | null } {
-  // x86 says "model name"; arm64 kernels often give no model line at all.
-  const model = /^model name\s*:\s*(.+)$/m.exec(text)?.[1] ??
-    /^Hardware\s*:\s*(.+)$/m.exec(text)?.[1];
-  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)$/m.exec(text)?.[1]);
+  const part = cpuinfoField(text, "CPU part")?.toLowerCase();
+  const armCore = cpuinfoField(text, "CPU implementer")?.toLowerCase() === "0x41" &&
+      part !== undefined && ARM_LTD_PARTS[part] !== undefined
+    ? `ARM ${ARM_LTD_PARTS[part]}`
+    : null;
+  const model = cpuinfoField(text, "model name") ?? armCore ?? cpuinfoField(text, "Hardware");
+  const mhz = Number(cpuinfoField(text, "cpu MHz") ?? NaN);
   return {
     model: identityValue(model),
     mhz: Number.isFinite(mhz) && mhz > 0 ? Math.round(mhz) : null,
@@ -66,7 +111,8 @@ export function parseCpuinfo(text: string): { model: string | null; mhz: number 
 
 /** Whether the CPU flags of /proc/cpuinfo carry `hypervisor` (set by every x86 hypervisor). */
 export function cpuinfoHasHypervisorFlag(text: string): boolean {
-  return /^flags\s*:.*\bhypervisor\b/m.test(text);
+  // x86 only: arm64 kernels print `Features`, which has no such flag.
+  return /\bhypervisor\b/.test(cpuinfoField(text, "flags") ?? "");
 }
 
 /** The container runtime named by a `/proc/<pid>/cgroup` file, if any. */
