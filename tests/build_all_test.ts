@@ -21,9 +21,9 @@ import { bundleArgs, WORKER_ENTRY } from "../tasks/bundle.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { UsageError } from "../src/errors.ts";
 import denoJson from "../deno.json" with { type: "json" };
-import { tempDir } from "./_support/helpers.ts";
+import { repoPath, tempDir } from "./_support/helpers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = repoPath();
 const FLAGS = await agentPermissionFlags();
 /** What `deno compile` gets: `deno run` alone loads dynamic imports lazily (compile must embed them). */
 const COMPILE_FLAGS = FLAGS.filter((f) => f !== "--unstable-lazy-dynamic-imports");

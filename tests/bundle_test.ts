@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { MAIN } from "./_support/helpers.ts";
 import { bundle, BUNDLE_ENTRY } from "../tasks/bundle.ts";
 
@@ -12,7 +13,7 @@ async function staticClosure(
 ): Promise<Set<string>> {
   if (seen.has(file)) return seen;
   seen.add(file);
-  const text = await Deno.readTextFile(`${dir}/${file}`);
+  const text = await Deno.readTextFile(join(dir, file));
   for (const m of text.matchAll(STATIC_IMPORT)) {
     await staticClosure(dir, (m[1] ?? m[2])!.slice(2), seen);
   }
@@ -22,8 +23,8 @@ async function staticClosure(
 Deno.test("bundle: a steady run loads no npm package, no static Node built-in, no classic zod, no x509", async () => {
   const dir = await Deno.makeTempDir({ prefix: "oneconnect-bundle-test-" });
   try {
-    await bundle(`${dir}/out`);
-    const out = `${dir}/out`;
+    await bundle(join(dir, "out"));
+    const out = join(dir, "out");
     const files = [];
     for await (const e of Deno.readDir(out)) if (e.isFile) files.push(e.name);
     files.push("proxy/pac_worker.js");
@@ -33,7 +34,7 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
       ...await staticClosure(out, "main.js"),
       ...await staticClosure(out, run),
     ]);
-    const text = (await Promise.all([...closure].map((f) => Deno.readTextFile(`${out}/${f}`))))
+    const text = (await Promise.all([...closure].map((f) => Deno.readTextFile(join(out, f)))))
       .join("\n");
     assert.doesNotMatch(text, /from\s*"npm:|import\(\s*"npm:/);
     // Node built-ins start Deno's Node compat layer (about +2 MB RSS for the first one): none is
@@ -56,7 +57,7 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
       /registry\.npmjs\.org\/(?:@peculiar|reflect-metadata|commander|tslib)\//,
     );
     // x509 is in the bundle, but only behind a dynamic import.
-    const all = (await Promise.all(files.map((f) => Deno.readTextFile(`${out}/${f}`)))).join("\n");
+    const all = (await Promise.all(files.map((f) => Deno.readTextFile(join(out, f))))).join("\n");
     assert.match(all, /registry\.npmjs\.org\/@peculiar\/x509\//);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -63,7 +63,7 @@ Deno.test("cli environment variables configure the agent (invalid env value name
 
 Deno.test("cli rejects a corrupt agent.json naming the file and field", async () => {
   await using dir = await tempDir();
-  await Deno.writeTextFile(`${dir.path}/agent.json`, JSON.stringify({ auth: "kerberos" }));
+  await Deno.writeTextFile(join(dir.path, "agent.json"), JSON.stringify({ auth: "kerberos" }));
   const r = await runAgent(["status", "--state-dir", dir.path]);
   assert.equal(r.code, 2);
   assertOneLineError(r.stderr, /agent\.json.*"auth" is "kerberos"/);

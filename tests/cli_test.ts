@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { commandHelp, COMMANDS, parseArgv, programHelp, runCli } from "../src/cli.ts";
 import { exitCodesHelp } from "../src/cli_parser.ts";
 import { reportError } from "../src/error_report.ts";
@@ -74,8 +75,8 @@ Deno.test("runCli tells main the effective log level, agent.json's included, bef
   const dir = await Deno.makeTempDir({ prefix: "oneconnect-cli-test-" });
   try {
     await Deno.chmod(dir, 0o700);
-    await Deno.writeTextFile(`${dir}/agent.json`, JSON.stringify({ log_level: "debug" }));
-    await Deno.chmod(`${dir}/agent.json`, 0o600);
+    await Deno.writeTextFile(join(dir, "agent.json"), JSON.stringify({ log_level: "debug" }));
+    await Deno.chmod(join(dir, "agent.json"), 0o600);
     const levels: string[] = [];
     await assert.rejects(
       runCli(["status", "--state-dir", dir], {

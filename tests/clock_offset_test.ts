@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import {
   clockHint,
   ClockOffset,
@@ -47,7 +48,7 @@ Deno.test("certificate time hints carry the measured offset", () => {
 
 Deno.test("status.json without clock_offset still loads; status shows one when present", async () => {
   await using dir = await tempDir();
-  const path = `${dir.path}/status.json`;
+  const path = join(dir.path, "status.json");
   const old = emptyStatus("a1");
   await Deno.writeTextFile(path, JSON.stringify(old));
   assert.ok(await readStatus(path));

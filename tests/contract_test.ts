@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fromFileUrl } from "./_support/helpers.ts";
 import * as z from "../src/zod.ts";
 import {
   ENROLLMENT_REJECTION_CODES,
@@ -216,7 +218,7 @@ const doc = await loadContractDocument();
 
 Deno.test("contract document lints clean with @redocly/cli", async () => {
   const out = await new Deno.Command("npx", {
-    args: ["--yes", "@redocly/cli@2.77.0", "lint", "--format=json", CONTRACT_URL.pathname],
+    args: ["--yes", "@redocly/cli@2.77.0", "lint", "--format=json", fromFileUrl(CONTRACT_URL)],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true" },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { SPAWN_DEADLINE_MS, withDeadline } from "./_support/helpers.ts";
+import { repoPath, SPAWN_DEADLINE_MS, withDeadline } from "./_support/helpers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = repoPath();
 
 /** Runs `deno task demo` with `args`; returns its stdout after checking it exited 0. */
 async function demo(...args: string[]): Promise<string> {

@@ -14,6 +14,7 @@ import { type DevPlatform, startDevPlatform } from "../tasks/dev_platform/server
 import { nginxAvailable, startNginxFor } from "./_support/nginx.ts";
 import {
   certificateFingerprint,
+  repoPath,
   RUN_DEADLINE_MS,
   skipWithout,
   tempDir,
@@ -508,7 +509,7 @@ Deno.test("agents() and the admin API keep the last full host across beats witho
   }
   // A state file from before the inventory delta (no host, no digest) still loads; the platform
   // then asks for the host.
-  const file = `${dir.path}/state.json`;
+  const file = join(dir.path, "state.json");
   const state = JSON.parse(await Deno.readTextFile(file));
   for (const agent of state.agents) {
     delete agent.host;
@@ -793,10 +794,10 @@ Deno.test("state, dev CA and tokens survive a restart with a data dir", async ()
     caPem = p.caCertPem;
     adminToken = p.adminToken;
   }
-  const stateText = await Deno.readTextFile(`${dir.path}/state.json`);
+  const stateText = await Deno.readTextFile(join(dir.path, "state.json"));
   assert.ok(!stateText.includes(token), "bearer tokens are stored hashed");
   assert.ok(!stateText.includes(pending), "enrollment tokens are stored hashed");
-  assert.equal((await Deno.stat(`${dir.path}/ca.key`)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(join(dir.path, "ca.key"))).mode! & 0o777, 0o600);
   await using p = await startDevPlatform({ quiet: true, dataDir: dir.path });
   using client = Deno.createHttpClient({ caCerts: [caPem] });
   assert.equal(p.caCertPem, caPem);
@@ -966,7 +967,7 @@ async function taskArgs(name: string): Promise<string[]> {
 async function spawnDevPlatformCli(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...await taskArgs("dev-platform"), ...args],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -995,7 +996,7 @@ Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working e
   const token = /enrollment token: (\S+)/.exec(banner)?.[1];
   const adminToken = /admin token:\s+(\S+)/.exec(banner)?.[1];
   assert.ok(url && caFile && token && adminToken, banner);
-  assert.equal(caFile, `${dir.path}/ca.crt`);
+  assert.equal(caFile, join(dir.path, "ca.crt"));
   using client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(caFile)] });
   const p = { url: new URL(url) };
   const r = await call(p, client, "POST", "api/v1/agents/enroll", {
@@ -1018,7 +1019,7 @@ Deno.test("dev-platform CLI prints its URL, CA file, admin token and a working e
   await child.stderr.cancel();
   assert.equal(status.code, 0);
   assert.match(rest, /dev platform stopped/);
-  const state = JSON.parse(await Deno.readTextFile(`${dir.path}/state.json`));
+  const state = JSON.parse(await Deno.readTextFile(join(dir.path, "state.json")));
   assert.equal(state.agents.length, 1);
 });
 
@@ -1046,7 +1047,7 @@ Deno.test({
       const token = /enrollment token: (\S+)/.exec(banner)?.[1];
       assert.ok(url && token, banner);
       using client = Deno.createHttpClient({
-        caCerts: [await Deno.readTextFile(`${dir.path}/ca.crt`)],
+        caCerts: [await Deno.readTextFile(join(dir.path, "ca.crt"))],
       });
       const r = await call({ url: new URL(url) }, client, "POST", "api/v1/agents/enroll", {
         enrollment_token: token,
@@ -1068,7 +1069,7 @@ Deno.test({
     }
     const half = await new Deno.Command(Deno.execPath(), {
       args: [...await taskArgs("dev-platform"), "--issuing-ca-cert", pki.rootFile],
-      cwd: new URL("..", import.meta.url).pathname,
+      cwd: repoPath(),
     }).output();
     assert.equal(half.code, 2);
     assert.match(new TextDecoder().decode(half.stderr), /go together/);
@@ -1078,7 +1079,7 @@ Deno.test({
 Deno.test("dev-platform CLI refuses plain HTTP off loopback with exit 2", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [...await taskArgs("dev-platform"), "--insecure-http", "--hostname", "0.0.0.0"],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
   }).output();
   assert.equal(out.code, 2);
   assert.match(new TextDecoder().decode(out.stderr), /loopback only/);
@@ -1096,7 +1097,7 @@ Deno.test("a port already in use fails the start and leaves no temp data dir beh
        try { await startDevPlatform({ quiet: true, port: ${first.url.port} }); }
        catch (e) { console.log(e.name); }`,
     ],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
     env: { TMPDIR: tmp.path },
   }).output();
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "AddrInUse");
@@ -1206,7 +1207,7 @@ Deno.test("dev platform refuseDigestOnly advertises host_digest, then refuses be
 async function cliBanner(args: string[]): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...await taskArgs("dev-platform"), "--port", "0", "--quiet", ...args],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
     stdout: "piped",
     stderr: "null",
   }).spawn();
@@ -1236,7 +1237,7 @@ Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown ver
 
   const bad = await new Deno.Command(Deno.execPath(), {
     args: [...await taskArgs("dev-platform"), "--contract", "1.1"],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
   }).output();
   assert.notEqual(bad.code, 0);
   assert.match(new TextDecoder().decode(bad.stderr), /expected one of 1\.0, 1\.3/);

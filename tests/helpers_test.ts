@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import {
   certificateFingerprint,
   enrollAgent,
   enrollArgs,
+  fromFileUrl,
   logLines,
   rejectsWith,
+  repoPath,
   runAgent,
   skipWithout,
   spawnAgent,
@@ -79,7 +82,7 @@ Deno.test({
   async fn() {
     const pki = await sharedOpensslPki();
     const out = await new Deno.Command(OPENSSL_BIN, {
-      args: ["x509", "-noout", "-fingerprint", "-sha256", "-in", `${pki.dir}/issuing.crt`],
+      args: ["x509", "-noout", "-fingerprint", "-sha256", "-in", join(pki.dir, "issuing.crt")],
       stdout: "piped",
     }).output();
     const openssl = new TextDecoder().decode(out.stdout).trim().split("=")[1]!;
@@ -88,4 +91,16 @@ Deno.test({
       openssl.replaceAll(":", "").toLowerCase(),
     );
   },
+});
+
+Deno.test("fromFileUrl decodes a file URL to this platform's path; repoPath joins under the root", () => {
+  if (Deno.build.os === "windows") {
+    assert.equal(fromFileUrl("file:///C:/a%20b/c.txt"), "C:\\a b\\c.txt");
+  } else {
+    assert.equal(fromFileUrl("file:///tmp/a%20b/c%23.txt"), "/tmp/a b/c#.txt");
+  }
+  const root = repoPath();
+  assert.ok(!root.endsWith("/") && !root.endsWith("\\"), root);
+  assert.equal(repoPath("deno.json"), join(root, "deno.json"));
+  assert.ok(Deno.statSync(repoPath("deno.json")).isFile);
 });

@@ -344,10 +344,10 @@ Deno.test("identity store removes temp files left by a killed write, never a fre
   try {
     const store = new IdentityStore(dir);
     await store.ensureStateDir();
-    const stale = `${dir}/.identity.json.1a2b3c.tmp`;
-    const staleStatus = `${dir}/.status.json.ff00.tmp`;
-    const fresh = `${dir}/.identity.json.abcdef.tmp`;
-    const other = `${dir}/.identity.json.backup`;
+    const stale = join(dir, ".identity.json.1a2b3c.tmp");
+    const staleStatus = join(dir, ".status.json.ff00.tmp");
+    const fresh = join(dir, ".identity.json.abcdef.tmp");
+    const other = join(dir, ".identity.json.backup");
     for (const path of [stale, staleStatus, fresh, other]) {
       await Deno.writeTextFile(path, "-----BEGIN PRIVATE KEY-----", { mode: 0o600 });
     }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { embeddedPublicPoint, keyMatchesCertificate } from "../src/trust/key_match.ts";
 import { openssl, opensslAvailable } from "./_support/openssl_pki.ts";
 import { pemDer, tempDir } from "./_support/helpers.ts";
@@ -66,9 +67,9 @@ Deno.test({
       "-out",
       "cert.pem",
     ]);
-    const keyPem = await Deno.readTextFile(`${dir.path}/key.pem`);
-    const barePem = await Deno.readTextFile(`${dir.path}/bare8.pem`);
-    const certPem = await Deno.readTextFile(`${dir.path}/cert.pem`);
+    const keyPem = await Deno.readTextFile(join(dir.path, "key.pem"));
+    const barePem = await Deno.readTextFile(join(dir.path, "bare8.pem"));
+    const certPem = await Deno.readTextFile(join(dir.path, "cert.pem"));
 
     const point = embeddedPublicPoint(pemDer(keyPem));
     assert.ok(point !== null && point.length === 65 && point[0] === 0x04);

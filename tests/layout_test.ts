@@ -2,6 +2,7 @@
 // MAX_LINES lines without a stated reason. The walker is a pure function over file texts, tested
 // below on in-memory graphs; the last tests run it over the real src/.
 import assert from "node:assert/strict";
+import { repoPath } from "./_support/helpers.ts";
 import { dirname, join, normalize } from "node:path/posix";
 
 /** Files longer than this must state why in a line starting with {@linkcode LONG_FILE_MARKER}. */
@@ -304,10 +305,10 @@ Deno.test("layout allow-list excuses a cycle only while it draws in no new modul
 // --- the real tree ---
 
 Deno.test("layout of src/: no import cycle, no upward import, no unexplained long file", async () => {
-  const root = new URL("..", import.meta.url).pathname;
+  const root = repoPath();
   const files = new Map<string, string>();
   await sourceFiles(root, "src", files);
-  assert.ok(files.size > 20, `found only ${files.size} files under ${root}src`);
+  assert.ok(files.size > 20, `found only ${files.size} files under ${join(root, "src")}`);
   const graph = importGraph(files);
   const found = layoutViolations(files);
   const current = report(graph, found);

@@ -6,9 +6,9 @@ import { ExitCode } from "../src/errors.ts";
 import { defaultStateDir } from "../src/config.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { TARGETS } from "../tasks/build_all.ts";
-import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
+import { findTool, repoPath, skipWithout, tempDir } from "./_support/helpers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = repoPath();
 const UNIT_PATH = join(ROOT, "packaging/systemd/oneconnect-agent.service");
 const PLIST_PATH = join(ROOT, "packaging/launchd/com.oneconnect.agent.plist");
 const PS1_PATH = join(ROOT, "packaging/windows/install-service.ps1");

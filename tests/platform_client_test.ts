@@ -1,4 +1,5 @@
 import "reflect-metadata";
+import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
 import { ClockOffset } from "../src/platform/clock_offset.ts";
@@ -18,6 +19,7 @@ import {
   childEnv,
   freePort,
   hostPort,
+  repoPath,
   RUN_DEADLINE_MS,
   skipWithout,
   withDeadline,
@@ -299,7 +301,7 @@ Deno.test("pinning: the platform's CA set replaces the built-in roots, in a real
   // clears those variables before Deno builds its store (tests/trust_env_e2e_test.ts, per input).
   await using server = serve(() => json(HEALTHY), foreignServerCert);
   await using dir = await tempDir();
-  const systemCaFile = `${dir.path}/system-ca.pem`;
+  const systemCaFile = join(dir.path, "system-ca.pem");
   await Deno.writeTextFile(systemCaFile, otherCa.pem);
   const probe = async (pinned: boolean) =>
     await runProbe(dir.path, {
@@ -366,9 +368,9 @@ async function startClientAuthServer(
   dir: string,
   extraArgs: string[] = [],
 ): Promise<AsyncDisposable & { url: URL }> {
-  await Deno.writeTextFile(`${dir}/ca.pem`, pinnedCa.pem);
-  await Deno.writeTextFile(`${dir}/server.pem`, serverCert.cert);
-  await Deno.writeTextFile(`${dir}/server.key`, serverCert.key);
+  await Deno.writeTextFile(join(dir, "ca.pem"), pinnedCa.pem);
+  await Deno.writeTextFile(join(dir, "server.pem"), serverCert.cert);
+  await Deno.writeTextFile(join(dir, "server.key"), serverCert.key);
   const port = freePort();
   const child = new Deno.Command("openssl", {
     args: [
@@ -376,11 +378,11 @@ async function startClientAuthServer(
       "-accept",
       `127.0.0.1:${port}`,
       "-cert",
-      `${dir}/server.pem`,
+      join(dir, "server.pem"),
       "-key",
-      `${dir}/server.key`,
+      join(dir, "server.key"),
       "-CAfile",
-      `${dir}/ca.pem`,
+      join(dir, "ca.pem"),
       "-Verify",
       "1",
       "-verify_return_error",
@@ -1162,7 +1164,7 @@ async function runProbe(
   spec: { baseUrl: string; pins: string[] | null },
   env: Record<string, string>,
 ): Promise<{ ok: boolean; kind?: string; message?: string }> {
-  const script = `${dir}/probe.ts`;
+  const script = join(dir, "probe.ts");
   await Deno.writeTextFile(script, PROBE);
   const flags = await agentPermissionFlags();
   const child = new Deno.Command(Deno.execPath(), {
@@ -1171,7 +1173,7 @@ async function runProbe(
       "--quiet",
       "--no-prompt",
       "--config",
-      new URL("../deno.json", import.meta.url).pathname,
+      repoPath("deno.json"),
       ...flags,
       script,
     ],

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { repoPath } from "./_support/helpers.ts";
 import {
   decideWithoutLookups,
   describeDecision,
@@ -135,7 +136,7 @@ Deno.test("describeDecision never shows proxy credentials", () => {
 Deno.test("PAC and OS proxy code are loaded only dynamically, never on a plain run", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", "src/main.ts"],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -22,7 +22,7 @@ import {
   statusPath,
 } from "../src/state/status_store.ts";
 import { createDevCa } from "../tasks/dev_platform/server.ts";
-import { skipWithout, tempDir } from "./_support/helpers.ts";
+import { repoPath, skipWithout, tempDir } from "./_support/helpers.ts";
 import { issueFor, makeIdentity } from "./_support/identity_fixture.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
@@ -570,7 +570,7 @@ Deno.test("renew when not enrolled exits 5", async () => {
 Deno.test("run's modules load X.509 code only when a renewal happens", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", "src/commands/run.ts"],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: repoPath(),
     stdout: "piped",
     stderr: "piped",
   }).output();

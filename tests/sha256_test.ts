@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { sha256Hex } from "../src/sha256.ts";
 import { OPENSSL_BIN, opensslAvailable } from "./_support/openssl_pki.ts";
 import { sha256Hex as webCryptoSha256Hex, tempDir } from "./_support/helpers.ts";
@@ -34,7 +35,7 @@ Deno.test({
     const text = JSON.stringify({ hostname: "host-é", addresses: ["10.0.0.1", "fe80::1"] }).repeat(
       20,
     );
-    const path = `${dir.path}/host.json`;
+    const path = join(dir.path, "host.json");
     await Deno.writeTextFile(path, text);
     const out = await new Deno.Command(OPENSSL_BIN, { args: ["dgst", "-sha256", "-r", path] })
       .output();

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { repoPath, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const noOpenssl = !opensslAvailable();
@@ -122,7 +122,7 @@ Deno.test({
     await using dir = await tempDir();
     await using impostor = await startImpostor(dir.path);
     const stateDir = await enrolledState(dir.path, impostor.url);
-    const preload = new URL("./fixtures/early_tls_client.ts", import.meta.url).pathname;
+    const preload = repoPath("tests", "fixtures", "early_tls_client.ts");
     const result = await runOnce(stateDir, { DENO_CERT: impostor.caFile }, [
       `--preload=${preload}`,
     ]);

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { isAbsolute, join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { agentPermissionFlags } from "../../tasks/permissions.ts";
 
 /**
  * The file system path of a `file:` URL as this platform spells it (`file:///C:/x%20y` is
- * `C:\\x y` on Windows, `/C:/x%20y` never): what tests must use instead of `URL.pathname`.
+ * `C:\x y` on Windows, never `/C:/x%20y`, which is what `URL.pathname` gives): node's
+ * `fileURLToPath`, so that the Windows and macOS runners run the same tests.
  */
 export function fromFileUrl(url: URL | string): string {
   return fileURLToPath(url);
@@ -13,7 +14,7 @@ export function fromFileUrl(url: URL | string): string {
 
 /** Absolute path of the repository root, or of `parts` joined under it. */
 export function repoPath(...parts: string[]): string {
-  return join(fromFileUrl(new URL("../..", import.meta.url)), ...parts);
+  return resolve(fromFileUrl(new URL("../..", import.meta.url)), ...parts);
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 
 import { freePort, reachable } from "./helpers.ts";
+import { join } from "node:path";
 
 /** Where Debian installs squid. */
 export const SQUID_PATH = "/usr/sbin/squid";
@@ -45,7 +46,7 @@ export async function startSquid(): Promise<Squid> {
   if (!hash.success) {
     throw new Error(`openssl passwd failed: ${new TextDecoder().decode(hash.stderr)}`);
   }
-  const htpasswd = `${dir}/htpasswd`;
+  const htpasswd = join(dir, "htpasswd");
   await Deno.writeTextFile(
     htpasswd,
     `${credentials.username}:${new TextDecoder().decode(hash.stdout).trim()}\n`,
@@ -74,7 +75,7 @@ export async function startSquid(): Promise<Squid> {
     "http_access deny all",
     "",
   ].join("\n");
-  await Deno.writeTextFile(`${dir}/squid.conf`, config);
+  await Deno.writeTextFile(join(dir, "squid.conf"), config);
   const squid = await launchSquid(dir, [open, auth]);
   const stop = async () => {
     await squid.stop();
@@ -84,7 +85,7 @@ export async function startSquid(): Promise<Squid> {
     url: new URL(`http://127.0.0.1:${open}`),
     authUrl: new URL(`http://127.0.0.1:${auth}`),
     credentials,
-    accessLog: () => Deno.readTextFile(`${dir}/access.log`).catch(() => ""),
+    accessLog: () => Deno.readTextFile(join(dir, "access.log")).catch(() => ""),
     [Symbol.asyncDispose]: stop,
   };
 }
@@ -99,7 +100,7 @@ export async function launchSquid(
   ports: number[],
 ): Promise<{ stop(): Promise<void> }> {
   const child = new Deno.Command(SQUID_PATH, {
-    args: ["-N", "-f", `${dir}/squid.conf`],
+    args: ["-N", "-f", join(dir, "squid.conf")],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -129,7 +130,7 @@ export async function launchSquid(
     const listening = await Promise.all(ports.map(reachable));
     if (listening.every((ok) => ok)) return { stop };
     if (ended || Date.now() > deadline) {
-      const log = await Deno.readTextFile(`${dir}/cache.log`).catch(() => "");
+      const log = await Deno.readTextFile(join(dir, "cache.log")).catch(() => "");
       await stop();
       throw new Error(
         `squid ${ended ? "exited" : "did not listen"}: ${await stderr.catch(() => "")} ${

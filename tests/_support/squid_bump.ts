@@ -4,6 +4,7 @@
  * pid in a temp dir. Only the squid started here is ever stopped.
  */
 import { freePort } from "./helpers.ts";
+import { join } from "node:path";
 import { OPENSSL_BIN } from "./openssl_pki.ts";
 import { launchSquid, SQUID_PATH } from "./squid.ts";
 
@@ -34,7 +35,7 @@ async function run(command: string, args: string[]): Promise<void> {
  * given to squid's user: keep the agent's state directory out of it.
  */
 export async function startBumpingSquid(dir: string, caName: string): Promise<BumpingSquid> {
-  const ca = { certFile: `${dir}/squid-ca.pem`, keyFile: `${dir}/squid-ca.key` };
+  const ca = { certFile: join(dir, "squid-ca.pem"), keyFile: join(dir, "squid-ca.key") };
   await run(OPENSSL_BIN, [
     "req",
     "-x509",
@@ -56,10 +57,10 @@ export async function startBumpingSquid(dir: string, caName: string): Promise<Bu
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  const sslDb = `${dir}/ssl_db`;
+  const sslDb = join(dir, "ssl_db");
   await run(CERTGEN, ["-c", "-s", sslDb, "-M", "4MB"]);
   const port = freePort();
-  const config = `${dir}/squid.conf`;
+  const config = join(dir, "squid.conf");
   await Deno.writeTextFile(
     config,
     [
