@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { fromFileUrl } from "./_support/helpers.ts";
 import * as z from "../src/zod.ts";
 import {
