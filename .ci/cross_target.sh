@@ -144,8 +144,12 @@ stage_wine() {
   chmod 755 "$wrapper"
   # A prefix of our own; its wineserver exits by itself once the last Wine process has.
   cleanup+=("WINEPREFIX='$prefix' /usr/lib/wine/wineserver64 -w")
-  if [ "$("$wrapper" eval --quiet 'console.log(Deno.build.os)' 2>&1 | tr -d '\r')" != "windows" ]; then
-    setup_failed wine "npm's deno.exe does not start under Wine (see docs/cross_targets.md)"
+  # The first run creates the prefix (about 20 s, with notes on stderr).
+  if [ "$("$wrapper" eval --quiet 'console.log(Deno.build.os)' 2>"$work/wine-first.err" |
+    tr -d '\r')" != "windows" ]; then
+    setup_failed wine "npm's deno.exe does not start under Wine (see docs/cross_targets.md): $(
+      tail -n 5 "$work/wine-first.err"
+    )"
     return
   fi
   record wine-agent-smoke env ONECONNECT_AGENT_DENO="$wrapper" ONECONNECT_EXPECT_AGENT_OS=windows \
