@@ -10,6 +10,9 @@
  * @module
  */
 
+import { dirname, isAbsolute, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
 /** The entry point that is bundled, relative to the repository root. */
 export const SOURCE_ENTRY = "src/main.ts";
 /** The PAC Worker (`src/proxy/pac.ts` starts it by URL): a bundle entry point of its own. */
@@ -19,7 +22,7 @@ export const BUNDLE_DIR = "dist/bundle";
 /** The bundled entry point, relative to the repository root. */
 export const BUNDLE_ENTRY = `${BUNDLE_DIR}/main.js`;
 /** Absolute path of the repository root. */
-export const ROOT = new URL("..", import.meta.url).pathname;
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The `deno bundle` arguments that write the bundle of {@linkcode SOURCE_ENTRY} to `outdir`. */
 export function bundleArgs(outdir: string): string[] {
@@ -41,9 +44,10 @@ export function bundleArgs(outdir: string): string[] {
  * never sees a half-written bundle or stale chunks of an older one. Returns the absolute entry.
  */
 export async function bundle(outdir: string = BUNDLE_DIR): Promise<string> {
-  const target = outdir.startsWith("/") ? outdir : `${ROOT}${outdir}`;
+  // Platform paths (not URL.pathname, which is `/C:/...` on Windows), so Windows can bundle too.
+  const target = isAbsolute(outdir) ? outdir : join(ROOT, outdir);
   const partial = `${target}.partial-${Deno.pid}`;
-  await Deno.mkdir(`${target}/..`, { recursive: true });
+  await Deno.mkdir(dirname(target), { recursive: true });
   const out = await new Deno.Command(Deno.execPath(), {
     args: bundleArgs(partial),
     cwd: ROOT,
