@@ -5,6 +5,7 @@
  * @module
  */
 import { ENV_VARS } from "../config.ts";
+import { trustVariablesAtStartup } from "../trust/trust_store.ts";
 import type { DiagnosticEntry } from "./manifest.ts";
 import { safeUrl } from "./sanitize.ts";
 
@@ -38,8 +39,15 @@ export const AGENT_ENV_VARS: readonly string[] = [
 ];
 
 /** The `environment.json` entry. */
-export function environmentEntry(env: (name: string) => string | undefined): DiagnosticEntry {
-  const set = AGENT_ENV_VARS.filter((name) => env(name) !== undefined);
+export function environmentEntry(
+  env: (name: string) => string | undefined,
+  trust = trustVariablesAtStartup(),
+): DiagnosticEntry {
+  // The agent cleared the root-store variables at start (and set DENO_TLS_CA_STORE itself):
+  // what matters is whether they were set then.
+  const set = AGENT_ENV_VARS.filter((name) =>
+    trust?.all.includes(name) ? trust.names.includes(name) : env(name) !== undefined
+  );
   const proxies: Record<string, string> = {};
   for (const name of PROXY_VARS) {
     const value = env(name);
@@ -54,7 +62,8 @@ export function environmentEntry(env: (name: string) => string | undefined): Dia
   }
   return {
     name: "environment.json",
-    source: "this process's environment, for the variables the agent reads",
+    source:
+      "this process's environment as it started, for the variables the agent reads (src/config.ts, tasks/permissions.flags)",
     noSecret:
       "variable names only; proxy URLs as scheme://host:port/path without user info, query or fragment; NO_PROXY lists host names",
     content: {
