@@ -342,7 +342,7 @@ Deno.test({
     assert.ok(missing.some((m) => m.what === "identity"), JSON.stringify(missing));
     const stderr = denied.result.stderr.trim().split("\n");
     assert.equal(stderr.length, 1, denied.result.stderr);
-    assert.match(stderr[0]!, /WARN  Diagnostics bundle written without: .*identity/);
+    assert.match(stderr[0]!, /WARN {2}Diagnostics bundle written without: .*identity/);
 
     // 4. Root again, agent.json invalid (an unknown key, a secret in the platform URL's query),
     // and the identity's platform URL carrying a query (refused, and quoted by that refusal).

@@ -37,6 +37,33 @@ const encoder = new TextEncoder();
 const UTF8_FLAG = 0x0800;
 const DEFLATE = 8;
 
+/**
+ * The fields a local file header (at offset 4) and a central directory header (at offset 6)
+ * share: version needed, flags, method, time, date, CRC-32, sizes and the name's length.
+ */
+function writeCommonFields(
+  view: DataView,
+  at: number,
+  f: {
+    time: number;
+    date: number;
+    crc: number;
+    compressed: number;
+    size: number;
+    name: Uint8Array;
+  },
+): void {
+  view.setUint16(at, 20, true); // version needed: 2.0 (deflate)
+  view.setUint16(at + 2, UTF8_FLAG, true);
+  view.setUint16(at + 4, DEFLATE, true);
+  view.setUint16(at + 6, f.time, true);
+  view.setUint16(at + 8, f.date, true);
+  view.setUint32(at + 10, f.crc, true);
+  view.setUint32(at + 14, f.compressed, true);
+  view.setUint32(at + 18, f.size, true);
+  view.setUint16(at + 22, f.name.length, true);
+}
+
 /** `entries` as a `.zip`, each entry deflated. */
 export async function zipArchive(
   entries: readonly ArchiveEntry[],
@@ -54,18 +81,18 @@ export async function zipArchive(
     if (offset + compressed.length + 30 + name.length > 0xffffffff) {
       throw new RangeError("zip archive too large");
     }
+    const fields = {
+      time,
+      date,
+      crc,
+      compressed: compressed.length,
+      size: entry.data.length,
+      name,
+    };
     const local = new Uint8Array(30 + name.length);
     const l = new DataView(local.buffer);
     l.setUint32(0, 0x04034b50, true);
-    l.setUint16(4, 20, true); // version needed: 2.0 (deflate)
-    l.setUint16(6, UTF8_FLAG, true);
-    l.setUint16(8, DEFLATE, true);
-    l.setUint16(10, time, true);
-    l.setUint16(12, date, true);
-    l.setUint32(14, crc, true);
-    l.setUint32(18, compressed.length, true);
-    l.setUint32(22, entry.data.length, true);
-    l.setUint16(26, name.length, true);
+    writeCommonFields(l, 4, fields);
     l.setUint16(28, 0, true);
     local.set(name, 30);
 
@@ -73,15 +100,7 @@ export async function zipArchive(
     const c = new DataView(central.buffer);
     c.setUint32(0, 0x02014b50, true);
     c.setUint16(4, (3 << 8) | 20, true); // made by: Unix, 2.0 (so the mode below is read)
-    c.setUint16(6, 20, true);
-    c.setUint16(8, UTF8_FLAG, true);
-    c.setUint16(10, DEFLATE, true);
-    c.setUint16(12, time, true);
-    c.setUint16(14, date, true);
-    c.setUint32(16, crc, true);
-    c.setUint32(20, compressed.length, true);
-    c.setUint32(24, entry.data.length, true);
-    c.setUint16(28, name.length, true);
+    writeCommonFields(c, 6, fields);
     // extra, comment, disk number start, internal attributes: 0
     c.setUint32(38, (0o100600 << 16) >>> 0, true); // external attributes: regular file, 0600
     c.setUint32(42, offset, true);
