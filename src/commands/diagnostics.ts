@@ -56,6 +56,11 @@ export async function diagnosticsCommand(
   options: DiagnosticsOptions,
   seams: Partial<Omit<BundleOptions, "ctx" | "network" | "configProblem" | "logLines">> = {},
 ): Promise<void> {
+  if (options.output === "-" && Deno.stdout.isTerminal()) {
+    throw new UsageError(
+      "Refusing to write the diagnostics archive to a terminal (--output -): redirect stdout to a file or pass --output <file>",
+    );
+  }
   let ctx: CommandContext;
   let configProblem: string | undefined;
   try {

@@ -2,14 +2,14 @@
  * The `agent_logs.txt` entry: recent lines of the agent's service log where the OS keeps it (the
  * journal of the systemd unit, the launchd log file, the WinSW service log). A line is kept only
  * if it parses as one of the agent's own lines (src/log.ts text or JSON format, or the final
- * `error:` line), then it goes through the redactor. Anything else (another program's output, a
+ * `error:` line), then it goes through the redactor, and its URLs lose user info and query. Anything else (another program's output, a
  * panic dump, a half line) is dropped and counted.
  *
  * @module
  */
 import { runChild } from "../child_process.ts";
 import { errorMessage } from "../errors.ts";
-import { LOG_LEVELS, redact } from "../log.ts";
+import { LOG_LEVELS } from "../log.ts";
 import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 import { safeMessage } from "./sanitize.ts";
 
@@ -47,14 +47,14 @@ export function isAgentLogLine(line: string): boolean {
   }
 }
 
-/** The agent's own lines of `text`, redacted, and how many other lines were dropped. */
+/** The agent's own lines of `text`, made safe, and how many other lines were dropped. */
 export function keepAgentLines(text: string): { lines: string[]; dropped: number } {
   const lines: string[] = [];
   let dropped = 0;
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.replace(/\r$/, "");
     if (line === "") continue;
-    if (isAgentLogLine(line)) lines.push(redact(line));
+    if (isAgentLogLine(line)) lines.push(safeMessage(line));
     else dropped++;
   }
   return { lines: lines.slice(-MAX_LOG_LINES), dropped };

@@ -135,6 +135,7 @@ export async function configEntry(
   }
   const file = await agentJsonKeys(config.stateDir, fs);
   if ("unreadable" in file) unreadable.push({ what: CONFIG_FILE_NAME, reason: file.unreadable });
+  else if (problem !== undefined) unreadable.push({ what: CONFIG_FILE_NAME, reason: problem });
   return {
     entry: {
       name: "config.json",
