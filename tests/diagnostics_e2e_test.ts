@@ -265,3 +265,30 @@ Deno.test("diagnostics runs next to a running agent and leaves it running", asyn
   const stopped = await run.terminate();
   assert.equal(stopped.code, 0, stopped.stderr);
 });
+
+Deno.test({
+  name:
+    "diagnostics before enrollment: the preflight checks the configured platform like enroll --check",
+  ignore: skipWithout(TAR !== null),
+  async fn() {
+    await using platform = await startDevPlatform({ quiet: true });
+    await using dir = await tempDir("oneconnect-diag-unenrolled-");
+    const state = join(dir.path, "state");
+    const result = await runAgent(["--state-dir", state, "diagnostics"], {
+      cwd: dir.path,
+      env: { ONECONNECT_PLATFORM_URL: platform.url.href, ONECONNECT_CA_FILE: platform.caFile },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^oneconnect-diagnostics-not-enrolled-/);
+    const files = await unpack(join(dir.path, result.stdout.trim()), join(dir.path, "x"));
+    const preflight = json(files, "preflight.json") as {
+      target: string;
+      checks: Array<{ name: string; status: string; detail: string }>;
+    };
+    assert.match(preflight.target, /not enrolled/);
+    assert.equal(preflight.checks.find((c) => c.name === "health")?.status, "ok");
+    assert.match(preflight.checks.find((c) => c.name === "tls")!.detail, /the CA file/);
+    assert.deepEqual(json(files, "identity.json"), { enrolled: false });
+    assert.equal(await Deno.lstat(state).then(() => true, () => false), false, "state created");
+  },
+});
