@@ -54,7 +54,6 @@ async function writeExclusive(path: string, bytes: Uint8Array): Promise<void> {
 export async function diagnosticsCommand(
   context: (extra?: ConfigFlags) => Promise<CommandContext>,
   options: DiagnosticsOptions,
-  seams: Partial<Omit<BundleOptions, "ctx" | "network" | "configProblem" | "logLines">> = {},
 ): Promise<void> {
   if (options.output === "-" && Deno.stdout.isTerminal()) {
     throw new UsageError(
@@ -74,13 +73,12 @@ export async function diagnosticsCommand(
   const lines: string[] = [];
   const inner = createLogger({ level: "debug", write: (line) => lines.push(line) });
   const bundle = await collectBundle({
-    ...seams,
     ctx: { ...ctx, logger: inner },
     configProblem,
     network: options.network,
     logLines: () => lines,
   });
-  const format = archiveFormat(seams.os);
+  const format = archiveFormat();
   const base = bundleBaseName(bundle.agentId, bundle.createdMs);
   const bytes = await archiveBundle(bundle, format, base);
   const output = options.output ?? `${base}.${format}`;
