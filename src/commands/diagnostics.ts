@@ -10,7 +10,6 @@ import {
   archiveBundle,
   archiveFormat,
   bundleBaseName,
-  type BundleOptions,
   collectBundle,
 } from "../diagnostics/bundle.ts";
 import { safeMessage, withheldConfigValues } from "../diagnostics/sanitize.ts";
