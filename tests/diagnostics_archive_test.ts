@@ -96,3 +96,41 @@ Deno.test("zip writer: Info-ZIP unzip tests and extracts every entry byte for by
   await run(UNZIP!, ["-q", "../b.zip"], join(dir.path, "x"));
   await assertExtracted(join(dir.path, "x"), entries);
 });
+
+Deno.test(
+  "the bundle as Windows writes it: a .zip with every entry under its folder, read by unzip",
+  {
+    ignore: skipWithout(UNZIP !== null),
+  },
+  async () => {
+    const { archiveBundle, archiveFormat, bundleBaseName } = await import(
+      "../src/diagnostics/bundle.ts"
+    );
+    await using dir = await tempDir("oneconnect-zip-test-");
+    const createdMs = Date.UTC(2026, 11, 6, 12, 0, 0);
+    const base = bundleBaseName("0b9f3a1c-agent", createdMs);
+    assert.equal(base, "oneconnect-diagnostics-0b9f3a1c-agent-20261206T120000Z");
+    assert.equal(archiveFormat("windows"), "zip");
+    assert.equal(archiveFormat("linux"), "tar.gz");
+    const bytes = await archiveBundle(
+      {
+        agentId: "0b9f3a1c-agent",
+        createdMs,
+        unreadable: [],
+        entries: [
+          { name: "manifest.json", source: "s", noSecret: "n", content: { ok: true } },
+          { name: "agent_logs.txt", source: "s", noSecret: "n", content: "line\n" },
+        ],
+      },
+      "zip",
+      base,
+    );
+    await Deno.writeFile(join(dir.path, `${base}.zip`), bytes);
+    await run(UNZIP!, ["-q", `${base}.zip`], dir.path);
+    assert.deepEqual(
+      JSON.parse(await Deno.readTextFile(join(dir.path, base, "manifest.json"))),
+      { ok: true },
+    );
+    assert.equal(await Deno.readTextFile(join(dir.path, base, "agent_logs.txt")), "line\n");
+  },
+);
