@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tarGzip } from "../src/diagnostics/tar_gzip.ts";
 import { crc32, zipArchive } from "../src/diagnostics/zip.ts";
+import { archiveBundle, archiveFormat, bundleBaseName } from "../src/diagnostics/bundle.ts";
 import type { ArchiveEntry } from "../src/diagnostics/archive_entry.ts";
 import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
 
@@ -103,9 +104,6 @@ Deno.test(
     ignore: skipWithout(UNZIP !== null),
   },
   async () => {
-    const { archiveBundle, archiveFormat, bundleBaseName } = await import(
-      "../src/diagnostics/bundle.ts"
-    );
     await using dir = await tempDir("oneconnect-zip-test-");
     const createdMs = Date.UTC(2026, 11, 6, 12, 0, 0);
     const base = bundleBaseName("0b9f3a1c-agent", createdMs);
