@@ -220,6 +220,31 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
   },
   {
+    name: "diagnostics",
+    description:
+      "write a support bundle (.tar.gz; .zip on Windows) that holds no secret (docs/diagnostics.md)",
+    flags: [
+      {
+        name: "output",
+        value: "file|-",
+        help:
+          "where to write it, - for stdout (default: ./oneconnect-diagnostics-<agent-id>-<time>.tar.gz)",
+      },
+      { name: "no-network", help: "skip the preflight against the platform" },
+    ],
+    examples: [
+      "sudo oneconnect-agent diagnostics",
+      "oneconnect-agent diagnostics --no-network --output /tmp/bundle.tar.gz",
+    ],
+    run: async (f, context) => {
+      const { diagnosticsCommand } = await import("./commands/diagnostics.ts");
+      await diagnosticsCommand(context, {
+        output: str(f.output),
+        network: f["no-network"] !== true,
+      });
+    },
+  },
+  {
     name: "renew",
     description: "renew the agent certificate now with a new key pair",
     flags: [authFlag()],

@@ -47,6 +47,8 @@ export interface ConfigFlags {
   auth?: string;
   metricsFile?: string;
   proxyPac?: string;
+  /** Leaves `agent.json` out (`diagnostics`, to report on a host whose file is invalid). */
+  ignoreFileConfig?: boolean;
 }
 
 /** The effective configuration after precedence: flag > environment > agent.json > default. */
@@ -310,7 +312,7 @@ export async function resolveConfig(
   const stateDir = rawStateDir !== undefined ? String(rawStateDir) : defaultStateDir(host);
   if (stateDir.trim() === "") throw new UsageError('Invalid --state-dir "": expected a path');
 
-  const file = await readFileConfig(stateDir, host);
+  const file = flags.ignoreFileConfig ? {} : await readFileConfig(stateDir, host);
 
   const [level, levelOrigin] = pick("logLevel", flags.logLevel, ENV_VARS.logLevel, file.log_level);
   const [fmt, fmtOrigin] = pick("logFormat", flags.logFormat, ENV_VARS.logFormat, file.log_format);
@@ -324,6 +326,14 @@ export async function resolveConfig(
     file.metrics_file,
   );
   const [pac, pacOrigin] = pick("proxyPac", flags.proxyPac, ENV_VARS.proxyPac, file.proxy_pac_url);
+  // Settings only agent.json sets.
+  for (
+    const [key, value] of [
+      ["proxyUrl", file.proxy_url],
+      ["timeoutSeconds", file.timeout_seconds],
+      ["intervalSeconds", file.interval_seconds],
+    ] as const
+  ) sources[key] = value === undefined ? "default" : "file";
 
   return {
     stateDir,

@@ -37,6 +37,8 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
     const text = (await Promise.all([...closure].map((f) => Deno.readTextFile(join(out, f)))))
       .join("\n");
     assert.doesNotMatch(text, /from\s*"npm:|import\(\s*"npm:/);
+    // The support bundle (src/diagnostics/) loads only with `diagnostics`.
+    assert.doesNotMatch(text, /ustar|clock_and_outage\.json/);
     // Node built-ins start Deno's Node compat layer (about +2 MB RSS for the first one): none is
     // imported statically on the run path. node:os is imported dynamically, only where telemetry
     // needs cpus() (macOS, Windows; Linux reads /proc/stat through head).

@@ -55,6 +55,20 @@ Deno.test({
       const once = await runAgent(["--state-dir", stateDir, "run", "--once"]);
       assert.equal(once.code, 0, once.stderr);
       assert.equal(platform.heartbeats(identity.agent_id).length, 1);
+      // diagnostics' preflight trusts what run trusts: the OS store.
+      const bundle = join(dir.path, "bundle.tar.gz");
+      const diag = await runAgent(["--state-dir", stateDir, "diagnostics", "--output", bundle]);
+      assert.equal(diag.code, 0, diag.stderr);
+      const tar = await new Deno.Command("tar", {
+        args: ["-xzOf", bundle, "--wildcards", "*/preflight.json"],
+      })
+        .output();
+      const preflight = JSON.parse(new TextDecoder().decode(tar.stdout));
+      assert.deepEqual(
+        preflight.checks.map((c: { name: string; status: string }) => `${c.name}:${c.status}`),
+        ["route:ok", "dns:skip", "tcp:ok", "tls:ok", "health:ok", "clock:ok"],
+        JSON.stringify(preflight),
+      );
     } finally {
       await Deno.remove(installed).catch(() => {});
       await updateStore();

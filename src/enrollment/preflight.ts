@@ -8,6 +8,7 @@ import type { CommandContext } from "../context.ts";
 import type { HealthResponse } from "../platform/contract.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem } from "../file_system.ts";
+import type { Trust } from "../trust/trust_source.ts";
 
 /** Clock skew above which `enroll --check` warns, in seconds. */
 const SKEW_WARN_SECONDS = 60;
@@ -273,7 +274,7 @@ function abortable<T>(
 }
 
 /** The real network, with health through `health` (the enrollment client). */
-function denoPreflightNetwork(
+export function denoPreflightNetwork(
   health: PreflightNetwork["health"],
 ): PreflightNetwork {
   return {
@@ -319,6 +320,8 @@ export interface PreflightOptions {
   timeoutSeconds: number;
   /** `enroll --ca-pin` values. */
   caPins?: string[];
+  /** An enrolled identity's platform and trust (`diagnostics`), instead of enrollment's. */
+  identity?: { url: URL; cas: string[] | undefined; trust: Trust };
 }
 
 /**
@@ -330,7 +333,7 @@ export async function preflight(
   options: PreflightOptions,
   network?: (health: PreflightNetwork["health"]) => PreflightNetwork,
 ): Promise<PreflightCheck[]> {
-  const url = ctx.config.platformUrl;
+  const url = options.identity?.url ?? ctx.config.platformUrl;
   if (!url) {
     throw new UsageError(
       "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
@@ -347,7 +350,7 @@ export async function preflight(
     import("./enrollment_trust.ts"),
     import("../trust/trust_source.ts"),
   ]);
-  const { trust, cas: caCerts } = await enrollmentTrust(
+  const { trust, cas: caCerts } = options.identity ?? await enrollmentTrust(
     ctx,
     options.caPins,
     { fs: denoFileSystem, pinnedCas: readPinnedCas },

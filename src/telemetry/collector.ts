@@ -55,6 +55,23 @@ function sampler<T>(intervalMs: number): Sampler<T> {
   return { intervalMs, atMs: null, running: null, value: null, fresh: false, runs: 0 };
 }
 
+/** How long `inventory` and `diagnostics` watch CPU and network counters to report their rates. */
+export const SNAPSHOT_SAMPLE_MS = 1000;
+
+/**
+ * One full snapshot with rates, as `inventory` prints it: CPU and network figures are deltas, so
+ * a baseline is taken, `sampleMs` pass, then {@linkcode TelemetryCollector.collect}.
+ */
+export async function sampledSnapshot(
+  collector: TelemetryCollector,
+  sampleMs = SNAPSHOT_SAMPLE_MS,
+): Promise<Telemetry> {
+  await collector.sampleMetrics(true);
+  await new Promise((resolve) => setTimeout(resolve, sampleMs));
+  await collector.refresh(true);
+  return await collector.collect();
+}
+
 /** Options for {@linkcode TelemetryCollector}. */
 export interface TelemetryCollectorOptions {
   system?: SystemSeam;

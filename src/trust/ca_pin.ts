@@ -6,9 +6,8 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect } from "node:tls";
-import { parseCertificate, splitPemBundle, toPem } from "./certificates.ts";
+import { certificatePin, parseCertificate, splitPemBundle, toPem } from "./certificates.ts";
 import { errorMessage, PlatformError, UsageError } from "../errors.ts";
-import { sha256Hex } from "../sha256.ts";
 
 const PIN_PATTERN = /^sha256:([0-9a-f]{64})$/i;
 
@@ -44,7 +43,7 @@ async function describeCertificates(pems: string[]): Promise<PinnedCertificate[]
       | undefined;
     out.push({
       pem,
-      pin: `sha256:${await sha256Hex(cert.publicKey.rawData)}`,
+      pin: await certificatePin(cert),
       subject: cert.subject,
       isCa: constraints?.ca === true,
     });

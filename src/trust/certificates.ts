@@ -3,6 +3,7 @@ import * as x509 from "@peculiar/x509";
 import { clockHint, type ClockMeasurement } from "../platform/clock_offset.ts";
 import { errorMessage } from "../errors.ts";
 import { isoTime } from "../iso_time.ts";
+import { sha256Hex } from "../sha256.ts";
 
 /** ECDSA P-256, the only key type the contract allows for agent keys. */
 export const AGENT_KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
@@ -60,6 +61,11 @@ export function parseCertificate(pem: string): x509.X509Certificate | string {
   } catch (e) {
     return `not a valid certificate (${errorMessage(e)})`;
   }
+}
+
+/** The `--ca-pin` of `cert`: `sha256:<hex>` of its DER SubjectPublicKeyInfo. */
+export async function certificatePin(cert: x509.X509Certificate): Promise<string> {
+  return `sha256:${await sha256Hex(cert.publicKey.rawData)}`;
 }
 
 /** A certificate answered by the platform that failed a check; `message` is safe to show. */

@@ -83,6 +83,17 @@ export function neutraliseTrustEnvironment(): void {
 }
 
 /**
+ * The variables Deno builds its root store from that were set when the agent started (it has
+ * cleared them since, and set `DENO_TLS_CA_STORE` itself); `undefined` before
+ * {@linkcode neutraliseTrustEnvironment} (a test process).
+ */
+export function trustVariablesAtStartup():
+  | { names: readonly string[]; all: readonly string[] }
+  | undefined {
+  return state.armed ? { names: [...state.startup], all: TRUST_VARIABLES } : undefined;
+}
+
+/**
  * Chooses the root store for this process before anything can build it (a command calls this
  * before loading its modules: in `deno run` the module loader builds the store when it loads npm
  * packages). Later clients wanting another store are refused or warned about, see

@@ -61,6 +61,8 @@ export interface RunAgentOptions {
   /** Further `deno run` flags after the permission flags (e.g. `--cert`). */
   denoFlags?: string[];
   signal?: AbortSignal;
+  /** Working directory of the child (default: the test's). */
+  cwd?: string;
   /**
    * Milliseconds the child may live before it is SIGKILLed and the test fails (its `status` and
    * `output()` reject): a hung agent fails the test, never hangs it. Defaults to
@@ -141,6 +143,7 @@ export function spawnAgent(
     args: ["run", "--quiet", ...permissions, ...(options.denoFlags ?? []), MAIN, ...args],
     env,
     clearEnv: true,
+    cwd: options.cwd,
     stdin: options.piped ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,0 +1,158 @@
+/**
+ * The `config.json` entry: every setting, its effective value and where it came from (flag,
+ * environment, agent.json, default). URL values lose user info, query and fragment; agent.json's
+ * unknown keys appear by name only.
+ *
+ * @module
+ */
+import {
+  CONFIG_FILE_NAME,
+  type ConfigSource,
+  ENV_VARS,
+  FileConfigSchema,
+  type ResolvedConfig,
+} from "../config.ts";
+import { errorMessage } from "../errors.ts";
+import { type FileSystem, join } from "../file_system.ts";
+import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
+import { safeUrl } from "./sanitize.ts";
+
+/** Each setting: its key in `ResolvedConfig.sources`, its flag, variable and agent.json key. */
+const SETTINGS: ReadonlyArray<{
+  key: keyof ResolvedConfig & string;
+  source: string;
+  flag?: string;
+  env?: string;
+  file?: string;
+  url?: boolean;
+}> = [
+  { key: "stateDir", source: "stateDir", flag: "--state-dir", env: ENV_VARS.stateDir },
+  {
+    key: "platformUrl",
+    source: "url",
+    flag: "--url",
+    env: ENV_VARS.platformUrl,
+    file: "platform_url",
+    url: true,
+  },
+  { key: "caFile", source: "caFile", flag: "--ca-file", env: ENV_VARS.caFile, file: "ca_file" },
+  { key: "auth", source: "auth", flag: "--auth", env: ENV_VARS.auth, file: "auth" },
+  {
+    key: "logLevel",
+    source: "logLevel",
+    flag: "--log-level",
+    env: ENV_VARS.logLevel,
+    file: "log_level",
+  },
+  {
+    key: "logFormat",
+    source: "logFormat",
+    flag: "--log-format",
+    env: ENV_VARS.logFormat,
+    file: "log_format",
+  },
+  { key: "proxyUrl", source: "proxyUrl", file: "proxy_url", url: true },
+  {
+    key: "proxyPac",
+    source: "proxyPac",
+    flag: "--proxy-pac",
+    env: ENV_VARS.proxyPac,
+    file: "proxy_pac_url",
+    url: true,
+  },
+  { key: "timeoutSeconds", source: "timeoutSeconds", file: "timeout_seconds" },
+  { key: "intervalSeconds", source: "intervalSeconds", file: "interval_seconds" },
+  {
+    key: "metricsFile",
+    source: "metricsFile",
+    flag: "--metrics-file",
+    env: ENV_VARS.metricsFile,
+    file: "metrics_file",
+  },
+];
+
+function describeSource(source: ConfigSource | undefined, s: (typeof SETTINGS)[number]): string {
+  switch (source) {
+    case "flag":
+      return `flag ${s.flag ?? ""}`.trimEnd();
+    case "env":
+      return `environment ${s.env ?? ""}`.trimEnd();
+    case "file":
+      return `${CONFIG_FILE_NAME} ${s.file ?? ""}`.trimEnd();
+    default:
+      return "default";
+  }
+}
+
+function shown(value: unknown, url: boolean | undefined): unknown {
+  if (value === undefined) return null;
+  if (value instanceof URL) return safeUrl(value);
+  // A PAC location is a URL or a path: only a URL can carry credentials.
+  if (url && typeof value === "string" && value.includes("://")) return safeUrl(value);
+  return value;
+}
+
+/** The keys of agent.json (names only) and which of them the agent does not know. */
+export async function agentJsonKeys(
+  stateDir: string,
+  fs: Pick<FileSystem, "lstat" | "readTextFile">,
+): Promise<{ present: boolean; keys: string[]; unknown: string[] } | { unreadable: string }> {
+  const path = join(stateDir, CONFIG_FILE_NAME);
+  try {
+    const info = await fs.lstat(path);
+    if (!info.isFile) return { unreadable: `${path} is not a regular file; not read` };
+    const json: unknown = JSON.parse(await fs.readTextFile(path));
+    if (json === null || typeof json !== "object" || Array.isArray(json)) {
+      return { unreadable: `${path} is not a JSON object` };
+    }
+    const known = new Set(Object.keys(FileConfigSchema.shape));
+    const keys = Object.keys(json);
+    return { present: true, keys, unknown: keys.filter((k) => !known.has(k)) };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { present: false, keys: [], unknown: [] };
+    if (e instanceof SyntaxError) return { unreadable: `${path} is not valid JSON` };
+    return { unreadable: `cannot read ${path}: ${errorMessage(e)}` };
+  }
+}
+
+/**
+ * The `config.json` entry for `config`; `problem` (already made safe) says why agent.json was
+ * left out of it, when it was.
+ */
+export async function configEntry(
+  config: ResolvedConfig,
+  problem: string | undefined,
+  fs: Pick<FileSystem, "lstat" | "readTextFile">,
+): Promise<{ entry: DiagnosticEntry; unreadable: Unreadable[] }> {
+  const unreadable: Unreadable[] = [];
+  const settings: Record<string, { value: unknown; source: string }> = {};
+  for (const s of SETTINGS) {
+    const source = config.sources[s.source];
+    settings[s.key] = {
+      value: shown(config[s.key], s.url),
+      source: source === undefined ? "default" : describeSource(source, s),
+    };
+  }
+  const file = await agentJsonKeys(config.stateDir, fs);
+  if ("unreadable" in file) unreadable.push({ what: CONFIG_FILE_NAME, reason: file.unreadable });
+  else if (problem !== undefined) unreadable.push({ what: CONFIG_FILE_NAME, reason: problem });
+  return {
+    entry: {
+      name: "config.json",
+      source:
+        `the configuration resolved as every command resolves it (flags, environment, ${CONFIG_FILE_NAME}, defaults)`,
+      noSecret:
+        "URL values without user info, query or fragment; agent.json keys the agent does not know by name only, never their values",
+      content: {
+        settings,
+        ...(problem === undefined ? {} : {
+          [`${CONFIG_FILE_NAME}_ignored`]: problem,
+        }),
+        agent_json: "unreadable" in file
+          ? { readable: false }
+          : { present: file.present, keys: file.keys, unknown_keys: file.unknown },
+      },
+    },
+    unreadable,
+  };
+}

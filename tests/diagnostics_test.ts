@@ -1,0 +1,216 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  isAgentLogLine,
+  keepAgentLines,
+  windowsServiceLogs,
+} from "../src/diagnostics/agent_logs.ts";
+import { AGENT_ENV_VARS, environmentEntry } from "../src/diagnostics/environment.ts";
+import { permissionAuditEntry } from "../src/diagnostics/permission_audit.ts";
+import { safeMessage, safeUrl, withheldConfigValues } from "../src/diagnostics/sanitize.ts";
+import {
+  SERVICE_MANAGER_VARS,
+  serviceManager,
+  versionsEntry,
+} from "../src/diagnostics/versions.ts";
+import { configEntry } from "../src/diagnostics/effective_config.ts";
+import { knownStatusFields } from "../src/diagnostics/status_entries.ts";
+import { denoFileSystem } from "../src/file_system.ts";
+import { resolveConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+import { denoOwnershipHost } from "../src/state/ownership.ts";
+import { emptyStatus } from "../src/state/status_store.ts";
+import { denoCommandRunner } from "../src/state/windows_acl.ts";
+import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { tempDir } from "./_support/helpers.ts";
+
+Deno.test("agent log filter: keeps the logger's own text and JSON lines, drops everything else", () => {
+  const lines: string[] = [];
+  for (const format of ["text", "json"] as const) {
+    const logger = createLogger({ level: "debug", format, write: (l) => lines.push(l) });
+    logger.debug("Starting", { n: 1 });
+    logger.info("Heartbeat accepted");
+    logger.warn("Slow answer", { ms: 1200 });
+    logger.error("Cannot reach the platform");
+  }
+  for (const line of lines) assert.ok(isAgentLogLine(line), line);
+  assert.ok(isAgentLogLine("error: Not enrolled: no identity"));
+  for (
+    const foreign of [
+      "Started oneconnect-agent.service - OneConnect endpoint agent.",
+      "thread 'main' panicked at src/lib.rs:1:1",
+      '{"ts":"2026-12-06T10:00:00.000Z","level":"notice","msg":"x"}',
+      '{"level":"info","msg":"no ts"}',
+      "2026-12-06 10:00:00 INFO something else",
+      "    at async main (file:///x.js:1:1)",
+      "",
+    ]
+  ) assert.ok(!isAgentLogLine(foreign), foreign);
+  const kept = keepAgentLines(
+    `${lines[1]}\nnoise\n2026-12-06T10:00:00.000Z WARN  retry password=hunter22\n`,
+  );
+  assert.equal(kept.dropped, 1);
+  assert.equal(kept.lines.length, 2);
+  assert.match(kept.lines[1]!, /password=\[REDACTED\]/);
+});
+
+Deno.test("agent logs: the Windows service log paths follow ProgramData", () => {
+  assert.deepEqual(windowsServiceLogs((n) => n === "ProgramData" ? "D:\\PD" : undefined), [
+    "D:\\PD\\OneConnect\\Logs\\oneconnect-agent-service.err.log",
+    "D:\\PD\\OneConnect\\Logs\\oneconnect-agent-service.out.log",
+  ]);
+});
+
+Deno.test("safeUrl and safeMessage drop user info, query and fragment", () => {
+  assert.equal(safeUrl("http://u:p4ss@proxy:3128/x?sig=abc#f"), "http://proxy:3128/x");
+  assert.equal(safeUrl("not a url"), "<not a URL>");
+  assert.equal(
+    safeMessage('Refusing "https://h:1/?token=zzzzzzzz&a=qqqqqq" and https://u:pw@h/p?x=y\nnext'),
+    'Refusing "https://h:1/" and https://h/p next',
+  );
+});
+
+Deno.test("a configuration error keeps field names and withholds the rejected value", async () => {
+  await using dir = await tempDir();
+  await Deno.chmod(dir.path, 0o700);
+  await Deno.writeTextFile(join(dir.path, "agent.json"), '{"log_level":"s3cr3t-value"}', {
+    mode: 0o600,
+  });
+  const error = await resolveConfig({ stateDir: dir.path }).then(() => null, (e) => e);
+  assert.match(error.message, /s3cr3t-value/, "precondition: the message quotes the value");
+  const shown = withheldConfigValues(safeMessage(error.message));
+  assert.doesNotMatch(shown, /s3cr3t/);
+  assert.match(shown, /"log_level" has a value \(withheld\): /);
+});
+
+Deno.test("config entry: each setting with its source; agent.json unknown keys by name", async () => {
+  await using dir = await tempDir();
+  await Deno.chmod(dir.path, 0o700);
+  await Deno.writeTextFile(
+    join(dir.path, "agent.json"),
+    '{"proxy_url":"http://u:pw1234567@p:3128","timeout_seconds":30}',
+    { mode: 0o600 },
+  );
+  const config = await resolveConfig({ stateDir: dir.path, logLevel: "debug" }, {
+    env: (n) => n === "ONECONNECT_PLATFORM_URL" ? "https://platform.example/" : undefined,
+    os: "linux",
+    uid: () => Deno.uid(),
+    readTextFile: (p) => Deno.readTextFile(p),
+  });
+  const { entry } = await configEntry(config, undefined, denoFileSystem);
+  const settings = (entry.content as { settings: Record<string, unknown> }).settings;
+  assert.deepEqual(settings.platformUrl, {
+    value: "https://platform.example/",
+    source: "environment ONECONNECT_PLATFORM_URL",
+  });
+  assert.deepEqual(settings.logLevel, { value: "debug", source: "flag --log-level" });
+  assert.deepEqual(settings.proxyUrl, { value: "http://p:3128/", source: "agent.json proxy_url" });
+  assert.deepEqual(settings.timeoutSeconds, { value: 30, source: "agent.json timeout_seconds" });
+  assert.deepEqual(settings.auth, { value: "bearer", source: "default" });
+  assert.doesNotMatch(JSON.stringify(entry.content), /pw1234567/);
+
+  await Deno.writeTextFile(join(dir.path, "agent.json"), '{"auth":"mtls","my_secret":"x1y2z3w4"}');
+  const listed = await configEntry(config, "ignored", denoFileSystem);
+  assert.deepEqual((listed.entry.content as { agent_json: unknown }).agent_json, {
+    present: true,
+    keys: ["auth", "my_secret"],
+    unknown_keys: ["my_secret"],
+  });
+  assert.doesNotMatch(JSON.stringify(listed.entry.content), /x1y2z3w4/);
+});
+
+Deno.test("the variables diagnostics reports are exactly those the agent may read", async () => {
+  const flags = await agentPermissionFlags();
+  const allowed = flags.find((f) => f.startsWith("--allow-env="))!.slice(12).split(",").sort();
+  assert.deepEqual(
+    [...AGENT_ENV_VARS, ...Object.values(SERVICE_MANAGER_VARS).flat()].sort(),
+    allowed,
+  );
+});
+
+Deno.test("environment entry: names only, proxies without user info, trust variables as at start", () => {
+  const env: Record<string, string> = {
+    ONECONNECT_ENROLLMENT_TOKEN: "tok-should-not-appear",
+    HTTPS_PROXY: "admin:pw-should-not-appear@proxy.example:3128",
+    no_proxy: "localhost,.internal",
+    DENO_TLS_CA_STORE: ",",
+  };
+  const entry = environmentEntry((n) => env[n], {
+    names: ["DENO_CERT"],
+    all: ["DENO_CERT", "DENO_TLS_CA_STORE"],
+  });
+  const text = JSON.stringify(entry.content);
+  assert.doesNotMatch(text, /should-not-appear/);
+  assert.deepEqual(entry.content, {
+    set: ["ONECONNECT_ENROLLMENT_TOKEN", "HTTPS_PROXY", "no_proxy", "DENO_CERT"],
+    proxy: { HTTPS_PROXY: "http://proxy.example:3128/", no_proxy: "localhost,.internal" },
+  });
+});
+
+Deno.test("versions: service manager from its variables; what cannot be read is listed", () => {
+  assert.equal(serviceManager((n) => n === "INVOCATION_ID" ? "abc" : undefined), "systemd");
+  assert.equal(serviceManager((n) => n === "XPC_SERVICE_NAME" ? "0" : undefined), null);
+  assert.equal(
+    serviceManager((n) => n === "XPC_SERVICE_NAME" ? "com.oneconnect.agent" : undefined),
+    "launchd",
+  );
+  const { entry, unreadable } = versionsEntry({
+    env: () => undefined,
+    osRelease: () => "6.1.0",
+    osUptime: () => {
+      throw new Deno.errors.NotCapable("Requires sys access to osUptime");
+    },
+  });
+  assert.equal((entry.content as { kernel: string }).kernel, "6.1.0");
+  assert.equal((entry.content as { uptime_seconds: null }).uptime_seconds, null);
+  assert.equal(unreadable[0]?.what, "uptime");
+});
+
+Deno.test("status entry: only the fields the schema names, messages redacted", () => {
+  const status = {
+    ...emptyStatus("agent-1"),
+    last_error: {
+      kind: "network",
+      http_status: null,
+      code: null,
+      message: "proxy http://u:pw-xyz-123@p:1/ said token=abcdefgh",
+    },
+    planted_by_someone: "leak-me-not",
+  };
+  const shown = knownStatusFields(status);
+  assert.equal("planted_by_someone" in shown, false);
+  assert.doesNotMatch(JSON.stringify(shown), /pw-xyz-123|abcdefgh|leak-me-not/);
+  assert.equal(shown.agent_id, "agent-1");
+});
+
+Deno.test("permission audit: modes and owners, never contents, and nothing is tightened", {
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  await using dir = await tempDir();
+  await Deno.chmod(dir.path, 0o700);
+  const loose = join(dir.path, "status.json");
+  await Deno.writeTextFile(loose, '{"secret":"content-must-not-appear"}', { mode: 0o644 });
+  await Deno.chmod(loose, 0o644);
+  await Deno.symlink("/etc/passwd", join(dir.path, "identity.json"));
+  const { entry, unreadable } = await permissionAuditEntry(dir.path, {
+    fs: denoFileSystem,
+    ownership: denoOwnershipHost,
+    os: Deno.build.os,
+    runCommand: denoCommandRunner,
+  });
+  assert.deepEqual(unreadable, []);
+  const content = entry.content as {
+    directory: { mode: string };
+    entries: Array<Record<string, unknown>>;
+  };
+  assert.equal(content.directory.mode, "0700");
+  const status = content.entries.find((e) => e.name === "status.json")!;
+  assert.equal(status.mode, "0644");
+  assert.match(String(status.run_would), /tighten it to 0600/);
+  assert.match(String(status.acl), /group class bits 4/);
+  const link = content.entries.find((e) => e.name === "identity.json")!;
+  assert.equal(link.kind, "symlink");
+  assert.match(String(link.run_would), /refuse/);
+  assert.doesNotMatch(JSON.stringify(entry.content), /content-must-not-appear|root:x:/);
+  assert.equal((await Deno.stat(loose)).mode! & 0o777, 0o644, "the audit changed a mode");
+});
