@@ -1,6 +1,6 @@
 import * as z from "./zod.ts";
 import { errorMessage, UsageError } from "./errors.ts";
-import { join, readFileNoFollow } from "./file_system.ts";
+import { join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
@@ -8,8 +8,9 @@ import {
   auditStateDirOwnership,
   denoOwnershipHost,
   type OwnershipHost,
-  requireSafeParents,
 } from "./state/ownership.ts";
+import { nearestTrust } from "./config_trust.ts";
+import { readSystemConfigText, SYSTEM_CONFIG_PATH } from "./system_config.ts";
 
 /** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
 export const AuthModeSchema = z.enum(["bearer", "mtls"]);
@@ -36,9 +37,6 @@ export type FileConfig = z.infer<typeof FileConfigSchema>;
 
 /** Name of the configuration file inside the state directory. */
 export const CONFIG_FILE_NAME = "agent.json";
-
-/** The system configuration file (POSIX): packages ship it, `provision` writes it. */
-export const SYSTEM_CONFIG_PATH = "/etc/oneconnect-agent/agent.json";
 
 /** Where a resolved value came from (`system`: the system configuration file under /etc). */
 export type ConfigSource = "flag" | "env" | "file" | "system" | "default";
@@ -304,32 +302,6 @@ export function parseConfigText(path: string, text: string): FileConfig {
 }
 
 /**
- * Reads the system configuration file (`/etc/oneconnect-agent/agent.json`); a missing file is an
- * empty layer. It decides where `enroll` sends the token and what it trusts, so (POSIX) the
- * directories above it and the file are audited as the state directory's `agent.json` is, and the
- * file is read without following a symbolic link (see readFileNoFollow).
- */
-export async function readSystemConfig(
-  path: string,
-  host: Pick<ConfigHost, "ownership" | "os">,
-): Promise<FileConfig> {
-  const ownership = host.ownership ?? denoOwnershipHost;
-  if (host.os !== "windows") await requireSafeParents(path, ownership);
-  let text: string | undefined;
-  try {
-    if (host.os !== "windows" && !(await auditConfigFile(path, ownership))) return {};
-    text = await readFileNoFollow(path, MAX_CONFIG_BYTES);
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`Cannot read configuration ${JSON.stringify(path)}: ${errorMessage(e)}`);
-  }
-  return text === undefined ? {} : parseConfigText(path, text);
-}
-
-/** Longest configuration file accepted: a few hundred bytes in practice. */
-const MAX_CONFIG_BYTES = 256 * 1024;
-
-/**
  * Resolves the effective configuration: flag > environment > agent.json (state dir) > system
  * agent.json > default.
  */
@@ -369,16 +341,24 @@ export async function resolveConfig(
 
   const stateFile = await readFileConfig(stateDir, host);
   const systemConfigFile = flags.configFile ?? host.systemConfigPath;
-  const system = systemConfigFile === undefined
-    ? {}
-    : await readSystemConfig(systemConfigFile, host);
+  const systemText = systemConfigFile === undefined
+    ? undefined
+    : await readSystemConfigText(systemConfigFile, host.ownership ?? denoOwnershipHost, host.os);
+  const system = systemText === undefined ? {} : parseConfigText(systemConfigFile!, systemText);
   // Per key, the state directory's file wins over the system one.
   const file: FileConfig = { ...system, ...stateFile };
 
   const [level, levelOrigin] = pick("logLevel", flags.logLevel, ENV_VARS.logLevel, "log_level");
   const [fmt, fmtOrigin] = pick("logFormat", flags.logFormat, ENV_VARS.logFormat, "log_format");
   const [url, urlOrigin] = pick("url", flags.url, ENV_VARS.platformUrl, "platform_url");
-  const trust = resolveTrust(flags, host, stateFile, system, sources);
+  const envPins = host.env(ENV_VARS.caPin)?.split(",").filter((p) => p.trim() !== "");
+  const [trustSource, trust] = nearestTrust<ConfigSource>([
+    ["flag", { caFile: flags.caFile, caPins: flags.caPins }],
+    ["env", { caFile: host.env(ENV_VARS.caFile) || undefined, caPins: envPins }],
+    ["file", { caFile: stateFile.ca_file, caPins: stateFile.ca_pin }],
+    ["system", { caFile: system.ca_file, caPins: system.ca_pin }],
+  ]) ?? ["default", {}];
+  sources.caFile = trustSource;
   const [auth, authOrigin] = pick("auth", flags.auth, ENV_VARS.auth, "auth");
   const [metricsFile] = pick(
     "metricsFile",
@@ -411,33 +391,4 @@ export async function resolveConfig(
     metricsFile: metricsFile === undefined ? undefined : String(metricsFile),
     sources,
   };
-}
-
-/**
- * The platform trust (`caFile` or `caPins`) as one setting: the nearest layer naming either gives
- * it, so a pin in /etc does not clash with a CA file given in the environment, and vice versa.
- */
-function resolveTrust(
-  flags: ConfigFlags,
-  host: Pick<ConfigHost, "env">,
-  stateFile: FileConfig,
-  system: FileConfig,
-  sources: Record<string, ConfigSource>,
-): Pick<ResolvedConfig, "caFile" | "caPins"> {
-  const envFile = host.env(ENV_VARS.caFile);
-  const envPins = host.env(ENV_VARS.caPin)?.split(",").filter((p) => p.trim() !== "");
-  const layers: [ConfigSource, string | undefined, string[] | undefined][] = [
-    ["flag", flags.caFile, flags.caPins?.length ? flags.caPins : undefined],
-    ["env", envFile === "" ? undefined : envFile, envPins?.length ? envPins : undefined],
-    ["file", stateFile.ca_file, stateFile.ca_pin?.length ? stateFile.ca_pin : undefined],
-    ["system", system.ca_file, system.ca_pin?.length ? system.ca_pin : undefined],
-  ];
-  for (const [source, caFile, caPins] of layers) {
-    if (caFile === undefined && caPins === undefined) continue;
-    if (caFile !== undefined) sources.caFile = source;
-    if (caPins !== undefined) sources.caPins = source;
-    return { caFile, caPins };
-  }
-  sources.caFile = "default";
-  return {};
 }

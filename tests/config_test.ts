@@ -266,7 +266,7 @@ Deno.test("config: trust is one setting, the nearest layer naming a CA file or p
     const c = await resolveConfig({ stateDir: "/s" }, sys);
     assert.deepEqual(c.caPins, [pin]);
     assert.equal(c.caFile, undefined);
-    assert.equal(c.sources.caPins, "system");
+    assert.equal(c.sources.caFile, "system");
     const env = await resolveConfig({ stateDir: "/s" }, {
       ...sys,
       env: (n) => n === "ONECONNECT_CA_FILE" ? "/env/ca.pem" : undefined,

@@ -5,7 +5,8 @@
  * does. Loaded only then: a steady `run` never loads enrollment.
  */
 import type { CommandContext } from "../context.ts";
-import { ENV_VARS, SYSTEM_CONFIG_PATH } from "../config.ts";
+import { ENV_VARS } from "../config.ts";
+import { SYSTEM_CONFIG_PATH } from "../system_config.ts";
 import { NotEnrolledError } from "../errors.ts";
 import { denoFileSystem, lstatOrNull } from "../file_system.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";

@@ -9,9 +9,10 @@ import {
   ENV_VARS,
   type FileConfig,
   FileConfigSchema,
+  parseConfigText,
   parsePlatformUrl,
-  readSystemConfig,
 } from "../config.ts";
+import { readSystemConfigText } from "../system_config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, dirname, type FileSystem, lstatOrNull, resolve } from "../file_system.ts";
 import { registerSecret } from "../log.ts";
@@ -105,7 +106,8 @@ async function storeConfig(
     realPath: (q: string) => Deno.realPath(q),
   };
   await requireSafeParents(path, ownership);
-  const current = await readSystemConfig(path, { ownership, os: Deno.build.os });
+  const text = await readSystemConfigText(path, ownership, Deno.build.os);
+  const current = text === undefined ? {} : parseConfigText(path, text);
   const next: FileConfig = { ...current };
   const lines: string[] = [];
   const where = JSON.stringify(path);
