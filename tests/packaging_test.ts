@@ -13,7 +13,10 @@ const UNIT_PATH = join(ROOT, "packaging/systemd/oneconnect-agent.service");
 const PLIST_PATH = join(ROOT, "packaging/launchd/com.oneconnect.agent.plist");
 const PS1_PATH = join(ROOT, "packaging/windows/install-service.ps1");
 const WINSW_PATH = join(ROOT, "packaging/windows/oneconnect-agent.xml");
-const BINARY = "/usr/local/bin/oneconnect-agent";
+/** Where the .deb/.rpm install the binary (nothing under /usr/local). */
+const BINARY = "/usr/bin/oneconnect-agent";
+/** macOS: /usr/bin is sealed (SIP); the pkg installs under /usr/local/bin. */
+const MAC_BINARY = "/usr/local/bin/oneconnect-agent";
 
 const FLAGS = await agentPermissionFlags();
 const ALLOWED_ENV = new Set(
@@ -250,7 +253,7 @@ Deno.test({
 Deno.test("launchd plist restarts the agent after failures only and runs it at load", async () => {
   const plist = parsePlist(await Deno.readTextFile(PLIST_PATH)) as Record<string, unknown>;
   assert.equal(plist.Label, "com.oneconnect.agent");
-  assert.deepEqual(plist.ProgramArguments, [BINARY, "run"]);
+  assert.deepEqual(plist.ProgramArguments, [MAC_BINARY, "run"]);
   assert.equal(plist.RunAtLoad, true);
   assert.deepEqual(plist.KeepAlive, { SuccessfulExit: false });
   assert.equal(typeof plist.ThrottleInterval, "number");

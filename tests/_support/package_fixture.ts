@@ -1,0 +1,187 @@
+/**
+ * Packages of the agent for lifecycle tests, and a container to install them in: the payload is
+ * the launcher of tasks/package/launcher.ts (the bundled agent run by the host's deno, bound
+ * read-only into the container, with the release binaries' permission flags), built by the real
+ * `deno task package` code into .deb/.rpm with dpkg-deb and rpmbuild.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { packageAll } from "../../tasks/package.ts";
+import { launcherScript } from "../../tasks/package/launcher.ts";
+import { bundle } from "../../tasks/bundle.ts";
+import { MAIN } from "./helpers.ts";
+import { bootContainer, type Container, hostRunOk } from "./systemd_container.ts";
+
+/** Where the test payload's parts live inside the container. */
+export const TEST_DIR = "/opt/oneconnect-test";
+/** The platform's CA file inside the container (outside /tmp, /var/tmp: PrivateTmp hides them). */
+export const CA_IN_CONTAINER = `${TEST_DIR}/platform-ca.pem`;
+/** Where the packages are copied inside the container. */
+export const PKG_DIR = "/var/tmp/packages";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+let bundleDir: Promise<string> | undefined;
+
+/** The bundled agent the launcher runs: the one the suite tests, or a fresh bundle. */
+function agentBundle(): Promise<string> {
+  bundleDir ??= (async () => {
+    if (MAIN.endsWith("/main.js")) return dirname(MAIN);
+    const dir = await Deno.makeTempDir({ prefix: "oneconnect-bundle-" });
+    await bundle(join(dir, "bundle"));
+    return join(dir, "bundle");
+  })();
+  return bundleDir;
+}
+
+/** Builds the packages of `version` whose launcher carries `label`; returns their host paths. */
+export async function buildTestPackages(
+  dir: string,
+  version: string,
+  formats: Array<"deb" | "rpm">,
+  label = version,
+): Promise<string[]> {
+  const launcher = join(dir, `launcher-${label}`);
+  await Deno.writeTextFile(
+    launcher,
+    await launcherScript({ deno: `${TEST_DIR}/deno`, entry: `${TEST_DIR}/bundle/main.js`, label }),
+    { mode: 0o755 },
+  );
+  return await packageAll({
+    root: ROOT,
+    version,
+    distDir: join(dir, "nothing"),
+    outDir: join(dir, `out-${label}`),
+    binary: launcher,
+    formats,
+    date: new Date(),
+    print: () => {},
+  });
+}
+
+/** Boots a container holding the test payload's deno and bundle and the platform's CA. */
+export async function payloadContainer(caPem: string): Promise<Container> {
+  const deno = await Deno.realPath(Deno.execPath());
+  const box = await bootContainer({
+    binds: [{ host: deno, container: `${TEST_DIR}/deno`, readOnly: true }],
+  });
+  try {
+    await hostRunOk(["cp", "-a", await agentBundle(), join(box.root, TEST_DIR, "bundle")]);
+    await box.writeFile(CA_IN_CONTAINER, caPem);
+    return box;
+  } catch (e) {
+    await box[Symbol.asyncDispose]();
+    throw e;
+  }
+}
+
+/** Copies host files into the container's {@linkcode PKG_DIR}; returns their paths inside. */
+export async function copyPackages(box: Container, paths: string[]): Promise<string[]> {
+  const inside: string[] = [];
+  for (const p of paths) {
+    const name = p.slice(p.lastIndexOf("/") + 1);
+    await box.writeFile(`${PKG_DIR}/${name}`, await Deno.readFile(p));
+    inside.push(`${PKG_DIR}/${name}`);
+  }
+  return inside;
+}
+
+/** What systemd says about a unit: `systemctl show` properties. */
+export async function unitState(
+  box: Container,
+  unit = "oneconnect-agent.service",
+): Promise<Record<string, string>> {
+  const out = await box.exec([
+    "systemctl",
+    "show",
+    unit,
+    "-p",
+    "ActiveState,SubState,UnitFileState,MainPID,ExecMainStartTimestampMonotonic,NRestarts,Result",
+  ]);
+  return Object.fromEntries(
+    out.stdout.trim().split("\n").filter((l) => l.includes("=")).map((l) => {
+      const i = l.indexOf("=");
+      return [l.slice(0, i), l.slice(i + 1)];
+    }),
+  );
+}
+
+/** The journal's cursor now (to read only what comes after). */
+export async function journalCursor(box: Container): Promise<string> {
+  const out = await box.sh("journalctl -n 0 --show-cursor --no-pager -q");
+  const m = out.match(/-- cursor: (\S+)/);
+  assert.ok(m, `no cursor in: ${out}`);
+  return m[1]!;
+}
+
+/** The service's journal lines (message only) after `cursor`. */
+export async function journalSince(box: Container, cursor: string): Promise<string[]> {
+  const out = await box.sh(
+    `journalctl --no-pager -q -o cat --after-cursor='${cursor}' -u oneconnect-agent.service`,
+  );
+  return out.split("\n").filter((l) => l !== "");
+}
+
+/** The environment of process `pid` inside the container (its own PID namespace). */
+export async function processEnv(box: Container, pid: string): Promise<Record<string, string>> {
+  const raw = await box.sh(`cat /proc/${pid}/environ`);
+  return Object.fromEntries(
+    raw.split("\0").filter((e) => e.includes("=")).map((e) => [
+      e.slice(0, e.indexOf("=")),
+      e.slice(e.indexOf("=") + 1),
+    ]),
+  );
+}
+
+/**
+ * A loopback TCP forwarder to `port` that can turn into a black hole: connections are then
+ * accepted and never answered (a platform that does not answer, not one that refuses).
+ */
+export function tcpForwarder(port: number): AsyncDisposable & {
+  port: number;
+  blackHole: boolean;
+} {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const state = { blackHole: false };
+  const serve = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      if (state.blackHole) continue;
+      (async () => {
+        try {
+          const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
+          open.add(upstream);
+          await Promise.allSettled([
+            conn.readable.pipeTo(upstream.writable),
+            upstream.readable.pipeTo(conn.writable),
+          ]);
+        } catch {
+          // the peer went away
+        }
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    get blackHole() {
+      return state.blackHole;
+    },
+    set blackHole(v: boolean) {
+      state.blackHole = v;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      await serve;
+    },
+  };
+}
