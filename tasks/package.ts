@@ -43,6 +43,8 @@ export interface PackageOptions {
   repoKey?: string;
   /** Where dist/packages will be served from (the dnf .repo file's URLs). */
   repoUrl?: string;
+  /** The gpg home of `repoKey` (default: GNUPGHOME). */
+  gnupgHome?: string;
   /** The changelog's date. */
   date: Date;
   print: (line: string) => void;
@@ -156,6 +158,7 @@ export async function packageAll(o: PackageOptions): Promise<string[]> {
         packages: written,
         key: o.repoKey,
         baseUrl: o.repoUrl,
+        gnupgHome: o.gnupgHome,
       })
     ) {
       o.print(line);

@@ -34,6 +34,8 @@ export interface RepoOptions {
   key: string;
   /** Where `outDir` will be served from. */
   baseUrl?: string;
+  /** The gpg home holding `key` (default: GNUPGHOME, else ~/.gnupg). */
+  gnupgHome?: string;
 }
 
 async function reset(dir: string): Promise<void> {
@@ -45,9 +47,11 @@ async function reset(dir: string): Promise<void> {
 export async function buildRepos(o: RepoOptions): Promise<string[]> {
   const lines: string[] = [];
   const baseUrl = (o.baseUrl ?? DEFAULT_REPO_URL).replace(/\/$/, "");
+  const home = o.gnupgHome === undefined ? [] : ["--homedir", o.gnupgHome];
+  const gpg = ["gpg", ...home, "--batch", "--yes", "--local-user", o.key];
   await Deno.writeTextFile(
     join(o.outDir, KEY_FILE),
-    await run(["gpg", "--batch", "--armor", "--export", o.key]),
+    await run(["gpg", ...home, "--batch", "--armor", "--export", o.key]),
   );
 
   const apt = join(o.outDir, "apt");
@@ -84,7 +88,6 @@ export async function buildRepos(o: RepoOptions): Promise<string[]> {
     ".",
   ], dist);
   await Deno.writeTextFile(join(dist, "Release"), release);
-  const gpg = ["gpg", "--batch", "--yes", "--local-user", o.key];
   await run([...gpg, "--clearsign", "-o", join(dist, "InRelease"), join(dist, "Release")]);
   await run([
     ...gpg,
@@ -105,6 +108,7 @@ export async function buildRepos(o: RepoOptions): Promise<string[]> {
       "rpmsign",
       "--define",
       `_gpg_name ${o.key}`,
+      ...(o.gnupgHome === undefined ? [] : ["--define", `_gpg_path ${o.gnupgHome}`]),
       "--addsign",
       ...rpms.map((p) => join(rpm, basename(p))),
     ]);

@@ -42,6 +42,7 @@ export async function buildTestPackages(
   version: string,
   formats: Array<"deb" | "rpm">,
   label = version,
+  repo?: { key: string; gnupgHome: string; outDir: string; baseUrl: string },
 ): Promise<string[]> {
   const launcher = join(dir, `launcher-${label}`);
   await Deno.writeTextFile(
@@ -53,9 +54,12 @@ export async function buildTestPackages(
     root: ROOT,
     version,
     distDir: join(dir, "nothing"),
-    outDir: join(dir, `out-${label}`),
+    outDir: repo?.outDir ?? join(dir, `out-${label}`),
     binary: launcher,
     formats,
+    repoKey: repo?.key,
+    repoUrl: repo?.baseUrl,
+    gnupgHome: repo?.gnupgHome,
     date: new Date(),
     print: () => {},
   });
