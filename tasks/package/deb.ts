@@ -49,19 +49,9 @@ function rfc2822(date: Date): string {
 }
 
 /** Lintian overrides shipped in the package; each reason is in docs/packages.md. */
-export function lintianOverrides(elf: boolean): string[] {
-  return [
-    // An agent configured through `oneconnect-agent --help` and docs/; no manual page is shipped.
-    "no-manual-page [usr/bin/oneconnect-agent]",
-    ...(elf
-      ? [
-        // deno compile appends the JavaScript payload to the runtime; stripping would drop it.
-        "unstripped-binary-or-object [usr/bin/oneconnect-agent]",
-        // The Deno runtime statically embeds V8, rustls and friends.
-        "embedded-library *[usr/bin/oneconnect-agent]",
-      ]
-      : []),
-  ];
+export function lintianOverrides(): string[] {
+  // Configured through `oneconnect-agent --help` and docs/; no manual page is shipped.
+  return ["no-manual-page [usr/bin/oneconnect-agent]"];
 }
 
 /** Stages and builds the .deb into `outDir`; returns its path. */
@@ -91,7 +81,7 @@ export async function buildDeb(o: DebOptions): Promise<string> {
       {
         path: `/usr/share/lintian/overrides/${PACKAGE_NAME}`,
         mode: 0o644,
-        data: enc.encode(lintianOverrides(o.elf).map((l) => `${PACKAGE_NAME}: ${l}\n`).join("")),
+        data: enc.encode(lintianOverrides().map((l) => `${PACKAGE_NAME}: ${l}\n`).join("")),
       },
     ];
     let installedBytes = 0;

@@ -108,6 +108,9 @@ export async function buildRepos(o: RepoOptions): Promise<string[]> {
       "rpmsign",
       "--define",
       `_gpg_name ${o.key}`,
+      // Debian's rpm looks for gpg2, a name other distributions no longer ship.
+      "--define",
+      "__gpg /usr/bin/gpg",
       ...(o.gnupgHome === undefined ? [] : ["--define", `_gpg_path ${o.gnupgHome}`]),
       "--addsign",
       ...rpms.map((p) => join(rpm, basename(p))),
