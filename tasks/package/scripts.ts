@@ -66,7 +66,8 @@ oc_after_install() {
   fi
   if ! command -v systemctl >/dev/null 2>&1; then return 0; fi
   # Works without a running systemd too (image builds): only symlinks are written.
-  systemctl enable $(oc_units) >/dev/null 2>&1 ||
+  # --no-reload: one daemon-reload below (it also picks up the units an upgrade replaced).
+  systemctl enable --no-reload $(oc_units) >/dev/null 2>&1 ||
     echo "${PACKAGE_NAME}: warning: could not enable $(oc_units | tr '\\n' ' ')" >&2
   if ! oc_systemd_running; then return 0; fi
   systemctl daemon-reload || true
