@@ -68,7 +68,6 @@ License: ${LICENSE}
 Group: System Environment/Daemons
 Packager: ${MAINTAINER}
 URL: ${HOMEPAGE}
-BuildArch: ${o.arch.rpm}
 # The payload is prebuilt; rpm's dependency generator would not see through deno compile.
 AutoReqProv: no
 Requires(post): systemd
@@ -125,6 +124,8 @@ export async function buildRpm(o: RpmOptions): Promise<string> {
       `_topdir ${top}`,
       "--define",
       "_binary_payload w9.xzdio",
+      // The architecture comes from --target alone: a BuildArch other than the build host's is
+      // refused ("No compatible architectures found for build").
       "--target",
       `${o.arch.rpm}-linux`,
       spec,
