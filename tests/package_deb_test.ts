@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { debScripts, PURGE_UNENROLL_SECONDS } from "../tasks/package/scripts.ts";
-import { findTool, skipWithout, tempDir, until } from "./_support/helpers.ts";
+import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
 import { hostRun, systemdContainerUnavailable } from "./_support/systemd_container.ts";
 import {
+  assertPurged,
+  assertResumes,
+  assertUpgradedOnce,
   buildTestPackages,
   CA_IN_CONTAINER,
+  CONFIG_FILE,
   copyPackages,
-  journalCursor,
-  journalSince,
+  heartbeatWatch,
   payloadContainer,
   processEnv,
   tcpForwarder,
@@ -85,19 +88,7 @@ Deno.test({
     await using box = await payloadContainer(platform.caCertPem);
     const [deb1, deb2] = await copyPackages(box, [v1!, v2!]);
     const dpkg = (...args: string[]) => box.sh(`dpkg ${args.join(" ")} </dev/null`, { env: ENV });
-    let agentId = "";
-    let lastSequence = 0;
-
-    const beatAfter = async (sequence: number) => {
-      await until(
-        () => platform.heartbeats(agentId).some((h) => h.sequence > sequence),
-        `a heartbeat after sequence ${sequence}`,
-        30_000,
-      );
-      const beats = platform.heartbeats(agentId);
-      lastSequence = beats.at(-1)!.sequence;
-      return beats;
-    };
+    const watch = heartbeatWatch(platform);
     const enroll = async () => {
       await box.sh(
         `oneconnect-agent enroll --url ${url} --ca-file ${CA_IN_CONTAINER} --token-file -`,
@@ -116,9 +107,9 @@ Deno.test({
     });
 
     await t.step("enrolled by hand and started: active under the hardened unit", async () => {
-      agentId = await enroll();
+      watch.agentId = await enroll();
       await box.sh("systemctl start oneconnect-agent.service");
-      await beatAfter(0);
+      await watch.after(0);
       const s = await unitState(box);
       assert.equal(s.ActiveState, "active");
       // Enforced by the real systemd: no new privileges, no capabilities, a seccomp filter,
@@ -135,28 +126,13 @@ Deno.test({
 
     // The operator's edit of the conffile (a key the agent accepts).
     const edited = '{ "log_level": "info" }\n';
-    await box.writeFile("/etc/oneconnect-agent/agent.json", edited);
+    await box.writeFile(CONFIG_FILE, edited);
 
     for (const [deb, label] of [[deb1!, "0.1.0"], [deb2!, "0.1.1"]] as const) {
       await t.step(
         `upgrade to ${label}: same agent, restarted once, sequence continues`,
         async () => {
-          const before = await unitState(box);
-          const cursor = await journalCursor(box);
-          const seq = lastSequence;
-          await dpkg("-i", deb);
-          const after = await unitState(box);
-          assert.equal(after.ActiveState, "active");
-          assert.equal(after.UnitFileState, "enabled");
-          assert.notEqual(after.MainPID, before.MainPID);
-          const started = (await journalSince(box, cursor)).filter((l) => /^Started /.test(l));
-          assert.equal(started.length, 1, `started ${started.length} times`);
-          // The process running now is the new package's launcher.
-          assert.equal((await processEnv(box, after.MainPID!)).ONECONNECT_LAUNCHER_LABEL, label);
-          const beats = await beatAfter(seq);
-          assert.ok(beats.every((h) => h.agent_id === agentId));
-          assert.equal(JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id, agentId);
-          assert.equal(await box.sh("cat /etc/oneconnect-agent/agent.json"), edited);
+          await assertUpgradedOnce(box, watch, label, edited, () => dpkg("-i", deb));
           assert.equal(platform.agents().length, 1);
         },
       );
@@ -172,26 +148,18 @@ Deno.test({
         "",
       );
       assert.equal((await box.exec(["pgrep", "-f", "bundle/main.js"])).stdout, "");
-      assert.equal(JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id, agentId);
+      assert.equal(JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id, watch.agentId);
     });
 
     await t.step("reinstall resumes as the same agent", async () => {
-      const seq = lastSequence;
-      await dpkg("-i", deb2!);
-      assert.equal((await unitState(box)).ActiveState, "active");
-      const beats = await beatAfter(seq);
-      assert.ok(beats.every((h) => h.agent_id === agentId));
-      assert.equal(platform.agents().length, 1);
+      await assertResumes(box, platform, watch, () => dpkg("-i", deb2!));
     });
 
     await t.step(
       "purge: unenrolled at the platform, identity and configuration deleted",
       async () => {
         await dpkg("-P", "oneconnect-agent");
-        assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, true);
-        assert.equal((await box.exec(["test", "-e", STATE])).code, 1);
-        assert.equal((await box.exec(["test", "-e", "/etc/oneconnect-agent"])).code, 1);
-        assert.equal((await unitState(box)).ActiveState, "inactive");
+        await assertPurged(box, platform, watch.agentId);
       },
     );
 
@@ -199,7 +167,7 @@ Deno.test({
       "purge with a platform that does not answer neither blocks nor fails",
       async () => {
         await dpkg("-i", deb2!);
-        agentId = await enroll();
+        watch.agentId = await enroll();
         forward.blackHole = true;
         const start = performance.now();
         await dpkg("-P", "oneconnect-agent");
@@ -207,7 +175,7 @@ Deno.test({
         assert.ok(seconds < PURGE_UNENROLL_SECONDS + 5, `purge took ${seconds} s`);
         assert.equal((await box.exec(["test", "-e", STATE])).code, 1);
         // The platform never heard of it: the agent is still there, not deleted.
-        assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, false);
+        assert.equal(platform.agents().find((a) => a.agent_id === watch.agentId)?.deleted, false);
       },
     );
   },

@@ -1,16 +1,18 @@
 import assert from "node:assert/strict";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { rpmScriptlets } from "../tasks/package/scripts.ts";
-import { findTool, skipWithout, tempDir, until } from "./_support/helpers.ts";
+import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
 import { hostRun, systemdContainerUnavailable } from "./_support/systemd_container.ts";
 import {
+  assertPurged,
+  assertResumes,
+  assertUpgradedOnce,
   buildTestPackages,
   CA_IN_CONTAINER,
+  CONFIG_FILE,
   copyPackages,
-  journalCursor,
-  journalSince,
+  heartbeatWatch,
   payloadContainer,
-  processEnv,
   unitState,
 } from "./_support/package_fixture.ts";
 
@@ -89,18 +91,7 @@ Deno.test({
     const [rpm1, rpm2] = await copyPackages(box, [v1!, v2!]);
     const rpm = (args: string, env: Record<string, string> = {}) =>
       box.sh(`${RPM} ${args} </dev/null`, { env: { ...ENV, ...env } });
-    let agentId = "";
-    let lastSequence = 0;
-    const beatAfter = async (sequence: number) => {
-      await until(
-        () => platform.heartbeats(agentId).some((h) => h.sequence > sequence),
-        `a heartbeat after sequence ${sequence}`,
-        30_000,
-      );
-      const beats = platform.heartbeats(agentId);
-      lastSequence = beats.at(-1)!.sequence;
-      return beats;
-    };
+    const watch = heartbeatWatch(platform);
 
     await t.step("rpm -i: enabled, not started without an identity", async () => {
       await rpm(`-i ${rpm1}`);
@@ -116,13 +107,13 @@ Deno.test({
         `oneconnect-agent enroll --url ${platform.url.href} --ca-file ${CA_IN_CONTAINER} --token-file -`,
         { env: ENV, stdin: platform.mintEnrollmentToken() },
       );
-      agentId = JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id;
+      watch.agentId = JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id;
       await box.sh("systemctl start oneconnect-agent.service");
-      await beatAfter(0);
+      await watch.after(0);
     });
 
     const edited = '{ "log_level": "info" }\n';
-    await box.writeFile("/etc/oneconnect-agent/agent.json", edited);
+    await box.writeFile(CONFIG_FILE, edited);
 
     for (
       const [args, label] of [[`-U --replacepkgs ${rpm1}`, "0.1.0"], [
@@ -133,24 +124,7 @@ Deno.test({
       await t.step(
         `rpm ${args.split(" /")[0]} (${label}): restarted once, never left stopped`,
         async () => {
-          const before = await unitState(box);
-          const cursor = await journalCursor(box);
-          const seq = lastSequence;
-          await rpm(args);
-          const after = await unitState(box);
-          assert.equal(after.ActiveState, "active");
-          assert.equal(after.UnitFileState, "enabled");
-          assert.equal(
-            (await unitState(box, "oneconnect-agent-enroll.path")).UnitFileState,
-            "enabled",
-          );
-          assert.notEqual(after.MainPID, before.MainPID);
-          const lines = await journalSince(box, cursor);
-          assert.equal(lines.filter((l) => /^Started /.test(l)).length, 1, lines.join("\n"));
-          assert.equal((await processEnv(box, after.MainPID!)).ONECONNECT_LAUNCHER_LABEL, label);
-          const beats = await beatAfter(seq);
-          assert.ok(beats.every((h) => h.agent_id === agentId));
-          assert.equal(await box.sh("cat /etc/oneconnect-agent/agent.json"), edited);
+          await assertUpgradedOnce(box, watch, label, edited, () => rpm(args));
           assert.equal(
             (await box.sh("rpm -q oneconnect-agent")).trim(),
             `oneconnect-agent-${label}-1.x86_64`,
@@ -164,22 +138,15 @@ Deno.test({
       const s = await unitState(box);
       assert.equal(s.ActiveState, "inactive");
       assert.notEqual(s.UnitFileState, "enabled");
-      assert.equal(JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id, agentId);
-      const seq = lastSequence;
-      await rpm(`-i ${rpm2}`);
-      assert.equal((await unitState(box)).ActiveState, "active");
-      const beats = await beatAfter(seq);
-      assert.ok(beats.every((h) => h.agent_id === agentId));
-      assert.equal(platform.agents().length, 1);
+      assert.equal(JSON.parse(await box.sh(`cat ${STATE}/identity.json`)).agent_id, watch.agentId);
+      await assertResumes(box, platform, watch, () => rpm(`-i ${rpm2}`));
     });
 
     await t.step(
       "ONECONNECT_PURGE=1 rpm -e: unenrolled, identity and configuration deleted",
       async () => {
         await rpm("-e oneconnect-agent", { ONECONNECT_PURGE: "1" });
-        assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, true);
-        assert.equal((await box.exec(["test", "-e", STATE])).code, 1);
-        assert.equal((await box.exec(["test", "-e", "/etc/oneconnect-agent"])).code, 1);
+        await assertPurged(box, platform, watch.agentId);
       },
     );
   },

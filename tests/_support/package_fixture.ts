@@ -11,7 +11,8 @@ import { dirname, join } from "node:path";
 import { packageAll } from "../../tasks/package.ts";
 import { launcherScript } from "../../tasks/package/launcher.ts";
 import { bundle } from "../../tasks/bundle.ts";
-import { MAIN } from "./helpers.ts";
+import type { DevPlatform, HeartbeatRecord } from "../../tasks/dev_platform/server.ts";
+import { MAIN, until } from "./helpers.ts";
 import { bootContainer, type Container, hostRunOk } from "./systemd_container.ts";
 
 /** Where the test payload's parts live inside the container. */
@@ -188,4 +189,97 @@ export function tcpForwarder(port: number): AsyncDisposable & {
       await serve;
     },
   };
+}
+
+/** Follows one agent's heartbeats on a dev platform across package operations. */
+export interface HeartbeatWatch {
+  agentId: string;
+  /** The newest sequence seen by {@linkcode HeartbeatWatch.after}. */
+  lastSequence: number;
+  /** Waits for a heartbeat of `agentId` with a sequence above `sequence`; returns them all. */
+  after(sequence: number): Promise<HeartbeatRecord[]>;
+}
+
+/** A {@linkcode HeartbeatWatch} on `platform`, for no agent yet. */
+export function heartbeatWatch(platform: DevPlatform): HeartbeatWatch {
+  const watch: HeartbeatWatch = {
+    agentId: "",
+    lastSequence: 0,
+    async after(sequence) {
+      await until(
+        () => platform.heartbeats(watch.agentId).some((h) => h.sequence > sequence),
+        `a heartbeat after sequence ${sequence}`,
+        30_000,
+      );
+      const beats = platform.heartbeats(watch.agentId);
+      watch.lastSequence = beats.at(-1)!.sequence;
+      return beats;
+    },
+  };
+  return watch;
+}
+
+/** Where the package keeps the operator's configuration. */
+export const CONFIG_FILE = "/etc/oneconnect-agent/agent.json";
+
+/**
+ * Runs `upgrade` (a dpkg or rpm command) and asserts the upgrade rules: the service active and
+ * enabled, started exactly once (systemd's journal), now running the launcher labelled `label`,
+ * the same agent heartbeating with the sequence continuing, the operator's `config` kept.
+ */
+export async function assertUpgradedOnce(
+  box: Container,
+  watch: HeartbeatWatch,
+  label: string,
+  config: string,
+  upgrade: () => Promise<unknown>,
+): Promise<void> {
+  const before = await unitState(box);
+  const cursor = await journalCursor(box);
+  const sequence = watch.lastSequence;
+  await upgrade();
+  const after = await unitState(box);
+  assert.equal(after.ActiveState, "active");
+  assert.equal(after.UnitFileState, "enabled");
+  assert.equal((await unitState(box, "oneconnect-agent-enroll.path")).UnitFileState, "enabled");
+  assert.notEqual(after.MainPID, before.MainPID);
+  const lines = await journalSince(box, cursor);
+  assert.equal(lines.filter((l) => /^Started /.test(l)).length, 1, lines.join("\n"));
+  // The process running now is the new package's launcher.
+  assert.equal((await processEnv(box, after.MainPID!)).ONECONNECT_LAUNCHER_LABEL, label);
+  const beats = await watch.after(sequence);
+  assert.ok(beats.every((h) => h.agent_id === watch.agentId));
+  assert.equal(
+    JSON.parse(await box.sh("cat /var/lib/oneconnect-agent/identity.json")).agent_id,
+    watch.agentId,
+  );
+  assert.equal(await box.sh(`cat ${CONFIG_FILE}`), config);
+}
+
+/** Runs `reinstall` and asserts the service runs again as the same agent (one agent known). */
+export async function assertResumes(
+  box: Container,
+  platform: DevPlatform,
+  watch: HeartbeatWatch,
+  reinstall: () => Promise<unknown>,
+): Promise<void> {
+  const sequence = watch.lastSequence;
+  await reinstall();
+  assert.equal((await unitState(box)).ActiveState, "active");
+  const beats = await watch.after(sequence);
+  assert.ok(beats.every((h) => h.agent_id === watch.agentId));
+  assert.equal(platform.agents().length, 1);
+}
+
+/** Asserts a purge: the agent unenrolled at the platform, state and configuration gone, stopped. */
+export async function assertPurged(
+  box: Container,
+  platform: DevPlatform,
+  agentId: string,
+): Promise<void> {
+  assert.equal(platform.agents().find((a) => a.agent_id === agentId)?.deleted, true);
+  for (const path of ["/var/lib/oneconnect-agent", "/etc/oneconnect-agent"]) {
+    assert.equal((await box.exec(["test", "-e", path])).code, 1, `${path} left behind`);
+  }
+  assert.equal((await unitState(box)).ActiveState, "inactive");
 }

@@ -11,7 +11,7 @@
  * @module
  */
 import { join } from "node:path";
-import { findTool, withDeadline } from "./helpers.ts";
+import { feedStdin, findTool, withDeadline } from "./helpers.ts";
 
 /** Where the root file systems are cached between runs (CI keeps it on the machine). */
 export const CACHE_DIR = "/var/cache/oneconnect-ci";
@@ -74,11 +74,7 @@ export async function hostRun(
     opts.timeoutMs ?? 120_000,
     cmd.join(" "),
   );
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(opts.stdin));
-    await writer.close();
-  }
+  if (opts.stdin !== undefined) await feedStdin(child, opts.stdin);
   const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
