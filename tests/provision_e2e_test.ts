@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 import { enrollAgent, errorLine, exists, runAgent, tempDir } from "./_support/helpers.ts";
+import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const posix = Deno.build.os !== "windows";
 const HOST_MACHINE_ID = (await new TelemetryCollector().host()).machine_id;
@@ -231,4 +232,44 @@ Deno.test({
     assert.ok(!text.includes(copied.service_account_token), entry.name);
     assert.ok(!text.includes(copied.private_key.split("\n")[1]), entry.name);
   }
+});
+
+Deno.test({
+  name: "a CA pin provisioned into the system agent.json is what the service's enrollment trusts",
+  ignore: !opensslAvailable(),
+}, async () => {
+  // An openssl-made root -> issuing CA -> server chain in front of the dev platform.
+  const pki = await sharedOpensslPki();
+  await using platform = await startDevPlatform({
+    quiet: true,
+    serverCertificate: { certPem: pki.serverChain.certPem, keyPem: pki.serverChain.keyPem },
+  });
+  await using dir = await tempDir("oneconnect-provision-e2e-");
+  const p = paths(dir.path);
+  const pins = await runAgent(["ca-pin", join(pki.dir, "issuing.crt")]);
+  assert.equal(pins.code, 0, pins.stderr);
+  const pin = pins.stdout.split(/\s+/)[0]!;
+  const rootPin = (await runAgent(["ca-pin", join(pki.dir, "root.crt")])).stdout.split(/\s+/)[0]!;
+  const provisioned = await p.agent(["provision"], {
+    ONECONNECT_PLATFORM_URL: platform.url.href,
+    ONECONNECT_CA_PIN: rootPin,
+    ONECONNECT_ENROLLMENT_TOKEN: platform.mintEnrollmentToken(),
+  });
+  assert.equal(provisioned.code, 0, provisioned.stderr);
+  // The root is not presented, so nothing matches: nothing is sent, the token is kept.
+  const refused = await p.agent(["run", "--once"]);
+  assert.equal(refused.code, 4, refused.stderr);
+  assert.match(errorLine(refused), /no CA certificate presented by .* matches --ca-pin/);
+  assert.equal(platform.agents().length, 0);
+  assert.equal(await exists(p.tokenFile), true);
+
+  const fixed = await p.agent(["provision"], { ONECONNECT_CA_PIN: pin });
+  assert.equal(fixed.code, 0, fixed.stderr);
+  const run = await p.agent(["run", "--once"]);
+  assert.equal(run.code, 0, run.stderr);
+  const identity = JSON.parse(await Deno.readTextFile(join(p.stateDir, "identity.json")));
+  assert.deepEqual(identity.trust, { source: "ca_pin", ca_pins: [pin] });
+  assert.deepEqual(identity.bootstrap_ca_certificates, [pki.issuing.certPem]);
+  assert.equal(platform.heartbeats(identity.agent_id).length, 1);
+  assert.equal(await exists(p.tokenFile), false);
 });
