@@ -10,8 +10,11 @@
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
-import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
-import { formatSums, sha256File, TARGETS } from "./build_all.ts";
+import { AgentError, errorMessage, ExitCode, UsageError } from "../src/errors.ts";
+import { BuildError, formatSums, sha256File, TARGETS } from "./build_all.ts";
+import { shellQuote } from "../src/state/ownership.ts";
+import { buildMsi } from "./package/msi.ts";
+import { macosPkgPlan } from "./package/macos_pkg.ts";
 import { buildDeb } from "./package/deb.ts";
 import { buildRpm } from "./package/rpm.ts";
 import {
@@ -66,13 +69,6 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then((s) => s.isFile, () => false);
 }
 
-/** The Windows and macOS builders of tasks/package/ (loaded only when their binary exists). */
-async function optionalModule<T>(file: string): Promise<T | undefined> {
-  const url = new URL(`./package/${file}`, import.meta.url);
-  if (!(await exists(url.pathname))) return undefined;
-  return await import(url.href) as T;
-}
-
 /** Builds every package it has a binary for; returns the paths written. */
 export async function packageAll(o: PackageOptions): Promise<string[]> {
   const version = checkVersion(o.version);
@@ -121,27 +117,18 @@ export async function packageAll(o: PackageOptions): Promise<string[]> {
     }
   }
   if (windows !== undefined) {
-    const msi = await optionalModule<
-      { buildMsi(o: { version: string; binary: string; outDir: string }): Promise<string> }
-    >("msi.ts");
-    if (msi === undefined) o.print("Skipped the .msi: tasks/package/msi.ts is not in this tree");
-    else {
-      written.push(await msi.buildMsi({ version, binary: windows, outDir: o.outDir }));
-      o.print(`Built ${written.at(-1)}`);
+    try {
+      written.push(await buildMsi({ version, binary: windows, outDir: o.outDir }));
+    } catch (e) {
+      if (e instanceof AgentError) throw e;
+      throw new BuildError(errorMessage(e), { cause: e });
     }
+    o.print(`Built ${written.at(-1)}`);
   }
   if (macos !== undefined) {
-    const pkg = await optionalModule<{
-      macosPkgPlan(
-        o: { version: string; binary: string; outDir: string },
-      ): Promise<{ files: string[]; commands: string[][] }>;
-    }>("macos_pkg.ts");
-    if (pkg === undefined) o.print("Skipped the macOS pkg: tasks/package/macos_pkg.ts is not here");
-    else {
-      const plan = await pkg.macosPkgPlan({ version, binary: macos, outDir: o.outDir });
-      o.print("macOS pkg (run on a Mac with the signing identities):");
-      for (const c of plan.commands) o.print(`  ${c.join(" ")}`);
-    }
+    const plan = await macosPkgPlan({ version, binary: macos, outDir: o.outDir });
+    o.print("macOS pkg: staged; run on a Mac with the signing identities:");
+    for (const c of plan.commands) o.print(`  ${c.map(shellQuote).join(" ")}`);
   }
   const sums = [];
   for (const path of written) {

@@ -104,3 +104,21 @@ Deno.test("package versions: a prerelease sorts before its release in dpkg and r
     assert.equal(r.stdout.trim(), "-1");
   }
 });
+
+Deno.test("package --target macos-arm64 stages the pkg and prints the signing and notarization commands", async () => {
+  await using tmp = await tempDir();
+  const binary = join(tmp.path, "agent");
+  await Deno.writeTextFile(binary, "#!/bin/sh\n", { mode: 0o755 });
+  const lines: string[] = [];
+  const out = join(tmp.path, "out");
+  assert.equal(
+    await main(["--binary", binary, "--target", "macos-arm64", "--out", out], (l) => lines.push(l)),
+    0,
+  );
+  const text = lines.join("\n");
+  for (const tool of ["codesign", "pkgbuild", "productbuild", "notarytool", "stapler"]) {
+    assert.match(text, new RegExp(`^  (xcrun )?${tool} `, "m"), tool);
+  }
+  // Nothing is built for macOS here, so nothing is listed in SHA256SUMS.
+  assert.equal(await Deno.readTextFile(join(out, "SHA256SUMS")), "");
+});

@@ -56,7 +56,7 @@ export function lintianOverrides(): string[] {
 
 /** Stages and builds the .deb into `outDir`; returns its path. */
 export async function buildDeb(o: DebOptions): Promise<string> {
-  // Staged inside the output directory: the task may write only under dist/.
+  // Staged inside the output directory (its file system; removed whatever happens).
   await Deno.mkdir(o.outDir, { recursive: true });
   const stage = await Deno.makeTempDir({ dir: o.outDir, prefix: ".oneconnect-deb-" });
   try {

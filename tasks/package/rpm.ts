@@ -102,7 +102,7 @@ ${o.files.map(fileLine).join("\n")}
 
 /** Stages and builds the .rpm into `outDir`; returns its path. */
 export async function buildRpm(o: RpmOptions): Promise<string> {
-  // Staged inside the output directory: the task may write only under dist/.
+  // Staged inside the output directory (its file system; removed whatever happens).
   await Deno.mkdir(o.outDir, { recursive: true });
   const top = resolve(await Deno.makeTempDir({ dir: o.outDir, prefix: ".oneconnect-rpm-" }));
   try {
