@@ -218,3 +218,27 @@ Deno.test("MSI build says what is missing when there is no WinSW host", async ()
     /no WinSW service host at .*none\.exe/,
   );
 });
+
+Deno.test({
+  name:
+    "MSI: two versions share the UpgradeCode and component GUIDs, not the ProductCode (x64, 64-bit components)",
+  ignore: skipWithout(tools),
+}, async () => {
+  await using dir = await tempDir();
+  const { binary, winsw } = await built(dir.path);
+  const older = await buildMsi({ version: "0.0.9", binary, outDir: join(dir.path, "a"), winsw });
+  const newer = await buildMsi({ version: "0.1.1", binary, outDir: join(dir.path, "b"), winsw });
+  const property = async (msi: string, name: string) =>
+    row(await table(msi, "Property"), "Property", name).Value;
+  assert.equal(await property(older, "UpgradeCode"), await property(newer, "UpgradeCode"));
+  assert.notEqual(await property(older, "ProductCode"), await property(newer, "ProductCode"));
+  assert.equal(await property(newer, "ProductVersion"), "0.1.1");
+  const components = async (msi: string) =>
+    (await table(msi, "Component")).map((c) => [c.Component, c.ComponentId, c.Attributes]).sort();
+  assert.deepEqual(await components(older), await components(newer));
+  for (const [, , attributes] of await components(newer)) {
+    assert.ok(Number(attributes) & 0x100, "msidbComponentAttributes64bit");
+  }
+  const info = await new Deno.Command(MSIINFO!, { args: ["suminfo", newer] }).output();
+  assert.match(new TextDecoder().decode(info.stdout), /^Template: x64;1033$/m);
+});

@@ -68,7 +68,12 @@ Deno.test("enroll into a state dir whose parents are missing creates them 0700; 
   const status = await h.cli(["status"], { stateDir });
   assertFails(status, 5, /^error: Not enrolled: no identity in ".*\/missing\/parent\/state"; run/);
   const run = await h.cli(["run", "--once"], { stateDir });
-  assertFails(run, 5, /^error: Not enrolled: no identity at ".*\/state\/identity\.json"/);
+  // `run` with no identity and no token says what to provision (docs/provisioning.md).
+  assertFails(
+    run,
+    5,
+    /^error: Not enrolled: provide an enrollment token in ".*\/state\/enrollment\.token" \(or ONECONNECT_ENROLLMENT_TOKEN\)/,
+  );
   assert.deepEqual([...(await listTree(h.root)).keys()], []);
 
   const enroll = await h.cli(enrollArgs(h.platform, "--token-file", "-"), {
