@@ -24,7 +24,7 @@ import {
   type LinuxArch,
   payloadFiles,
 } from "./package/layout.ts";
-import { buildRepos, DEFAULT_REPO_URL } from "./package/repo.ts";
+import { buildRepos, DEFAULT_REPO_URL, signRpms } from "./package/repo.ts";
 
 /** Package formats built for Linux. */
 export type LinuxFormat = "deb" | "rpm";
@@ -129,6 +129,9 @@ export async function packageAll(o: PackageOptions): Promise<string[]> {
     const plan = await macosPkgPlan({ version, binary: macos, outDir: o.outDir });
     o.print("macOS pkg: staged; run on a Mac with the signing identities:");
     for (const c of plan.commands) o.print(`  ${c.map(shellQuote).join(" ")}`);
+  }
+  if (o.repoKey !== undefined) {
+    await signRpms(written.filter((p) => p.endsWith(".rpm")), o.repoKey, o.gnupgHome);
   }
   const sums = [];
   for (const path of written) {

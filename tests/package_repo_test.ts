@@ -172,6 +172,9 @@ Deno.test({
     await hostRunOk(["rpm", ...db, "--initdb"]);
     await hostRunOk(["rpm", ...db, "--import", join(out, KEY_FILE)]);
     assert.match(await hostRunOk(["rpm", ...db, "-K", rpm]), /digests signatures OK/);
+    // The package next to SHA256SUMS is the same signed one (signed before the sums were made).
+    const released = join(out, "oneconnect-agent-0.1.0-1.x86_64.rpm");
+    assert.match(await hostRunOk(["rpm", ...db, "-K", released]), /digests signatures OK/);
     const repoFile = await Deno.readTextFile(join(out, "rpm/oneconnect-agent.repo"));
     assert.match(repoFile, new RegExp(`^baseurl=${DEFAULT_REPO_URL}/rpm$`, "m"));
     assert.match(repoFile, /^repo_gpgcheck=1$/m);

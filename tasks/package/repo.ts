@@ -3,7 +3,7 @@
  *
  * - `apt/`: `pool/main/*.deb`, `dists/stable/main/binary-{amd64,arm64}/Packages{,.gz}` written by
  *   `apt-ftparchive`, and `Release` signed by `gpg` (`InRelease` and `Release.gpg`);
- * - `rpm/`: the .rpm files (each signed with `rpmsign`), `repodata/` by `createrepo_c`,
+ * - `rpm/`: the .rpm files (signed before by {@linkcode signRpms}), `repodata/` by `createrepo_c`,
  *   `repodata/repomd.xml.asc` signed by `gpg`, and `oneconnect-agent.repo` for dnf;
  * - `oneconnect-agent.asc`: the public key both are signed with.
  *
@@ -41,6 +41,22 @@ export interface RepoOptions {
 async function reset(dir: string): Promise<void> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
+}
+
+/** Signs .rpm files in place with `rpmsign` (before SHA256SUMS and the repositories see them). */
+export async function signRpms(paths: string[], key: string, gnupgHome?: string): Promise<void> {
+  if (paths.length === 0) return;
+  await run([
+    "rpmsign",
+    "--define",
+    `_gpg_name ${key}`,
+    // Debian's rpm looks for gpg2, a name other distributions no longer ship.
+    "--define",
+    "__gpg /usr/bin/gpg",
+    ...(gnupgHome === undefined ? [] : ["--define", `_gpg_path ${gnupgHome}`]),
+    "--addsign",
+    ...paths,
+  ]);
 }
 
 /** Builds both repositories; returns one progress line per step. */
@@ -103,19 +119,6 @@ export async function buildRepos(o: RepoOptions): Promise<string[]> {
   await reset(rpm);
   const rpms = o.packages.filter((p) => p.endsWith(".rpm"));
   for (const p of rpms) await Deno.copyFile(p, join(rpm, basename(p)));
-  if (rpms.length > 0) {
-    await run([
-      "rpmsign",
-      "--define",
-      `_gpg_name ${o.key}`,
-      // Debian's rpm looks for gpg2, a name other distributions no longer ship.
-      "--define",
-      "__gpg /usr/bin/gpg",
-      ...(o.gnupgHome === undefined ? [] : ["--define", `_gpg_path ${o.gnupgHome}`]),
-      "--addsign",
-      ...rpms.map((p) => join(rpm, basename(p))),
-    ]);
-  }
   await run(["createrepo_c", "--quiet", rpm]);
   const repomd = join(rpm, "repodata", "repomd.xml");
   await run([...gpg, "--armor", "--detach-sign", "-o", `${repomd}.asc`, repomd]);
