@@ -386,3 +386,22 @@ export function findTool(command: string, ...candidates: string[]): string | nul
   }
   return null;
 }
+
+/**
+ * CPU milliseconds the calling thread spends in `work` (Linux `/proc/thread-self/schedstat`, so
+ * that other tests on a loaded machine do not count), or its wall time where that file is absent.
+ */
+export function threadCpuMs(work: () => void): number {
+  const read = () => {
+    try {
+      return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]) / 1e6;
+    } catch {
+      return undefined;
+    }
+  };
+  const before = read();
+  const wall = performance.now();
+  work();
+  const after = read();
+  return before === undefined || after === undefined ? performance.now() - wall : after - before;
+}
