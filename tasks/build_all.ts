@@ -46,8 +46,8 @@ export const TARGETS: readonly Target[] = [
 export const ENTRY = "src/main.ts";
 /** Where the bundle is written inside the partial directory; `deno compile` compiles its main.js. */
 export const BUNDLE_DIR_NAME = "bundle";
-/** The Worker module `src/proxy/pac.ts` starts (a bundle entry point of its own), included in every binary. */
-export const PAC_WORKER = "proxy/pac_worker.js";
+/** The PAC evaluator of `deno run` (a bundle entry point of its own), included in every binary. */
+export const PAC_WORKER = "proxy/pac_evaluator.js";
 /** Where `deno compile` writes; renamed into `dist/` only after every target succeeded. */
 export const PARTIAL_DIR_NAME = ".partial";
 /** Checksums file name, in `sha256sum -c` format. */
@@ -150,7 +150,8 @@ export function planBuild(options: PlanOptions): BuildPlan {
           target.triple,
           "--output",
           partialPath,
-          // Worker code is not found by `deno compile` on its own (the PAC evaluator).
+          // The bundle's second entry (the `deno run` PAC evaluator); a binary evaluates a PAC
+          // by starting itself (src/main.ts), but ships the whole bundle all the same.
           "--include",
           join(bundleDir, PAC_WORKER),
           ...compileFlags(options.permissionFlags),

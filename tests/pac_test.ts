@@ -10,6 +10,7 @@ import {
 } from "../src/proxy/pac.ts";
 import { pacHelpers, type PacRequest, runPac } from "../src/proxy/pac_worker.ts";
 import { tempDir } from "./_support/helpers.ts";
+import { rawHttpServer, type RawStep } from "./_support/raw_http.ts";
 
 // Wednesday 2026-07-15 13:30:00 UTC.
 const NOW = Date.UTC(2026, 6, 15, 13, 30, 0);
@@ -27,6 +28,24 @@ function helpers(dns: Record<string, string | null> = {}) {
   return { h: pacHelpers(request, unresolved), unresolved };
 }
 
+/** Evaluator processes this test process started that are still alive (Linux; none elsewhere). */
+function evaluatorsRunning(): string[] {
+  if (Deno.build.os !== "linux") return [];
+  const found: string[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (ppid === Deno.pid && cmdline.includes("pac_evaluator")) found.push(entry.name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 function deps(overrides: Partial<PacDeps> = {}): PacDeps & { asked: string[] } {
   const asked: string[] = [];
   return {
@@ -38,7 +57,10 @@ function deps(overrides: Partial<PacDeps> = {}): PacDeps & { asked: string[] } {
     myIp: () => "10.1.2.3",
     nowMs: () => NOW,
     fetchTimeoutMs: 2000,
-    evalTimeoutMs: 2000,
+    // The tests of a script's answer are not tests of the time limit: under load (stress --cpu 2,
+    // a parallel suite) starting the evaluator alone can take seconds.
+    evalTimeoutMs: 60_000,
+    evalMemoryMb: 64,
     ...overrides,
   };
 }
@@ -113,23 +135,78 @@ Deno.test("parsePacResult keeps the failover order and skips SOCKS", () => {
   assert.throws(() => parsePacResult("PROXY a:1/path"), /nothing usable/);
 });
 
-Deno.test("evaluatePac runs in a Worker without any permission", async () => {
+Deno.test("evaluatePac gives the script no permission", async () => {
+  for (const call of ['Deno.readTextFileSync("/etc/hostname")', 'Deno.env.get("HOME")']) {
+    await assert.rejects(
+      evaluatePac(
+        `function FindProxyForURL(url, host) { return ${call}; }`,
+        new URL("https://platform.corp.example/"),
+        deps(),
+      ),
+      /FindProxyForURL failed: NotCapable/,
+    );
+  }
+  assert.deepEqual(evaluatorsRunning(), []);
+});
+
+Deno.test("evaluatePac survives a script that exhausts its memory budget, as a PAC error", async () => {
   await assert.rejects(
     evaluatePac(
-      `function FindProxyForURL(url, host) { return Deno.readTextFileSync("/etc/hostname"); }`,
+      `function FindProxyForURL(url, host) {
+        const kept = [];
+        for (;;) kept.push("x".repeat(1024) + Math.random());
+      }`,
+      new URL("https://platform.corp.example/"),
+      deps({ evalMemoryMb: 32 }),
+    ),
+    /the PAC evaluator stopped \(signal SIGTRAP\) without an answer; a script that needs more than 32 MB/,
+  );
+  assert.deepEqual(evaluatorsRunning(), []);
+});
+
+Deno.test("evaluatePac leaves nothing running: nested workers and timers end with the answer", async () => {
+  const result = await evaluatePac(
+    `new Worker(URL.createObjectURL(new Blob(["for (;;) {}"])), { type: "module" });
+    setInterval(() => {}, 10);
+    function FindProxyForURL(url, host) { return "DIRECT"; }`,
+    new URL("https://platform.corp.example/"),
+    deps(),
+  );
+  assert.equal(result, "DIRECT");
+  assert.deepEqual(evaluatorsRunning(), []);
+});
+
+Deno.test("evaluatePac reports an answer that is not a short string, and caps the error text", async () => {
+  await assert.rejects(
+    evaluatePac(
+      `function FindProxyForURL(url, host) { return "PROXY a:1;".repeat(10000); }`,
       new URL("https://platform.corp.example/"),
       deps(),
     ),
-    /FindProxyForURL failed: NotCapable/,
+    /the PAC evaluator gave an invalid answer/,
   );
-  await assert.rejects(
-    evaluatePac(
-      `function FindProxyForURL(url, host) { return Deno.env.get("HOME"); }`,
-      new URL("https://platform.corp.example/"),
-      deps(),
-    ),
-    /FindProxyForURL failed: NotCapable/,
+  const error = await evaluatePac(
+    `function FindProxyForURL(url, host) { throw new Error("x".repeat(100000)); }`,
+    new URL("https://platform.corp.example/"),
+    deps(),
+  ).catch((e: Error) => e);
+  assert.ok(error instanceof Error);
+  assert.ok(error.message.length < 260, `${error.message.length} characters`);
+});
+
+Deno.test("evaluatePac kills the evaluator when its signal aborts", async () => {
+  const controller = new AbortController();
+  const started = performance.now();
+  const evaluation = evaluatePac(
+    "function FindProxyForURL(url, host) { for (;;) {} }",
+    new URL("https://platform.corp.example/"),
+    deps(),
+    controller.signal,
   );
+  setTimeout(() => controller.abort(), 200);
+  await assert.rejects(evaluation, /the PAC evaluation was aborted/);
+  assert.ok(performance.now() - started < 5000);
+  assert.deepEqual(evaluatorsRunning(), []);
 });
 
 Deno.test("evaluatePac ends a script that never returns at the time limit", async () => {
@@ -143,6 +220,7 @@ Deno.test("evaluatePac ends a script that never returns at the time limit", asyn
     /did not answer within 0.3 s/,
   );
   assert.ok(performance.now() - started < 5000);
+  assert.deepEqual(evaluatorsRunning(), []);
 });
 
 Deno.test("evaluatePac resolves names the script asks for and evaluates again", async () => {
@@ -219,4 +297,92 @@ Deno.test("parseHttpResponse honours Content-Length and chunked bodies", () => {
   );
   assert.throws(() => parseHttpResponse(enc("HTTP/1.1 302 Found\r\n\r\n")), /answered 302/);
   assert.throws(() => parseHttpResponse(enc("garbage")), /no complete HTTP header/);
+});
+
+const CHUNKED = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+const OK_HEAD = "HTTP/1.1 200 OK\r\n";
+
+/** Malformed or stalled PAC answers and the error each must end in. */
+const HOSTILE_DOWNLOADS: Array<[string, RawStep[], RegExp]> = [
+  ["a negative chunk size", [CHUNKED, "-6\r\nabc\r\n0\r\n\r\n", "close"], /invalid chunk size/],
+  ["a negative chunk size, then a stall", [CHUNKED, "-6\r\nabc\r\n"], /within 1 s/],
+  ["a chunk size with 0x", [CHUNKED, "0x3\r\nabc\r\n0\r\n\r\n", "close"], /invalid chunk size/],
+  ["a chunk size with a sign", [CHUNKED, "+3\r\nabc\r\n0\r\n\r\n", "close"], /invalid chunk size/],
+  [
+    "a chunk size that is not hex",
+    [CHUNKED, "zz\r\nabc\r\n0\r\n\r\n", "close"],
+    /invalid chunk size/,
+  ],
+  ["a chunk size of 9 digits", [CHUNKED, "100000000\r\nabc\r\n", "close"], /invalid chunk size/],
+  ["a chunk size past the end", [CHUNKED, "ffffff\r\nabc\r\n0\r\n\r\n", "close"], /inside a chunk/],
+  [
+    "a chunk longer than its size",
+    [CHUNKED, "2\r\nabc\r\n0\r\n\r\n", "close"],
+    /longer than its size/,
+  ],
+  ["no last chunk", [CHUNKED, "3\r\nabc\r\n", "close"], /before its last chunk/],
+  ["an empty chunked body", [CHUNKED, "close"], /before its last chunk/],
+  ["a chunk size line without CRLF", [CHUNKED, "3abc", "close"], /before its last chunk/],
+  [
+    "a Content-Length that is not a number",
+    [`${OK_HEAD}Content-Length: 1e3\r\n\r\nabc`, "close"],
+    /invalid Content-Length/,
+  ],
+  [
+    "a negative Content-Length",
+    [`${OK_HEAD}Content-Length: -1\r\n\r\nabc`, "close"],
+    /invalid Content-Length/,
+  ],
+  [
+    "two different Content-Lengths",
+    [`${OK_HEAD}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, "close"],
+    /content-length twice/,
+  ],
+  [
+    "a body shorter than its Content-Length",
+    [`${OK_HEAD}Content-Length: 10\r\n\r\nabc`, "close"],
+    /before its Content-Length/,
+  ],
+  [
+    "a gzip transfer encoding",
+    [`${OK_HEAD}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, "close"],
+    /Transfer-Encoding "gzip, chunked"/,
+  ],
+  [
+    "a gzip content encoding",
+    [`${OK_HEAD}Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc`, "close"],
+    /Content-Encoding "gzip"/,
+  ],
+  ["a header line without a colon", [`${OK_HEAD}garbage\r\n\r\nabc`, "close"], /malformed/],
+  ["a stall before the status line", [], /within 1 s/],
+  ["a stall inside the head", [`${OK_HEAD}Content-Le`], /within 1 s/],
+  ["a stall after the head", [`${OK_HEAD}Content-Length: 3\r\n\r\n`], /within 1 s/],
+  ["a stall inside the body", [`${OK_HEAD}Content-Length: 9\r\n\r\nabc`], /within 1 s/],
+  ["a stall inside a chunk", [CHUNKED, "9\r\nabc"], /within 1 s/],
+  [
+    "one byte every 200 ms",
+    [OK_HEAD, ...Array.from({ length: 50 }, () => [{ pauseMs: 200 }, "X"]).flat()],
+    /within 1 s/,
+  ],
+];
+
+for (const [what, steps, expected] of HOSTILE_DOWNLOADS) {
+  Deno.test(`loadPacScript ends ${what} in a clear error within its deadline`, async () => {
+    await using server = rawHttpServer(steps);
+    const started = performance.now();
+    await assert.rejects(loadPacScript(`${server.url}proxy.pac`, 1000), expected);
+    assert.ok(performance.now() - started < 3000, `${performance.now() - started} ms`);
+  });
+}
+
+Deno.test("loadPacScript ends a stalled download at once when its signal aborts", async () => {
+  await using server = rawHttpServer([CHUNKED, "-6\r\nabc\r\n"]);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 200);
+  const started = performance.now();
+  await assert.rejects(
+    loadPacScript(`${server.url}proxy.pac`, 60_000, controller.signal),
+    /the PAC download was aborted/,
+  );
+  assert.ok(performance.now() - started < 2000);
 });

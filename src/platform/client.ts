@@ -283,7 +283,14 @@ export class PlatformClient implements Disposable {
     try {
       let response: Response;
       for (;;) {
-        if (this.#client === undefined) this.#follow(await this.route.decide());
+        if (this.#client === undefined) {
+          try {
+            this.#follow(await this.route.decide(controller.signal));
+          } catch (e) {
+            if (cause === undefined) throw e;
+            throw this.#transportError(e, cause, "connect");
+          }
+        }
         const sentWallMs = this.#now();
         try {
           response = await fetch(url, {

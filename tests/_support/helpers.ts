@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { agentPermissionFlags } from "../../tasks/permissions.ts";
+import { agentRunFlags } from "../../tasks/permissions.ts";
 
 /**
  * Absolute path of the CLI entry point the end-to-end tests spawn: the source, or what ships when
@@ -132,7 +132,7 @@ export function spawnAgent(
   );
 }
 
-const cachedFlags = await agentPermissionFlags();
+const cachedFlags = await agentRunFlags();
 
 /** The environment of a spawned child (with `clearEnv`): PATH, HOME, DENO_DIR if set, and `env`. */
 export function childEnv(env: Record<string, string> = {}): Record<string, string> {
