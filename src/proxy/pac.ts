@@ -21,6 +21,14 @@ const PAC_FETCH_TIMEOUT_MS = 10_000;
 const PAC_EVAL_TIMEOUT_MS = 3_000;
 /** Heap of the evaluator process: a PAC is a few kB of script (V8 needs about 10 MB to start). */
 export const PAC_MEMORY_MB = 64;
+/**
+ * Resident memory the evaluator may reach above its heap limit: the process starts at ~41 MB and
+ * a script that fills its 64 MB heap peaks at ~150 MB. This catches what the heap limit does not
+ * (ArrayBuffers live outside the V8 heap); Linux only (/proc), elsewhere the time limit bounds it.
+ */
+const PAC_RSS_MARGIN_MB = 128;
+/** How often the evaluator's resident memory is read. */
+const RSS_POLL_MS = 20;
 /** Longest answer line read from the evaluator. */
 const PAC_ANSWER_MAX_BYTES = 64 * 1024;
 /** Evaluation rounds: each may reveal names to resolve for the next. */
@@ -329,6 +337,12 @@ export async function evaluatePac(
       } (the agent's --allow-run must list its own executable; README "Proxy auto-config")`,
     );
   }
+  const rssLimitMb = deps.evalMemoryMb + PAC_RSS_MARGIN_MB;
+  const watch = watchResidentMemory(child, rssLimitMb);
+  const death = () =>
+    watch.exceeded
+      ? `the PAC evaluator exceeded its memory budget of ${rssLimitMb} MB and was stopped`
+      : undefined;
   const answers = answerLines(child);
   const writer = child.stdin.getWriter();
   try {
@@ -341,7 +355,7 @@ export async function evaluatePac(
         myIp: deps.myIp(),
         nowMs: deps.nowMs(),
       };
-      const answer = await ask(child, writer, answers, request, deps, signal);
+      const answer = await ask(child, writer, answers, request, deps, death, signal);
       const fresh = answer.unresolved.filter((name) => !Object.hasOwn(dns, name)).slice(0, 32);
       if (fresh.length > 0 && round < MAX_DNS_ROUNDS) {
         const found = await Promise.all(fresh.map((name) => deps.resolve(name)));
@@ -354,6 +368,7 @@ export async function evaluatePac(
       return answer.result;
     }
   } finally {
+    clearInterval(watch.timer);
     // Nothing the script started (a Worker, a timer) outlives its process.
     try {
       child.kill("SIGKILL");
@@ -364,6 +379,35 @@ export async function evaluatePac(
     await answers.return(undefined).catch(() => {});
     await child.status;
   }
+}
+
+/**
+ * Kills `child` once its resident memory passes `limitMb` (Linux `/proc/<pid>/status`); stops
+ * watching where that file cannot be read.
+ */
+function watchResidentMemory(child: Deno.ChildProcess, limitMb: number) {
+  const path = `/proc/${child.pid}/status`;
+  const watch = {
+    exceeded: false,
+    timer: setInterval(() => {
+      let kib: number;
+      try {
+        kib = Number(/^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(path))?.[1] ?? 0);
+      } catch {
+        clearInterval(watch.timer);
+        return;
+      }
+      if (kib <= limitMb * 1024) return;
+      watch.exceeded = true;
+      clearInterval(watch.timer);
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // gone already
+      }
+    }, RSS_POLL_MS),
+  };
+  return watch;
 }
 
 /** The evaluator's stdout, one line at a time; a line over the cap ends it with an error. */
@@ -388,6 +432,7 @@ async function ask(
   answers: AsyncGenerator<string>,
   request: PacRequest,
   deps: PacDeps,
+  death: () => string | undefined,
   signal?: AbortSignal,
 ): Promise<PacAnswer> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -407,6 +452,8 @@ async function ask(
     const next = await answers.next();
     if (next.done) {
       const status = await child.status;
+      const known = death();
+      if (known !== undefined) throw new Error(known);
       const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
       throw new Error(
         `the PAC evaluator stopped (${how}) without an answer; a script that needs more than ` +
@@ -432,7 +479,9 @@ async function ask(
     // The evaluator's stdin closes when it dies: name the death, not the broken pipe.
     if (e instanceof Deno.errors.BrokenPipe) {
       const status = await child.status;
-      throw new Error(`the PAC evaluator stopped (exit code ${status.code}) without an answer`);
+      throw new Error(
+        death() ?? `the PAC evaluator stopped (exit code ${status.code}) without an answer`,
+      );
     }
     throw e;
   } finally {
