@@ -409,3 +409,49 @@ Deno.test("loadPacScript ends a stalled download at once when its signal aborts"
   );
   assert.ok(performance.now() - started < 2000);
 });
+
+Deno.test("the evaluator drops every permission it was started with before reading a script", async () => {
+  // What a compiled agent does (it starts itself, with its own permissions): here `deno run`
+  // of the evaluator with all of them.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-all",
+      new URL("../src/proxy/pac_evaluator.ts", import.meta.url).href,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const request = (script: string): PacRequest => ({
+    script,
+    url: "https://platform.corp.example/",
+    host: "platform.corp.example",
+    dns: {},
+    myIp: "10.1.2.3",
+    nowMs: NOW,
+  });
+  const names = ["read", "write", "net", "env", "sys", "run", "ffi", "import"];
+  const lines = [
+    request(`function FindProxyForURL() { return Deno.readTextFileSync("/etc/hostname"); }`),
+    request(`function FindProxyForURL() { return Deno.env.get("HOME"); }`),
+    request(`function FindProxyForURL() {
+      return ${
+      JSON.stringify(names)
+    }.map((name) => Deno.permissions.querySync({ name }).state).join(",");
+    }`),
+  ].map((r) => JSON.stringify(r)).join("\n") + "\n";
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(lines));
+  await writer.close();
+  const out = await child.output();
+  const answers = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(answers.length, 3, new TextDecoder().decode(out.stderr));
+  assert.match(answers[0].error, /^NotCapable/);
+  assert.match(answers[1].error, /^NotCapable/);
+  // "prompt" (or "denied" once asked, without a terminal): never "granted".
+  assert.equal(answers[2].ok, true);
+  assert.doesNotMatch(answers[2].result, /granted/);
+  assert.equal(answers[2].result.split(",").length, names.length);
+});
