@@ -155,11 +155,24 @@ export function planBuild(options: PlanOptions): BuildPlan {
           "--include",
           join(bundleDir, PAC_WORKER),
           ...compileFlags(options.permissionFlags),
+          ...selfRunFlags(target),
           bundleEntry,
         ],
       };
     }),
   };
+}
+
+/**
+ * The Windows binary's install path (packaging/windows/install-service.ps1), which it starts as
+ * its PAC evaluator. It holds spaces, so it cannot sit in tasks/permissions.flags (read with
+ * `$(cat ...)` by `deno task agent`); Linux and macOS share `/usr/local/bin/oneconnect-agent`.
+ */
+export const WINDOWS_INSTALL_PATH = "C:\\Program Files\\OneConnect Agent\\oneconnect-agent.exe";
+
+/** Run access to the binary itself where the shared list cannot name it. */
+function selfRunFlags(target: Target): string[] {
+  return target.triple.includes("windows") ? [`--allow-run=${WINDOWS_INSTALL_PATH}`] : [];
 }
 
 /** The shared flags a binary is compiled with: all but the `deno run`-only ones. */

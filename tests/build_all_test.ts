@@ -154,6 +154,10 @@ Deno.test("build type-checks once, bundles, then compiles the bundle for every t
       "--include",
       "dist/.partial/bundle/proxy/pac_evaluator.js",
       ...COMPILE_FLAGS,
+      // The Windows binary's own install path (its PAC evaluator), spaces and all.
+      ...(target.name === "windows-amd64"
+        ? ["--allow-run=C:\\Program Files\\OneConnect Agent\\oneconnect-agent.exe"]
+        : []),
       "dist/.partial/bundle/main.js",
     ]);
   }
