@@ -171,6 +171,7 @@ Deno.test("a 1 MB hostile problem detail, header or page title costs under 50 ms
         status: 502,
         headers: { "content-type": "text/html" },
       }),
+      new Response(huge, { status: 503, headers: { "content-type": huge, "retry-after": huge } }),
     ];
     for (const response of answers) {
       const bytes = new TextEncoder().encode(huge);
