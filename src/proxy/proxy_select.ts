@@ -29,7 +29,7 @@ export interface ProxySettings {
   /** Evaluates the PAC for `target` (default: `src/proxy/pac.ts`, loaded only then). */
   evaluatePac?: (pac: string, target: URL, signal?: AbortSignal) => Promise<ProxyHop[]>;
   /** Reads the OS proxy setting (default: `src/proxy/os_proxy.ts` on Windows and macOS). */
-  readOsProxy?: (target: URL) => Promise<OsProxyDecision | undefined>;
+  readOsProxy?: (target: URL, signal?: AbortSignal) => Promise<OsProxyDecision | undefined>;
 }
 
 const DIRECT: ProxyHop = { kind: "direct" };
@@ -117,13 +117,15 @@ export class ProxyRoute {
     }
     const readOs = s.readOsProxy ??
       (s.os === "windows" || s.os === "darwin"
-        ? async (target: URL) => (await import("./os_proxy.ts")).readOsProxy(s.os!, target)
+        ? async (target: URL, signal?: AbortSignal) =>
+          (await import("./os_proxy.ts")).readOsProxy(s.os!, target, undefined, undefined, signal)
         : undefined);
     if (readOs) {
       try {
-        const fromOs = await readOs(this.target);
+        const fromOs = await readOs(this.target, signal);
         if (fromOs) return fromOs;
       } catch (e) {
+        if (signal?.aborted) throw e;
         problems.push(`the OS proxy setting could not be read: ${errorMessage(e)}`);
         s.logger?.warn(`Ignoring proxy settings: ${problems.at(-1)}`);
       }
