@@ -1,3 +1,5 @@
+// Longer than 400 lines because one request (proxy decision, failover, one deadline, body cap, TLS
+// diagnosis, error mapping) reads best as one method of the one class that talks to the platform.
 /**
  * The only code that talks to the platform: one pooled HTTP client with the pinned CA set, the
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
