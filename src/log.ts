@@ -39,6 +39,9 @@ export function clearSecrets(): void {
   knownSecrets.clear();
 }
 
+// Every pattern runs in linear time: none can start in the middle of a word and scan on to its
+// end from each of its characters (a 60,000-character problem detail took 30 s of CPU when a URL
+// scheme or a `*token` key could start anywhere in a word).
 const PATTERNS: Array<[RegExp, string]> = [
   // A PEM private key, whole or cut short.
   [
@@ -48,18 +51,51 @@ const PATTERNS: Array<[RegExp, string]> = [
   // Authorization header values, in any casing or quoting.
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=:-]+/gi, `$1 ${REDACTED}`],
   [/(["']?authorization["']?\s*[:=]\s*["']?)[^"'\s,}]+(?:\s+[^"'\s,}]+)?/gi, `$1${REDACTED}`],
-  // Credentials in URLs (proxy_url may carry them).
-  [/([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+(?::[^\s/@]*)?@/gi, `$1${REDACTED}@`],
+  // Credentials in URLs (proxy_url may carry them): `user:password@` or a token alone, `token@`.
+  // Matched from the `://` on, whatever the scheme: a scheme pattern could start in any word.
+  [/:\/\/[^\s/@:]+(?::[^\s/@]*)?@/g, `://${REDACTED}@`],
   // key=value or "key": "value" where the key names a secret.
   [
-    /((?:["']?)(?:[a-z_]*token|password|passwd|secret|private_key|api_key)(?:["']?)\s*[:=]\s*["']?)([^"'\s,}&]+)/gi,
+    /((?:["']?)(?:(?<![a-z_])[a-z_]*token|password|passwd|secret|private_key|api_key)(?:["']?)\s*[:=]\s*["']?)([^"'\s,}&]+)/gi,
     `$1${REDACTED}`,
   ],
 ];
 
-/** Returns `text` with every registered secret and every secret-shaped value replaced. */
-export function redact(text: string): string {
-  let out = text;
+/** Longest text {@linkcode redact} looks at; the rest is cut off before redaction. */
+export const REDACT_MAX_CHARS = 64 * 1024;
+/** What replaces the part of an over-long text that is cut off. */
+const CUT_MARK = "…[truncated]";
+
+/** Whether the UTF-16 unit `code` is white space as `\s` means it. */
+function isSpace(code: number): boolean {
+  if (code < 128) return code === 32 || (code >= 9 && code <= 13);
+  return /\s/.test(String.fromCharCode(code));
+}
+
+/**
+ * Where to cut `text` (longer than `max`) so that no secret is split with a half kept: before
+ * the word that spans the cut (a URL credential, a token, a key=value) and before a registered
+ * secret that spans it. A PEM key cut short is still redacted (its pattern ends at `$`).
+ */
+function safeCut(text: string, max: number): number {
+  let cut = max;
+  for (let before = -1; before !== cut;) {
+    before = cut;
+    for (const secret of knownSecrets) {
+      const at = text.indexOf(secret, Math.max(0, cut - secret.length + 1));
+      if (at >= 0 && at < cut) cut = at;
+    }
+    while (cut > 0 && !isSpace(text.charCodeAt(cut - 1))) cut--;
+  }
+  return cut;
+}
+
+/**
+ * Returns `text` with every registered secret and every secret-shaped value replaced. Linear in
+ * the text's length; text beyond `max` characters is cut off first (and marked).
+ */
+export function redact(text: string, max = REDACT_MAX_CHARS): string {
+  let out = text.length > max ? text.slice(0, safeCut(text, max)) + CUT_MARK : text;
   for (const secret of knownSecrets) {
     if (out.includes(secret)) out = out.split(secret).join(REDACTED);
   }

@@ -2,6 +2,13 @@ import { runCli } from "./cli.ts";
 import { ExitCode } from "./errors.ts";
 import { reportError, reportUncaughtErrors } from "./error_report.ts";
 import { neutraliseTrustEnvironment } from "./trust/trust_store.ts";
+import { PAC_EVALUATOR_ARG } from "./proxy/pac_entry.ts";
+
+// A compiled agent is its own Deno: src/proxy/pac.ts starts it again as the PAC evaluator.
+if (Deno.build.standalone && Deno.args[0] === PAC_EVALUATOR_ARG) {
+  await (await import("./proxy/pac_worker.ts")).serveEvaluator();
+  Deno.exit(0);
+}
 
 const shutdown = new AbortController();
 const signals: Deno.Signal[] = Deno.build.os === "windows"

@@ -46,8 +46,8 @@ export const TARGETS: readonly Target[] = [
 export const ENTRY = "src/main.ts";
 /** Where the bundle is written inside the partial directory; `deno compile` compiles its main.js. */
 export const BUNDLE_DIR_NAME = "bundle";
-/** The Worker module `src/proxy/pac.ts` starts (a bundle entry point of its own), included in every binary. */
-export const PAC_WORKER = "proxy/pac_worker.js";
+/** The PAC evaluator of `deno run` (a bundle entry point of its own), included in every binary. */
+export const PAC_WORKER = "proxy/pac_evaluator.js";
 /** Where `deno compile` writes; renamed into `dist/` only after every target succeeded. */
 export const PARTIAL_DIR_NAME = ".partial";
 /** Checksums file name, in `sha256sum -c` format. */
@@ -150,15 +150,30 @@ export function planBuild(options: PlanOptions): BuildPlan {
           target.triple,
           "--output",
           partialPath,
-          // Worker code is not found by `deno compile` on its own (the PAC evaluator).
+          // The bundle's second entry (the `deno run` PAC evaluator); a binary evaluates a PAC
+          // by starting itself (src/main.ts), but ships the whole bundle all the same.
           "--include",
           join(bundleDir, PAC_WORKER),
           ...compileFlags(options.permissionFlags),
+          ...selfRunFlags(target),
           bundleEntry,
         ],
       };
     }),
   };
+}
+
+/**
+ * The Windows binary's install path (packaging/windows/install-service.ps1), which it starts as
+ * its PAC evaluator. It holds spaces, so it cannot sit in tasks/permissions.flags (read with
+ * `$(cat ...)` by `deno task agent`); the Linux packages install `/usr/bin/oneconnect-agent` and macOS
+ * `/usr/local/bin/oneconnect-agent`, both named there.
+ */
+export const WINDOWS_INSTALL_PATH = "C:\\Program Files\\OneConnect Agent\\oneconnect-agent.exe";
+
+/** Run access to the binary itself where the shared list cannot name it. */
+function selfRunFlags(target: Target): string[] {
+  return target.triple.includes("windows") ? [`--allow-run=${WINDOWS_INSTALL_PATH}`] : [];
 }
 
 /** The shared flags a binary is compiled with: all but the `deno run`-only ones. */

@@ -15,8 +15,8 @@ import { fileURLToPath } from "node:url";
 
 /** The entry point that is bundled, relative to the repository root. */
 export const SOURCE_ENTRY = "src/main.ts";
-/** The PAC Worker (`src/proxy/pac.ts` starts it by URL): a bundle entry point of its own. */
-export const WORKER_ENTRY = "src/proxy/pac_worker.ts";
+/** The PAC evaluator (`src/proxy/pac.ts` runs it by URL): a bundle entry point of its own. */
+export const WORKER_ENTRY = "src/proxy/pac_evaluator.ts";
 /** Where `deno task bundle` writes, relative to the repository root. */
 export const BUNDLE_DIR = "dist/bundle";
 /** The bundled entry point, relative to the repository root. */

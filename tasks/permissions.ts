@@ -17,6 +17,15 @@ export async function agentPermissionFlags(): Promise<string[]> {
 }
 
 /**
+ * The shared flags for `deno run` of the agent: the list, plus run access to this Deno itself,
+ * which the agent starts again as its PAC evaluator (src/proxy/pac.ts). A compiled binary is its
+ * own evaluator, allowed by its install path in the list (README "Proxy auto-config").
+ */
+export async function agentRunFlags(): Promise<string[]> {
+  return [...await agentPermissionFlags(), `--allow-run=${Deno.execPath()}`];
+}
+
+/**
  * Flags of the shared list that only `deno run` takes, never `deno compile`.
  * `--unstable-lazy-dynamic-imports`: `deno run` otherwise reads and parses, at start-up, every
  * module a literal `import("…")` names (every CLI command's chunk, x509 included), which a steady

@@ -152,19 +152,24 @@ Deno.test("build type-checks once, bundles, then compiles the bundle for every t
       "--output",
       `dist/.partial/${target.file}`,
       "--include",
-      "dist/.partial/bundle/proxy/pac_worker.js",
+      "dist/.partial/bundle/proxy/pac_evaluator.js",
       ...COMPILE_FLAGS,
+      // The Windows binary's own install path (its PAC evaluator), spaces and all.
+      ...(target.name === "windows-amd64"
+        ? ["--allow-run=C:\\Program Files\\OneConnect Agent\\oneconnect-agent.exe"]
+        : []),
       "dist/.partial/bundle/main.js",
     ]);
   }
   // `deno run` loads dynamic imports lazily; `deno compile` must follow them to embed the chunks.
   assert.ok(FLAGS.includes("--unstable-lazy-dynamic-imports"));
-  // The flags are exactly tasks/permissions.flags, the list `deno task agent` uses.
+  // The flags are exactly tasks/permissions.flags, the list `deno task agent` uses (plus run
+  // access to that Deno itself, the PAC evaluator of `deno run`: agentRunFlags()).
   const flagsFile = await Deno.readTextFile(join(ROOT, "tasks/permissions.flags"));
   assert.deepEqual(FLAGS, flagsFile.split("\n").filter((l) => l.trim() !== ""));
   assert.match(
     denoJson.tasks.agent,
-    /deno task --quiet bundle && .*\$\(cat tasks\/permissions\.flags\) dist\/bundle\/main\.js/,
+    /deno task --quiet bundle && .*\$\(cat tasks\/permissions\.flags\) --allow-run=\$\(deno eval 'console\.log\(Deno\.execPath\(\)\)'\) dist\/bundle\/main\.js/,
   );
 });
 
@@ -336,9 +341,9 @@ Deno.test("--dry-run prints the exact commands and writes nothing", async () => 
   const quotedFlags = COMPILE_FLAGS.map((f) => (/[\\]/.test(f) ? `'${f}'` : f)).join(" ");
   assert.deepEqual(lines, [
     `${FAKE_DENO} check src/main.ts`,
-    `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/proxy/pac_worker.ts`,
-    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include dist/.partial/bundle/proxy/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
-    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include dist/.partial/bundle/proxy/pac_worker.js ${quotedFlags} dist/.partial/bundle/main.js`,
+    `${FAKE_DENO} bundle --quiet --platform deno --code-splitting --outdir dist/.partial/bundle src/main.ts src/proxy/pac_evaluator.ts`,
+    `${FAKE_DENO} compile --no-check --target aarch64-apple-darwin --output dist/.partial/oneconnect-agent-darwin-arm64 --include dist/.partial/bundle/proxy/pac_evaluator.js ${quotedFlags} dist/.partial/bundle/main.js`,
+    `${FAKE_DENO} compile --no-check --target x86_64-unknown-linux-gnu --output dist/.partial/oneconnect-agent-linux-amd64 --include dist/.partial/bundle/proxy/pac_evaluator.js ${quotedFlags} dist/.partial/bundle/main.js`,
     "mv dist/.partial/oneconnect-agent-darwin-arm64 dist/oneconnect-agent-darwin-arm64",
     "mv dist/.partial/oneconnect-agent-linux-amd64 dist/oneconnect-agent-linux-amd64",
     "# then write dist/SHA256SUMS and dist/build.json",

@@ -27,7 +27,7 @@ Deno.test("bundle: a steady run loads no npm package, no static Node built-in, n
     const out = join(dir, "out");
     const files = [];
     for await (const e of Deno.readDir(out)) if (e.isFile) files.push(e.name);
-    files.push("proxy/pac_worker.js");
+    files.push("proxy/pac_evaluator.js");
     const run = files.find((f) => /^run-[\w-]+\.js$/.test(f));
     assert.ok(run, `no heartbeat chunk in ${files.join(", ")}`);
     const closure = new Set([

@@ -4,9 +4,12 @@ import {
   createLogger,
   type LogFormat,
   redact,
+  REDACT_MAX_CHARS,
   redactValue,
   registerSecret,
 } from "../src/log.ts";
+import { clean, httpError } from "../src/platform/responses.ts";
+import { threadCpuMs } from "./_support/helpers.ts";
 
 const TOKEN = "oc_enroll_7f3a9c1e2b4d6f8091a2b3c4";
 const SA_TOKEN = "sat_9d8c7b6a5f4e3d2c1b0a99887766";
@@ -63,6 +66,9 @@ Deno.test("redact scrubs secret-shaped values even when never registered", () =>
   assert.equal(redact("token=abc&x=1"), "token=[REDACTED]&x=1");
   assert.match(redact(KEY_PEM.slice(0, 50)), /^\[REDACTED PRIVATE KEY\]$/);
   assert.equal(redact("GET https://a:b@host/x"), "GET https://[REDACTED]@host/x");
+  // A token as the user part alone (proxies, git-style URLs) is a credential too.
+  assert.equal(redact("GET https://s3cr3tT0ken@host/x"), "GET https://[REDACTED]@host/x");
+  assert.equal(redact("proxy http://s3cr3tT0ken@proxy:3128"), "proxy http://[REDACTED]@proxy:3128");
   assert.equal(redact("plain message"), "plain message");
 });
 
@@ -112,4 +118,106 @@ Deno.test("text format puts one event per line with quoted values", () => {
     lines[0],
     '1970-01-01T00:00:00.000Z INFO  heartbeat failed status=503 reason="two words" id=a1',
   );
+});
+
+/** Texts that made a backtracking pattern retry from every character (30 s for 60,000). */
+function hostileTexts(size: number): Record<string, string> {
+  const fill = (unit: string) => unit.repeat(Math.ceil(size / unit.length)).slice(0, size);
+  return {
+    "one long word": fill("a"),
+    "a scheme without credentials": `https://${fill("b")}`,
+    "words ending in token": fill("token"),
+    "a PEM header never closed": `-----BEGIN ${fill("A")}`,
+    "authorization and spaces": `authorization:${fill(" ")}`,
+    "Bearer after Bearer": fill("Bearer "),
+    "schemes": fill("a://"),
+    "user:": fill("a:"),
+    "@ signs": fill("x://a@"),
+  };
+}
+
+Deno.test("redact costs under 50 ms of CPU on 1 MB of hostile text", () => {
+  clearSecrets();
+  registerSecret(TOKEN);
+  redact("warm up https://a:b@c token=x Bearer y");
+  // 16 KB first: the quadratic patterns fail fast there instead of burning hours on 1 MB.
+  for (const size of [16 * 1024, 1024 * 1024]) {
+    for (const [what, text] of Object.entries(hostileTexts(size))) {
+      let out = "";
+      const ms = threadCpuMs(() => out = redact(text));
+      assert.ok(ms < 50, `${what} (${size} chars) took ${ms.toFixed(1)} ms`);
+      // Replacements may be longer than what they replace ("Bearer x" → "Bearer [REDACTED]").
+      assert.ok(out.length <= 3 * REDACT_MAX_CHARS, `${what}: output of ${out.length} chars`);
+    }
+  }
+  clearSecrets();
+});
+
+Deno.test("a 1 MB hostile problem detail, header or page title costs under 50 ms", () => {
+  redact("warm up");
+  // 16 KB first: the quadratic patterns fail fast there instead of burning hours on 1 MB.
+  for (const size of [16 * 1024, 1024 * 1024]) {
+    const huge = "token".repeat(size / 5);
+    const answers = [
+      new Response(JSON.stringify({ title: huge, detail: huge, code: huge, extra: huge }), {
+        status: 400,
+        headers: { "content-type": "application/problem+json", "retry-after": huge },
+      }),
+      new Response(`<html><head><title>${huge}`, {
+        status: 502,
+        headers: { "content-type": `text/html; x=${huge}` },
+      }),
+      new Response(`${"<title".repeat(700)}>${huge}`, {
+        status: 502,
+        headers: { "content-type": "text/html" },
+      }),
+      new Response(huge, { status: 503, headers: { "content-type": huge, "retry-after": huge } }),
+    ];
+    for (const response of answers) {
+      const bytes = new TextEncoder().encode(huge);
+      let message = "";
+      const ms = threadCpuMs(() => message = httpError(response, bytes, 0, false).message);
+      assert.ok(ms < 50, `${response.status} (${size} chars) took ${ms.toFixed(1)} ms`);
+      assert.ok(message.length < 1000, message.slice(0, 200));
+    }
+    const ms = threadCpuMs(() => clean(`detail ${huge}`));
+    assert.ok(ms < 50, `clean (${size} chars) took ${ms.toFixed(1)} ms`);
+  }
+});
+
+Deno.test("redact cuts an over-long text before a secret that spans the cut, never keeping half", () => {
+  clearSecrets();
+  const spaced = "my registered secret with spaces 0123456789";
+  registerSecret(spaced);
+  const max = 100;
+  const pad = (n: number) => "x ".repeat(n / 2);
+  const secrets = [
+    "hunter2secretpassword",
+    "s3cr3tT0kenUserOnly",
+    "bearerValue0123456789",
+    "tokenValue0123456789",
+    spaced,
+  ];
+  const shapes = [
+    (at: number) => `${pad(at)}proxy https://user:hunter2secretpassword@proxy:3128 then`,
+    (at: number) => `${pad(at)}proxy https://s3cr3tT0kenUserOnly@proxy:3128 then`,
+    (at: number) => `${pad(at)}Authorization: Bearer bearerValue0123456789 then`,
+    (at: number) => `${pad(at)}service_account_token=tokenValue0123456789&then`,
+    (at: number) => `${pad(at)}${spaced} then`,
+  ];
+  for (const shape of shapes) {
+    // Every cut position across the secret and the words before it.
+    for (let at = 40; at <= max; at += 2) {
+      const text = shape(at) + pad(200);
+      const out = redact(text, max);
+      assert.ok(out.length <= max + 20, out);
+      for (const secret of secrets) {
+        for (let n = 6; n <= secret.length; n++) {
+          assert.ok(!out.includes(secret.slice(0, n)), `half of ${secret} kept: ${out}`);
+        }
+      }
+    }
+  }
+  assert.equal(redact("short text", max), "short text");
+  clearSecrets();
 });

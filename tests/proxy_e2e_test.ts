@@ -10,14 +10,16 @@ import {
   enrollArgs,
   freePort,
   hostPort,
+  MAIN,
   runAgent,
   skipWithout,
   startRun,
   tempDir,
   until,
 } from "./_support/helpers.ts";
-import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { agentRunFlags } from "../tasks/permissions.ts";
 import { squidAvailable, startSquid } from "./_support/squid.ts";
+import { rawHttpServer, type RawStep } from "./_support/raw_http.ts";
 
 const NO_SQUID = !squidAvailable();
 
@@ -281,7 +283,7 @@ Deno.test("without permission to pin NO_PROXY the agent fails closed instead of 
     { stdin: platform.mintEnrollmentToken() },
   );
   assert.equal(enroll.code, 0, enroll.stderr);
-  const flags = (await agentPermissionFlags()).map((f) =>
+  const flags = (await agentRunFlags()).map((f) =>
     f.startsWith("--allow-env=") ? f.replace(/(^|,)NO_PROXY(?=,|$)/, "") : f
   );
   const run = await runAgent(["--state-dir", dir.path, "run", "--once"], {
@@ -291,4 +293,107 @@ Deno.test("without permission to pin NO_PROXY the agent fails closed instead of 
   assert.equal(run.code, 4, run.stderr);
   assert.match(run.stderr, /NO_PROXY is not in --allow-env/);
   assert.equal(platform.heartbeats().length, 0);
+});
+
+Deno.test("a hostile PAC prints nothing into the agent's output, cannot crash it, and leaves nothing running", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const enroll = await enrollWith(platform, dir.path);
+  assert.equal(enroll.code, 0, enroll.stderr);
+  const pacFile = join(dir.path, "proxy.pac");
+  await Deno.writeTextFile(
+    join(dir.path, "agent.json"),
+    JSON.stringify({ proxy_pac_url: pacFile }),
+  );
+  await Deno.chmod(join(dir.path, "agent.json"), 0o600);
+  const forged = "2020-01-01T00:00:00.000Z INFO  First heartbeat accepted";
+  const scripts: Record<string, string> = {
+    // Printing, directly and from a nested Worker that would keep printing after the decision.
+    "a PAC that prints": `
+      console.log(${JSON.stringify(forged)});
+      console.error(${JSON.stringify(forged)});
+      new Worker(URL.createObjectURL(new Blob([
+        "setInterval(() => console.log(" + ${JSON.stringify(JSON.stringify(forged))} + "), 20)",
+      ])), { type: "module" });
+      function FindProxyForURL(url, host) { return "DIRECT"; }`,
+    "a PAC that allocates without end": `
+      function FindProxyForURL(url, host) {
+        const kept = [];
+        for (;;) kept.push("x".repeat(1024) + Math.random());
+      }`,
+    "a PAC that throws a huge message": `
+      function FindProxyForURL(url, host) {
+        throw new Error("x".repeat(100000) + "\\n" + ${JSON.stringify(forged)});
+      }`,
+  };
+  for (const [what, script] of Object.entries(scripts)) {
+    await Deno.writeTextFile(pacFile, script);
+    const run = await runAgent(["--state-dir", dir.path, "run", "--once"]);
+    assert.equal(run.code, 0, `${what}: ${run.stderr.slice(0, 2000)}`);
+    for (const line of `${run.stdout}\n${run.stderr}`.split("\n")) {
+      assert.ok(!line.startsWith(forged.slice(0, 24)), `${what} printed: ${line.slice(0, 200)}`);
+    }
+    const warnings = run.stderr.split("\n").filter((l) => l.includes("Ignoring proxy settings"));
+    if (what === "a PAC that prints") {
+      assert.deepEqual(warnings, []);
+    } else {
+      // One PAC error line, of bounded length, and the documented fallback (direct).
+      assert.equal(warnings.length, 1, run.stderr.slice(0, 2000));
+      assert.ok(warnings[0]!.length < 600, `${warnings[0]!.length} characters`);
+      assert.match(
+        warnings[0]!,
+        what.includes("allocates")
+          ? /failed: (?:the PAC evaluator (?:stopped|exceeded)|FindProxyForURL did not answer)/
+          : /failed: FindProxyForURL failed: Error: x{100}/,
+      );
+    }
+    assert.match(run.stderr, /Heartbeat accepted|First heartbeat accepted/);
+    assert.deepEqual(evaluatorsLeft(), [], what);
+  }
+});
+
+/** Processes still running the bundle's PAC evaluator (Linux /proc; none elsewhere). */
+function evaluatorsLeft(): string[] {
+  if (Deno.build.os !== "linux") return [];
+  const file = MAIN.endsWith(".ts") ? "proxy/pac_evaluator.ts" : "proxy/pac_evaluator.js";
+  const evaluator = new URL(file, `file://${MAIN}`).href;
+  const left: string[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    try {
+      if (Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).includes(evaluator)) {
+        left.push(entry.name);
+      }
+    } catch {
+      // not a process, or gone meanwhile
+    }
+  }
+  return left;
+}
+
+Deno.test("SIGTERM stops a run stuck in a hostile PAC download within 5 s", async () => {
+  await using platform = await startDevPlatform({ quiet: true });
+  await using dir = await tempDir();
+  const enroll = await enrollWith(platform, dir.path);
+  assert.equal(enroll.code, 0, enroll.stderr);
+  const chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const hostile: Record<string, RawStep[]> = {
+    // 32b58ff looped for ever on this one, on the main thread, deaf to SIGTERM.
+    "a negative chunk size": [chunked, "-6\r\nabc\r\n0\r\n\r\n", "close"],
+    "a negative chunk size, then a stall": [chunked, "-6\r\nabc\r\n"],
+    "a body that never ends": [chunked, "3\r\nabc\r\n"],
+  };
+  for (const [what, steps] of Object.entries(hostile)) {
+    await using pac = rawHttpServer(steps);
+    await Deno.writeTextFile(
+      join(dir.path, "agent.json"),
+      JSON.stringify({ proxy_pac_url: `${pac.url}proxy.pac` }),
+    );
+    await Deno.chmod(join(dir.path, "agent.json"), 0o600);
+    await using run = startRun(dir.path);
+    await until(() => pac.connections() > 0, `${what}: the PAC download`);
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = await run.terminate("SIGTERM");
+    assert.ok(stopped.ms < 5000, `${what}: exit took ${Math.round(stopped.ms)} ms`);
+    assert.equal(stopped.code, 0, `${what}: ${stopped.stderr.slice(0, 2000)}`);
+  }
 });

@@ -68,6 +68,32 @@ Deno.test("plain http is never proxied, whatever the settings say", async () => 
   assert.deepEqual((await route.decide()).hops, [{ kind: "direct" }]);
 });
 
+Deno.test("a lookup ended by its signal (the agent stopping) decides nothing, so the next one looks again", async () => {
+  let lookups = 0;
+  const route = new ProxyRoute(
+    HTTPS,
+    settings({
+      pac: "/etc/proxy.pac",
+      os: "windows",
+      evaluatePac: (_pac, _target, signal) => {
+        lookups++;
+        return new Promise((_, reject) => {
+          if (signal?.aborted) reject(new Error("aborted"));
+          signal?.addEventListener("abort", () => reject(new Error("aborted")));
+        });
+      },
+      readOsProxy: () => Promise.reject(new Error("must not be read after an abort")),
+    }),
+  );
+  const controller = new AbortController();
+  const deciding = route.decide(controller.signal);
+  controller.abort();
+  await assert.rejects(deciding, /aborted/);
+  assert.equal(route.known, undefined);
+  await assert.rejects(route.decide(AbortSignal.abort()), /aborted/);
+  assert.equal(lookups, 2);
+});
+
 Deno.test("NO_PROXY from the environment wins, and no lookup is needed without PAC or OS", () => {
   const d = decideWithoutLookups(HTTPS, {
     env: env({ NO_PROXY: ".example.com", HTTPS_PROXY: "http://env:1" }),

@@ -1,3 +1,5 @@
+// Longer than 400 lines because one request (proxy decision, failover, one deadline, body cap, TLS
+// diagnosis, error mapping) reads best as one method of the one class that talks to the platform.
 /**
  * The only code that talks to the platform: one pooled HTTP client with the pinned CA set, the
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
@@ -283,7 +285,14 @@ export class PlatformClient implements Disposable {
     try {
       let response: Response;
       for (;;) {
-        if (this.#client === undefined) this.#follow(await this.route.decide());
+        if (this.#client === undefined) {
+          try {
+            this.#follow(await this.route.decide(controller.signal));
+          } catch (e) {
+            if (cause === undefined) throw e;
+            throw this.#transportError(e, cause, "connect");
+          }
+        }
         const sentWallMs = this.#now();
         try {
           response = await fetch(url, {

@@ -223,7 +223,7 @@ export function decodeUtf8Strict(bytes: Uint8Array): string | null {
 
 function htmlTitle(bytes: Uint8Array): string | undefined {
   const head = new TextDecoder().decode(bytes.subarray(0, 4096));
-  const title = /<title[^>]*>([^<]{1,200})<\/title>/i.exec(head)?.[1];
+  const title = /<title[^<>]*>([^<]{1,200})<\/title>/i.exec(head)?.[1];
   return title === undefined ? undefined : clean(title, 80);
 }
 

@@ -140,12 +140,16 @@ export type ToolRunner = (path: string, args: string[]) => Promise<string>;
 const runTool: ToolRunner = (path, args) =>
   childStdout(path, args, { timeoutMs: 5000, codeLabel: "" });
 
-/** The OS proxy decision for `target`, or undefined when the OS sets no proxy. */
+/**
+ * The OS proxy decision for `target`, or undefined when the OS sets no proxy. `signal` ends the
+ * evaluation of the OS's PAC (the agent stopping).
+ */
 export async function readOsProxy(
   os: typeof Deno.build.os,
   target: URL,
   run: ToolRunner = runTool,
   pacHops?: (pac: string, target: URL) => Promise<ProxyHop[]>,
+  signal?: AbortSignal,
 ): Promise<OsProxyDecision | undefined> {
   let setting: OsProxySetting | undefined;
   let source: string;
@@ -164,7 +168,8 @@ export async function readOsProxy(
   }
   if (setting.pac !== undefined) {
     const evaluate = pacHops ??
-      (async (pac: string, t: URL) => (await import("./pac.ts")).pacHops(pac, t));
+      (async (pac: string, t: URL) =>
+        (await import("./pac.ts")).pacHops(pac, t, undefined, signal));
     return {
       hops: await evaluate(setting.pac, target),
       source: `PAC ${JSON.stringify(setting.pac)} of ${source}`,

@@ -1,8 +1,11 @@
 /**
- * Evaluates a PAC script's `FindProxyForURL(url, host)` inside a Worker started with no
- * permissions. DNS answers come from the parent in the message (the PAC function is synchronous);
- * a name the script asks for that the parent did not resolve is reported back, and the parent
- * resolves it and asks again. Self-contained on purpose: a permissionless Worker imports nothing.
+ * Evaluates a PAC script's `FindProxyForURL(url, host)` in a child process of the agent's own
+ * executable (src/proxy/pac.ts starts it): no permission, a heap limit, its output a pipe only the
+ * agent reads, killed once the answer is in. One JSON request per line on stdin, one JSON answer
+ * per line on stdout. DNS answers come from the parent in the request (the PAC function is
+ * synchronous); a name the script asks for that the parent did not resolve is reported back, and
+ * the parent resolves it and asks again. Self-contained on purpose: `deno run` starts it (through
+ * pac_evaluator.ts) with no config and nothing to import.
  */
 
 /** What the parent sends. */
@@ -165,17 +168,40 @@ export function runPac(request: PacRequest): PacAnswer {
     return { ok: true, result: result == null ? "" : String(result), unresolved: [...unresolved] };
   } catch (e) {
     const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-    return { ok: false, error: message.slice(0, 200), unresolved: [...unresolved] };
+    return { ok: false, error: message.slice(0, PAC_ERROR_CHARS), unresolved: [...unresolved] };
   }
 }
 
-// In the Worker: one request per message. Outside a Worker (unit tests) nothing is registered.
-const scope = globalThis as unknown as {
-  onmessage?: unknown;
-  postMessage?: (answer: PacAnswer) => void;
-  WorkerGlobalScope?: unknown;
-};
-if (scope.WorkerGlobalScope !== undefined && typeof scope.postMessage === "function") {
-  const post = scope.postMessage.bind(globalThis);
-  scope.onmessage = (event: MessageEvent<PacRequest>) => post(runPac(event.data));
+/** Longest error text an answer carries. */
+export const PAC_ERROR_CHARS = 200;
+
+/**
+ * Serves requests from stdin until it ends. Every permission is dropped first (a compiled agent
+ * starts this with its own), and the console is silenced: nothing the script prints is an answer.
+ */
+export async function serveEvaluator(): Promise<void> {
+  const names = ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const;
+  for (const name of names) {
+    try {
+      Deno.permissions.revokeSync({ name } as Deno.PermissionDescriptor);
+    } catch {
+      // A permission this Deno does not know.
+    }
+  }
+  const silent = () => {};
+  for (const key of Object.keys(console)) {
+    (console as unknown as Record<string, unknown>)[key] = silent;
+  }
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of Deno.stdin.readable) {
+    pending += decoder.decode(chunk, { stream: true });
+    for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
+      const line = pending.slice(0, end);
+      pending = pending.slice(end + 1);
+      const bytes = encoder.encode(JSON.stringify(runPac(JSON.parse(line))) + "\n");
+      for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+    }
+  }
 }

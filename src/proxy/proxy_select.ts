@@ -27,9 +27,9 @@ export interface ProxySettings {
   os?: typeof Deno.build.os;
   logger?: Logger;
   /** Evaluates the PAC for `target` (default: `src/proxy/pac.ts`, loaded only then). */
-  evaluatePac?: (pac: string, target: URL) => Promise<ProxyHop[]>;
+  evaluatePac?: (pac: string, target: URL, signal?: AbortSignal) => Promise<ProxyHop[]>;
   /** Reads the OS proxy setting (default: `src/proxy/os_proxy.ts` on Windows and macOS). */
-  readOsProxy?: (target: URL) => Promise<OsProxyDecision | undefined>;
+  readOsProxy?: (target: URL, signal?: AbortSignal) => Promise<OsProxyDecision | undefined>;
 }
 
 const DIRECT: ProxyHop = { kind: "direct" };
@@ -63,7 +63,8 @@ export function decideWithoutLookups(
 
 /**
  * The proxy decision for one platform URL, made once and kept: PAC and OS lookups run again
- * only after {@linkcode invalidate} (every hop failed to connect). No Worker outlives a decision.
+ * only after {@linkcode invalidate} (every hop failed to connect). No PAC evaluator outlives a
+ * decision.
  */
 export class ProxyRoute {
   readonly target: URL;
@@ -81,9 +82,12 @@ export class ProxyRoute {
     return this.#decision;
   }
 
-  /** The decision, looking up the PAC or the OS setting if needed. */
-  async decide(): Promise<ProxyDecision> {
-    this.#decision ??= await this.#lookup();
+  /**
+   * The decision, looking up the PAC or the OS setting if needed. `signal` (the agent stopping,
+   * a request's deadline) ends a PAC download or evaluation at once; nothing is then decided.
+   */
+  async decide(signal?: AbortSignal): Promise<ProxyDecision> {
+    this.#decision ??= await this.#lookup(signal);
     return this.#decision;
   }
 
@@ -94,16 +98,18 @@ export class ProxyRoute {
     }
   }
 
-  async #lookup(): Promise<ProxyDecision> {
+  async #lookup(signal?: AbortSignal): Promise<ProxyDecision> {
     const s = this.#settings;
     const problems: string[] = [];
     if (s.pac !== undefined) {
       const what = `PAC ${JSON.stringify(s.pac)}`;
       try {
         const evaluate = s.evaluatePac ??
-          (async (pac: string, target: URL) => (await import("./pac.ts")).pacHops(pac, target));
-        return { hops: await evaluate(s.pac, this.target), source: what };
+          (async (pac: string, target: URL, signal?: AbortSignal) =>
+            (await import("./pac.ts")).pacHops(pac, target, undefined, signal));
+        return { hops: await evaluate(s.pac, this.target, signal), source: what };
       } catch (e) {
+        if (signal?.aborted) throw e;
         // Like browsers: a broken PAC is not fatal; the lookup goes on and the reason is shown.
         problems.push(`${what} failed: ${errorMessage(e)}`);
         s.logger?.warn(`Ignoring proxy settings: ${problems.at(-1)}`);
@@ -111,13 +117,15 @@ export class ProxyRoute {
     }
     const readOs = s.readOsProxy ??
       (s.os === "windows" || s.os === "darwin"
-        ? async (target: URL) => (await import("./os_proxy.ts")).readOsProxy(s.os!, target)
+        ? async (target: URL, signal?: AbortSignal) =>
+          (await import("./os_proxy.ts")).readOsProxy(s.os!, target, undefined, undefined, signal)
         : undefined);
     if (readOs) {
       try {
-        const fromOs = await readOs(this.target);
+        const fromOs = await readOs(this.target, signal);
         if (fromOs) return fromOs;
       } catch (e) {
+        if (signal?.aborted) throw e;
         problems.push(`the OS proxy setting could not be read: ${errorMessage(e)}`);
         s.logger?.warn(`Ignoring proxy settings: ${problems.at(-1)}`);
       }

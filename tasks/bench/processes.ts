@@ -1,6 +1,6 @@
 /** Spawning the real CLI and the floor exactly as `deno task agent` runs them. */
 import { BUNDLE_ENTRY } from "../bundle.ts";
-import { agentPermissionFlags } from "../permissions.ts";
+import { agentRunFlags } from "../permissions.ts";
 
 /**
  * The CLI entry point agents are spawned from: what ships, the bundle. `deno task bench` bundles
@@ -18,7 +18,7 @@ export const FLOOR = new URL("./floor.ts", import.meta.url).pathname;
 /** Absolute path of the floor with one dependency loaded (npm, zod or x509). */
 export const FLOOR_DEPS = new URL("./floor_deps.ts", import.meta.url).pathname;
 
-const flags = await agentPermissionFlags();
+const flags = await agentRunFlags();
 /** The V8 flags the shared list gives every agent process (and the compiled binaries). */
 export const SHARED_V8_FLAGS = flags.filter((f) => f.startsWith("--v8-flags="));
 

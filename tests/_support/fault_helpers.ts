@@ -11,7 +11,7 @@ import {
   startDevPlatform,
 } from "../../tasks/dev_platform/server.ts";
 import { writeFileAtomic } from "../../src/file_system.ts";
-import { agentPermissionFlags } from "../../tasks/permissions.ts";
+import { agentRunFlags } from "../../tasks/permissions.ts";
 import {
   childEnv,
   type CliResult,
@@ -344,7 +344,7 @@ export class Harness implements AsyncDisposable {
   }
 }
 
-const cachedFlags = await agentPermissionFlags();
+const cachedFlags = await agentRunFlags();
 
 /** Process ids below `pid` (Linux /proc; none elsewhere). */
 function descendants(pid: number): number[] {

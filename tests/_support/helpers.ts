@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { agentPermissionFlags } from "../../tasks/permissions.ts";
+import { agentRunFlags } from "../../tasks/permissions.ts";
 
 /**
  * The file system path of a `file:` URL as this platform spells it (`file:///C:/x%20y` is
@@ -159,7 +159,7 @@ export function spawnAgent(
   );
 }
 
-const cachedFlags = await agentPermissionFlags();
+const cachedFlags = await agentRunFlags();
 
 /** The environment of a spawned child (with `clearEnv`): PATH, HOME, DENO_DIR if set, and `env`. */
 export function childEnv(env: Record<string, string> = {}): Record<string, string> {
@@ -412,4 +412,23 @@ export function findTool(command: string, ...candidates: string[]): string | nul
     }
   }
   return null;
+}
+
+/**
+ * CPU milliseconds the calling thread spends in `work` (Linux `/proc/thread-self/schedstat`, so
+ * that other tests on a loaded machine do not count), or its wall time where that file is absent.
+ */
+export function threadCpuMs(work: () => void): number {
+  const read = () => {
+    try {
+      return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]) / 1e6;
+    } catch {
+      return undefined;
+    }
+  };
+  const before = read();
+  const wall = performance.now();
+  work();
+  const after = read();
+  return before === undefined || after === undefined ? performance.now() - wall : after - before;
 }

@@ -20,6 +20,7 @@ import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
 import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat/schedule.ts";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { clearSecrets, createLogger, redact, registerSecret } from "../../src/log.ts";
+import { threadCpuMs } from "../_support/helpers.ts";
 import { PlatformClient } from "../../src/platform/client.ts";
 import { readStatus } from "../../src/state/status_store.ts";
 
@@ -134,6 +135,8 @@ Deno.test("fuzz: redact removes every registered secret, bearer value and privat
         (s: string) => `service_account_token=${s}`,
         (s: string) => `"enrollment_token": "${s}"`,
         (s: string) => `https://user:${s}@proxy.example:3128`,
+        // A token alone as the user part (proxies, git-style URLs).
+        (s: string) => `https://${s}@proxy.example:3128`,
         (s: string) => `-----BEGIN PRIVATE KEY-----\n${s}\n-----END PRIVATE KEY-----`,
         (s: string) => `-----BEGIN EC PRIVATE KEY-----\n${s}`,
       ),
@@ -146,6 +149,59 @@ Deno.test("fuzz: redact removes every registered secret, bearer value and privat
     ),
     { numRuns: 1000 },
   );
+  clearSecrets();
+});
+
+Deno.test("fuzz: redact stays within 50 ms on long hostile text and never keeps half a secret at its cut", () => {
+  // Pieces of the redaction patterns, repeated: what makes a backtracking pattern slow.
+  const piece = fc.constantFrom(
+    "a",
+    "token",
+    "://",
+    "https://",
+    "@",
+    ":",
+    " ",
+    "Bearer ",
+    "authorization: ",
+    "password=",
+    "-----BEGIN ",
+    "PRIVATE KEY-----",
+    "\n",
+  );
+  const hostile = fc.array(fc.tuple(piece, fc.integer({ min: 1, max: 20_000 })), {
+    minLength: 1,
+    maxLength: 8,
+  }).map((runs) => runs.map(([p, n]) => p.repeat(n)).join(""));
+  const started = performance.now();
+  fc.assert(
+    fc.property(
+      hostile,
+      secretArb,
+      fc.constantFrom(
+        (s: string) => `https://user:${s}@proxy.example:3128`,
+        (s: string) => `https://${s}@proxy.example:3128`,
+        (s: string) => `Authorization: Bearer ${s}`,
+        (s: string) => `service_account_token=${s}`,
+        (s: string) => `registered ${s}`,
+      ),
+      fc.integer({ min: 20, max: 400 }),
+      (text, secret, wrap, max) => {
+        clearSecrets();
+        registerSecret(secret);
+        const ms = threadCpuMs(() => redact(text));
+        assert.ok(ms < 50, `redact of ${text.length} chars took ${ms.toFixed(1)} ms`);
+        // A cut anywhere around the secret keeps no prefix of it long enough to matter.
+        const out = redact(`${text.slice(0, max)} ${wrap(secret)} ${text.slice(0, 50)}`, max + 20);
+        for (let n = 8; n <= secret.length; n++) {
+          assert.ok(!out.includes(secret.slice(0, n)), `half of the secret kept: ${out}`);
+        }
+      },
+    ),
+    // A time budget, not only a count: the suite must not wait on the fuzzer.
+    { numRuns: 300, interruptAfterTimeLimit: 20_000 },
+  );
+  assert.ok(performance.now() - started < 60_000);
   clearSecrets();
 });
 
