@@ -87,6 +87,16 @@ Deno.test("a bare Bearer value is redacted in a message, an error detail and a f
   }
 });
 
+Deno.test("a bare Basic credential (a proxy's user:password) is redacted in a message and an error", () => {
+  clearSecrets();
+  // Never registered and never preceded by "Authorization": only the Basic rule can catch it.
+  const bare = btoa("proxyuser:s3cr3t-proxy-pass");
+  assert.equal(redact(`proxy refused Basic ${bare}`), "proxy refused Basic [REDACTED]");
+  const { logger, lines } = capture("json");
+  logger.error("proxy failed", { error: new Error(`407 for basic ${bare}`) });
+  assert.ok(!lines[0]!.includes(bare), `leaked the Basic credential: ${lines[0]}`);
+});
+
 Deno.test("redactValue masks secret-named fields but keeps structure and booleans", () => {
   assert.deepEqual(
     redactValue({ had_authorization: true, token: "x", n: 1, list: ["a"], key: "k" }),
