@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { TRUST_VARIABLES } from "../src/trust/trust_store.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { childEnv } from "./_support/helpers.ts";
 
 /** The backquoted names in `text`. */
 function codeNames(text: string): string[] {
@@ -36,4 +37,51 @@ Deno.test("every variable the agent clears is in the README's and the launch fla
   for (const name of TRUST_VARIABLES) {
     assert.ok(granted.includes(name), `${name} not in --allow-env`);
   }
+});
+
+/** Runs `code` in a fresh Deno process (the trust state is per process) importing trust_store.ts. */
+async function inFreshProcess(code: string): Promise<string> {
+  const url = new URL("../src/trust/trust_store.ts", import.meta.url).href;
+  const log = new URL("../src/log.ts", import.meta.url).href;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import * as t from ${JSON.stringify(url)}; import { silentLogger } from ${
+        JSON.stringify(log)
+      };\nt.neutraliseTrustEnvironment();\n${code}`,
+    ],
+    env: childEnv({ NO_COLOR: "1" }),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return text;
+}
+
+Deno.test("a pinned identity's process names no root store to Deno (DENO_TLS_CA_STORE ',')", async () => {
+  for (const [roots, value] of [["none", ","], ["system", "system"], ["mozilla", "mozilla"]]) {
+    const seen = await inFreshProcess(
+      `t.selectRootStore(${
+        JSON.stringify(roots)
+      }); console.log(Deno.env.get("DENO_TLS_CA_STORE"));`,
+    );
+    assert.equal(seen, value, `store ${roots}`);
+  }
+});
+
+Deno.test("a client wanting a narrower root store than the process built is refused", async () => {
+  const seen = await inFreshProcess(`
+    t.createRootedHttpClient({}, "system", silentLogger);
+    try {
+      t.createRootedHttpClient({}, "none", silentLogger);
+      console.log("accepted");
+    } catch (e) {
+      console.log(e.constructor.name + ": " + e.message);
+    }`);
+  assert.equal(
+    seen,
+    "UsageError: Cannot guarantee that only the pinned CAs are trusted: this process already trusts the system root store",
+  );
 });
