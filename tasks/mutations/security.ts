@@ -125,14 +125,14 @@ export const mutations: Mutation[] = [
     file: "src/trust/ca_pin.ts",
     original: "described.filter((c) => c.isCa && pins.includes(c.pin))",
     replacement: "described.filter((c) => pins.includes(c.pin))",
-    tests: ["tests/ca_pin_e2e_test.ts"],
+    tests: ["tests/ca_pin_test.ts", "tests/ca_pin_e2e_test.ts"],
   },
   {
     promise: "a CA pin is exactly sha256:<64 hex digits>",
     file: "src/trust/ca_pin.ts",
     original: "const PIN_PATTERN = /^sha256:([0-9a-f]{64})$/i;",
     replacement: "const PIN_PATTERN = /^sha256:([0-9a-f]{64})/i;",
-    tests: ["tests/ca_pin_e2e_test.ts"],
+    tests: ["tests/ca_pin_test.ts", "tests/ca_pin_e2e_test.ts"],
   },
   {
     promise: "only an uncompressed public point is taken from a key",
