@@ -135,7 +135,7 @@ export const mutations: Mutation[] = [
     tests: ["tests/ca_pin_test.ts", "tests/ca_pin_e2e_test.ts"],
   },
   {
-    promise: "only an uncompressed public point is taken from a key",
+    promise: "a key with a non-uncompressed embedded point is a bad key, not a mismatch",
     file: "src/trust/key_match.ts",
     original: "if (keyDer[bits.start + 1] !== 0x04) return null;",
     replacement: "",
