@@ -105,7 +105,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "enroll --ca-pin with a pin nothing presented matches names what it saw and sends no token",
+  name:
+    "enroll --ca-pin with a pin of no presented CA (the root, not presented; the server's own, no CA) names what it saw and sends no token",
   ignore,
   async fn() {
     await using dir = await tempDir();
@@ -114,24 +115,26 @@ Deno.test({
       quiet: true,
       serverCertificate: { certPem: leaf.certPem, keyPem: leaf.keyPem },
     });
-    const stateDir = join(dir.path, "state");
-    const wrong = await opensslPin(root.certFile); // the root is not presented
-    const token = platform.mintEnrollmentToken();
-    const enroll = await runAgent([
-      "--state-dir",
-      stateDir,
-      ...enrollArgs({ url: platform.url }, "--ca-pin", wrong, "--token-file", "-"),
-    ], { stdin: token });
-    assert.equal(enroll.code, 4, enroll.stderr);
-    const line = enroll.stderr.trim().split("\n").at(-1)!;
-    assert.match(
-      line,
-      /^error: Cannot enroll: no CA certificate presented by "127\.0\.0\.1:\d+" matches --ca-pin /,
-    );
-    assert.ok(line.includes(await opensslPin(intermediate.certFile)), line);
-    assert.ok(line.includes(await opensslPin(leaf.certFile)), line);
-    assert.equal(platform.requestCount, 0, "a request reached the platform");
-    assert.deepEqual(platform.agents(), []);
+    // The server's own certificate is presented, but pinning it would trust a non-CA key.
+    for (const [name, certFile] of [["root", root.certFile], ["server", leaf.certFile]]) {
+      const wrong = await opensslPin(certFile!);
+      const token = platform.mintEnrollmentToken();
+      const enroll = await runAgent([
+        "--state-dir",
+        join(dir.path, `state-${name}`),
+        ...enrollArgs({ url: platform.url }, "--ca-pin", wrong, "--token-file", "-"),
+      ], { stdin: token });
+      assert.equal(enroll.code, 4, `${name}: ${enroll.stderr}`);
+      const line = enroll.stderr.trim().split("\n").at(-1)!;
+      assert.match(
+        line,
+        /^error: Cannot enroll: no CA certificate presented by "127\.0\.0\.1:\d+" matches --ca-pin /,
+      );
+      assert.ok(line.includes(await opensslPin(intermediate.certFile)), line);
+      assert.ok(line.includes(await opensslPin(leaf.certFile)), line);
+      assert.equal(platform.requestCount, 0, `${name}: a request reached the platform`);
+      assert.deepEqual(platform.agents(), []);
+    }
   },
 });
 

@@ -29,6 +29,25 @@ Deno.test("keyMatchesCertificate matches a P-256 key to its certificate and name
   assert.equal(await keyMatchesCertificate(ca.keyPem, "garbage"), "bad-certificate");
 });
 
+Deno.test("a key whose embedded public point is not uncompressed (0x04) is a bad key, not a mismatch", async () => {
+  const ca = await createDevCa();
+  const der = pemDer(ca.keyPem, "PRIVATE KEY");
+  const point = embeddedPublicPoint(der)!;
+  // The BIT STRING of the point: 0x03 0x42 0x00, then 0x04 and X, Y.
+  const at =
+    der.findIndex((_, i) =>
+      der[i] === 0x03 && der[i + 1] === 0x42 && der[i + 2] === 0x00 && der[i + 3] === 0x04
+    ) + 3;
+  for (const prefix of [0x06 | (point[64]! & 1), 0x05]) {
+    const odd = der.slice();
+    odd[at] = prefix;
+    assert.equal(
+      await keyMatchesCertificate(toPem(odd.buffer, "PRIVATE KEY"), ca.certPem),
+      "bad-key",
+    );
+  }
+});
+
 Deno.test({
   name: "keyMatchesCertificate reads the point an openssl key carries and derives it when absent",
   ignore: !opensslAvailable(),

@@ -93,6 +93,40 @@ Deno.test("a bare Bearer value is redacted in a message, an error detail and a f
   }
 });
 
+Deno.test("a bare Basic credential (a proxy's user:password) is redacted in a message and an error", () => {
+  clearSecrets();
+  // Never registered and never preceded by "Authorization": only the Basic rule can catch it.
+  const bare = btoa("proxyuser:s3cr3t-proxy-pass");
+  assert.equal(redact(`proxy refused Basic ${bare}`), "proxy refused Basic [REDACTED]");
+  const { logger, lines } = capture("json");
+  logger.error("proxy failed", { error: new Error(`407 for basic ${bare}`) });
+  assert.ok(!lines[0]!.includes(bare), `leaked the Basic credential: ${lines[0]}`);
+});
+
+Deno.test("redact scrubs the value of every secret-named key (password, passwd, secret, api_key, private_key)", () => {
+  clearSecrets();
+  for (const key of ["password", "passwd", "client_secret", "api_key", "private_key", "x_token"]) {
+    assert.equal(
+      redact(`proxy ${key}=v4lu3-of-${key} rejected`),
+      `proxy ${key}=[REDACTED] rejected`,
+    );
+    assert.equal(redact(`{"${key}": "v4lu3"}`), `{"${key}": "[REDACTED]"}`);
+  }
+});
+
+Deno.test("redactValue masks an authorization field whatever its scheme (Negotiate, Digest)", () => {
+  clearSecrets();
+  // Only the field name can tell: no rule knows these schemes' values.
+  const fields = {
+    proxy_authorization: "Negotiate YIIGhgYJKoZIhvcSAQICAQBu",
+    Authorization: "Digest username=u, response=6629fae49393a05397450978507c4ef1",
+  };
+  assert.deepEqual(redactValue(fields), {
+    proxy_authorization: "[REDACTED]",
+    Authorization: "[REDACTED]",
+  });
+});
+
 Deno.test("redactValue masks secret-named fields but keeps structure and booleans", () => {
   assert.deepEqual(
     redactValue({ had_authorization: true, token: "x", n: 1, list: ["a"], key: "k" }),

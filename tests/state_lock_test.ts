@@ -75,6 +75,45 @@ Deno.test("state lock: a lock left by a killed process is recovered with a warni
   await lock.release();
 });
 
+Deno.test("state lock: the lock file is created owner-only (0600)", async () => {
+  await using dir = await tempDir();
+  const lock = await acquireStateLock(dir.path, options("run"));
+  const info = await Deno.stat(join(dir.path, LOCK_FILE_NAME));
+  assert.equal(info.mode! & 0o777, 0o600);
+  await lock.release();
+});
+
+Deno.test("state lock: a recordless lock is busy while fresh (its creator is writing) and stale after", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, LOCK_FILE_NAME);
+  await Deno.writeTextFile(path, "", { mode: 0o600 });
+  const error = await rejectsWith(acquireStateLock(dir.path, options("renew")), StateLockedError);
+  assert.match(error.message, /in use by another oneconnect-agent process;/);
+  const old = new Date(Date.now() - 60_000);
+  await Deno.utime(path, old, old);
+  await (await acquireStateLock(dir.path, options("renew"))).release();
+});
+
+Deno.test("state lock: a stale lock file owned by another user is refused, not removed", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, LOCK_FILE_NAME);
+  await Deno.writeTextFile(path, "", { mode: 0o600 });
+  const old = new Date(Date.now() - 60_000);
+  await Deno.utime(path, old, old);
+  // As root every file counts as ours: give it to another user; otherwise claim another uid.
+  const owner = Deno.uid() === 0 ? 4242 : Deno.uid()!;
+  if (Deno.uid() === 0) await Deno.chown(path, owner, null);
+  await assert.rejects(
+    () => acquireStateLock(dir.path, { ...options("renew"), uid: owner + 1 }),
+    new RegExp(
+      `^UsageError: Refusing ".*${LOCK_FILE_NAME}": it is owned by uid ${owner}, not by uid ${
+        owner + 1
+      }`,
+    ),
+  );
+  assert.ok(await exists(path), "the lock file was removed");
+});
+
 Deno.test("renew while run holds the identity exits 7 in one line and sends nothing", async () => {
   await using dir = await tempDir();
   const stateDir = join(dir.path, "state");

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
-import { repoPath, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
+import { childEnv, repoPath, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { opensslAvailable, sharedOpensslPki } from "./_support/openssl_pki.ts";
 
 const noOpenssl = !opensslAvailable();
@@ -54,11 +54,23 @@ async function startImpostor(dir: string): Promise<Impostor> {
   };
 }
 
-/** A state directory holding an identity pinned to an unrelated dev CA, aimed at `url`. */
-async function enrolledState(dir: string, url: string): Promise<string> {
+/**
+ * A state directory holding an identity aimed at `url` whose platform CA is an unrelated dev CA:
+ * pinned to it (`ca_file`), or trusting the OS store besides (`system`, as after an enrollment
+ * without --ca-file or --ca-pin).
+ */
+async function enrolledState(
+  dir: string,
+  url: string,
+  trust: "ca_file" | "system" = "ca_file",
+): Promise<string> {
   const stateDir = join(dir, "state");
   await Deno.mkdir(stateDir, { mode: 0o700 });
   const identity = await makeIdentity(await createDevCa(), { platformUrl: url });
+  if (trust === "system") {
+    identity.bootstrap_ca_certificates = [];
+    identity.trust = { source: "system" };
+  }
   await Deno.writeTextFile(join(stateDir, "identity.json"), JSON.stringify(identity), {
     mode: 0o600,
   });
@@ -79,6 +91,37 @@ function assertRefusedByPin(
     /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Test Issuing CA" .*not by a trusted or pinned CA/m,
   );
   assert.deepEqual(impostor.requests, [], "a request reached the impostor");
+}
+
+/** Whether a plain Deno process (not the agent) with `env` (default: the OS store) trusts the impostor. */
+async function trustedByPlainDeno(impostor: Impostor, env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `await (await fetch(${JSON.stringify(impostor.url)})).body?.cancel()`],
+    env: childEnv({ DENO_TLS_CA_STORE: "system", ...env }),
+    clearEnv: true,
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return out.success;
+}
+
+/**
+ * Proves a case can fail: a plain Deno process given the same environment trusts the impostor.
+ * Except through SSL_CERT_DIR, which Deno 2.9.6 never reads (its OS store reads SSL_CERT_FILE
+ * only); the agent clears it for a Deno that will, and this notices when that Deno arrives.
+ */
+async function assertCaseLive(impostor: Impostor, env: Record<string, string>): Promise<void> {
+  const trusted = await trustedByPlainDeno(impostor, env);
+  impostor.requests.length = 0;
+  const names = Object.keys(env).join(" and ");
+  if ("SSL_CERT_DIR" in env) {
+    assert.equal(trusted, false, "Deno now reads SSL_CERT_DIR: update README and trust_store.ts");
+  } else {
+    assert.ok(
+      trusted,
+      `a plain Deno does not trust the impostor with ${names}: the case cannot fail`,
+    );
+  }
 }
 
 const viaEnv: Array<[string, (i: Impostor) => Promise<Record<string, string>>]> = [
@@ -109,7 +152,47 @@ for (const [input, envFor] of viaEnv) {
       await using dir = await tempDir();
       await using impostor = await startImpostor(dir.path);
       const stateDir = await enrolledState(dir.path, impostor.url);
-      assertRefusedByPin(await runOnce(stateDir, await envFor(impostor)), impostor);
+      const env = await envFor(impostor);
+      await assertCaseLive(impostor, env);
+      assertRefusedByPin(await runOnce(stateDir, env), impostor);
+    },
+  });
+}
+
+// An identity that trusts the OS store makes the agent select Deno's `system` store, which on Linux
+// reads SSL_CERT_FILE: only clearing it keeps an impostor named there out. The other variables add
+// to any store. DENO_TLS_CA_STORE has no case here: it names stores, not CAs,
+// and the agent sets it to `system` itself for this identity (its cases are above).
+const viaEnvForSystemTrust: Array<[string, (i: Impostor) => Promise<Record<string, string>>]> = [
+  ["SSL_CERT_FILE", (i) => Promise.resolve({ SSL_CERT_FILE: i.caFile })],
+  ["SSL_CERT_DIR", async (i) => {
+    const certDir = join(i.dir, "certdir");
+    await Deno.mkdir(certDir);
+    await Deno.copyFile(i.caFile, join(certDir, "impostor.pem"));
+    return { SSL_CERT_DIR: certDir };
+  }],
+  ["DENO_CERT", (i) => Promise.resolve({ DENO_CERT: i.caFile })],
+  ["NODE_EXTRA_CA_CERTS", (i) => Promise.resolve({ NODE_EXTRA_CA_CERTS: i.caFile })],
+];
+
+for (const [variable, envFor] of viaEnvForSystemTrust) {
+  Deno.test({
+    name:
+      `an impostor CA in ${variable} is not trusted by an agent whose identity trusts the OS store`,
+    ignore: skipWithout(!noOpenssl),
+    async fn() {
+      await using dir = await tempDir();
+      await using impostor = await startImpostor(dir.path);
+      const stateDir = await enrolledState(dir.path, impostor.url, "system");
+      const env = await envFor(impostor);
+      await assertCaseLive(impostor, env);
+      const result = await runOnce(stateDir, env);
+      assert.equal(result.code, 4, result.stderr);
+      assert.match(
+        result.stderr,
+        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Test Issuing CA" /m,
+      );
+      assert.deepEqual(impostor.requests, [], "a request reached the impostor");
     },
   });
 }

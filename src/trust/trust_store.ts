@@ -3,8 +3,8 @@
  *
  * Deno 2.9.6 builds one root store per process, lazily, when the first TLS client is made
  * (`cli/lib/args.rs` `get_root_cert_store`): the stores named by `DENO_TLS_CA_STORE` (default
- * `mozilla`; `system` reads the OS store, which honours `SSL_CERT_FILE`/`SSL_CERT_DIR` on
- * Linux), then the `--cert` flag or else `DENO_CERT` (a file or `base64:` data), then
+ * `mozilla`; `system` reads the OS store, which honours `SSL_CERT_FILE` on Linux; 2.9.6 ignores
+ * `SSL_CERT_DIR`, cleared too for a Deno that reads it), then the `--cert` flag or else `DENO_CERT` (a file or `base64:` data), then
  * `NODE_EXTRA_CA_CERTS`. Every client's `caCerts` are added to that store. `SSLKEYLOGFILE` is
  * read earlier, at start-up, and makes every TLS session key readable to whoever reads that file.
  * So the agent clears those variables before anything can build the store, chooses the store
@@ -16,8 +16,8 @@ import type { Logger } from "../log.ts";
 /** Which of Deno's root stores a client trusts besides its own CA certificates. */
 export type RootStore = "none" | "mozilla" | "system";
 
-/** Variables Deno reads when it builds its root store (see the module comment). */
-const TRUST_VARIABLES = [
+/** Variables Deno reads when it builds its root store (see the module comment); the agent clears them. */
+export const TRUST_VARIABLES = [
   "DENO_CERT",
   "NODE_EXTRA_CA_CERTS",
   "DENO_TLS_CA_STORE",

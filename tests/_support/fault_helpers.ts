@@ -248,16 +248,29 @@ export class Harness implements AsyncDisposable {
     options: { stateDir?: string } = {},
   ): RunningAgent {
     const set = "fsync,fdatasync,rename,renameat,renameat2";
+    return this.spawnTraced(args, {
+      ...options,
+      strace: ["-e", `trace=${set}`, "-e", `inject=${set}:delay_enter=${delayMs * 1000}`],
+    });
+  }
+
+  /**
+   * Spawns the CLI under `strace -f -qq` with the extra strace options `strace` (which syscalls,
+   * faults to inject); the trace goes to `traceFile` (`-y`: each fd shown with its path), or nowhere.
+   */
+  spawnTraced(
+    args: string[],
+    options: { strace: string[]; traceFile?: string; stateDir?: string },
+  ): RunningAgent {
+    const output = options.traceFile === undefined
+      ? ["-o", "/dev/null"]
+      : ["-y", "-o", options.traceFile];
     const child = new Deno.Command("strace", {
       args: [
         "-f",
         "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        `trace=${set}`,
-        "-e",
-        `inject=${set}:delay_enter=${delayMs * 1000}`,
+        ...output,
+        ...options.strace,
         Deno.execPath(),
         "run",
         "--quiet",
