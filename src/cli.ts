@@ -15,7 +15,7 @@ import {
   type Program,
   programHelp as renderProgramHelp,
 } from "./cli_parser.ts";
-import { UsageError } from "./errors.ts";
+import { NotEnrolledError, UsageError } from "./errors.ts";
 import { createLogger, type LogLevel } from "./log.ts";
 import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
@@ -247,11 +247,19 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
 ];
 
+/** Why there is no `--token`: a secret on the command line shows in `ps` and shell history. */
+export const TOKEN_FLAG_HINT =
+  "the enrollment token is never taken on the command line (ps and shell history would show it); use --token-file <path>, --token-file - to read it from standard input, or the environment variable ONECONNECT_ENROLLMENT_TOKEN";
+
 const PROGRAM: Program = {
   name: "oneconnect-agent",
   description: "OneConnect endpoint agent: enrolls this host and reports telemetry heartbeats.",
   globalFlags: GLOBAL_FLAGS,
   commands: COMMANDS,
+  refusedFlags: {
+    token: TOKEN_FLAG_HINT,
+    "enrollment-token": TOKEN_FLAG_HINT,
+  },
 };
 
 /** `oneconnect-agent --help`. */
@@ -280,6 +288,7 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
   // Before agent.json is read: what the flag or the environment asked for.
   const early = str(flags["log-level"]) ?? proc.env(ENV_VARS.logLevel);
   if (early !== undefined) proc.onLogLevel?.(early as LogLevel);
+  let stateDir: string | undefined;
   const context = async (extra: ConfigFlags = {}): Promise<CommandContext> => {
     const config = await resolveConfig({
       stateDir: str(flags["state-dir"]),
@@ -288,6 +297,7 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       ...extra,
     }, { ...denoConfigHost, env: proc.env });
     proc.onLogLevel?.(config.logLevel);
+    stateDir = config.stateDir;
     return {
       config,
       logger: createLogger({ level: config.logLevel, format: config.logFormat }),
@@ -298,5 +308,13 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       shutdown: proc.shutdown,
     };
   };
-  await command.run(flags, context, args);
+  try {
+    await command.run(flags, context, args);
+  } catch (e) {
+    if (!(e instanceof NotEnrolledError) || stateDir === undefined) throw e;
+    // Only now: the check costs a module and an lstat that a healthy start never needs.
+    const { rootIdentityHint } = await import("./state/root_identity.ts");
+    const hint = await rootIdentityHint(stateDir, command.name);
+    throw hint === null ? e : new NotEnrolledError(hint, { cause: e });
+  }
 }

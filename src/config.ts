@@ -1,7 +1,8 @@
 import * as z from "./zod.ts";
 import { errorMessage, UsageError } from "./errors.ts";
-import { join } from "./file_system.ts";
+import { fileErrorReason, join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
+import { didYouMean } from "./nearest_name.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,
@@ -97,7 +98,21 @@ export const ENV_VARS = {
   auth: "ONECONNECT_AUTH",
   metricsFile: "ONECONNECT_METRICS_FILE",
   proxyPac: "ONECONNECT_PROXY_PAC",
+  systemStateDir: "ONECONNECT_SYSTEM_STATE_DIR",
 } as const;
+
+/**
+ * The system-wide state directory root uses by default (`ONECONNECT_SYSTEM_STATE_DIR` moves it,
+ * for tests and unusual layouts); `null` on Windows, where every user shares one directory.
+ */
+export function systemStateDir(host: Pick<ConfigHost, "env" | "os">): string | null {
+  const moved = host.env(ENV_VARS.systemStateDir);
+  if (moved !== undefined && moved.trim() !== "") return moved;
+  if (host.os === "windows") return null;
+  return host.os === "darwin"
+    ? "/Library/Application Support/OneConnect Agent"
+    : "/var/lib/oneconnect-agent";
+}
 
 /** The platform's default state directory for this OS and user. */
 export function defaultStateDir(host: Pick<ConfigHost, "env" | "os" | "uid">): string {
@@ -108,14 +123,12 @@ export function defaultStateDir(host: Pick<ConfigHost, "env" | "os" | "uid">): s
   if (host.os === "windows") {
     return `${nonEmpty("ProgramData") ?? "C:\\ProgramData"}\\OneConnect\\Agent`;
   }
-  const root = host.uid() === 0;
+  if (host.uid() === 0) return systemStateDir(host)!;
   if (host.os === "darwin") {
-    if (root) return "/Library/Application Support/OneConnect Agent";
     const home = nonEmpty("HOME");
     if (!home) throw noHome();
     return join(home, "Library", "Application Support", "OneConnect Agent");
   }
-  if (root) return "/var/lib/oneconnect-agent";
   const xdg = nonEmpty("XDG_STATE_HOME");
   if (xdg) return join(xdg, "oneconnect-agent");
   const home = nonEmpty("HOME");
@@ -209,8 +222,15 @@ function oneOf<T extends string>(
   );
 }
 
-/** Formats the first zod issue as `"field" is <value>: <problem>`. */
-export function describeZodIssue(error: z.core.$ZodError, input: unknown): string {
+/**
+ * Formats the first zod issue as `"field" is <value>: <problem>`; an unknown field is named with
+ * the nearest of `knownKeys` (a typo's likely intent), and its value is never shown.
+ */
+export function describeZodIssue(
+  error: z.core.$ZodError,
+  input: unknown,
+  knownKeys: readonly string[] = [],
+): string {
   const issue = error.issues[0];
   if (!issue) return "invalid value";
   const path = issue.path.map(String).join(".");
@@ -222,9 +242,9 @@ export function describeZodIssue(error: z.core.$ZodError, input: unknown): strin
   }
   if (issue.code === "unrecognized_keys") {
     const keys = (issue as { keys?: string[] }).keys ?? [];
-    return `unknown field ${keys.map((k) => JSON.stringify(k)).join(", ")}${
-      path ? ` in "${path}"` : ""
-    }`;
+    return `unknown field ${
+      keys.map((k) => `${JSON.stringify(k)}${didYouMean(k, knownKeys)}`).join(", ")
+    }${path ? ` in "${path}"` : ""}`;
   }
   const shown = value === undefined ? "missing" : `is ${truncate(JSON.stringify(value))}`;
   return `${path ? `"${path}"` : "value"} ${shown}: ${issue.message}`;
@@ -258,19 +278,21 @@ export async function readFileConfig(
     if (e instanceof Deno.errors.NotFound) return {};
     if (e instanceof Deno.errors.NotADirectory) return {};
     throw new UsageError(
-      `Cannot read configuration ${JSON.stringify(path)}: ${errorMessage(e)}`,
+      `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e)}`,
     );
   }
   const parsed = parseJsonDocument(FileConfigSchema, text);
   if (!parsed.ok && parsed.notJson) {
     throw new UsageError(
-      `Invalid configuration ${JSON.stringify(path)}: not valid JSON; fix or remove the file`,
+      `Invalid configuration ${
+        JSON.stringify(path)
+      }: not valid JSON (${parsed.syntaxError}); fix or remove the file`,
     );
   }
   if (!parsed.ok) {
     throw new UsageError(
       `Invalid configuration ${JSON.stringify(path)}: ${
-        describeZodIssue(parsed.error, parsed.json)
+        describeZodIssue(parsed.error, parsed.json, Object.keys(FileConfigSchema.shape))
       }`,
     );
   }

@@ -8,6 +8,10 @@ export const ExitCode = {
   notEnrolled: 5,
   alreadyEnrolled: 6,
   busy: 7,
+  /** 128 + SIGINT (2), as shells report a process stopped by Ctrl-C. */
+  interrupted: 130,
+  /** 128 + SIGTERM (15). */
+  terminated: 143,
 } as const;
 
 /** One of the documented exit codes. */
@@ -34,6 +38,12 @@ export const EXIT_CODE_MEANINGS: readonly (readonly [ExitCode, string])[] = [
     ExitCode.busy,
     "another oneconnect-agent process holds the identity (e.g. renew while the service runs)",
   ],
+  [
+    ExitCode.interrupted,
+    "interrupted by SIGINT (Ctrl-C) or SIGBREAK before finishing (enroll, unenroll; a stopped\n" +
+    "run exits 0)",
+  ],
+  [ExitCode.terminated, "stopped by SIGTERM before finishing (enroll, unenroll)"],
 ];
 
 /** Base of every error the agent reports on purpose: a one-line message and an exit code. */
@@ -45,6 +55,28 @@ export class AgentError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.exitCode = exitCode;
+  }
+}
+
+/** The reason `src/main.ts` aborts the shutdown signal with: the signal that asked us to stop. */
+export class ShutdownRequest extends Error {
+  constructor(readonly signal: string) {
+    super(`received ${signal}`);
+    this.name = "ShutdownRequest";
+  }
+}
+
+/** A one-off command cut short by a signal: exit 143 for SIGTERM, else 130. */
+export class InterruptedError extends AgentError {
+  /** `reason` is the shutdown signal's abort reason. */
+  constructor(message: string, reason: unknown, options?: ErrorOptions) {
+    super(
+      message,
+      reason instanceof ShutdownRequest && reason.signal === "SIGTERM"
+        ? ExitCode.terminated
+        : ExitCode.interrupted,
+      options,
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { runCli } from "./cli.ts";
-import { ExitCode } from "./errors.ts";
+import { ExitCode, ShutdownRequest } from "./errors.ts";
 import { reportError, reportUncaughtErrors } from "./error_report.ts";
 import { neutraliseTrustEnvironment } from "./trust/trust_store.ts";
 
@@ -8,7 +8,7 @@ const signals: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]
   : ["SIGINT", "SIGTERM"];
 for (const signal of signals) {
-  Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
+  Deno.addSignalListener(signal, () => shutdown.abort(new ShutdownRequest(signal)));
 }
 
 // The effective log level (flag > environment > agent.json), once the CLI has resolved it.

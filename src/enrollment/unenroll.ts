@@ -1,5 +1,11 @@
 import type { CommandContext } from "../context.ts";
-import { errorMessage, NotEnrolledError, PlatformError, UsageError } from "../errors.ts";
+import {
+  errorMessage,
+  InterruptedError,
+  NotEnrolledError,
+  PlatformError,
+  UsageError,
+} from "../errors.ts";
 import { isCredentialRejection } from "../platform/contract.ts";
 import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
@@ -71,9 +77,13 @@ async function forgetOnPlatform(
     return `platform: deleted ${who}`;
   } catch (e) {
     if (ctx.shutdown.aborted) {
-      throw new PlatformError("Cannot unenroll: interrupted; nothing was removed", {
-        kind: "aborted",
-      }, { cause: e });
+      throw new InterruptedError(
+        "Cannot unenroll: interrupted; nothing was removed",
+        ctx.shutdown.reason,
+        {
+          cause: e,
+        },
+      );
     }
     const message = errorMessage(e);
     // Only the platform's own rejection says the agent is gone; an edge's page says nothing.
