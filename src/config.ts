@@ -1,5 +1,5 @@
 import * as z from "./zod.ts";
-import { errorMessage, UsageError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
 import { fileErrorReason, join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
 import { didYouMean } from "./nearest_name.ts";

@@ -1,0 +1,241 @@
+/**
+ * Issue 31: the usual operator mistakes, each answered with the exact message and exit code that
+ * leads to the fix (the real CLI spawned, as an operator would run it).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import denoJson from "../deno.json" with { type: "json" };
+import { errorLine, runAgent, spawnAgent, tempDir, until } from "./_support/helpers.ts";
+import { nobodyDeno, runAgentAsNobody, UNPRIVILEGED_SKIP } from "./_support/unprivileged.ts";
+
+const TOKEN_FLAG =
+  "the enrollment token is never taken on the command line (ps and shell history would show it); use --token-file <path>, --token-file - to read it from standard input, or the environment variable ONECONNECT_ENROLLMENT_TOKEN";
+const RUN_AS_ROOT =
+  "run as root (e.g. with sudo), or pass --state-dir with a directory this user owns";
+
+Deno.test("cli suggests the nearest command for a typo (enrol)", async () => {
+  const r = await runAgent(["enrol", "--url", "https://platform.example.com"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stdout, "");
+  assert.equal(
+    r.stderr,
+    "error: Unknown command 'enrol'; did you mean 'enroll'? (see --help)\n",
+  );
+});
+
+Deno.test("cli suggests the nearest flag for a typo (--onse)", async () => {
+  const r = await runAgent(["run", "--onse"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, "error: Unknown option '--onse'; did you mean '--once'? (see --help)\n");
+});
+
+Deno.test("cli version command prints what --version prints", async () => {
+  const r = await runAgent(["version"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, `oneconnect-agent ${denoJson.version}\n`);
+  assert.equal(r.stderr, "");
+});
+
+Deno.test("cli --token points to --token-file, stdin and the environment without echoing the value", async () => {
+  for (const args of [["--token", "s3cr3t-value"], ["--token=s3cr3t-value"]]) {
+    const r = await runAgent(["enroll", "--url", "https://platform.example.com", ...args]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, `error: Unknown option '--token'; ${TOKEN_FLAG} (see --help)\n`);
+    assert.ok(!r.stderr.includes("s3cr3t"), "the token value is echoed");
+  }
+});
+
+Deno.test("cli reports a JSON syntax error in agent.json with its line and column", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, "agent.json");
+  await Deno.writeTextFile(path, '{\n  "log_level": "debug",\n}\n', { mode: 0o600 });
+  const r = await runAgent(["--state-dir", dir.path, "status"]);
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr,
+    `error: Invalid configuration ${
+      JSON.stringify(path)
+    }: not valid JSON (line 3 column 1: expected double-quoted property name); fix or remove the file\n`,
+  );
+});
+
+Deno.test("cli names the nearest known key for an unknown agent.json key, never its value", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, "agent.json");
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({ proxy_ulr: "http://alice:hunter22@proxy:3128" }),
+    { mode: 0o600 },
+  );
+  const r = await runAgent(["--state-dir", dir.path, "status"]);
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr,
+    `error: Invalid configuration ${
+      JSON.stringify(path)
+    }: unknown field "proxy_ulr" (did you mean "proxy_url"?)\n`,
+  );
+});
+
+/** A temp tree nobody can traverse: `home` (nobody's) and `system` (root's, 0700). */
+async function unprivilegedTree() {
+  const dir = await tempDir("oneconnect-sudo-");
+  await Deno.chmod(dir.path, 0o755);
+  const home = join(dir.path, "home");
+  await Deno.mkdir(home);
+  await Deno.chown(home, 65534, 65534);
+  const system = join(dir.path, "system");
+  await Deno.mkdir(system, { mode: 0o700 });
+  await Deno.chmod(system, 0o700);
+  return { dir, home, system, userState: join(home, ".local", "state", "oneconnect-agent") };
+}
+
+Deno.test(
+  "status as a user while root is enrolled says run as root, never enroll",
+  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  async () => {
+    await using deno = await nobodyDeno();
+    const t = await unprivilegedTree();
+    await using _dir = t.dir;
+    // Readable: the identity is seen, as on a system whose state directory allows listing.
+    await Deno.chmod(t.system, 0o755);
+    await Deno.writeTextFile(join(t.system, "identity.json"), "{}", { mode: 0o600 });
+    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
+    const r = await runAgentAsNobody(deno.deno, ["status"], env);
+    assert.equal(r.code, 5);
+    assert.equal(
+      r.stderr,
+      `error: Not enrolled as this user (no identity in ${
+        JSON.stringify(t.userState)
+      }), but the system state directory ${
+        JSON.stringify(t.system)
+      } holds one: run as root instead (sudo oneconnect-agent status); enrolling as this user would register this host a second time\n`,
+    );
+    assert.ok(!r.stderr.includes("--url"), "advises enrolling");
+  },
+);
+
+Deno.test(
+  "status as a user when root's state directory cannot be read says run as root",
+  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  async () => {
+    await using deno = await nobodyDeno();
+    const t = await unprivilegedTree();
+    await using _dir = t.dir;
+    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
+    const r = await runAgentAsNobody(deno.deno, ["run", "--once"], env);
+    assert.equal(r.code, 5);
+    assert.equal(
+      r.stderr,
+      `error: Not enrolled as this user (no identity in ${
+        JSON.stringify(t.userState)
+      }), and the system state directory ${
+        JSON.stringify(t.system)
+      } exists but this user (uid 65534) cannot read it: run as root instead (sudo oneconnect-agent run); enrolling as this user would register this host a second time\n`,
+    );
+  },
+);
+
+Deno.test(
+  "status as a user still advises enrolling when no system state directory exists",
+  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  async () => {
+    await using deno = await nobodyDeno();
+    const t = await unprivilegedTree();
+    await using _dir = t.dir;
+    await Deno.remove(t.system);
+    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
+    const r = await runAgentAsNobody(deno.deno, ["status"], env);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /^error: Not enrolled: no identity in .*; run "oneconnect-agent enroll/);
+  },
+);
+
+Deno.test(
+  "a root-only state directory: a missing agent.json is not reported as unreadable, and run as root is said",
+  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  async () => {
+    await using deno = await nobodyDeno();
+    const t = await unprivilegedTree();
+    await using _dir = t.dir;
+    const r = await runAgentAsNobody(deno.deno, ["--state-dir", t.system, "status"], {
+      HOME: t.home,
+    });
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      `error: Cannot inspect ${
+        JSON.stringify(join(t.system, "agent.json"))
+      }: permission denied (this user cannot look inside ${
+        JSON.stringify(t.system)
+      }, so whether it exists is unknown); ${RUN_AS_ROOT}\n`,
+    );
+  },
+);
+
+Deno.test(
+  "enroll into a state directory the user cannot create says run as root",
+  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  async () => {
+    await using deno = await nobodyDeno();
+    const t = await unprivilegedTree();
+    await using _dir = t.dir;
+    await Deno.chmod(t.system, 0o755);
+    const state = join(t.system, "agent");
+    const r = await runAgentAsNobody(
+      deno.deno,
+      ["--state-dir", state, "enroll", "--url", "http://127.0.0.1:9"],
+      { HOME: t.home, ONECONNECT_ENROLLMENT_TOKEN: "tok-abcdef-123456" },
+    );
+    assert.equal(r.code, 2);
+    assert.equal(
+      errorLine(r) + "\n",
+      `error: Cannot create state directory ${
+        JSON.stringify(state)
+      }: permission denied; ${RUN_AS_ROOT}\n`,
+    );
+  },
+);
+
+/** A platform that takes the enrollment request and never answers it. */
+function silentPlatform() {
+  let received = 0;
+  const hold = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    if (req.method === "POST") {
+      received++;
+      await req.arrayBuffer();
+      await hold.promise;
+    }
+    return new Response("gone", { status: 503 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    received: () => received,
+    async [Symbol.asyncDispose]() {
+      hold.resolve();
+      await server.shutdown();
+    },
+  };
+}
+
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`enroll stopped by ${signal} after sending the token exits ${code} saying it may be spent`, async () => {
+    await using platform = silentPlatform();
+    await using dir = await tempDir();
+    const child = spawnAgent(
+      ["--state-dir", join(dir.path, "state"), "enroll", "--url", platform.url],
+      { env: { ONECONNECT_ENROLLMENT_TOKEN: "tok-abcdef-123456" } },
+    );
+    const output = child.output();
+    await until(() => platform.received() > 0, "the enrollment request");
+    child.kill(signal);
+    const out = await output;
+    assert.equal(out.code, code);
+    assert.equal(
+      new TextDecoder().decode(out.stderr).split("\n").filter((l) => l.startsWith("error:"))[0],
+      "error: Cannot enroll: interrupted; nothing was stored, but the enrollment token may already be spent (it was sent); if a retry is answered 409 enrollment_token_consumed, ask for a new token",
+    );
+    assert.equal(new TextDecoder().decode(out.stdout), "");
+  });
+}
