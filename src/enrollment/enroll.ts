@@ -32,7 +32,7 @@ import {
 } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
 import type { Host } from "../platform/telemetry_wire.ts";
-import { rootStoreOf, type Trust } from "../trust/trust_source.ts";
+import { caLabelOf, rootStoreOf, type Trust } from "../trust/trust_source.ts";
 import type { RootStore } from "../trust/trust_store.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -62,6 +62,8 @@ export interface EnrollClientOptions extends CommandClientOptions {
   baseUrl: URL;
   /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
   caCertificates?: string[];
+  /** How errors name `caCertificates` (see PlatformClientOptions). */
+  caLabel?: string;
   /** Deno root store trusted besides `caCertificates`. */
   rootStore?: RootStore;
 }
@@ -161,6 +163,7 @@ async function obtainIdentity(
     }),
     baseUrl,
     caCertificates: bootstrapCa,
+    caLabel: caLabelOf(trust),
     rootStore: rootStoreOf(trust),
   });
   let response: EnrollResponse;

@@ -60,6 +60,8 @@ export interface PlatformClientOptions {
   baseUrl: URL;
   /** Pinned CA certificates (PEM); trusted with {@linkcode rootStore}. */
   caCertificates?: string[];
+  /** How errors name `caCertificates`, e.g. `the CA file` (default `the trusted CA bundle`). */
+  caLabel?: string;
   /** Deno root store trusted besides `caCertificates`: default none when pinned, else mozilla. */
   rootStore?: RootStore;
   /** Default none; the bearer header is sent only in bearer mode. */
@@ -95,6 +97,8 @@ export class PlatformClient implements Disposable {
   readonly #baseUrl: URL;
   readonly #auth: PlatformAuth;
   readonly #pinned: boolean;
+  readonly #pins: string[] | undefined;
+  readonly #caLabel: string | undefined;
   readonly #rootStore: RootStore;
   readonly #timeoutMs: number;
   readonly #maxResponseBytes: number;
@@ -135,6 +139,8 @@ export class PlatformClient implements Disposable {
     });
     const pins = options.caCertificates;
     this.#pinned = pins !== undefined;
+    this.#pins = pins;
+    this.#caLabel = options.caLabel;
     this.#rootStore = options.rootStore ?? (this.#pinned ? "none" : "mozilla");
     // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
     this.#clientOptions = tlsClientOptions(
@@ -374,6 +380,8 @@ export class PlatformClient implements Disposable {
           authorization: this.#proxyAuthorization,
         }
         : undefined,
+      this.#pins,
+      this.#caLabel,
     );
     if (text === undefined) return error;
     return platformError(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
