@@ -3,6 +3,7 @@ import { UsageError } from "./errors.ts";
 import { fileErrorReason, join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
 import { didYouMean } from "./nearest_name.ts";
+import { parseProxyUrl } from "./proxy/proxy_hop.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,
@@ -181,17 +182,6 @@ export function parsePlatformUrl(raw: string, origin = "--url"): URL {
   }
   if (!url.pathname.endsWith("/")) url.pathname += "/";
   return url;
-}
-
-/** Parses a proxy URL (credentials allowed; they are never logged). */
-export function parseProxyUrl(raw: string, origin: string): URL {
-  try {
-    const url = new URL(raw);
-    if (url.protocol === "http:" || url.protocol === "https:") return url;
-  } catch {
-    // reported below
-  }
-  throw new UsageError(`Invalid proxy URL (${origin}): expected http://[user:pass@]host:port`);
 }
 
 /** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */

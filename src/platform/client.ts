@@ -44,7 +44,7 @@ import {
   ProxyRoute,
   withDecidedProxyEnv,
 } from "../proxy/proxy_select.ts";
-import type { ProxyHop } from "../proxy/proxy_hop.ts";
+import { bareProxyUrl, isSocksProxy, type ProxyHop } from "../proxy/proxy_hop.ts";
 import { createRootedHttpClient, type RootStore, tlsClientOptions } from "../trust/trust_store.ts";
 import { USER_AGENT } from "../version.ts";
 
@@ -199,7 +199,7 @@ export class PlatformClient implements Disposable {
       );
     }
     this.#logger.debug(this.#proxy ? "Using proxy" : "Connecting directly", {
-      proxy: this.#proxy?.origin,
+      proxy: this.#proxy && bareProxyUrl(this.#proxy),
       source: decision.source,
     });
   }
@@ -365,7 +365,10 @@ export class PlatformClient implements Disposable {
   async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
     if (error.kind !== "tls" || !isUntrustedIssuer(errorMessage(raw, true))) return error;
     // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
-    if (this.proxy?.protocol === "https:") return error;
+    // Nor over a SOCKS proxy (tls_diagnosis speaks CONNECT only).
+    if (this.proxy?.protocol === "https:" || (this.proxy && isSocksProxy(this.proxy))) {
+      return error;
+    }
     const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
     const port = Number(this.#baseUrl.port || 443);
     const proxy = this.proxy;

@@ -83,8 +83,12 @@ export function classifyTransportError(failure: TransportFailure): TransportErro
   if (/unreachable|no route to host|os error (101|113|51|65)\b/i.test(raw)) {
     return { kind: "network", message: `cannot reach ${target}${via}: network unreachable` };
   }
-  if (proxy && /proxy|tunnel/i.test(raw)) {
-    const why = /unsuccessful tunnel/i.test(raw) ? "it answered CONNECT with an error" : tail(raw);
+  if (proxy && /proxy|tunnel|socks|auth method|auth failure/i.test(raw)) {
+    const why = /unsuccessful tunnel/i.test(raw)
+      ? "it answered CONNECT with an error"
+      : /auth method|auth failure/i.test(raw)
+      ? "it refused the credentials; check the user:password in the proxy URL"
+      : tail(raw);
     return {
       kind: "network",
       message: `proxy ${q(hostPort(proxy))} refused the tunnel to ${target}: ${why}`,
