@@ -16,7 +16,7 @@ import {
   programHelp as renderProgramHelp,
 } from "./cli_parser.ts";
 import { NotEnrolledError, UsageError } from "./errors.ts";
-import { createLogger, type LogLevel } from "./log.ts";
+import { createLogger, type LogFormat, type LogLevel, stderrIsJournal } from "./log.ts";
 import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
 
@@ -26,6 +26,8 @@ export interface CliProcess {
   shutdown: AbortSignal;
   /** Told the effective log level as soon as it is known (it decides whether traces are shown). */
   onLogLevel?: (level: LogLevel) => void;
+  /** Told the effective log format as soon as it is known (the final error line follows it). */
+  onLogFormat?: (format: LogFormat) => void;
 }
 
 function integerIn(min: number, max: number, what: string) {
@@ -277,8 +279,23 @@ export function parseArgv(argv: readonly string[]): Invocation {
   return parseProgramArgv(PROGRAM, argv);
 }
 
+/** The log format argv or the environment asks for, read before argv is parsed (text unless json). */
+export function earlyLogFormat(
+  argv: readonly string[],
+  env: (name: string) => string | undefined,
+): LogFormat {
+  let asked = env(ENV_VARS.logFormat);
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    if (argv[i] === "--log-format") asked = argv[i + 1];
+    else if (argv[i]!.startsWith("--log-format=")) asked = argv[i]!.slice("--log-format=".length);
+  }
+  return asked === "json" ? "json" : "text";
+}
+
 /** Parses `argv` and runs the chosen command; throws {@linkcode AgentError}s for main to report. */
 export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
+  // Before parsing: a bad flag's error must already be a JSON line when JSON was asked for.
+  proc.onLogFormat?.(earlyLogFormat(argv, proc.env));
   const invocation = parseArgv(argv);
   if (invocation.kind === "version") return writeStdout(`${PROGRAM.name} ${VERSION}\n`);
   if (invocation.kind === "help") {
@@ -288,6 +305,7 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
   // Before agent.json is read: what the flag or the environment asked for.
   const early = str(flags["log-level"]) ?? proc.env(ENV_VARS.logLevel);
   if (early !== undefined) proc.onLogLevel?.(early as LogLevel);
+
   let stateDir: string | undefined;
   const context = async (extra: ConfigFlags = {}): Promise<CommandContext> => {
     const config = await resolveConfig({
@@ -297,10 +315,15 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       ...extra,
     }, { ...denoConfigHost, env: proc.env });
     proc.onLogLevel?.(config.logLevel);
+    proc.onLogFormat?.(config.logFormat);
     stateDir = config.stateDir;
     return {
       config,
-      logger: createLogger({ level: config.logLevel, format: config.logFormat }),
+      logger: createLogger({
+        level: config.logLevel,
+        format: config.logFormat,
+        journal: stderrIsJournal(proc.env),
+      }),
       stdout: writeStdout,
       env: proc.env,
       stdin: () => Deno.stdin.readable,

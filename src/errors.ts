@@ -166,6 +166,24 @@ export class PlatformError extends AgentError {
 }
 
 /**
+ * The machine-readable facts of a failure, as log fields (`--log-format json` makes them keys):
+ * its kind, HTTP status, problem code and retry delay; absent ones are left out.
+ */
+export function failureFields(error: unknown): Record<string, string | number> {
+  const fields: Record<string, string | number | undefined> = error instanceof PlatformError
+    ? {
+      kind: error.kind,
+      http_status: error.httpStatus,
+      code: error.code,
+      retry_after_seconds: error.retryAfterSeconds,
+    }
+    : {};
+  return Object.fromEntries(
+    Object.entries(fields).filter(([, v]) => v !== undefined),
+  ) as Record<string, string | number>;
+}
+
+/**
  * The message of anything thrown, on one line (error text ends up in one-line log records and
  * errors); with `withCause`, the message of an `Error` cause is appended.
  */

@@ -11,7 +11,12 @@ import {
   notRejectedNote,
 } from "../platform/contract.ts";
 import { failureDelay } from "../platform/backoff.ts";
-import { CredentialRejectedError, InterruptedError, PlatformError } from "../errors.ts";
+import {
+  CredentialRejectedError,
+  failureFields,
+  InterruptedError,
+  PlatformError,
+} from "../errors.ts";
 
 /** The one platform call enrollment makes (the PlatformClient, or a fake in unit tests). */
 export interface EnrollClient {
@@ -156,6 +161,7 @@ export async function requestWithRetries(
       attempt,
       retry_in_seconds: Math.round(delaySeconds * 10) / 10,
       error: `${error.message}${notRejectedNote(error, ENROLLMENT_REJECTION_STATUSES)}`,
+      ...failureFields(error),
     });
     try {
       await deps.sleep(delaySeconds * 1000, ctx.shutdown);
