@@ -52,6 +52,11 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
     help: "debug|info|warn|error (env ONECONNECT_LOG_LEVEL)",
   },
   { name: "log-format", value: "format", help: "text|json (env ONECONNECT_LOG_FORMAT)" },
+  {
+    name: "config-file",
+    value: "path",
+    help: "system configuration file (default /etc/oneconnect-agent/agent.json; none on Windows)",
+  },
 ];
 
 const proxyPacFlag: FlagSpec = {
@@ -117,11 +122,10 @@ export const COMMANDS: readonly CommandSpec[] = [
       const ctx = await context({
         url: str(f.url),
         caFile: str(f["ca-file"]),
+        caPins: flagList(f["ca-pin"]),
         proxyPac: str(f["proxy-pac"]),
       });
-      const caPins = flagList(f["ca-pin"]);
-      const envPins = ctx.env("ONECONNECT_CA_PIN");
-      if (caPins.length === 0 && envPins) caPins.push(...envPins.split(","));
+      const caPins = ctx.config.caPins ?? [];
       // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
       selectRootStore(ctx.config.caFile !== undefined || caPins.length > 0 ? "none" : "system");
       const { enrollCommand } = await import("./commands/enroll.ts");
@@ -132,6 +136,20 @@ export const COMMANDS: readonly CommandSpec[] = [
         check: f.check === true,
         timeoutSeconds: num(f.timeout)!,
       });
+    },
+  },
+  {
+    name: "provision",
+    description:
+      "store the platform URL, CA and enrollment token from the environment for the service (installers call it)",
+    flags: [],
+    examples: [
+      "ONECONNECT_PLATFORM_URL=https://platform.example.com ONECONNECT_ENROLLMENT_TOKEN=... oneconnect-agent provision",
+    ],
+    run: async (_f, context) => {
+      const ctx = await context();
+      const { provisionCommand } = await import("./commands/provision.ts");
+      await provisionCommand(ctx);
     },
   },
   {
@@ -312,6 +330,7 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       stateDir: str(flags["state-dir"]),
       logLevel: str(flags["log-level"]),
       logFormat: str(flags["log-format"]),
+      configFile: str(flags["config-file"]),
       ...extra,
     }, { ...denoConfigHost, env: proc.env });
     proc.onLogLevel?.(config.logLevel);

@@ -11,16 +11,20 @@ import {
   denoOwnershipHost,
   type OwnershipHost,
 } from "./state/ownership.ts";
+import { nearestTrust } from "./config_trust.ts";
+import { readSystemConfigText, SYSTEM_CONFIG_PATH } from "./system_config.ts";
 
 /** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
 export const AuthModeSchema = z.enum(["bearer", "mtls"]);
 /** An authentication mode. */
 export type AuthMode = z.infer<typeof AuthModeSchema>;
 
-/** `agent.json` in the state directory: the lowest-precedence layer an operator can set. */
+/** `agent.json` (in the state directory, and the system one under /etc): what an operator can set. */
 export const FileConfigSchema = z.strictObject({
   platform_url: z.optional(z.string().check(z.minLength(1))),
   ca_file: z.optional(z.string().check(z.minLength(1))),
+  /** Pins of the platform's CA (`sha256:<hex>`, checked by enroll), instead of `ca_file`. */
+  ca_pin: z.optional(z.array(z.string().check(z.minLength(1)))),
   log_level: z.optional(z.enum(LOG_LEVELS)),
   log_format: z.optional(z.enum(LOG_FORMATS)),
   auth: z.optional(AuthModeSchema),
@@ -36,8 +40,8 @@ export type FileConfig = z.infer<typeof FileConfigSchema>;
 /** Name of the configuration file inside the state directory. */
 export const CONFIG_FILE_NAME = "agent.json";
 
-/** Where a resolved value came from. */
-export type ConfigSource = "flag" | "env" | "file" | "default";
+/** Where a resolved value came from (`system`: the system configuration file under /etc). */
+export type ConfigSource = "flag" | "env" | "file" | "system" | "default";
 
 /** Flags that map onto configuration (global and per-command). */
 export interface ConfigFlags {
@@ -46,18 +50,29 @@ export interface ConfigFlags {
   logFormat?: string;
   url?: string;
   caFile?: string;
+  /** `--ca-pin` values (not yet validated). */
+  caPins?: string[];
   auth?: string;
   metricsFile?: string;
   proxyPac?: string;
+  /** `--config-file`: the system configuration file instead of {@linkcode SYSTEM_CONFIG_PATH}. */
+  configFile?: string;
 }
 
-/** The effective configuration after precedence: flag > environment > agent.json > default. */
+/**
+ * The effective configuration after precedence: flag > environment > agent.json (state dir) >
+ * system agent.json > default.
+ */
 export interface ResolvedConfig {
   stateDir: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
   platformUrl?: URL;
   caFile?: string;
+  /** CA pins (not yet validated); never together with `caFile`: the nearer layer's trust wins. */
+  caPins?: string[];
+  /** The system configuration file consulted, if any (none on Windows). */
+  systemConfigFile?: string;
   auth: AuthMode;
   proxyUrl?: URL;
   /** PAC file (http:// URL or path), consulted after `proxyUrl` and the environment. */
@@ -77,6 +92,8 @@ export interface ConfigHost {
   readTextFile: (path: string) => Promise<string>;
   /** Owner and mode checks made before `agent.json` is read (default: the real ones). */
   ownership?: OwnershipHost;
+  /** The system configuration file; absent: no system layer (as on Windows). */
+  systemConfigPath?: string;
 }
 
 /** The real host: Deno's environment, OS and file system. */
@@ -86,6 +103,7 @@ export const denoConfigHost: ConfigHost = {
   uid: () => Deno.uid(),
   readTextFile: (path) => Deno.readTextFile(path),
   ownership: denoOwnershipHost,
+  ...(Deno.build.os === "windows" ? {} : { systemConfigPath: SYSTEM_CONFIG_PATH }),
 };
 
 /** Environment variable for each configurable field. */
@@ -94,6 +112,7 @@ export const ENV_VARS = {
   platformUrl: "ONECONNECT_PLATFORM_URL",
   enrollmentToken: "ONECONNECT_ENROLLMENT_TOKEN",
   caFile: "ONECONNECT_CA_FILE",
+  caPin: "ONECONNECT_CA_PIN",
   logLevel: "ONECONNECT_LOG_LEVEL",
   logFormat: "ONECONNECT_LOG_FORMAT",
   auth: "ONECONNECT_AUTH",
@@ -271,6 +290,11 @@ export async function readFileConfig(
       `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e)}`,
     );
   }
+  return parseConfigText(path, text);
+}
+
+/** Parses the text of an `agent.json` (`path` names it in errors) against FileConfigSchema. */
+export function parseConfigText(path: string, text: string): FileConfig {
   const parsed = parseJsonDocument(FileConfigSchema, text);
   if (!parsed.ok && parsed.notJson) {
     throw new UsageError(
@@ -289,7 +313,10 @@ export async function readFileConfig(
   return parsed.data;
 }
 
-/** Resolves the effective configuration: flag > environment > agent.json > default. */
+/**
+ * Resolves the effective configuration: flag > environment > agent.json (state dir) > system
+ * agent.json > default.
+ */
 export async function resolveConfig(
   flags: ConfigFlags,
   host: ConfigHost = denoConfigHost,
@@ -299,7 +326,7 @@ export async function resolveConfig(
     key: string,
     flag: string | undefined,
     envName: string,
-    file: string | number | undefined,
+    fileKey: keyof FileConfig | undefined,
   ): [string | number | undefined, string] => {
     if (flag !== undefined) {
       sources[key] = "flag";
@@ -310,9 +337,11 @@ export async function resolveConfig(
       sources[key] = "env";
       return [env, envName];
     }
-    if (file !== undefined) {
-      sources[key] = "file";
-      return [file, CONFIG_FILE_NAME];
+    const value = fileKey === undefined ? undefined : file[fileKey];
+    if (value !== undefined && !Array.isArray(value)) {
+      const own = fileKey! in stateFile;
+      sources[key] = own ? "file" : "system";
+      return [value, own ? CONFIG_FILE_NAME : systemConfigFile!];
     }
     sources[key] = "default";
     return [undefined, "default"];
@@ -322,20 +351,34 @@ export async function resolveConfig(
   const stateDir = rawStateDir !== undefined ? String(rawStateDir) : defaultStateDir(host);
   if (stateDir.trim() === "") throw new UsageError('Invalid --state-dir "": expected a path');
 
-  const file = await readFileConfig(stateDir, host);
+  const stateFile = await readFileConfig(stateDir, host);
+  const systemConfigFile = flags.configFile ?? host.systemConfigPath;
+  const systemText = systemConfigFile === undefined
+    ? undefined
+    : await readSystemConfigText(systemConfigFile, host.ownership ?? denoOwnershipHost, host.os);
+  const system = systemText === undefined ? {} : parseConfigText(systemConfigFile!, systemText);
+  // Per key, the state directory's file wins over the system one.
+  const file: FileConfig = { ...system, ...stateFile };
 
-  const [level, levelOrigin] = pick("logLevel", flags.logLevel, ENV_VARS.logLevel, file.log_level);
-  const [fmt, fmtOrigin] = pick("logFormat", flags.logFormat, ENV_VARS.logFormat, file.log_format);
-  const [url, urlOrigin] = pick("url", flags.url, ENV_VARS.platformUrl, file.platform_url);
-  const [caFile] = pick("caFile", flags.caFile, ENV_VARS.caFile, file.ca_file);
-  const [auth, authOrigin] = pick("auth", flags.auth, ENV_VARS.auth, file.auth);
+  const [level, levelOrigin] = pick("logLevel", flags.logLevel, ENV_VARS.logLevel, "log_level");
+  const [fmt, fmtOrigin] = pick("logFormat", flags.logFormat, ENV_VARS.logFormat, "log_format");
+  const [url, urlOrigin] = pick("url", flags.url, ENV_VARS.platformUrl, "platform_url");
+  const envPins = host.env(ENV_VARS.caPin)?.split(",").filter((p) => p.trim() !== "");
+  const [trustSource, trust] = nearestTrust<ConfigSource>([
+    ["flag", { caFile: flags.caFile, caPins: flags.caPins }],
+    ["env", { caFile: host.env(ENV_VARS.caFile) || undefined, caPins: envPins }],
+    ["file", { caFile: stateFile.ca_file, caPins: stateFile.ca_pin }],
+    ["system", { caFile: system.ca_file, caPins: system.ca_pin }],
+  ]) ?? ["default", {}];
+  sources.caFile = trustSource;
+  const [auth, authOrigin] = pick("auth", flags.auth, ENV_VARS.auth, "auth");
   const [metricsFile] = pick(
     "metricsFile",
     flags.metricsFile,
     ENV_VARS.metricsFile,
-    file.metrics_file,
+    "metrics_file",
   );
-  const [pac, pacOrigin] = pick("proxyPac", flags.proxyPac, ENV_VARS.proxyPac, file.proxy_pac_url);
+  const [pac, pacOrigin] = pick("proxyPac", flags.proxyPac, ENV_VARS.proxyPac, "proxy_pac_url");
 
   return {
     stateDir,
@@ -346,7 +389,8 @@ export async function resolveConfig(
       ? "text"
       : oneOf(LOG_FORMATS, String(fmt), "log format", fmtOrigin),
     platformUrl: url === undefined ? undefined : parsePlatformUrl(String(url), urlOrigin),
-    caFile: caFile === undefined ? undefined : String(caFile),
+    ...trust,
+    systemConfigFile,
     auth: auth === undefined
       ? "bearer"
       : oneOf(AuthModeSchema.options, String(auth), "auth mode", authOrigin),

@@ -208,3 +208,48 @@ export const denoFileSystem: FileSystem = {
     return names;
   },
 };
+
+/**
+ * Reads the regular file at `path` without following a symbolic link there. Deno has no
+ * O_NOFOLLOW, so the opened file must be the very file `lstat` finds at `path` after the open: a
+ * link planted before the open, or a file swapped in after it, is refused. `undefined` when
+ * nothing is at `path`; larger than `maxBytes` is refused.
+ */
+export async function readFileNoFollow(
+  path: string,
+  maxBytes: number,
+): Promise<string | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    const opened = await file.stat();
+    const linked = await Deno.lstat(path);
+    if (
+      linked.isSymlink || !opened.isFile || opened.ino !== linked.ino || opened.dev !== linked.dev
+    ) {
+      throw new UsageError(
+        `Refusing ${
+          JSON.stringify(path)
+        }: it is a symbolic link or was replaced while being read; make it a regular file`,
+      );
+    }
+    const buffer = new Uint8Array(Math.min(opened.size, maxBytes) + 1);
+    let total = 0;
+    while (total < buffer.length) {
+      const n = await file.read(buffer.subarray(total));
+      if (n === null) break;
+      total += n;
+    }
+    if (total > maxBytes) {
+      throw new UsageError(`Refusing ${JSON.stringify(path)}: larger than ${maxBytes} bytes`);
+    }
+    return new TextDecoder().decode(buffer.subarray(0, total));
+  } finally {
+    file.close();
+  }
+}

@@ -7,6 +7,7 @@ import {
   resolveConfig,
 } from "../src/config.ts";
 import { UsageError } from "../src/errors.ts";
+import { rejectsWith } from "./_support/helpers.ts";
 
 function host(
   env: Record<string, string> = {},
@@ -142,4 +143,138 @@ Deno.test("platform URLs: https anywhere, http only on loopback, no credentials"
   });
   assert.ok(isLoopbackHost("127.1.2.3") && isLoopbackHost("localhost"));
   assert.ok(!isLoopbackHost("128.0.0.1") && !isLoopbackHost("localhost.evil"));
+});
+
+/** A temp dir holding `etc/agent.json` (mode `mode`) with `config`; removed after `fn`. */
+async function withSystemConfig(
+  config: string | null,
+  fn: (path: string, dir: string) => Promise<void>,
+  mode = 0o644,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "oneconnect-sysconf-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(`${dir}/etc`, { mode: 0o755 });
+    const path = `${dir}/etc/agent.json`;
+    if (config !== null) {
+      await Deno.writeTextFile(path, config);
+      await Deno.chmod(path, mode);
+    }
+    await fn(path, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("config precedence: flag > environment > state-dir agent.json > system agent.json > default", async () => {
+  await withSystemConfig(
+    JSON.stringify({
+      platform_url: "https://system.example",
+      log_level: "warn",
+      log_format: "json",
+      auth: "mtls",
+      interval_seconds: 30,
+    }),
+    async (path) => {
+      const files = { "/s/agent.json": JSON.stringify({ log_level: "error" }) };
+      const sys = { ...host({}, files), systemConfigPath: path };
+      const c = await resolveConfig({ stateDir: "/s" }, sys);
+      assert.equal(c.platformUrl?.href, "https://system.example/");
+      assert.equal(c.sources.url, "system");
+      assert.equal(c.logLevel, "error");
+      assert.equal(c.sources.logLevel, "file");
+      assert.equal(c.logFormat, "json");
+      assert.equal(c.intervalSeconds, 30);
+      assert.equal(c.systemConfigFile, path);
+      const e = await resolveConfig(
+        { stateDir: "/s", logFormat: "text" },
+        { ...sys, env: (n) => n === "ONECONNECT_PLATFORM_URL" ? "https://env.example" : undefined },
+      );
+      assert.equal(e.platformUrl?.href, "https://env.example/");
+      assert.equal(e.logFormat, "text");
+      // --config-file names another system file; without a system path there is no such layer.
+      const none = await resolveConfig({ stateDir: "/s" }, host({}, files));
+      assert.equal(none.platformUrl, undefined);
+      assert.equal(none.systemConfigFile, undefined);
+      const flagged = await resolveConfig({ stateDir: "/s", configFile: path }, host({}, files));
+      assert.equal(flagged.platformUrl?.href, "https://system.example/");
+    },
+  );
+});
+
+Deno.test("config: a missing system agent.json is an empty layer; a bad one names its path", async () => {
+  await withSystemConfig(null, async (path) => {
+    const c = await resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path });
+    assert.equal(c.platformUrl, undefined);
+  });
+  await withSystemConfig('{"platform_url": "http://far.example"}', async (path) => {
+    const err = await rejectsWith(
+      resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+      UsageError,
+    );
+    assert.match(err.message, /Refusing plain http:\/\/ to non-loopback host "far\.example"/);
+    assert.ok(err.message.includes(path));
+  });
+  await withSystemConfig('{"ca_pin": "sha256:00"}', async (path) => {
+    const err = await rejectsWith(
+      resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+      UsageError,
+    );
+    assert.match(
+      err.message,
+      /Invalid configuration ".*etc\/agent\.json": "ca_pin" is "sha256:00"/,
+    );
+  });
+});
+
+Deno.test(
+  "config: a system agent.json others can write, or a symlink, is refused (exit 2)",
+  { ignore: Deno.build.os === "windows" },
+  async () => {
+    await withSystemConfig('{"platform_url": "https://x.example"}', async (path) => {
+      const err = await rejectsWith(
+        resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+        UsageError,
+      );
+      assert.match(err.message, /writable by group or others \(mode 0666\).*chmod go-w/);
+    }, 0o666);
+    await withSystemConfig('{"platform_url": "https://x.example"}', async (path, dir) => {
+      await Deno.chmod(`${dir}/etc`, 0o777);
+      const err = await rejectsWith(
+        resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+        UsageError,
+      );
+      assert.match(err.message, /above it is writable by group or others/);
+    });
+    await withSystemConfig(null, async (path, dir) => {
+      await Deno.writeTextFile(`${dir}/real.json`, '{"platform_url": "https://evil.example"}');
+      await Deno.symlink(`${dir}/real.json`, path);
+      const err = await rejectsWith(
+        resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+        UsageError,
+      );
+      assert.match(err.message, /symbolic link/);
+    });
+  },
+);
+
+Deno.test("config: trust is one setting, the nearest layer naming a CA file or pins gives it", async () => {
+  const pin = `sha256:${"a".repeat(64)}`;
+  await withSystemConfig(JSON.stringify({ ca_pin: [pin] }), async (path) => {
+    const files = { "/s/agent.json": "{}" };
+    const sys = { ...host({}, files), systemConfigPath: path };
+    const c = await resolveConfig({ stateDir: "/s" }, sys);
+    assert.deepEqual(c.caPins, [pin]);
+    assert.equal(c.caFile, undefined);
+    assert.equal(c.sources.caFile, "system");
+    const env = await resolveConfig({ stateDir: "/s" }, {
+      ...sys,
+      env: (n) => n === "ONECONNECT_CA_FILE" ? "/env/ca.pem" : undefined,
+    });
+    assert.equal(env.caFile, "/env/ca.pem");
+    assert.equal(env.caPins, undefined);
+    const flags = await resolveConfig({ stateDir: "/s", caPins: ["sha256:1"], caFile: "/f" }, sys);
+    // Both as flags: enroll refuses that combination itself.
+    assert.deepEqual([flags.caFile, flags.caPins], ["/f", ["sha256:1"]]);
+  });
 });

@@ -6,6 +6,13 @@ import { ExitCode } from "../src/errors.ts";
 import { defaultStateDir } from "../src/config.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { TARGETS } from "../tasks/build_all.ts";
+import {
+  BIN_PATH,
+  ENROLL_PATH_UNIT,
+  SERVICE_CACHE_DIR,
+  STATE_DIR,
+  TOKEN_PATH,
+} from "../tasks/package/layout.ts";
 import { findTool, skipWithout, tempDir } from "./_support/helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -13,7 +20,10 @@ const UNIT_PATH = join(ROOT, "packaging/systemd/oneconnect-agent.service");
 const PLIST_PATH = join(ROOT, "packaging/launchd/com.oneconnect.agent.plist");
 const PS1_PATH = join(ROOT, "packaging/windows/install-service.ps1");
 const WINSW_PATH = join(ROOT, "packaging/windows/oneconnect-agent.xml");
-const BINARY = "/usr/local/bin/oneconnect-agent";
+/** Where the .deb/.rpm install the binary (nothing under /usr/local). */
+const BINARY = "/usr/bin/oneconnect-agent";
+/** macOS: /usr/bin is sealed (SIP); the pkg installs under /usr/local/bin. */
+const MAC_BINARY = "/usr/local/bin/oneconnect-agent";
 
 const FLAGS = await agentPermissionFlags();
 const ALLOWED_ENV = new Set(
@@ -93,6 +103,23 @@ Deno.test("systemd unit runs the agent with the restart policy of its exit codes
   assert.equal(only(unit, "Install", "WantedBy"), "multi-user.target");
   // A core dump would hold the private key and the bearer token.
   assert.equal(only(unit, "Service", "LimitCORE"), "0");
+});
+
+Deno.test("systemd units match the layout the packages install", async () => {
+  const unit = parseUnit(unitText);
+  assert.equal(BINARY, BIN_PATH);
+  assert.equal(only(unit, "Service", "ExecStart"), `${BIN_PATH} run`);
+  assert.equal(`/var/lib/${only(unit, "Service", "StateDirectory")}`, STATE_DIR);
+  assert.equal(`/var/cache/${only(unit, "Service", "CacheDirectory")}`, SERVICE_CACHE_DIR);
+  assert.doesNotMatch(unitText, /\/usr\/local/);
+  // The path unit the packages enable watches the token's place and starts this service.
+  const path = parseUnit(
+    await Deno.readTextFile(join(ROOT, "packaging/systemd", ENROLL_PATH_UNIT)),
+  );
+  assert.equal(only(path, "Path", "Unit"), "oneconnect-agent.service");
+  const watched = [...(path.get("Path") ?? new Map()).entries()]
+    .filter(([k]) => k.startsWith("Path") && k !== "Unit").flatMap(([, v]) => v);
+  assert.deepEqual(watched, [TOKEN_PATH]);
 });
 
 Deno.test("systemd unit confines the agent to its state directory", () => {
@@ -250,7 +277,7 @@ Deno.test({
 Deno.test("launchd plist restarts the agent after failures only and runs it at load", async () => {
   const plist = parsePlist(await Deno.readTextFile(PLIST_PATH)) as Record<string, unknown>;
   assert.equal(plist.Label, "com.oneconnect.agent");
-  assert.deepEqual(plist.ProgramArguments, [BINARY, "run"]);
+  assert.deepEqual(plist.ProgramArguments, [MAC_BINARY, "run"]);
   assert.equal(plist.RunAtLoad, true);
   assert.deepEqual(plist.KeepAlive, { SuccessfulExit: false });
   assert.equal(typeof plist.ThrottleInterval, "number");

@@ -33,28 +33,40 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
-  // Held for the life of the process: this process renews and keeps the identity in memory.
-  await using _lock = await acquireStateLock(config.stateDir, {
+  // No identity yet (a fresh install, a golden image's first boot): enroll with a provisioned token.
+  if (!(await store.exists())) {
+    await (await import("../enrollment/provisioned_enrollment.ts")).enrollProvisioned(ctx, store);
+  }
+  const lockOptions = {
     command: options.once ? "run --once" : "run",
     action: "Cannot run",
     logger,
-  });
-  const identity = await store.load();
+  };
+  // Held for the life of the process: this process renews and keeps the identity in memory.
+  let lock = await acquireStateLock(config.stateDir, lockOptions);
+  await using _lock = { [Symbol.asyncDispose]: () => lock.release() };
+  let identity = await store.load();
+  const host = await hostCollected;
+  const cloned = cloneRefusal(identity.machine_id, host.machine_id, "send heartbeats");
+  if (cloned !== null) {
+    const provisioned = await import("../enrollment/provisioned_enrollment.ts");
+    if (!(await provisioned.tokenProvisioned(ctx, store))) {
+      const statusFile = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
+      await new StatusRecorder(statusFile, logger).stopped(
+        "identity_cloned",
+        cloned.message,
+        Date.now(),
+      );
+      throw cloned;
+    }
+    await provisioned.replaceClonedIdentity(ctx, store, () => lock.release());
+    lock = await acquireStateLock(config.stateDir, lockOptions);
+    identity = await store.load();
+  }
   const statusFile = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const st = statusFile.current;
   if (repairs.length > 0) st.permission_repairs = repairs;
   st.certificate_expires_at = identity.certificate_not_after;
-
-  const host = await hostCollected;
-  const cloned = cloneRefusal(identity.machine_id, host.machine_id, "send heartbeats");
-  if (cloned !== null) {
-    await new StatusRecorder(statusFile, logger).stopped(
-      "identity_cloned",
-      cloned.message,
-      Date.now(),
-    );
-    throw cloned;
-  }
 
   // One measurement of the platform's clock for the whole process, starting from the last run's.
   const clock = new ClockOffset(

@@ -31,7 +31,7 @@ export async function readPinnedCas(
 }
 
 /** Reads a `--ca-file` bundle: at least one certificate, each one parsable (else UsageError). */
-async function readBootstrapCa(fs: FileSystem, path: string): Promise<string[]> {
+export async function readBootstrapCa(fs: FileSystem, path: string): Promise<string[]> {
   let text: string;
   try {
     text = await fs.readTextFile(path);

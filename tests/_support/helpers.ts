@@ -98,14 +98,17 @@ export async function runAgent(args: string[], options: RunAgentOptions = {}): P
     piped: options.stdin !== undefined,
     deadlineMs: options.deadlineMs ?? RUN_DEADLINE_MS,
   });
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
+  if (options.stdin !== undefined) await feedStdin(child, options.stdin);
   const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Writes `text` to a piped child's stdin and closes it. */
+export async function feedStdin(child: Deno.ChildProcess, text: string): Promise<void> {
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
 }
 
 /** Spawns the CLI with the shared permission flags and returns the running child. */
