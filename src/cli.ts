@@ -205,12 +205,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [
       { name: "json", help: "machine-readable output (same as --format json)" },
       {
+        name: "health",
+        help:
+          "exit with the agent's health: 0 running and heartbeats succeeding, 8 running but failing, 9 not running, 5 not enrolled",
+      },
+      {
         name: "format",
         value: "format",
         help: "text|json|prometheus (Prometheus text exposition format)",
       },
     ],
-    examples: ["oneconnect-agent status --json", "oneconnect-agent status --format prometheus"],
+    examples: [
+      "oneconnect-agent status --json",
+      "oneconnect-agent status --format prometheus",
+      "oneconnect-agent status --health   # for Nagios-style checks and Ansible",
+    ],
     run: async (f, context) => {
       const { STATUS_FORMATS, statusCommand } = await import("./commands/status.ts");
       const format = str(f.format) ?? (f.json === true ? "json" : "text");
@@ -225,7 +234,10 @@ export const COMMANDS: readonly CommandSpec[] = [
         throw new UsageError(`Conflicting --json and --format ${format}: give one of them`);
       }
       const ctx = await context();
-      await statusCommand(ctx, { format: format as (typeof STATUS_FORMATS)[number] });
+      await statusCommand(ctx, {
+        format: format as (typeof STATUS_FORMATS)[number],
+        health: f.health === true,
+      });
     },
   },
   {

@@ -8,6 +8,10 @@ export const ExitCode = {
   notEnrolled: 5,
   alreadyEnrolled: 6,
   busy: 7,
+  /** `status --health`: the agent runs, but its heartbeats are failing. */
+  failing: 8,
+  /** `status --health`: enrolled, but no `run` process is running. */
+  notRunning: 9,
   /** 128 + SIGINT (2), as shells report a process stopped by Ctrl-C. */
   interrupted: 130,
   /** 128 + SIGTERM (15). */
@@ -38,6 +42,8 @@ export const EXIT_CODE_MEANINGS: readonly (readonly [ExitCode, string])[] = [
     ExitCode.busy,
     "another oneconnect-agent process holds the identity (e.g. renew while the service runs)",
   ],
+  [ExitCode.failing, "status --health: the agent runs, but its heartbeats are failing"],
+  [ExitCode.notRunning, "status --health: enrolled, but the agent is not running"],
   [
     ExitCode.interrupted,
     "interrupted by SIGINT (Ctrl-C) or SIGBREAK before finishing (enroll, unenroll; a stopped\n" +
