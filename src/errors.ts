@@ -37,7 +37,11 @@ export const EXIT_CODE_MEANINGS: readonly (readonly [ExitCode, string])[] = [
   ],
   [ExitCode.unreachable, "the platform could not be reached or kept failing"],
   [ExitCode.notEnrolled, "not enrolled"],
-  [ExitCode.alreadyEnrolled, "already enrolled (enroll without --force)"],
+  [
+    ExitCode.alreadyEnrolled,
+    "already enrolled with another platform (enroll without --force; to the same platform\n" +
+    "enroll succeeds: already enrolled as <id>)",
+  ],
   [
     ExitCode.busy,
     "another oneconnect-agent process holds the identity (e.g. renew while the service runs)",

@@ -610,17 +610,24 @@ Deno.test("enroll refuses a certificate for another key or an answer without age
   }
 });
 
-Deno.test("enroll when already enrolled exits 6 with a --force hint and sends nothing", async () => {
+Deno.test("enroll when already enrolled: same platform succeeds sending nothing, another exits 6", async () => {
   const ca = await createDevCa();
   const platform = new FakePlatform(ca, [ok(ca)]);
   await using h = await harness(platform);
   await writeToken(h);
   await h.run();
   await writeToken(h);
+  await h.run();
+  assert.equal(h.out.at(-1), "already enrolled as agent-1\n");
+  assert.equal(platform.requests.length, 1);
+  h.ctx.config.platformUrl = new URL("https://other-platform.test/");
   const e = await failure(h.run());
   assert.ok(e instanceof AlreadyEnrolledError);
   assert.equal(e.exitCode, 6);
-  assert.match(e.message, /^Already enrolled as "agent-1" in ".*state"; pass --force/);
+  assert.match(
+    e.message,
+    /^Already enrolled as "agent-1" in ".*state" with another platform \("https:\/\/platform\.test\/"\); pass --force to enroll with "https:\/\/other-platform\.test\/" and replace it$/,
+  );
   assert.equal(platform.requests.length, 1);
 });
 

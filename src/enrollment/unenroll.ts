@@ -1,11 +1,5 @@
 import type { CommandContext } from "../context.ts";
-import {
-  errorMessage,
-  InterruptedError,
-  NotEnrolledError,
-  PlatformError,
-  UsageError,
-} from "../errors.ts";
+import { errorMessage, InterruptedError, PlatformError, UsageError } from "../errors.ts";
 import { isCredentialRejection } from "../platform/contract.ts";
 import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
@@ -121,7 +115,7 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | nu
   }
 }
 
-/** The outcome of {@linkcode unenroll}. */
+/** The outcome of {@linkcode unenroll}; nothing removed means there was no identity. */
 export interface Unenrolled {
   /** The agent id, when the identity file could be loaded. */
   agentId: string | undefined;
@@ -146,11 +140,8 @@ export async function unenroll(
     logger: ctx.logger,
     ...deps.store,
   });
-  if (!(await store.exists())) {
-    throw new NotEnrolledError(
-      `Not enrolled: no identity at ${JSON.stringify(store.identityPath)}; nothing to remove`,
-    );
-  }
+  // Repeatable: nothing to remove is success (the command says so; no confirmation needed).
+  if (!(await store.exists())) return { agentId: undefined, removed: [] };
   await using _lock = await acquireStateLock(ctx.config.stateDir, {
     command: "unenroll",
     action: "Cannot unenroll",
