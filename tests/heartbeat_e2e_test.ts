@@ -8,18 +8,13 @@ import {
   runAgent,
   skipWithout,
   startRun,
+  statusJson,
   tempDir,
   until,
 } from "./_support/helpers.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 
 const HOST_MACHINE_ID = (await new TelemetryCollector().host()).machine_id;
-
-async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
-  const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout);
-}
 
 Deno.test("run sends contract-valid heartbeats with sequence increasing across a restart", async () => {
   await using platform = await startDevPlatform({ quiet: true });

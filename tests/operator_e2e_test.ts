@@ -77,8 +77,12 @@ Deno.test("cli names the nearest known key for an unknown agent.json key, never 
   );
 });
 
-/** A temp tree nobody can traverse: `home` (nobody's) and `system` (root's, 0700). */
-async function unprivilegedTree() {
+/**
+ * A temp tree nobody can traverse, `home` (nobody's) and `system` (root's, 0700, standing in for
+ * /var/lib/oneconnect-agent), and `run` of the CLI as nobody with that home and system directory.
+ */
+async function unprivileged() {
+  const deno = await nobodyDeno();
   const dir = await tempDir("oneconnect-sudo-");
   await Deno.chmod(dir.path, 0o755);
   const home = join(dir.path, "home");
@@ -87,43 +91,55 @@ async function unprivilegedTree() {
   const system = join(dir.path, "system");
   await Deno.mkdir(system, { mode: 0o700 });
   await Deno.chmod(system, 0o700);
-  return { dir, home, system, userState: join(home, ".local", "state", "oneconnect-agent") };
+  return {
+    home,
+    system,
+    userState: join(home, ".local", "state", "oneconnect-agent"),
+    run: (args: string[], env: Record<string, string> = {}) =>
+      runAgentAsNobody(deno.deno, args, {
+        HOME: home,
+        ONECONNECT_SYSTEM_STATE_DIR: system,
+        ...env,
+      }),
+    async [Symbol.asyncDispose]() {
+      await dir[Symbol.asyncDispose]();
+      await deno[Symbol.asyncDispose]();
+    },
+  };
 }
 
+const NOBODY_TEST = { ignore: UNPRIVILEGED_SKIP !== undefined };
+
 Deno.test(
-  "status as a user while root is enrolled says run as root, never enroll",
-  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  "status and unenroll as a user while root is enrolled say run as root, never enroll",
+  NOBODY_TEST,
   async () => {
-    await using deno = await nobodyDeno();
-    const t = await unprivilegedTree();
-    await using _dir = t.dir;
+    await using t = await unprivileged();
     // Readable: the identity is seen, as on a system whose state directory allows listing.
     await Deno.chmod(t.system, 0o755);
     await Deno.writeTextFile(join(t.system, "identity.json"), "{}", { mode: 0o600 });
-    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
-    const r = await runAgentAsNobody(deno.deno, ["status"], env);
-    assert.equal(r.code, 5);
-    assert.equal(
-      r.stderr,
-      `error: Not enrolled as this user (no identity in ${
-        JSON.stringify(t.userState)
-      }), but the system state directory ${
-        JSON.stringify(t.system)
-      } holds one: run as root instead (sudo oneconnect-agent status); enrolling as this user would register this host a second time\n`,
-    );
-    assert.ok(!r.stderr.includes("--url"), "advises enrolling");
+    for (const [command, ...args] of [["status"], ["unenroll", "--yes"]]) {
+      const r = await t.run([command!, ...args]);
+      assert.equal(r.code, 5);
+      assert.equal(
+        r.stderr,
+        `error: Not enrolled as this user (no identity in ${
+          JSON.stringify(t.userState)
+        }), but the system state directory ${
+          JSON.stringify(t.system)
+        } holds one: run as root instead (sudo oneconnect-agent ${command}); enrolling as this user would register this host a second time\n`,
+      );
+      assert.equal(r.stdout, "");
+    }
   },
 );
 
 Deno.test(
-  "status as a user when root's state directory cannot be read says run as root",
-  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  "run as a user when root's state directory cannot be read says run as root",
+  NOBODY_TEST,
   async () => {
-    await using deno = await nobodyDeno();
-    const t = await unprivilegedTree();
-    await using _dir = t.dir;
-    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
-    const r = await runAgentAsNobody(deno.deno, ["run", "--once"], env);
+    await using t = await unprivileged();
+    const r = await t.run(["run", "--once"]);
     assert.equal(r.code, 5);
     assert.equal(
       r.stderr,
@@ -138,14 +154,11 @@ Deno.test(
 
 Deno.test(
   "status as a user still advises enrolling when no system state directory exists",
-  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  NOBODY_TEST,
   async () => {
-    await using deno = await nobodyDeno();
-    const t = await unprivilegedTree();
-    await using _dir = t.dir;
+    await using t = await unprivileged();
     await Deno.remove(t.system);
-    const env = { HOME: t.home, ONECONNECT_SYSTEM_STATE_DIR: t.system };
-    const r = await runAgentAsNobody(deno.deno, ["status"], env);
+    const r = await t.run(["status"]);
     assert.equal(r.code, 5);
     assert.match(r.stderr, /^error: Not enrolled: no identity in .*; run "oneconnect-agent enroll/);
   },
@@ -153,14 +166,10 @@ Deno.test(
 
 Deno.test(
   "a root-only state directory: a missing agent.json is not reported as unreadable, and run as root is said",
-  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  NOBODY_TEST,
   async () => {
-    await using deno = await nobodyDeno();
-    const t = await unprivilegedTree();
-    await using _dir = t.dir;
-    const r = await runAgentAsNobody(deno.deno, ["--state-dir", t.system, "status"], {
-      HOME: t.home,
-    });
+    await using t = await unprivileged();
+    const r = await t.run(["--state-dir", t.system, "status"]);
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
@@ -175,24 +184,20 @@ Deno.test(
 
 Deno.test(
   "enroll into a state directory the user cannot create says run as root",
-  { ignore: UNPRIVILEGED_SKIP !== undefined },
+  NOBODY_TEST,
   async () => {
-    await using deno = await nobodyDeno();
-    const t = await unprivilegedTree();
-    await using _dir = t.dir;
+    await using t = await unprivileged();
     await Deno.chmod(t.system, 0o755);
     const state = join(t.system, "agent");
-    const r = await runAgentAsNobody(
-      deno.deno,
-      ["--state-dir", state, "enroll", "--url", "http://127.0.0.1:9"],
-      { HOME: t.home, ONECONNECT_ENROLLMENT_TOKEN: "tok-abcdef-123456" },
-    );
+    const r = await t.run(["--state-dir", state, "enroll", "--url", "http://127.0.0.1:9"], {
+      ONECONNECT_ENROLLMENT_TOKEN: "tok-abcdef-123456",
+    });
     assert.equal(r.code, 2);
     assert.equal(
-      errorLine(r) + "\n",
+      errorLine(r),
       `error: Cannot create state directory ${
         JSON.stringify(state)
-      }: permission denied; ${RUN_AS_ROOT}\n`,
+      }: permission denied; ${RUN_AS_ROOT}`,
     );
   },
 );

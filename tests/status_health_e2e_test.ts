@@ -6,13 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
-import { enrollAgent, runAgent, startRun, tempDir, until } from "./_support/helpers.ts";
-
-async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
-  const r = await runAgent(["--state-dir", stateDir, "status", "--json"]);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
+import { enrollAgent, runAgent, startRun, statusJson, tempDir, until } from "./_support/helpers.ts";
 
 Deno.test("status says running, then not running after kill -9; --health exits 0, then 9", async () => {
   await using platform = await startDevPlatform({ quiet: true });

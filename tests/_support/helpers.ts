@@ -389,3 +389,10 @@ export function findTool(command: string, ...candidates: string[]): string | nul
   }
   return null;
 }
+
+/** `status --json` of `stateDir`, parsed; fails the test unless it exits 0. */
+export async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
+  const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
