@@ -4,6 +4,7 @@ import { fileErrorReason, join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
 import { didYouMean } from "./nearest_name.ts";
 import { parseProxyUrl } from "./proxy/proxy_hop.ts";
+import { SYSTEM_STATE_DIR_ENV, systemStateDir } from "./state/system_state_dir.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,
@@ -118,21 +119,8 @@ export const ENV_VARS = {
   auth: "ONECONNECT_AUTH",
   metricsFile: "ONECONNECT_METRICS_FILE",
   proxyPac: "ONECONNECT_PROXY_PAC",
-  systemStateDir: "ONECONNECT_SYSTEM_STATE_DIR",
+  systemStateDir: SYSTEM_STATE_DIR_ENV,
 } as const;
-
-/**
- * The system-wide state directory root uses by default (`ONECONNECT_SYSTEM_STATE_DIR` moves it,
- * for tests and unusual layouts); `null` on Windows, where every user shares one directory.
- */
-export function systemStateDir(host: Pick<ConfigHost, "env" | "os">): string | null {
-  const moved = host.env(ENV_VARS.systemStateDir);
-  if (moved !== undefined && moved.trim() !== "") return moved;
-  if (host.os === "windows") return null;
-  return host.os === "darwin"
-    ? "/Library/Application Support/OneConnect Agent"
-    : "/var/lib/oneconnect-agent";
-}
 
 /** The platform's default state directory for this OS and user. */
 export function defaultStateDir(host: Pick<ConfigHost, "env" | "os" | "uid">): string {

@@ -1,3 +1,5 @@
+// Longer than 400 lines because it is the one place where a request meets the proxy route, the
+// pinned trust and the failure diagnosis, which share the client's private state.
 /**
  * The only code that talks to the platform: one pooled HTTP client with the pinned CA set, the
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
@@ -96,9 +98,8 @@ export class PlatformClient implements Disposable {
   readonly route: ProxyRoute;
   readonly #baseUrl: URL;
   readonly #auth: PlatformAuth;
-  readonly #pinned: boolean;
-  readonly #pins: string[] | undefined;
-  readonly #caLabel: string | undefined;
+  /** The pinned CA set (undefined: a root store) and how errors name it. */
+  readonly #pins: { cas?: string[]; label?: string };
   readonly #rootStore: RootStore;
   readonly #timeoutMs: number;
   readonly #maxResponseBytes: number;
@@ -138,10 +139,8 @@ export class PlatformClient implements Disposable {
       logger: this.#logger,
     });
     const pins = options.caCertificates;
-    this.#pinned = pins !== undefined;
-    this.#pins = pins;
-    this.#caLabel = options.caLabel;
-    this.#rootStore = options.rootStore ?? (this.#pinned ? "none" : "mozilla");
+    this.#pins = { cas: pins, label: options.caLabel };
+    this.#rootStore = options.rootStore ?? (pins !== undefined ? "none" : "mozilla");
     // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
     this.#clientOptions = tlsClientOptions(
       this.#target,
@@ -364,14 +363,11 @@ export class PlatformClient implements Disposable {
   /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
   async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
     if (error.kind !== "tls" || !isUntrustedIssuer(errorMessage(raw, true))) return error;
-    // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
-    // Nor over a SOCKS proxy (tls_diagnosis speaks CONNECT only).
-    if (this.proxy?.protocol === "https:" || (this.proxy && isSocksProxy(this.proxy))) {
-      return error;
-    }
+    // Read again over a plain CONNECT tunnel (not redoing TLS to the proxy; no SOCKS).
+    const proxy = this.proxy;
+    if (proxy?.protocol === "https:" || (proxy && isSocksProxy(proxy))) return error;
     const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
     const port = Number(this.#baseUrl.port || 443);
-    const proxy = this.proxy;
     const text = await describeUntrustedCertificate(
       this.#baseUrl.hostname.replace(/^\[(.*)\]$/, "$1"),
       port,
@@ -383,8 +379,8 @@ export class PlatformClient implements Disposable {
           authorization: this.#proxyAuthorization,
         }
         : undefined,
-      this.#pins,
-      this.#caLabel,
+      this.#pins.cas,
+      this.#pins.label,
     );
     if (text === undefined) return error;
     return platformError(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
@@ -402,7 +398,7 @@ export class PlatformClient implements Disposable {
       baseUrl: this.#baseUrl,
       proxy: this.proxy,
       timeoutMs: this.#timeoutMs,
-      pinned: this.#pinned,
+      pinned: this.#pins.cas !== undefined,
       mtls: this.#auth.kind === "mtls",
       clockHint: clockHint(this.#clock?.latest),
     });

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type ConfigHost, systemStateDir } from "../config.ts";
+import type { ConfigHost } from "../config.ts";
+import { systemStateDir } from "./system_state_dir.ts";
 import { join, resolve } from "../file_system.ts";
 
 /** What {@linkcode rootIdentityHint} needs from the host. */

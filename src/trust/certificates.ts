@@ -239,16 +239,12 @@ export async function verifyIssuedCertificate(
   }
   const leaf = chain[0]!;
   const hint = clockHint(input.clock);
-  // Dated by the platform's clock: when this host's clock is off (measured, and warned about), a
-  // certificate valid by the platform's clock is sound; refusing it would spend the token for
-  // nothing (`enroll --check` only warns about the same offset).
-  const platformNow = input.clock ? input.now + input.clock.seconds * 1000 : undefined;
-  try {
-    checkValidity(leaf, "certificate", input.now, skewMs, hint);
-  } catch (e) {
-    if (platformNow === undefined) throw e;
-    checkValidity(leaf, "certificate", platformNow, skewMs, hint);
-  }
+  // Not valid yet by this host's clock, but by the platform's (measured, and warned about): it will
+  // be, and refusing it would spend the token for nothing (`enroll --check` only warns about the
+  // same offset). An expired one never becomes valid: refused whatever the clocks say.
+  const notYet = leaf.notBefore.getTime() - skewMs > input.now;
+  const platformNow = input.clock && notYet ? input.now + input.clock.seconds * 1000 : undefined;
+  checkValidity(leaf, "certificate", platformNow ?? input.now, skewMs, hint);
   const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
   if (eku && !eku.usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
     throw new CertificateCheckError(

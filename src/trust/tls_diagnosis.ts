@@ -73,10 +73,10 @@ export async function compareTrustedCas(
       kind: "remade_ca",
       text: `${label} holds a CA named ${
         name(named[0]!)
-      }, but not the one whose key signed the platform's certificate (a CA re-made under the same name?): give the CA certificate the platform uses now`,
+      } whose key did not sign it (a CA re-made under the same name?): give the CA certificate the platform uses now`,
     };
   }
-  return { kind: "other_ca", held: cas.map(name).join(", ") };
+  return { kind: "other_ca", held: [...new Set(cas.map(name))].join(", ") };
 }
 
 /**

@@ -68,7 +68,12 @@ Deno.test("enroll into a state dir whose parents are missing creates them 0700; 
   const status = await h.cli(["status"], { stateDir });
   assertFails(status, 5, /^error: Not enrolled: no identity in ".*\/missing\/parent\/state"; run/);
   const run = await h.cli(["run", "--once"], { stateDir });
-  assertFails(run, 5, /^error: Not enrolled: no identity at ".*\/state\/identity\.json"/);
+  // run would enroll with a provisioned token: it names where one goes.
+  assertFails(
+    run,
+    5,
+    /^error: Not enrolled: provide an enrollment token in ".*\/state\/enrollment\.token"/,
+  );
   assert.deepEqual([...(await listTree(h.root)).keys()], []);
 
   const enroll = await h.cli(enrollArgs(h.platform, "--token-file", "-"), {
