@@ -15,8 +15,8 @@ import {
   type Program,
   programHelp as renderProgramHelp,
 } from "./cli_parser.ts";
-import { UsageError } from "./errors.ts";
-import { createLogger, type LogLevel } from "./log.ts";
+import { NotEnrolledError, UsageError } from "./errors.ts";
+import { createLogger, type LogFormat, type LogLevel, stderrIsJournal } from "./log.ts";
 import { selectRootStore } from "./trust/trust_store.ts";
 import { VERSION } from "./version.ts";
 
@@ -26,6 +26,8 @@ export interface CliProcess {
   shutdown: AbortSignal;
   /** Told the effective log level as soon as it is known (it decides whether traces are shown). */
   onLogLevel?: (level: LogLevel) => void;
+  /** Told the effective log format as soon as it is known (the final error line follows it). */
+  onLogFormat?: (format: LogFormat) => void;
 }
 
 function integerIn(min: number, max: number, what: string) {
@@ -203,12 +205,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [
       { name: "json", help: "machine-readable output (same as --format json)" },
       {
+        name: "health",
+        help:
+          "exit with the agent's health: 0 running and heartbeats succeeding, 8 running but failing, 9 not running, 5 not enrolled",
+      },
+      {
         name: "format",
         value: "format",
         help: "text|json|prometheus (Prometheus text exposition format)",
       },
     ],
-    examples: ["oneconnect-agent status --json", "oneconnect-agent status --format prometheus"],
+    examples: [
+      "oneconnect-agent status --json",
+      "oneconnect-agent status --format prometheus",
+      "oneconnect-agent status --health   # for Nagios-style checks and Ansible",
+    ],
     run: async (f, context) => {
       const { STATUS_FORMATS, statusCommand } = await import("./commands/status.ts");
       const format = str(f.format) ?? (f.json === true ? "json" : "text");
@@ -223,7 +234,10 @@ export const COMMANDS: readonly CommandSpec[] = [
         throw new UsageError(`Conflicting --json and --format ${format}: give one of them`);
       }
       const ctx = await context();
-      await statusCommand(ctx, { format: format as (typeof STATUS_FORMATS)[number] });
+      await statusCommand(ctx, {
+        format: format as (typeof STATUS_FORMATS)[number],
+        health: f.health === true,
+      });
     },
   },
   {
@@ -290,11 +304,19 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
 ];
 
+/** Why there is no `--token`: a secret on the command line shows in `ps` and shell history. */
+export const TOKEN_FLAG_HINT =
+  "the enrollment token is never taken on the command line (ps and shell history would show it); use --token-file <path>, --token-file - to read it from standard input, or the environment variable ONECONNECT_ENROLLMENT_TOKEN";
+
 const PROGRAM: Program = {
   name: "oneconnect-agent",
   description: "OneConnect endpoint agent: enrolls this host and reports telemetry heartbeats.",
   globalFlags: GLOBAL_FLAGS,
   commands: COMMANDS,
+  refusedFlags: {
+    token: TOKEN_FLAG_HINT,
+    "enrollment-token": TOKEN_FLAG_HINT,
+  },
 };
 
 /** `oneconnect-agent --help`. */
@@ -312,8 +334,23 @@ export function parseArgv(argv: readonly string[]): Invocation {
   return parseProgramArgv(PROGRAM, argv);
 }
 
+/** The log format argv or the environment asks for, read before argv is parsed (text unless json). */
+export function earlyLogFormat(
+  argv: readonly string[],
+  env: (name: string) => string | undefined,
+): LogFormat {
+  let asked = env(ENV_VARS.logFormat);
+  for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
+    if (argv[i] === "--log-format") asked = argv[i + 1];
+    else if (argv[i]!.startsWith("--log-format=")) asked = argv[i]!.slice("--log-format=".length);
+  }
+  return asked === "json" ? "json" : "text";
+}
+
 /** Parses `argv` and runs the chosen command; throws {@linkcode AgentError}s for main to report. */
 export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
+  // Before parsing: a bad flag's error must already be a JSON line when JSON was asked for.
+  proc.onLogFormat?.(earlyLogFormat(argv, proc.env));
   const invocation = parseArgv(argv);
   if (invocation.kind === "version") return writeStdout(`${PROGRAM.name} ${VERSION}\n`);
   if (invocation.kind === "help") {
@@ -323,6 +360,8 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
   // Before agent.json is read: what the flag or the environment asked for.
   const early = str(flags["log-level"]) ?? proc.env(ENV_VARS.logLevel);
   if (early !== undefined) proc.onLogLevel?.(early as LogLevel);
+
+  let stateDir: string | undefined;
   const context = async (extra: ConfigFlags = {}): Promise<CommandContext> => {
     const config = await resolveConfig({
       stateDir: str(flags["state-dir"]),
@@ -332,9 +371,15 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       ...extra,
     }, { ...denoConfigHost, env: proc.env });
     proc.onLogLevel?.(config.logLevel);
+    proc.onLogFormat?.(config.logFormat);
+    stateDir = config.stateDir;
     return {
       config,
-      logger: createLogger({ level: config.logLevel, format: config.logFormat }),
+      logger: createLogger({
+        level: config.logLevel,
+        format: config.logFormat,
+        journal: stderrIsJournal(proc.env),
+      }),
       stdout: writeStdout,
       env: proc.env,
       stdin: () => Deno.stdin.readable,
@@ -342,5 +387,13 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
       shutdown: proc.shutdown,
     };
   };
-  await command.run(flags, context, args);
+  try {
+    await command.run(flags, context, args);
+  } catch (e) {
+    if (!(e instanceof NotEnrolledError) || stateDir === undefined) throw e;
+    // Only now: the check costs a module and an lstat that a healthy start never needs.
+    const { rootIdentityHint } = await import("./state/root_identity.ts");
+    const hint = await rootIdentityHint(stateDir, command.name);
+    throw hint === null ? e : new NotEnrolledError(hint, { cause: e });
+  }
 }

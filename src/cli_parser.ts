@@ -8,6 +8,7 @@
 import type { ConfigFlags } from "./config.ts";
 import type { CommandContext } from "./context.ts";
 import { errorMessage, EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
+import { nearestName } from "./nearest_name.ts";
 
 /** Parsed flag values by flag name without dashes, e.g. `{ "state-dir": "/x", once: true }`. */
 export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
@@ -54,6 +55,11 @@ export interface Program {
   description: string;
   globalFlags: readonly FlagSpec[];
   commands: readonly CommandSpec[];
+  /**
+   * Flags people try that do not exist, by name without dashes, and what to use instead (e.g.
+   * `token`: a secret never goes on the command line). The value given is never echoed.
+   */
+  refusedFlags?: Readonly<Record<string, string>>;
 }
 
 /** The values of a repeatable flag (empty when it was not given). */
@@ -123,6 +129,7 @@ export function programHelp(program: Program): string {
         c.description,
       ]),
       ["help [command]", "display help for command"],
+      ["version", "print the version and exit (same as --version)"],
     ]),
     "",
     exitCodesHelp(),
@@ -165,6 +172,22 @@ function usage(message: string): UsageError {
   return new UsageError(`${message} (see --help)`);
 }
 
+function unknownCommand(program: Program, name: string): UsageError {
+  const near = nearestName(name, [...program.commands.map((c) => c.name), "help", "version"]);
+  return usage(`Unknown command '${name}'${near ? `; did you mean '${near}'?` : ""}`);
+}
+
+/** An unknown `--name`: what to use instead, or the nearest flag; never the value given with it. */
+function unknownFlag(program: Program, key: string, known: readonly FlagSpec[]): UsageError {
+  const name = key.replace(/^-+/, "");
+  const instead = program.refusedFlags?.[name];
+  if (instead !== undefined) return usage(`Unknown option '${key}'; ${instead}`);
+  const near = key.startsWith("--")
+    ? nearestName(name, [...known.map((f) => f.name), "help", "version"])
+    : undefined;
+  return usage(`Unknown option '${key}'${near ? `; did you mean '--${near}'?` : ""}`);
+}
+
 /** Parses argv against the tables; throws a {@linkcode UsageError} naming the bad argument. */
 export function parseArgv(program: Program, argv: readonly string[]): Invocation {
   let command: CommandSpec | undefined;
@@ -185,13 +208,15 @@ export function parseArgv(program: Program, argv: readonly string[]): Invocation
           const target = named === undefined
             ? undefined
             : program.commands.find((c) => c.name === named);
-          if (named !== undefined && target === undefined) {
-            throw usage(`Unknown command '${named}'`);
-          }
+          if (named !== undefined && target === undefined) throw unknownCommand(program, named);
           return { kind: "help", command: target };
         }
+        if (arg === "version") {
+          version = true;
+          continue;
+        }
         command = program.commands.find((c) => c.name === arg);
-        if (command === undefined) throw usage(`Unknown command '${arg}'`);
+        if (command === undefined) throw unknownCommand(program, arg);
       } else {
         extra.push(arg);
       }
@@ -208,10 +233,10 @@ export function parseArgv(program: Program, argv: readonly string[]): Invocation
       version = true;
       continue;
     }
-    const spec = [...(command?.flags ?? []), ...program.globalFlags].find((f) => f.name === name);
-    if (spec === undefined || (eq >= 0 && spec.value === undefined)) {
-      throw usage(`Unknown option '${arg}'`);
-    }
+    const known = [...(command?.flags ?? []), ...program.globalFlags];
+    const spec = known.find((f) => f.name === name);
+    if (spec === undefined) throw unknownFlag(program, key, known);
+    if (eq >= 0 && spec.value === undefined) throw usage(`Option '${key}' takes no value`);
     if (spec.value === undefined) {
       flags[spec.name] = true;
       continue;

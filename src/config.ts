@@ -1,7 +1,10 @@
 import * as z from "./zod.ts";
-import { errorMessage, UsageError } from "./errors.ts";
-import { join } from "./file_system.ts";
+import { UsageError } from "./errors.ts";
+import { fileErrorReason, join } from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
+import { didYouMean } from "./nearest_name.ts";
+import { parseProxyUrl } from "./proxy/proxy_hop.ts";
+import { SYSTEM_STATE_DIR_ENV, systemStateDir } from "./state/system_state_dir.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import {
   auditConfigFile,
@@ -118,6 +121,7 @@ export const ENV_VARS = {
   auth: "ONECONNECT_AUTH",
   metricsFile: "ONECONNECT_METRICS_FILE",
   proxyPac: "ONECONNECT_PROXY_PAC",
+  systemStateDir: SYSTEM_STATE_DIR_ENV,
 } as const;
 
 /** The platform's default state directory for this OS and user. */
@@ -129,14 +133,12 @@ export function defaultStateDir(host: Pick<ConfigHost, "env" | "os" | "uid">): s
   if (host.os === "windows") {
     return `${nonEmpty("ProgramData") ?? "C:\\ProgramData"}\\OneConnect\\Agent`;
   }
-  const root = host.uid() === 0;
+  if (host.uid() === 0) return systemStateDir(host)!;
   if (host.os === "darwin") {
-    if (root) return "/Library/Application Support/OneConnect Agent";
     const home = nonEmpty("HOME");
     if (!home) throw noHome();
     return join(home, "Library", "Application Support", "OneConnect Agent");
   }
-  if (root) return "/var/lib/oneconnect-agent";
   const xdg = nonEmpty("XDG_STATE_HOME");
   if (xdg) return join(xdg, "oneconnect-agent");
   const home = nonEmpty("HOME");
@@ -191,17 +193,6 @@ export function parsePlatformUrl(raw: string, origin = "--url"): URL {
   return url;
 }
 
-/** Parses a proxy URL (credentials allowed; they are never logged). */
-export function parseProxyUrl(raw: string, origin: string): URL {
-  try {
-    const url = new URL(raw);
-    if (url.protocol === "http:" || url.protocol === "https:") return url;
-  } catch {
-    // reported below
-  }
-  throw new UsageError(`Invalid proxy URL (${origin}): expected http://[user:pass@]host:port`);
-}
-
 /** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */
 export function parsePacSource(raw: string, origin: string): string {
   const value = raw.trim();
@@ -230,8 +221,15 @@ function oneOf<T extends string>(
   );
 }
 
-/** Formats the first zod issue as `"field" is <value>: <problem>`. */
-export function describeZodIssue(error: z.core.$ZodError, input: unknown): string {
+/**
+ * Formats the first zod issue as `"field" is <value>: <problem>`; an unknown field is named with
+ * the nearest of `knownKeys` (a typo's likely intent), and its value is never shown.
+ */
+export function describeZodIssue(
+  error: z.core.$ZodError,
+  input: unknown,
+  knownKeys: readonly string[] = [],
+): string {
   const issue = error.issues[0];
   if (!issue) return "invalid value";
   const path = issue.path.map(String).join(".");
@@ -243,9 +241,9 @@ export function describeZodIssue(error: z.core.$ZodError, input: unknown): strin
   }
   if (issue.code === "unrecognized_keys") {
     const keys = (issue as { keys?: string[] }).keys ?? [];
-    return `unknown field ${keys.map((k) => JSON.stringify(k)).join(", ")}${
-      path ? ` in "${path}"` : ""
-    }`;
+    return `unknown field ${
+      keys.map((k) => `${JSON.stringify(k)}${didYouMean(k, knownKeys)}`).join(", ")
+    }${path ? ` in "${path}"` : ""}`;
   }
   const shown = value === undefined ? "missing" : `is ${truncate(JSON.stringify(value))}`;
   return `${path ? `"${path}"` : "value"} ${shown}: ${issue.message}`;
@@ -279,7 +277,7 @@ export async function readFileConfig(
     if (e instanceof Deno.errors.NotFound) return {};
     if (e instanceof Deno.errors.NotADirectory) return {};
     throw new UsageError(
-      `Cannot read configuration ${JSON.stringify(path)}: ${errorMessage(e)}`,
+      `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e)}`,
     );
   }
   return parseConfigText(path, text);
@@ -290,13 +288,15 @@ export function parseConfigText(path: string, text: string): FileConfig {
   const parsed = parseJsonDocument(FileConfigSchema, text);
   if (!parsed.ok && parsed.notJson) {
     throw new UsageError(
-      `Invalid configuration ${JSON.stringify(path)}: not valid JSON; fix or remove the file`,
+      `Invalid configuration ${
+        JSON.stringify(path)
+      }: not valid JSON (${parsed.syntaxError}); fix or remove the file`,
     );
   }
   if (!parsed.ok) {
     throw new UsageError(
       `Invalid configuration ${JSON.stringify(path)}: ${
-        describeZodIssue(parsed.error, parsed.json)
+        describeZodIssue(parsed.error, parsed.json, Object.keys(FileConfigSchema.shape))
       }`,
     );
   }

@@ -8,6 +8,14 @@ export const ExitCode = {
   notEnrolled: 5,
   alreadyEnrolled: 6,
   busy: 7,
+  /** `status --health`: the agent runs, but its heartbeats are failing. */
+  failing: 8,
+  /** `status --health`: enrolled, but no `run` process is running. */
+  notRunning: 9,
+  /** 128 + SIGINT (2), as shells report a process stopped by Ctrl-C. */
+  interrupted: 130,
+  /** 128 + SIGTERM (15). */
+  terminated: 143,
 } as const;
 
 /** One of the documented exit codes. */
@@ -29,11 +37,23 @@ export const EXIT_CODE_MEANINGS: readonly (readonly [ExitCode, string])[] = [
   ],
   [ExitCode.unreachable, "the platform could not be reached or kept failing"],
   [ExitCode.notEnrolled, "not enrolled"],
-  [ExitCode.alreadyEnrolled, "already enrolled (enroll without --force)"],
+  [
+    ExitCode.alreadyEnrolled,
+    "already enrolled with another platform (enroll without --force; to the same platform\n" +
+    "enroll succeeds: already enrolled as <id>)",
+  ],
   [
     ExitCode.busy,
     "another oneconnect-agent process holds the identity (e.g. renew while the service runs)",
   ],
+  [ExitCode.failing, "status --health: the agent runs, but its heartbeats are failing"],
+  [ExitCode.notRunning, "status --health: enrolled, but the agent is not running"],
+  [
+    ExitCode.interrupted,
+    "interrupted by SIGINT (Ctrl-C) or SIGBREAK before finishing (enroll, unenroll; a stopped\n" +
+    "run exits 0)",
+  ],
+  [ExitCode.terminated, "stopped by SIGTERM before finishing (enroll, unenroll)"],
 ];
 
 /** Base of every error the agent reports on purpose: a one-line message and an exit code. */
@@ -45,6 +65,28 @@ export class AgentError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.exitCode = exitCode;
+  }
+}
+
+/** The reason `src/main.ts` aborts the shutdown signal with: the signal that asked us to stop. */
+export class ShutdownRequest extends Error {
+  constructor(readonly signal: string) {
+    super(`received ${signal}`);
+    this.name = "ShutdownRequest";
+  }
+}
+
+/** A one-off command cut short by a signal: exit 143 for SIGTERM, else 130. */
+export class InterruptedError extends AgentError {
+  /** `reason` is the shutdown signal's abort reason. */
+  constructor(message: string, reason: unknown, options?: ErrorOptions) {
+    super(
+      message,
+      reason instanceof ShutdownRequest && reason.signal === "SIGTERM"
+        ? ExitCode.terminated
+        : ExitCode.interrupted,
+      options,
+    );
   }
 }
 
@@ -131,6 +173,24 @@ export class PlatformError extends AgentError {
     this.problem = details.problem;
     this.contentType = details.contentType;
   }
+}
+
+/**
+ * The machine-readable facts of a failure, as log fields (`--log-format json` makes them keys):
+ * its kind, HTTP status, problem code and retry delay; absent ones are left out.
+ */
+export function failureFields(error: unknown): Record<string, string | number> {
+  const fields: Record<string, string | number | undefined> = error instanceof PlatformError
+    ? {
+      kind: error.kind,
+      http_status: error.httpStatus,
+      code: error.code,
+      retry_after_seconds: error.retryAfterSeconds,
+    }
+    : {};
+  return Object.fromEntries(
+    Object.entries(fields).filter(([, v]) => v !== undefined),
+  ) as Record<string, string | number>;
 }
 
 /**

@@ -85,6 +85,27 @@ export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, text:
   while (written < bytes.length) written += writer.writeSync(bytes.subarray(written));
 }
 
+/** What a permission error asks of the operator (the state directory belongs to another user). */
+export const RUN_AS_ROOT_HINT =
+  "run as root (e.g. with sudo), or pass --state-dir with a directory this user owns";
+
+/**
+ * Why a file operation on `path` failed, for an operator: a permission error says so and what to
+ * do. `lookup` is for operations that only look the path up (lstat, stat): their permission error
+ * comes from a directory above `path`, which says nothing about whether `path` exists.
+ */
+export function fileErrorReason(e: unknown, path?: string, lookup = false): string {
+  if (e instanceof Deno.errors.PermissionDenied) {
+    const where = path !== undefined && lookup
+      ? ` (this user cannot look inside ${
+        JSON.stringify(dirname(path))
+      }, so whether it exists is unknown)`
+      : "";
+    return `permission denied${where}; ${RUN_AS_ROOT_HINT}`;
+  }
+  return errorMessage(e);
+}
+
 /**
  * `lstat` of `path`, or `null` when it does not exist; any other failure is a UsageError naming
  * the path. Never follows a symbolic link, so callers can refuse one.
@@ -97,7 +118,9 @@ export async function lstatOrNull(
     return await fs.lstat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
-    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
+    throw new UsageError(
+      `Cannot inspect ${JSON.stringify(path)}: ${fileErrorReason(e, path, true)}`,
+    );
   }
 }
 

@@ -122,10 +122,36 @@ export function redactValue(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/** sd-daemon(3) priority prefixes: journald files each line at its level (`journalctl -p`). */
+const JOURNAL_PRIORITY: Record<LogLevel, string> = {
+  debug: "<7>",
+  info: "<6>",
+  warn: "<4>",
+  error: "<3>",
+};
+
+/**
+ * Whether stderr is a journald stream. systemd sets `JOURNAL_STREAM` (`<device>:<inode>` of the
+ * stream) only for a service whose stdout or stderr it connects to the journal. The right check,
+ * comparing it with fstat(2) of stderr, is not open to us: Deno has no fstat of stderr, and
+ * stat-ing `/proc/self/fd/2` or `/dev/stderr` needs --allow-all. So the heuristic: the variable is
+ * well-formed and stderr is not a terminal (a shell started from the unit's `ExecStart` inherits
+ * it too; there a terminal is the usual stderr). `isTerminal` is a seam for tests.
+ */
+export function stderrIsJournal(
+  env: (name: string) => string | undefined,
+  isTerminal: () => boolean = () => Deno.stderr.isTerminal(),
+): boolean {
+  if (!/^\d+:\d+$/.test(env("JOURNAL_STREAM")?.trim() ?? "")) return false;
+  return !isTerminal();
+}
+
 /** Options for {@linkcode createLogger}. */
 export interface LoggerOptions {
   level?: LogLevel;
   format?: LogFormat;
+  /** Prefix each line with its syslog priority (`<4>` for a warning): stderr is journald's. */
+  journal?: boolean;
   /** Receives each finished line without its newline; defaults to stderr. */
   write?: (line: string) => void;
   now?: () => Date;
@@ -150,19 +176,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write ?? writeStderrLine;
   const now = options.now ?? (() => new Date());
   const enabled = (level: LogLevel) => LOG_LEVELS.indexOf(level) >= threshold;
+  const prefix = (level: LogLevel) => options.journal ? JOURNAL_PRIORITY[level] : "";
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (!enabled(level)) return;
     const safeMsg = redact(msg).replace(/\r?\n/g, " ");
     const safeFields = fields ? redactValue(fields) as LogFields : {};
     if (format === "json") {
-      write(JSON.stringify({ ts: isoTime(now().getTime()), level, msg: safeMsg, ...safeFields }));
+      write(
+        prefix(level) +
+          JSON.stringify({ ts: isoTime(now().getTime()), level, msg: safeMsg, ...safeFields }),
+      );
       return;
     }
     let line = `${isoTime(now().getTime())} ${level.toUpperCase().padEnd(5)} ${safeMsg}`;
     for (const [k, v] of Object.entries(safeFields)) {
       if (v !== undefined) line += ` ${k}=${formatTextValue(v)}`;
     }
-    write(line.replace(/\r?\n/g, "\\n"));
+    write(prefix(level) + line.replace(/\r?\n/g, "\\n"));
   };
   return {
     debug: (msg, fields) => emit("debug", msg, fields),

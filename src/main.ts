@@ -1,6 +1,7 @@
 import { runCli } from "./cli.ts";
-import { ExitCode } from "./errors.ts";
-import { reportError, reportUncaughtErrors } from "./error_report.ts";
+import { ExitCode, ShutdownRequest } from "./errors.ts";
+import { type ErrorOutput, reportError, reportUncaughtErrors } from "./error_report.ts";
+import { stderrIsJournal } from "./log.ts";
 import { neutraliseTrustEnvironment } from "./trust/trust_store.ts";
 import { PAC_EVALUATOR_ARG } from "./proxy/pac_entry.ts";
 
@@ -15,12 +16,13 @@ const signals: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]
   : ["SIGINT", "SIGTERM"];
 for (const signal of signals) {
-  Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
+  Deno.addSignalListener(signal, () => shutdown.abort(new ShutdownRequest(signal)));
 }
 
-// The effective log level (flag > environment > agent.json), once the CLI has resolved it.
+// The effective log level and format (flag > environment > agent.json), once the CLI knows them.
 let debug = false;
-reportUncaughtErrors((code) => Deno.exit(code), () => debug);
+const output: ErrorOutput = {};
+reportUncaughtErrors((code) => Deno.exit(code), () => debug, () => output);
 
 let code: number = ExitCode.ok;
 try {
@@ -29,8 +31,12 @@ try {
     env: (name) => Deno.env.get(name),
     shutdown: shutdown.signal,
     onLogLevel: (level) => debug = level === "debug",
+    onLogFormat: (format) => {
+      output.format = format;
+      output.journal = stderrIsJournal((name) => Deno.env.get(name));
+    },
   });
 } catch (error) {
-  code = reportError(error, debug);
+  code = reportError(error, debug, output);
 }
 Deno.exit(code);

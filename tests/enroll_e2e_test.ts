@@ -256,7 +256,7 @@ Deno.test("enroll e2e: a certificate for another key or no agent_id is refused, 
   }
 });
 
-Deno.test("enroll e2e: already enrolled exits 6; --force replaces; a failed --force keeps the old identity", async () => {
+Deno.test("enroll e2e: already enrolled succeeds sending nothing; --force replaces; a failed --force keeps the old identity", async () => {
   await using env = await setup();
   const first = await env.enroll(["--token-file", await env.tokenFile()]);
   assert.equal(first.code, 0, first.stderr);
@@ -264,8 +264,8 @@ Deno.test("enroll e2e: already enrolled exits 6; --force replaces; a failed --fo
   const requests = env.platform.requestCount;
 
   const again = await env.enroll(["--token-file", await env.tokenFile()]);
-  assert.equal(again.code, 6, again.stderr);
-  assert.match(again.stderr, /error: Already enrolled as "[^"]+" in "[^"]+"; pass --force/);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, `already enrolled as ${JSON.parse(before).agent_id}\n`);
   assert.equal(env.platform.requestCount, requests, "nothing sent");
 
   const failed = await env.enroll([
@@ -345,7 +345,8 @@ Deno.test({
     await Deno.chmod(env.stateDir, 0o755);
     await Deno.chmod(env.identityPath, 0o644);
     const again = await env.enroll(["--token-file", await env.tokenFile()]);
-    assert.equal(again.code, 6, again.stderr);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^already enrolled as /);
     assert.match(
       again.stderr,
       new RegExp(`WARN +Tightened permissions of "${env.identityPath}" from 0644 to 0600`),

@@ -16,7 +16,9 @@ import {
   AlreadyEnrolledError,
   CredentialRejectedError,
   ExitCode,
+  InterruptedError,
   PlatformError,
+  ShutdownRequest,
   UsageError,
 } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
@@ -487,7 +489,7 @@ Deno.test("enroll gets past a transient HTML 401 from an edge and enrolls", asyn
   assert.equal(await exists(token), false);
 });
 
-Deno.test("enroll stopped by SIGTERM mid-request aborts it: exit 4, nothing stored", async () => {
+Deno.test("enroll stopped by SIGTERM mid-request aborts it: exit 143, token maybe spent, nothing stored", async () => {
   const ca = await createDevCa();
   const stop = new AbortController();
   const hanging: Answer = (_body, signal) =>
@@ -496,14 +498,19 @@ Deno.test("enroll stopped by SIGTERM mid-request aborts it: exit 4, nothing stor
         reject(new PlatformError("request aborted", { kind: "aborted" })));
       stop.abort();
     });
+  const stopBy = stop.abort.bind(stop);
+  stop.abort = () => stopBy(new ShutdownRequest("SIGTERM"));
   await using h = await harness(new FakePlatform(ca, [hanging]), {
     env: { ONECONNECT_ENROLLMENT_TOKEN: "tok-0123456789" },
     shutdown: stop.signal,
   });
   const error = await failure(h.run());
-  assert.ok(error instanceof PlatformError, String(error));
-  assert.equal(error.exitCode, 4);
-  assert.match(error.message, /^Cannot enroll: interrupted; nothing was stored$/);
+  assert.ok(error instanceof InterruptedError, String(error));
+  assert.equal(error.exitCode, 143);
+  assert.equal(
+    error.message,
+    "Cannot enroll: interrupted; nothing was stored, but the enrollment token may already be spent (it was sent); if a retry is answered 409 enrollment_token_consumed, ask for a new token",
+  );
   assert.equal(await h.store.exists(), false);
 });
 
@@ -603,17 +610,24 @@ Deno.test("enroll refuses a certificate for another key or an answer without age
   }
 });
 
-Deno.test("enroll when already enrolled exits 6 with a --force hint and sends nothing", async () => {
+Deno.test("enroll when already enrolled: same platform succeeds sending nothing, another exits 6", async () => {
   const ca = await createDevCa();
   const platform = new FakePlatform(ca, [ok(ca)]);
   await using h = await harness(platform);
   await writeToken(h);
   await h.run();
   await writeToken(h);
+  await h.run();
+  assert.equal(h.out.at(-1), "already enrolled as agent-1\n");
+  assert.equal(platform.requests.length, 1);
+  h.ctx.config.platformUrl = new URL("https://other-platform.test/");
   const e = await failure(h.run());
   assert.ok(e instanceof AlreadyEnrolledError);
   assert.equal(e.exitCode, 6);
-  assert.match(e.message, /^Already enrolled as "agent-1" in ".*state"; pass --force/);
+  assert.match(
+    e.message,
+    /^Already enrolled as "agent-1" in ".*state" with another platform \("https:\/\/platform\.test\/"\); pass --force to enroll with "https:\/\/other-platform\.test\/" and replace it$/,
+  );
   assert.equal(platform.requests.length, 1);
 });
 

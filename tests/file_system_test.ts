@@ -78,7 +78,10 @@ Deno.test("lstatOrNull: null for a missing path, the link itself for a symlink, 
     const denied = { lstat: () => Promise.reject(new Deno.errors.PermissionDenied("denied")) };
     await assert.rejects(
       lstatOrNull(denied, "/x/y"),
-      (e) => e instanceof UsageError && e.message === 'Cannot inspect "/x/y": denied',
+      (e) =>
+        e instanceof UsageError &&
+        e.message ===
+          'Cannot inspect "/x/y": permission denied (this user cannot look inside "/x", so whether it exists is unknown); run as root (e.g. with sudo), or pass --state-dir with a directory this user owns',
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

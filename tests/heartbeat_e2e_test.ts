@@ -8,18 +8,13 @@ import {
   runAgent,
   skipWithout,
   startRun,
+  statusJson,
   tempDir,
   until,
 } from "./_support/helpers.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 
 const HOST_MACHINE_ID = (await new TelemetryCollector().host()).machine_id;
-
-async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
-  const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout);
-}
 
 Deno.test("run sends contract-valid heartbeats with sequence increasing across a restart", async () => {
   await using platform = await startDevPlatform({ quiet: true });
@@ -150,9 +145,11 @@ Deno.test("run exits 3 within one request when the credential is revoked, no ret
   assert.equal(end.code, 3, end.stderr);
   // At most the request already in flight when revoking, plus the one that got the 401.
   assert.ok(platform.requestCount - before <= 2, `${platform.requestCount - before} requests`);
-  const error = end.stderr.split("\n").filter((l) => l.startsWith("error:"));
+  // JSON logs: the final error is a JSON line too, with its exit code.
+  const error = logLines(end.stderr).filter((l) => l.level === "error");
   assert.equal(error.length, 1, end.stderr);
-  assert.match(error[0]!, /^error: Cannot send heartbeat: .*401.*re-enroll/);
+  assert.match(String(error[0]!.msg), /^Cannot send heartbeat: .*401.*re-enroll/);
+  assert.equal(error[0]!.exit_code, 3);
 
   const status = await statusJson(dir.path);
   assert.equal((status.stopped as Record<string, unknown>).reason, "credential_rejected");

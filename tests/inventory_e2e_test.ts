@@ -1,5 +1,19 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type Telemetry, TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
+import { FILESYSTEM_FIELDS } from "../src/platform/telemetry_wire.ts";
+
+/** `inventory`'s output, its labelled filesystems turned back into the wire's tuples. */
+function parseInventory(stdout: string): Telemetry {
+  return TelemetrySchema.parse(
+    JSON.parse(
+      stdout,
+      (key, value) =>
+        key === "mounts" && Array.isArray(value)
+          ? value.map((m: Record<string, unknown>) => FILESYSTEM_FIELDS.map((f) => m[f]))
+          : value,
+    ),
+  );
+}
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { runAgent } from "./_support/helpers.ts";
 
@@ -20,7 +34,7 @@ function meminfoKb(text: string, key: string): number {
 /** Runs `inventory --log-level debug` with `permissions` and parses what it printed. */
 async function inventory(permissions?: string[]) {
   const result = await runAgent(["--log-level", "debug", "inventory"], { permissions });
-  const telemetry = result.code === 0 ? TelemetrySchema.parse(JSON.parse(result.stdout)) : null;
+  const telemetry = result.code === 0 ? parseInventory(result.stdout) : null;
   return { ...result, telemetry };
 }
 
@@ -31,9 +45,9 @@ Deno.test({
     const result = await runAgent(["inventory"]);
     equal(result.stderr, "");
     equal(result.code, 0);
-    const t = TelemetrySchema.parse(JSON.parse(result.stdout));
-    // Pretty JSON with two-space indentation and a final newline.
-    equal(result.stdout, JSON.stringify(t, null, 2) + "\n");
+    const t = parseInventory(result.stdout);
+    // Pretty JSON with two-space indentation and a final newline, filesystems labelled.
+    equal(result.stdout, JSON.stringify(JSON.parse(result.stdout), null, 2) + "\n");
 
     equal(t.host.hostname, await commandOutput("hostname"));
     equal(t.host.cpu_count, Number(await commandOutput("nproc")));
@@ -234,7 +248,7 @@ Deno.test({
     const result = await runAgent(["inventory"]);
     const after = procNetDev(await readViaCat("/proc/net/dev"));
     equal(result.code, 0, result.stderr);
-    const t = TelemetrySchema.parse(JSON.parse(result.stdout));
+    const t = parseInventory(result.stdout);
     const h = t.host;
 
     const cpuinfo = await readViaCat("/proc/cpuinfo");
@@ -279,6 +293,8 @@ Deno.test({
     // df's own view of the root filesystem, in bytes.
     const df = (await commandOutput("df", ["-B1", "--output=size,avail,itotal", "/"]))
       .split("\n")[1]!.trim().split(/\s+/).map(Number);
+    // People read labelled filesystems; the wire (parsed back above) keeps tuples.
+    ok(/"mount": "\/",\n\s+"type": "[^"]+",\n\s+"total_bytes": \d+/.test(result.stdout));
     const root = t.metrics.filesystems?.mounts.find(([mount]) => mount === "/");
     ok(root, "no / in filesystems");
     equal(root[2], df[0]);

@@ -147,7 +147,11 @@ Deno.test({
         errorLine(result),
         `error: Cannot send heartbeat: TLS handshake with "127.0.0.1:${impostor.url.port}" failed: certificate issued by "${
           foreignCa.cert.subjectName.getField("CN")[0]
-        }" (subject "localhost"), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file/--ca-pin`,
+        }" (subject "localhost"), but the trusted CA bundle holds "OneConnect Dev CA", not "${
+          foreignCa.cert.subjectName.getField("CN")[0]
+        }", which issued it: give the CA certificate of "${
+          foreignCa.cert.subjectName.getField("CN")[0]
+        }"`,
       );
       assert.equal(platform.requestCount, before, "nothing may reach the platform");
       assert.equal(platform.heartbeats(agentId).length, 1);

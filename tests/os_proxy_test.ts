@@ -165,3 +165,25 @@ Deno.test("readOsProxy runs the tool by absolute path and applies the bypass lis
   );
   assert.equal(await readOsProxy("linux", target, run(SCUTIL_PROXY)), undefined);
 });
+
+Deno.test("OS settings naming only a SOCKS proxy give a socks5 hop (scutil SOCKSProxy, netsh socks=)", () => {
+  const scutil = `<dictionary> {
+  HTTPEnable : 0
+  HTTPSEnable : 0
+  SOCKSEnable : 1
+  SOCKSPort : 1081
+  SOCKSProxy : socks.corp.example
+}
+`;
+  assert.equal(parseScutilProxy(scutil)?.https?.href, "socks5://socks.corp.example:1081");
+  const netsh = "\nCurrent WinHTTP proxy settings:\n\n" +
+    "    Proxy Server(s) :  socks=socks.corp.example:1080\n" +
+    "    Bypass List     :  (none)\n\n";
+  assert.equal(parseWinHttpProxy(netsh)?.https?.href, "socks5://socks.corp.example:1080");
+  // An HTTPS proxy set as well is preferred.
+  assert.equal(
+    parseScutilProxy(SCUTIL_PROXY.replace(/}\n$/, "  SOCKSEnable : 1\n  SOCKSProxy : s\n}\n"))
+      ?.https?.href,
+    "http://proxy.corp.example:3129/",
+  );
+});

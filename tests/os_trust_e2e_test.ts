@@ -78,7 +78,7 @@ Deno.test({
     assert.equal(after.code, 4, after.stderr);
     assert.match(
       after.stderr,
-      /issued by "Test Issuing CA" .*not by a trusted or pinned CA/,
+      /issued by "Test Issuing CA" .*, but the trusted CA bundle holds "OneConnect Dev CA", not "Test Issuing CA"/,
     );
   },
 });

@@ -113,15 +113,18 @@ Deno.test("runPac reports a script without FindProxyForURL and script errors", (
   assert.deepEqual(sloppy, { ok: true, result: "PROXY a:1", unresolved: [] });
 });
 
-Deno.test("parsePacResult keeps the failover order and skips SOCKS", () => {
-  assert.deepEqual(
-    parsePacResult("PROXY a.corp:3128; HTTPS b.corp:443;SOCKS s:1080; DIRECT").map((h) =>
-      h.kind === "direct" ? "direct" : h.url.href
-    ),
-    ["http://a.corp:3128/", "https://b.corp/", "direct"],
-  );
+Deno.test("parsePacResult keeps the failover order, SOCKS and SOCKS5 as socks5 hops", () => {
+  const hops = (result: string) =>
+    parsePacResult(result).map((h) => h.kind === "direct" ? "direct" : h.url.href);
+  assert.deepEqual(hops("PROXY a.corp:3128; HTTPS b.corp:443;SOCKS s:1080; DIRECT"), [
+    "http://a.corp:3128/",
+    "https://b.corp/",
+    "socks5://s:1080",
+    "direct",
+  ]);
+  assert.deepEqual(hops("SOCKS5 s5.corp"), ["socks5://s5.corp:1080"]);
   assert.deepEqual(parsePacResult(""), [{ kind: "direct" }]);
-  assert.throws(() => parsePacResult("SOCKS5 s:1080"), /nothing usable.*SOCKS is not supported/);
+  assert.throws(() => parsePacResult("SOCKS4 s:1080"), /nothing usable/);
   assert.throws(() => parsePacResult("PROXY a:1/path"), /nothing usable/);
 });
 

@@ -264,14 +264,16 @@ Deno.test("run warns once about a platform clock 10 min behind and status shows 
   );
 });
 
-Deno.test("enroll refusing a not-yet-valid certificate names the platform's clock offset", async () => {
+Deno.test("enroll accepts a certificate valid by the platform's measured clock, warning about the offset", async () => {
+  // Not yet valid by this host's clock (the platform is 10 min ahead): refusing it would spend
+  // the token for nothing, and enroll --check only warns about the same offset.
   await using platform = await startDevPlatform({ quiet: true, clockOffsetSeconds: 600 });
   await using dir = await tempDir();
   const enroll = await enrollWith(platform, dir.path);
-  assert.notEqual(enroll.code, 0);
+  assert.equal(enroll.code, 0, enroll.stderr);
   assert.match(
     enroll.stderr,
-    /certificate is not valid until .*check this host's clock\); the platform's clock is 10 min ahead of this host \(measured 20\d\d-/,
+    /WARN +The platform's clock is 10 min ahead of this host; certificates may look not yet valid or expired/,
   );
 });
 

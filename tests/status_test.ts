@@ -12,6 +12,7 @@ import {
 } from "../src/state/status_store.ts";
 import { renderStatusText, statusView } from "../src/commands/status.ts";
 import { runAgent, tempDir } from "./_support/helpers.ts";
+import denoJson from "../deno.json" with { type: "json" };
 
 const NOW = Date.parse("2026-11-29T12:00:00Z");
 const IDENTITY = {
@@ -210,13 +211,32 @@ Deno.test("status --json view is flat, with identity facts over a stale status",
   assert.equal(other.agent_id, "agent-9");
 });
 
-Deno.test("status exits 5 when not enrolled, in text and JSON", async () => {
+Deno.test("status exits 5 when not enrolled, and still prints enrolled: false and enrolled 0", async () => {
   await using dir = await tempDir();
-  for (const args of [["status"], ["status", "--json"]]) {
-    const result = await runAgent(["--state-dir", dir.path, ...args]);
-    assert.equal(result.code, 5, result.stderr);
-    assert.equal(result.stdout, "");
-    assert.match(result.stderr, /^error: Not enrolled: .*enroll/);
-    assert.equal(result.stderr.trim().split("\n").length, 1);
-  }
+  const text = await runAgent(["--state-dir", dir.path, "status"]);
+  assert.equal(text.code, 5, text.stderr);
+  assert.equal(text.stdout, "");
+  assert.equal(
+    text.stderr,
+    `error: Not enrolled: no identity in ${
+      JSON.stringify(dir.path)
+    }; run "oneconnect-agent enroll --url <platform-url>"\n`,
+  );
+  const json = await runAgent(["--state-dir", dir.path, "status", "--json"]);
+  assert.equal(json.code, 5, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    schema_version: 1,
+    agent_version: denoJson.version,
+    enrolled: false,
+    state_dir: dir.path,
+    running: false,
+  });
+  assert.equal(json.stderr, text.stderr);
+  const prom = await runAgent(["--state-dir", dir.path, "status", "--format", "prometheus"]);
+  assert.equal(prom.code, 5, prom.stderr);
+  assert.match(prom.stdout, /^oneconnect_agent_enrolled 0$/m);
+  assert.match(
+    prom.stdout,
+    new RegExp(`^oneconnect_agent_info\\{version="${denoJson.version}",agent_id=""\\} 1$`, "m"),
+  );
 });

@@ -12,7 +12,7 @@ import { HAVE_SQUID_BUMP, startBumpingSquid } from "./_support/squid_bump.ts";
 
 const ignore = !opensslAvailable() || !HAVE_SQUID_BUMP;
 const INTERCEPTED =
-  /TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Contoso Inspection CA" \(subject "[^"]+"\), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file\/--ca-pin/;
+  /TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Contoso Inspection CA" \(subject "[^"]+"\), not by "OneConnect Dev CA" \((the CA file|the trusted CA bundle)\); a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file\/--ca-pin \(or (the CA file|the trusted CA bundle) is not the platform's CA\)/;
 
 Deno.test({
   name: "behind squid ssl_bump, enroll names the inspecting CA and spends no token",

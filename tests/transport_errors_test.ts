@@ -122,7 +122,7 @@ Deno.test("transport errors: rustls failures say which certificate check failed"
   assert.equal(tls(RAW.caAsLeaf), "certificate rejected (Other(OtherError(CaUsedAsEndEntity)))");
   assert.equal(
     tls(RAW.plainPort),
-    "the server does not speak TLS on this port (received corrupt message of type InvalidContentType)",
+    "the server does not speak TLS on this port: is it a plain-HTTP port? (received corrupt message of type InvalidContentType)",
   );
   assert.equal(
     tls(RAW.certificateRequired),

@@ -88,7 +88,7 @@ function assertRefusedByPin(
   assert.equal(result.code, 4, result.stderr);
   assert.match(
     result.stderr,
-    /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Test Issuing CA" .*not by a trusted or pinned CA/m,
+    /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Test Issuing CA" .*, but the trusted CA bundle holds "OneConnect Dev CA", not "Test Issuing CA"/m,
   );
   assert.deepEqual(impostor.requests, [], "a request reached the impostor");
 }

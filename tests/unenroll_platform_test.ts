@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PlatformError } from "../src/errors.ts";
+import { InterruptedError, PlatformError, ShutdownRequest } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import type { UnenrollDeps } from "../src/enrollment/unenroll.ts";
 import { unenrollCommand } from "../src/commands/unenroll.ts";
@@ -151,14 +151,15 @@ Deno.test("unenroll interrupted during the platform call removes nothing", async
   const store = await enrolled(dir.path);
   const stop = new AbortController();
   const fake = fakeClient(store, () => {
-    stop.abort(new Error("received SIGTERM"));
+    stop.abort(new ShutdownRequest("SIGTERM"));
     return Promise.reject(new PlatformError("request was aborted", { kind: "aborted" }));
   });
   const { ctx, out } = testContext(store.stateDir, { shutdown: stop.signal });
   const e = await unenrollCommand(ctx, { yes: true, localOnly: false }, {
     createClient: fake.createClient,
   }).then(() => null, (e) => e);
-  assert.ok(e instanceof PlatformError);
+  assert.ok(e instanceof InterruptedError);
+  assert.equal(e.exitCode, 143);
   assert.equal(e.message, "Cannot unenroll: interrupted; nothing was removed");
   assert.deepEqual(out, []);
   assert.equal(await store.exists(), true);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AgentError, NotEnrolledError, UsageError } from "../src/errors.ts";
+import { AgentError, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { unenrollCommand } from "../src/commands/unenroll.ts";
 import { rejectsWith, tempDir } from "./_support/helpers.ts";
@@ -70,10 +70,10 @@ Deno.test("unenroll asks y/N on a terminal and only y removes", async () => {
   assert.equal(out.at(-1), "unenrolled (unknown agent id)\n");
 });
 
-Deno.test("unenroll when not enrolled exits 5", async () => {
+Deno.test("unenroll with nothing to remove succeeds and says so (repeatable)", async () => {
   await using dir = await tempDir();
-  const { ctx } = testContext(join(dir.path, "state"));
-  const e = await failure(unenrollCommand(ctx, { yes: true, localOnly: true }));
-  assert.ok(e instanceof NotEnrolledError);
-  assert.equal(e.exitCode, 5);
+  const state = join(dir.path, "state");
+  const { ctx, out } = testContext(state);
+  await unenrollCommand(ctx, { yes: false, localOnly: false });
+  assert.deepEqual(out, [`nothing to remove: no identity in ${JSON.stringify(state)}\n`]);
 });

@@ -9,7 +9,8 @@ export interface EnrollCommandOptions extends EnrollOptions {
 
 /**
  * `oneconnect-agent enroll`: exchanges a one-time token for this host's identity and prints
- * `enrolled as <agent-id>`; with `--check`, the preflight checks instead.
+ * `enrolled as <agent-id>` (`already enrolled as <agent-id>` when it was, to the same platform);
+ * with `--check`, the preflight checks instead.
  */
 export async function enrollCommand(
   ctx: CommandContext,
@@ -24,6 +25,7 @@ export async function enrollCommand(
       caPins: options.caPins,
     });
   }
-  const { identity } = await enroll(ctx, options, overrides);
-  ctx.stdout(`enrolled as ${identity.agent_id}\n`);
+  const { identity, already } = await enroll(ctx, options, overrides);
+  // `already enrolled as` tells configuration management that nothing changed.
+  ctx.stdout(`${already ? "already enrolled" : "enrolled"} as ${identity.agent_id}\n`);
 }

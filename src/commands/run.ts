@@ -13,6 +13,7 @@ import { StatusRecorder } from "../state/status_recorder.ts";
 import { StatusStore } from "../state/status_store.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
 import { isoTime } from "../iso_time.ts";
+import { NotEnrolledError } from "../errors.ts";
 
 /** Options of `oneconnect-agent run`. */
 export interface RunOptions {
@@ -35,7 +36,18 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const repairs = await store.auditPermissions();
   // No identity yet (a fresh install, a golden image's first boot): enroll with a provisioned token.
   if (!(await store.exists())) {
-    await (await import("../enrollment/provisioned_enrollment.ts")).enrollProvisioned(ctx, store);
+    try {
+      await (await import("../enrollment/provisioned_enrollment.ts")).enrollProvisioned(ctx, store);
+    } catch (e) {
+      // Not enrolled and no token: monitoring must still see this host, as enrolled 0.
+      if (e instanceof NotEnrolledError && config.metricsFile !== undefined) {
+        (await import("../state/metrics_file.ts")).writeNotEnrolledMetrics(
+          config.metricsFile,
+          logger,
+        );
+      }
+      throw e;
+    }
   }
   const lockOptions = {
     command: options.once ? "run --once" : "run",

@@ -1,9 +1,10 @@
 /** `oneconnect-agent status`: the identity and the heartbeat status, as text, JSON or Prometheus. */
 import type { CommandContext } from "../context.ts";
 import { CERTIFICATE_WARNING_DAYS, certificateExpiry } from "../enrollment/renewal.ts";
-import { NotEnrolledError } from "../errors.ts";
+import { AgentError, ExitCode, NotEnrolledError } from "../errors.ts";
 import { describeOffset } from "../platform/clock_offset.ts";
 import { IdentityStore } from "../state/identity_store.ts";
+import { lockHolder, type LockRecord } from "../state/state_lock.ts";
 import {
   type AgentStatus,
   emptyStatus,
@@ -13,16 +14,58 @@ import {
 } from "../state/status_store.ts";
 import { VERSION } from "../version.ts";
 
-/** What `status --json` prints: identity facts and the heartbeat status, flat. */
+/** Whether a `run` process holds the identity now (from `identity.lock` and its OS lock). */
+export interface AgentProcess {
+  running: boolean;
+  /** The holder's pid, when a process holds the lock and its record could be read. */
+  pid: number | null;
+  /** The holder's command (`run`, `run --once`, `renew`...). */
+  command: string | null;
+}
+
+/** The process facts from the lock's holder (`null`: nobody holds it). */
+export function agentProcess(holder: { record: LockRecord | null } | null): AgentProcess {
+  const record = holder?.record ?? null;
+  return {
+    // A holder whose record is unreadable is most likely the service itself.
+    running: holder !== null && (record === null || record.command.startsWith("run")),
+    pid: record?.pid ?? null,
+    command: record?.command ?? null,
+  };
+}
+
+/** How `status --health` sums the agent up, and its exit code. */
+export function agentHealth(
+  process: AgentProcess,
+  status: AgentStatus | null,
+): { health: "ok" | "failing" | "not_running"; exitCode: ExitCode } {
+  if (!process.running) return { health: "not_running", exitCode: ExitCode.notRunning };
+  if (status !== null && (status.consecutive_failures > 0 || status.stopped !== null)) {
+    return { health: "failing", exitCode: ExitCode.failing };
+  }
+  return { health: "ok", exitCode: ExitCode.ok };
+}
+
+/**
+ * What `status --json` prints: identity facts, the heartbeat status and the process, flat.
+ * `schema_version` is the document's version (1); `agent_version` the agent's.
+ */
 export function statusView(
   identity: StatusIdentityFacts,
   status: AgentStatus | null,
+  process: AgentProcess = { running: false, pid: null, command: null },
 ): Record<string, unknown> {
   const s = status !== null && status.agent_id === identity.agent_id
     ? status
     : emptyStatus(identity.agent_id);
+  const { version, ...rest } = s;
   return {
-    ...s,
+    schema_version: version,
+    agent_version: VERSION,
+    ...rest,
+    running: process.running,
+    pid: process.pid,
+    health: agentHealth(process, s).health,
     enrolled: true,
     agent_id: identity.agent_id,
     platform_url: identity.platform_url,
@@ -51,10 +94,19 @@ export function renderStatusText(
   identity: StatusIdentityFacts,
   status: AgentStatus | null,
   nowMs: number,
+  process?: AgentProcess,
 ): string {
   const s = status !== null && status.agent_id === identity.agent_id ? status : null;
   const lines: Array<[string, string]> = [
     ["Agent", identity.agent_id],
+    ...(process === undefined ? [] : [[
+      "Process",
+      process.running
+        ? `running${process.pid === null ? "" : ` (pid ${process.pid})`}`
+        : process.pid !== null
+        ? `not running (${process.command} pid ${process.pid} holds the identity)`
+        : "not running",
+    ] as [string, string]]),
     ["Platform", identity.platform_url],
     ["Enrolled", identity.enrolled_at],
   ];
@@ -90,6 +142,8 @@ export function renderStatusText(
       "Next attempt",
       s.stopped !== null || s.next_attempt_at === null
         ? "none scheduled"
+        : process !== undefined && !process.running
+        ? "none (the agent is not running)"
         : relative(s.next_attempt_at, nowMs),
     ]);
     if (s.stopped !== null) {
@@ -123,13 +177,30 @@ export const STATUS_FORMATS = ["text", "json", "prometheus"] as const;
 /** An output format of `status`. */
 export type StatusFormat = typeof STATUS_FORMATS[number];
 
-/** `oneconnect-agent status [--format text|json|prometheus]`: exit 5 when not enrolled. */
+/**
+ * `oneconnect-agent status [--format text|json|prometheus] [--health]`: exit 5 when not enrolled
+ * (after printing `enrolled: false` as JSON, or `oneconnect_agent_enrolled 0`); with `health`, exit
+ * 8 when the running agent's heartbeats fail and 9 when no agent runs.
+ */
 export async function statusCommand(
   ctx: CommandContext,
-  options: { format: StatusFormat },
+  options: { format: StatusFormat; health?: boolean },
 ): Promise<void> {
   const store = new IdentityStore(ctx.config.stateDir, { logger: ctx.logger });
   if (!(await store.exists())) {
+    if (options.format === "json") {
+      const view = {
+        schema_version: 1,
+        agent_version: VERSION,
+        enrolled: false,
+        state_dir: ctx.config.stateDir,
+        running: false,
+      };
+      ctx.stdout(JSON.stringify(view, null, 2) + "\n");
+    } else if (options.format === "prometheus") {
+      const { renderNotEnrolledMetrics } = await import("../state/prometheus_metrics.ts");
+      ctx.stdout(renderNotEnrolledMetrics(VERSION));
+    }
     throw new NotEnrolledError(
       `Not enrolled: no identity in ${
         JSON.stringify(ctx.config.stateDir)
@@ -138,12 +209,32 @@ export async function statusCommand(
   }
   const identity = await store.load();
   const status = await readStatus(statusPath(ctx.config.stateDir), { logger: ctx.logger });
+  const process = agentProcess(await lockHolder(ctx.config.stateDir));
   if (options.format === "json") {
-    ctx.stdout(JSON.stringify(statusView(identity, status), null, 2) + "\n");
+    ctx.stdout(JSON.stringify(statusView(identity, status, process), null, 2) + "\n");
   } else if (options.format === "prometheus") {
     const { renderPrometheusMetrics } = await import("../state/prometheus_metrics.ts");
     ctx.stdout(renderPrometheusMetrics({ ...identity, version: VERSION }, status, Date.now()));
   } else {
-    ctx.stdout(renderStatusText(identity, status, Date.now()));
+    ctx.stdout(renderStatusText(identity, status, Date.now(), process));
+  }
+  if (!options.health) return;
+  const own = status !== null && status.agent_id === identity.agent_id ? status : null;
+  const { health, exitCode } = agentHealth(process, own);
+  if (health === "not_running") {
+    throw new AgentError(
+      `Agent ${JSON.stringify(identity.agent_id)} is not running (no process holds ${
+        JSON.stringify(ctx.config.stateDir)
+      }); start the service (systemctl start oneconnect-agent)`,
+      exitCode,
+    );
+  }
+  if (health === "failing") {
+    throw new AgentError(
+      `Agent ${JSON.stringify(identity.agent_id)} is running but its heartbeats are failing (${
+        own?.consecutive_failures ?? 0
+      } consecutive${own?.last_error ? `: ${own.last_error.message}` : ""})`,
+      exitCode,
+    );
   }
 }

@@ -32,7 +32,7 @@ import {
 } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
 import type { Host } from "../platform/telemetry_wire.ts";
-import { rootStoreOf, type Trust } from "../trust/trust_source.ts";
+import { caLabelOf, rootStoreOf, type Trust } from "../trust/trust_source.ts";
 import type { RootStore } from "../trust/trust_store.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -62,6 +62,8 @@ export interface EnrollClientOptions extends CommandClientOptions {
   baseUrl: URL;
   /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
   caCertificates?: string[];
+  /** How errors name `caCertificates` (see PlatformClientOptions). */
+  caLabel?: string;
   /** Deno root store trusted besides `caCertificates`. */
   rootStore?: RootStore;
 }
@@ -161,6 +163,7 @@ async function obtainIdentity(
     }),
     baseUrl,
     caCertificates: bootstrapCa,
+    caLabel: caLabelOf(trust),
     rootStore: rootStoreOf(trust),
   });
   let response: EnrollResponse;
@@ -236,6 +239,8 @@ export interface Enrolled {
   identity: Identity;
   /** Whether an existing identity was replaced (`force`). */
   replaced: boolean;
+  /** Whether this host was enrolled to this platform already (nothing was done). */
+  already: boolean;
 }
 
 /**
@@ -261,10 +266,20 @@ export async function enroll(
   if (replacing && !options.force) {
     // Loading reports a corrupt or unsafe file as such; a sound one is "already enrolled".
     const existing = await store.load();
+    // Repeatable (configuration management runs it on every pass): enrolled to this platform
+    // already is success, with no token read or spent; another platform needs --force.
+    if (existing.platform_url === baseUrl.href) {
+      logger.info(`Already enrolled as ${JSON.stringify(existing.agent_id)}; nothing was sent`, {
+        agent_id: existing.agent_id,
+      });
+      return { identity: existing, replaced: false, already: true };
+    }
     throw new AlreadyEnrolledError(
       `Already enrolled as ${JSON.stringify(existing.agent_id)} in ${
         JSON.stringify(store.stateDir)
-      }; pass --force to enroll anew and replace it`,
+      } with another platform (${
+        JSON.stringify(existing.platform_url)
+      }); pass --force to enroll with ${JSON.stringify(baseUrl.href)} and replace it`,
     );
   }
 
@@ -336,5 +351,5 @@ export async function enroll(
     certificate_not_after: identity.certificate_not_after,
     replaced: replacing,
   });
-  return { identity, replaced: replacing };
+  return { identity, replaced: replacing, already: false };
 }

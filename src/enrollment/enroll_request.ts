@@ -11,7 +11,12 @@ import {
   notRejectedNote,
 } from "../platform/contract.ts";
 import { failureDelay } from "../platform/backoff.ts";
-import { CredentialRejectedError, PlatformError } from "../errors.ts";
+import {
+  CredentialRejectedError,
+  failureFields,
+  InterruptedError,
+  PlatformError,
+} from "../errors.ts";
 
 /** The one platform call enrollment makes (the PlatformClient, or a fake in unit tests). */
 export interface EnrollClient {
@@ -62,6 +67,23 @@ function describeAnswer(e: PlatformError): string {
 export const TOKEN_SPENT_HINT =
   "nothing was stored; the enrollment token is probably used up, so ask for a new one";
 
+/**
+ * Stopped by a signal once the token has gone out at least once: the platform may have accepted
+ * it even though no answer arrived, so a retry's `enrollment_token_consumed` must not surprise.
+ */
+export const INTERRUPTED_TOKEN_HINT =
+  "nothing was stored, but the enrollment token may already be spent (it was sent); if a retry is answered 409 enrollment_token_consumed, ask for a new token";
+
+function interrupted(shutdown: AbortSignal, cause: unknown): InterruptedError {
+  return new InterruptedError(
+    `Cannot enroll: interrupted; ${INTERRUPTED_TOKEN_HINT}`,
+    shutdown.reason,
+    {
+      cause,
+    },
+  );
+}
+
 /** Sends the enrollment request, retrying network errors, 429 and 5xx within the deadline. */
 export async function requestWithRetries(
   ctx: CommandContext,
@@ -95,11 +117,7 @@ export async function requestWithRetries(
     }
     if (!(error instanceof PlatformError)) throw error;
     const failure = error;
-    if (ctx.shutdown.aborted) {
-      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
-        kind: "aborted",
-      }, { cause: error });
-    }
+    if (ctx.shutdown.aborted) throw interrupted(ctx.shutdown, error);
     if (isEnrollmentRejection(error)) {
       throw new CredentialRejectedError(
         `Cannot enroll: ${describeAnswer(error)}; ask for a new enrollment token`,
@@ -143,13 +161,12 @@ export async function requestWithRetries(
       attempt,
       retry_in_seconds: Math.round(delaySeconds * 10) / 10,
       error: `${error.message}${notRejectedNote(error, ENROLLMENT_REJECTION_STATUSES)}`,
+      ...failureFields(error),
     });
     try {
       await deps.sleep(delaySeconds * 1000, ctx.shutdown);
     } catch {
-      throw new PlatformError("Cannot enroll: interrupted; nothing was stored", {
-        kind: "aborted",
-      }, { cause: error });
+      throw interrupted(ctx.shutdown, error);
     }
   }
 }

@@ -9,11 +9,9 @@ import type { HealthResponse } from "../platform/contract.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem } from "../file_system.ts";
 import type { Trust } from "../trust/trust_source.ts";
-
-/** Clock skew above which `enroll --check` warns, in seconds. */
-const SKEW_WARN_SECONDS = 60;
-/** Clock skew above which certificates would look not yet valid: `enroll --check` fails. */
-const SKEW_FAIL_SECONDS = 300;
+import { isoTime } from "../iso_time.ts";
+import { CLOCK_SKEW_HINT, CLOCK_WARN_SECONDS } from "../platform/clock_offset.ts";
+import { describeHandshakeFailure, isUntrustedIssuer } from "../platform/transport_errors.ts";
 
 /** Names of the checks, in the order they run. */
 export type PreflightCheckName =
@@ -180,7 +178,17 @@ export async function runPreflight(
           errorMessage(error)
         }`,
       });
-      skipRest(["health", "clock"], "skipped: TLS failed");
+      skipRest(["health"], "skipped: TLS failed");
+      if (/\((NotValidYet|Expired)\)/.test(errorMessage(error))) {
+        // No answer to measure the platform's clock by, but the certificate's dates speak.
+        checks.push({
+          name: "clock",
+          status: "fail",
+          detail: `this host's clock reads ${
+            isoTime(net.wallMs())
+          }, outside the platform certificate's validity: ${CLOCK_SKEW_HINT}`,
+        });
+      } else skipRest(["clock"], "skipped: TLS failed");
       return checks;
     }
   }
@@ -222,18 +230,13 @@ export async function runPreflight(
   const text = abs === 0
     ? `platform clock (${source}) agrees with this host`
     : `platform clock (${source}) is ${abs} s ${skew > 0 ? "ahead of" : "behind"} this host`;
-  if (abs > SKEW_FAIL_SECONDS) {
-    checks.push({
-      name: "clock",
-      status: "fail",
-      detail:
-        `${text}, more than ${SKEW_FAIL_SECONDS} s: certificates would look not yet valid or expired; fix time sync (NTP) first`,
-    });
-  } else if (abs > SKEW_WARN_SECONDS) {
+  // A warning, as enroll gives one (ClockOffset): enroll allows for the offset it measured, so a
+  // skew the TLS check survived does not make enroll fail.
+  if (abs > CLOCK_WARN_SECONDS) {
     checks.push({
       name: "clock",
       status: "warn",
-      detail: `${text}, more than ${SKEW_WARN_SECONDS} s: check time sync (NTP)`,
+      detail: `${text}, more than ${CLOCK_WARN_SECONDS} s: ${CLOCK_SKEW_HINT}`,
     });
   } else {
     checks.push({ name: "clock", status: "ok", detail: text });
@@ -276,6 +279,7 @@ function abortable<T>(
 /** The real network, with health through `health` (the enrollment client). */
 export function denoPreflightNetwork(
   health: PreflightNetwork["health"],
+  caLabel?: string,
 ): PreflightNetwork {
   return {
     resolve: async (hostname, signal) => {
@@ -300,10 +304,22 @@ export function denoPreflightNetwork(
       try {
         await abortable(conn.handshake(), signal);
       } catch (e) {
-        if (!/UnknownIssuer|BadSignature/.test(String(e))) throw e;
-        const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
-        const text = await describeUntrustedCertificate(hostname, port, 5000);
-        throw text === undefined ? e : new Error(text);
+        const raw = errorMessage(e, true);
+        if (isUntrustedIssuer(raw)) {
+          const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
+          const text = await describeUntrustedCertificate(
+            hostname,
+            port,
+            5000,
+            undefined,
+            caCerts,
+            caLabel,
+          );
+          if (text !== undefined) throw new Error(text);
+        }
+        // The words enroll's client uses for the same failure (one classification for both).
+        const url = new URL(`https://${hostPort(hostname, port)}/`);
+        throw new Error(describeHandshakeFailure(raw, url, caCerts !== undefined));
       } finally {
         conn.close();
       }
@@ -343,7 +359,7 @@ export async function preflight(
     { PlatformClient },
     { commandClientOptions },
     { enrollmentTrust, readPinnedCas },
-    { describeTrust, rootStoreOf },
+    { caLabelOf, describeTrust, rootStoreOf },
   ] = await Promise.all([
     import("../platform/client.ts"),
     import("../platform/identity_client.ts"),
@@ -364,6 +380,7 @@ export async function preflight(
     ...commandClientOptions(ctx, { timeoutMs }),
     baseUrl: url,
     caCertificates: caCerts,
+    caLabel: caLabelOf(trust),
     rootStore: rootStoreOf(trust),
   });
   const { describeDecision } = await import("../proxy/proxy_select.ts");
@@ -381,6 +398,6 @@ export async function preflight(
         problem: decision.problem !== undefined,
       },
     },
-    (network ?? denoPreflightNetwork)(health),
+    network ? network(health) : denoPreflightNetwork(health, caLabelOf(trust)),
   );
 }

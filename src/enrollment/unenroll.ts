@@ -1,5 +1,5 @@
 import type { CommandContext } from "../context.ts";
-import { errorMessage, NotEnrolledError, PlatformError, UsageError } from "../errors.ts";
+import { errorMessage, InterruptedError, PlatformError, UsageError } from "../errors.ts";
 import { isCredentialRejection } from "../platform/contract.ts";
 import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
@@ -71,9 +71,13 @@ async function forgetOnPlatform(
     return `platform: deleted ${who}`;
   } catch (e) {
     if (ctx.shutdown.aborted) {
-      throw new PlatformError("Cannot unenroll: interrupted; nothing was removed", {
-        kind: "aborted",
-      }, { cause: e });
+      throw new InterruptedError(
+        "Cannot unenroll: interrupted; nothing was removed",
+        ctx.shutdown.reason,
+        {
+          cause: e,
+        },
+      );
     }
     const message = errorMessage(e);
     // Only the platform's own rejection says the agent is gone; an edge's page says nothing.
@@ -111,7 +115,7 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string | nu
   }
 }
 
-/** The outcome of {@linkcode unenroll}. */
+/** The outcome of {@linkcode unenroll}; nothing removed means there was no identity. */
 export interface Unenrolled {
   /** The agent id, when the identity file could be loaded. */
   agentId: string | undefined;
@@ -136,11 +140,8 @@ export async function unenroll(
     logger: ctx.logger,
     ...deps.store,
   });
-  if (!(await store.exists())) {
-    throw new NotEnrolledError(
-      `Not enrolled: no identity at ${JSON.stringify(store.identityPath)}; nothing to remove`,
-    );
-  }
+  // Repeatable: nothing to remove is success (the command says so; no confirmation needed).
+  if (!(await store.exists())) return { agentId: undefined, removed: [] };
   await using _lock = await acquireStateLock(ctx.config.stateDir, {
     command: "unenroll",
     action: "Cannot unenroll",

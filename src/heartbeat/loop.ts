@@ -10,7 +10,7 @@ import {
   notRejectedNote,
   REJECTION_STATUSES,
 } from "../platform/contract.ts";
-import { CredentialRejectedError, PlatformError } from "../errors.ts";
+import { CredentialRejectedError, failureFields, PlatformError } from "../errors.ts";
 import { HostDelta } from "./host_delta.ts";
 import type { Logger } from "../log.ts";
 import { outageGap } from "./outage_gap.ts";
@@ -195,7 +195,7 @@ class LoopNotes {
     const notRejected = notRejectedNote(failure, REJECTION_STATUSES);
     this.#logger.warn(
       `Heartbeats failing since ${failingSince}: ${failure.message}${notRejected}`,
-      { retry_in_seconds: retryInSeconds },
+      { ...failureFields(failure), retry_in_seconds: retryInSeconds },
     );
   }
 

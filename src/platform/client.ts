@@ -46,7 +46,7 @@ import {
   ProxyRoute,
   withDecidedProxyEnv,
 } from "../proxy/proxy_select.ts";
-import type { ProxyHop } from "../proxy/proxy_hop.ts";
+import { bareProxyUrl, isSocksProxy, type ProxyHop } from "../proxy/proxy_hop.ts";
 import { createRootedHttpClient, type RootStore, tlsClientOptions } from "../trust/trust_store.ts";
 import { USER_AGENT } from "../version.ts";
 
@@ -62,6 +62,8 @@ export interface PlatformClientOptions {
   baseUrl: URL;
   /** Pinned CA certificates (PEM); trusted with {@linkcode rootStore}. */
   caCertificates?: string[];
+  /** How errors name `caCertificates`, e.g. `the CA file` (default `the trusted CA bundle`). */
+  caLabel?: string;
   /** Deno root store trusted besides `caCertificates`: default none when pinned, else mozilla. */
   rootStore?: RootStore;
   /** Default none; the bearer header is sent only in bearer mode. */
@@ -96,7 +98,8 @@ export class PlatformClient implements Disposable {
   readonly route: ProxyRoute;
   readonly #baseUrl: URL;
   readonly #auth: PlatformAuth;
-  readonly #pinned: boolean;
+  /** The pinned CA set (undefined: a root store) and how errors name it. */
+  readonly #pins: { cas?: string[]; label?: string };
   readonly #rootStore: RootStore;
   readonly #timeoutMs: number;
   readonly #maxResponseBytes: number;
@@ -136,8 +139,8 @@ export class PlatformClient implements Disposable {
       logger: this.#logger,
     });
     const pins = options.caCertificates;
-    this.#pinned = pins !== undefined;
-    this.#rootStore = options.rootStore ?? (this.#pinned ? "none" : "mozilla");
+    this.#pins = { cas: pins, label: options.caLabel };
+    this.#rootStore = options.rootStore ?? (pins !== undefined ? "none" : "mozilla");
     // poolIdleTimeout is left at its default on purpose: setting it spins the event loop (#29444).
     this.#clientOptions = tlsClientOptions(
       this.#target,
@@ -195,7 +198,7 @@ export class PlatformClient implements Disposable {
       );
     }
     this.#logger.debug(this.#proxy ? "Using proxy" : "Connecting directly", {
-      proxy: this.#proxy?.origin,
+      proxy: this.#proxy && bareProxyUrl(this.#proxy),
       source: decision.source,
     });
   }
@@ -367,11 +370,11 @@ export class PlatformClient implements Disposable {
   /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
   async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
     if (error.kind !== "tls" || !isUntrustedIssuer(errorMessage(raw, true))) return error;
-    // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
-    if (this.proxy?.protocol === "https:") return error;
+    // Read again over a plain CONNECT tunnel (not redoing TLS to the proxy; no SOCKS).
+    const proxy = this.proxy;
+    if (proxy?.protocol === "https:" || (proxy && isSocksProxy(proxy))) return error;
     const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");
     const port = Number(this.#baseUrl.port || 443);
-    const proxy = this.proxy;
     const text = await describeUntrustedCertificate(
       this.#baseUrl.hostname.replace(/^\[(.*)\]$/, "$1"),
       port,
@@ -383,6 +386,8 @@ export class PlatformClient implements Disposable {
           authorization: this.#proxyAuthorization,
         }
         : undefined,
+      this.#pins.cas,
+      this.#pins.label,
     );
     if (text === undefined) return error;
     return platformError(`TLS handshake with ${q(this.#target)} failed: ${text}`, "tls", {}, raw);
@@ -400,7 +405,7 @@ export class PlatformClient implements Disposable {
       baseUrl: this.#baseUrl,
       proxy: this.proxy,
       timeoutMs: this.#timeoutMs,
-      pinned: this.#pinned,
+      pinned: this.#pins.cas !== undefined,
       mtls: this.#auth.kind === "mtls",
       clockHint: clockHint(this.#clock?.latest),
     });

@@ -8,7 +8,11 @@ import type { Logger } from "../log.ts";
 import { isoTime } from "../iso_time.ts";
 
 /** Offset beyond which the agent warns (once per process): certificates start to look wrong. */
-const CLOCK_WARN_SECONDS = 60;
+export const CLOCK_WARN_SECONDS = 60;
+
+/** What an offset above {@linkcode CLOCK_WARN_SECONDS} risks and what to do (enroll, run, --check). */
+export const CLOCK_SKEW_HINT =
+  "certificates may look not yet valid or expired: fix time sync (NTP) on this host";
 
 /** One measurement: positive seconds mean the platform's clock is ahead of this host's. */
 export interface ClockMeasurement {
@@ -81,9 +85,7 @@ export class ClockOffset {
     if (Math.abs(seconds) > CLOCK_WARN_SECONDS && !warnedThisProcess && this.#logger) {
       warnedThisProcess = true;
       this.#logger.warn(
-        `The platform's clock ${
-          describeOffset(seconds)
-        }; certificates may look not yet valid or expired: fix time sync (NTP) on this host`,
+        `The platform's clock ${describeOffset(seconds)}; ${CLOCK_SKEW_HINT}`,
         { clock_offset_seconds: seconds },
       );
     }

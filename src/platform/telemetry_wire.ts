@@ -38,6 +38,16 @@ const FilesystemSchema = z.tuple([
 ]);
 /** `[mount, type, total_bytes, free_bytes, available_bytes, inodes_total, inodes_free]`. */
 export type Filesystem = z.infer<typeof FilesystemSchema>;
+/** The names of a {@linkcode Filesystem} tuple's fields, in order (for output people read). */
+export const FILESYSTEM_FIELDS = [
+  "mount",
+  "type",
+  "total_bytes",
+  "free_bytes",
+  "available_bytes",
+  "inodes_total",
+  "inodes_free",
+] as const;
 
 /** Filesystem space, collected at most every 5 minutes (`FILESYSTEM_INTERVAL_MS`). */
 const FilesystemsSchema = z.object({

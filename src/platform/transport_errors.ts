@@ -48,6 +48,18 @@ export function classifyTransportError(failure: TransportFailure): TransportErro
     return { kind: "aborted", message: `request to ${target} was aborted` };
   }
   const via = proxy ? ` via proxy ${q(hostPort(proxy))}` : "";
+  if (
+    baseUrl.protocol === "http:" &&
+    /invalid HTTP version|connection reset|os error (104|54|10054)\b/i.test(raw)
+  ) {
+    // A TLS server answers plain HTTP with an alert (not HTTP) or by closing: retrying won't help.
+    return {
+      kind: "tls",
+      message: `${target} did not answer plain HTTP (${
+        tail(raw)
+      }): the port probably expects TLS; use https://`,
+    };
+  }
   const tls = describeTlsFailure(raw, failure.pinned, failure.mtls, failure.clockHint);
   if (tls) return { kind: "tls", message: `TLS handshake with ${target} failed: ${tls}` };
   if (
@@ -71,8 +83,12 @@ export function classifyTransportError(failure: TransportFailure): TransportErro
   if (/unreachable|no route to host|os error (101|113|51|65)\b/i.test(raw)) {
     return { kind: "network", message: `cannot reach ${target}${via}: network unreachable` };
   }
-  if (proxy && /proxy|tunnel/i.test(raw)) {
-    const why = /unsuccessful tunnel/i.test(raw) ? "it answered CONNECT with an error" : tail(raw);
+  if (proxy && /proxy|tunnel|socks|auth method|auth failure/i.test(raw)) {
+    const why = /unsuccessful tunnel/i.test(raw)
+      ? "it answered CONNECT with an error"
+      : /auth method|auth failure/i.test(raw)
+      ? "it refused the credentials; check the user:password in the proxy URL"
+      : tail(raw);
     return {
       kind: "network",
       message: `proxy ${q(hostPort(proxy))} refused the tunnel to ${target}: ${why}`,
@@ -89,6 +105,16 @@ export function classifyTransportError(failure: TransportFailure): TransportErro
     };
   }
   return { kind: "network", message: `request to ${target}${via} failed: ${tail(raw)}` };
+}
+
+/**
+ * Why a bare TLS handshake with `baseUrl` failed (`enroll --check`), in the words
+ * {@linkcode classifyTransportError} gives enroll's and run's requests for the same failure.
+ */
+export function describeHandshakeFailure(raw: string, baseUrl: URL, pinned: boolean): string {
+  return describeTlsFailure(raw, pinned, false) ??
+    classifyTransportError({ raw, phase: "connect", baseUrl, timeoutMs: 0, pinned, mtls: false })
+      .message;
 }
 
 /** Whether a classified failure means that nothing reached the platform: the next hop may be tried. */
@@ -166,7 +192,7 @@ function describeTlsFailure(
     return `the server sent alert ${alert}`;
   }
   if (/received corrupt message|InvalidContentType/i.test(raw)) {
-    return `the server does not speak TLS on this port (${tail(raw)})`;
+    return `the server does not speak TLS on this port: is it a plain-HTTP port? (${tail(raw)})`;
   }
   if (/\b(tls|ssl|handshake)\b|certificate/i.test(raw)) return tail(raw);
   return undefined;

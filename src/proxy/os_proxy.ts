@@ -5,7 +5,7 @@
  */
 import { childStdout } from "../child_process.ts";
 import { matchesNoProxy } from "./no_proxy.ts";
-import type { OsProxyDecision, ProxyHop } from "./proxy_hop.ts";
+import { type OsProxyDecision, type ProxyHop, proxyUrlOrProblem } from "./proxy_hop.ts";
 
 /** Absolute paths (never looked up via PATH), as allowed in `tasks/permissions.flags`. */
 export const NETSH_PATH = "C:\\Windows\\System32\\netsh.exe";
@@ -60,17 +60,15 @@ function winHttpServerFor(list: string, scheme: "https"): URL | undefined {
   const entries = list.split(/[;\s]+/).filter((e) => e !== "");
   const perScheme = entries.find((e) => e.toLowerCase().startsWith(`${scheme}=`));
   const plain = entries.find((e) => !e.includes("="));
-  const chosen = perScheme?.slice(scheme.length + 1) ?? plain;
+  const socks = entries.find((e) => e.toLowerCase().startsWith("socks="))?.slice(6);
+  const chosen = perScheme?.slice(scheme.length + 1) ?? plain ??
+    (socks === undefined ? undefined : `socks5://${socks}`);
   return chosen === undefined ? undefined : proxyUrl(chosen);
 }
 
 function proxyUrl(raw: string): URL | undefined {
-  try {
-    const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
-    return url.protocol === "http:" || url.protocol === "https:" ? url : undefined;
-  } catch {
-    return undefined;
-  }
+  const url = proxyUrlOrProblem(raw);
+  return typeof url === "string" ? undefined : url;
 }
 
 /** Parses `scutil --proxy`; undefined when neither an HTTPS proxy nor a PAC is enabled. */
@@ -97,7 +95,14 @@ export function parseScutilProxy(text: string): OsProxySetting | undefined {
     : undefined;
   const host = values.get("HTTPSEnable") === "1" ? values.get("HTTPSProxy") : undefined;
   const port = values.get("HTTPSPort");
-  const https = host ? proxyUrl(port ? `${bracket(host)}:${port}` : bracket(host)) : undefined;
+  const socksHost = values.get("SOCKSEnable") === "1" ? values.get("SOCKSProxy") : undefined;
+  const socksPort = values.get("SOCKSPort");
+  // The HTTPS proxy first; a SOCKS proxy (System Settings "SOCKS Proxy") when it is the only one.
+  const https = host
+    ? proxyUrl(port ? `${bracket(host)}:${port}` : bracket(host))
+    : socksHost
+    ? proxyUrl(`socks5://${bracket(socksHost)}${socksPort ? `:${socksPort}` : ""}`)
+    : undefined;
   if (https === undefined && pac === undefined) return undefined;
   return {
     https,

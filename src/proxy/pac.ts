@@ -7,7 +7,7 @@ import { lookup } from "node:dns/promises";
 import * as z from "../zod.ts";
 import { PAC_ERROR_CHARS, type PacAnswer, type PacRequest } from "./pac_worker.ts";
 import { PAC_EVALUATOR_ARG } from "./pac_entry.ts";
-import type { ProxyHop } from "./proxy_hop.ts";
+import { type ProxyHop, proxyUrlOrProblem } from "./proxy_hop.ts";
 import { errorMessage } from "../errors.ts";
 import { loadPacScript, PAC_FETCH_TIMEOUT_MS } from "./pac_download.ts";
 
@@ -310,9 +310,18 @@ async function ask(
   }
 }
 
+// PAC entry kinds and the proxy URL scheme each means.
+const PAC_SCHEMES: Record<string, string> = {
+  PROXY: "http",
+  HTTP: "http",
+  HTTPS: "https",
+  SOCKS: "socks5",
+  SOCKS5: "socks5",
+};
+
 /**
- * Turns `PROXY a:1; HTTPS b:2; DIRECT` into hops, in order. SOCKS entries are skipped (not
- * supported); an empty answer means DIRECT.
+ * Turns `PROXY a:1; HTTPS b:2; SOCKS5 c:3; DIRECT` into hops, in order; an empty answer means
+ * DIRECT. `SOCKS` (SOCKS v4 to browsers) is tried as SOCKS5, which SOCKS servers speak too.
  */
 export function parsePacResult(result: string): ProxyHop[] {
   const hops: ProxyHop[] = [];
@@ -324,15 +333,12 @@ export function parsePacResult(result: string): ProxyHop[] {
     const upper = kind.toUpperCase();
     if (upper === "DIRECT") {
       hops.push({ kind: "direct" });
-    } else if ((upper === "PROXY" || upper === "HTTP" || upper === "HTTPS") && address) {
-      try {
-        const scheme = upper === "HTTPS" ? "https" : "http";
-        const url = new URL(`${scheme}://${address}`);
-        if (url.pathname !== "/" || url.username || url.search) throw new Error("not host:port");
-        hops.push({ kind: "proxy", url });
-      } catch {
-        skipped.push(entry);
-      }
+    } else if (PAC_SCHEMES[upper] !== undefined && address) {
+      const url = proxyUrlOrProblem(`${PAC_SCHEMES[upper]}://${address}`);
+      const hostPortOnly = typeof url !== "string" && !url.username && !url.search &&
+        (url.pathname === "/" || url.pathname === "");
+      if (hostPortOnly) hops.push({ kind: "proxy", url });
+      else skipped.push(entry);
     } else {
       skipped.push(entry);
     }
@@ -340,9 +346,7 @@ export function parsePacResult(result: string): ProxyHop[] {
   if (hops.length === 0 && skipped.length === 0) return [{ kind: "direct" }];
   if (hops.length === 0) {
     throw new Error(
-      `FindProxyForURL returned nothing usable (${
-        JSON.stringify(result.slice(0, 100))
-      }; SOCKS is not supported)`,
+      `FindProxyForURL returned nothing usable (${JSON.stringify(result.slice(0, 100))})`,
     );
   }
   return hops;

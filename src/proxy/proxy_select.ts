@@ -6,7 +6,13 @@
 import { errorMessage, PlatformError } from "../errors.ts";
 import { type Logger, registerSecret } from "../log.ts";
 import { matchesNoProxy } from "./no_proxy.ts";
-import type { OsProxyDecision, ProxyHop } from "./proxy_hop.ts";
+import {
+  bareProxyUrl,
+  isSocksProxy,
+  type OsProxyDecision,
+  parseProxyUrl,
+  type ProxyHop,
+} from "./proxy_hop.ts";
 
 /** The hops to try in order (the next after a connection failure), and where they came from. */
 export interface ProxyDecision {
@@ -141,17 +147,9 @@ export class ProxyRoute {
 
 /** One line for `enroll --check`: `http://proxy:3128 (from PAC "...")`, credentials removed. */
 export function describeDecision(decision: ProxyDecision): string {
-  const hops = decision.hops.map((hop) => hop.kind === "direct" ? "direct" : bareProxy(hop.url));
+  const hops = decision.hops.map((hop) => hop.kind === "direct" ? "direct" : bareProxyUrl(hop.url));
   const problem = decision.problem ? `; ${decision.problem}` : "";
   return `${hops.join(", then ")} (from ${decision.source}${problem})`;
-}
-
-/** The proxy URL without credentials, as shown in logs and errors. */
-function bareProxy(url: URL): string {
-  const bare = new URL(url.href);
-  bare.username = "";
-  bare.password = "";
-  return bare.origin;
 }
 
 /**
@@ -169,10 +167,10 @@ export function proxyClientOptions(
     authorization = `Basic ${btoa(`${username}:${password}`)}`;
     registerSecret(authorization);
   }
-  const bare = new URL(bareProxy(url));
+  const bare = new URL(bareProxyUrl(url));
   const proxy: Deno.Proxy = {
-    transport: bare.protocol === "https:" ? "https" : "http",
-    url: bare.origin,
+    transport: isSocksProxy(bare) ? "socks5" : bare.protocol === "https:" ? "https" : "http",
+    url: bareProxyUrl(bare),
     ...(username || password ? { basicAuth: { username, password } } : {}),
   };
   return { proxy, bare, ...(authorization ? { authorization } : {}) };
@@ -234,14 +232,8 @@ function envProxy(
     ? firstEnv(env, "HTTPS_PROXY", "https_proxy")
     : firstEnv(env, "HTTP_PROXY", "http_proxy");
   if (found === undefined) return undefined;
-  try {
-    // "proxy:3128" without a scheme is common in the wild and means http.
-    const raw = found.value;
-    const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
-    return { url, source: `environment ${found.name}` };
-  } catch {
-    return undefined;
-  }
+  // An unusable value is an error naming the variable, never a silent direct connection.
+  return { url: parseProxyUrl(found.value, found.name), source: `environment ${found.name}` };
 }
 
 function firstEnv(env: (name: string) => string | undefined, ...names: string[]) {

@@ -4,6 +4,7 @@ import { AgentIdSchema } from "../platform/contract.ts";
 import { errorMessage, NotEnrolledError, UsageError } from "../errors.ts";
 import {
   denoFileSystem,
+  fileErrorReason,
   type FileSystem,
   join,
   lstatOrNull,
@@ -129,7 +130,7 @@ export class IdentityStore {
         info = await this.#fs.lstat(this.stateDir);
       } catch (e) {
         throw new UsageError(
-          `Cannot create state directory ${JSON.stringify(this.stateDir)}: ${errorMessage(e)}`,
+          `Cannot create state directory ${JSON.stringify(this.stateDir)}: ${fileErrorReason(e)}`,
         );
       }
     }
@@ -161,7 +162,7 @@ export class IdentityStore {
       text = await this.#fs.readTextFile(path);
     } catch (e) {
       throw new UsageError(
-        `Cannot read identity file ${JSON.stringify(path)}: ${errorMessage(e)}`,
+        `Cannot read identity file ${JSON.stringify(path)}: ${fileErrorReason(e)}`,
       );
     }
     const corrupt = (why: string) =>

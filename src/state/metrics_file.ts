@@ -5,7 +5,11 @@
  */
 import { replaceFileSync } from "../file_system.ts";
 import type { Logger } from "../log.ts";
-import { METRICS_FILE_MODE, renderPrometheusMetrics } from "./prometheus_metrics.ts";
+import {
+  METRICS_FILE_MODE,
+  renderNotEnrolledMetrics,
+  renderPrometheusMetrics,
+} from "./prometheus_metrics.ts";
 import type { StatusIdentityFacts } from "./status_store.ts";
 import type { StatusSink } from "./status_recorder.ts";
 import { VERSION } from "../version.ts";
@@ -76,4 +80,16 @@ export function withMetricsFile(status: StatusSink, options: MetricsFileOptions)
       }
     },
   };
+}
+
+/**
+ * Writes the metrics of a host without an identity (`oneconnect_agent_enrolled 0`) before `run`
+ * exits 5, so that the host stays visible to monitoring; a failed write is only logged.
+ */
+export function writeNotEnrolledMetrics(path: string, logger: Logger): void {
+  try {
+    replaceFileSync(path, renderNotEnrolledMetrics(VERSION), METRICS_FILE_MODE);
+  } catch (e) {
+    logger.warn(`Cannot write metrics file ${JSON.stringify(path)}: ${errorMessage(e)}`);
+  }
 }

@@ -5,8 +5,14 @@
  * local user could replace the identity, the configuration or the token under us. POSIX only:
  * Windows state is protected by its ACL (src/state/windows_acl.ts).
  */
-import { dirname, entryKindProblem, lstatOrNull, resolve } from "../file_system.ts";
-import { errorMessage, UsageError } from "../errors.ts";
+import {
+  dirname,
+  entryKindProblem,
+  fileErrorReason,
+  lstatOrNull,
+  resolve,
+} from "../file_system.ts";
+import { UsageError } from "../errors.ts";
 
 /** What the ownership checks need from the host (a seam for tests). */
 export interface OwnershipHost {
@@ -120,7 +126,9 @@ export async function requireSafeParents(dir: string, host: OwnershipHost): Prom
 
   function cannot(e: unknown, path = current): UsageError {
     return new UsageError(
-      `Cannot inspect ${JSON.stringify(path)} above the state directory: ${errorMessage(e)}`,
+      `Cannot inspect ${JSON.stringify(path)} above the state directory: ${
+        fileErrorReason(e, path, true)
+      }`,
     );
   }
 }
@@ -136,7 +144,9 @@ export async function auditConfigFile(path: string, host: OwnershipHost): Promis
     info = await host.lstat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
+    throw new UsageError(
+      `Cannot inspect ${JSON.stringify(path)}: ${fileErrorReason(e, path, true)}`,
+    );
   }
   const problem = entryKindProblem(info, "file");
   if (problem === "symlink") {

@@ -40,6 +40,27 @@ function gauge(name: string, help: string, value: number | undefined): Family {
   return { name, kind: "gauge", help, samples: value === undefined ? [] : [{ value }] };
 }
 
+function enrolledGauge(value: 0 | 1): Family {
+  return gauge(
+    "oneconnect_agent_enrolled",
+    "1 when this host holds an agent identity, else 0.",
+    value,
+  );
+}
+
+/** The metrics of a host without an identity: it stays visible to monitoring, enrolled 0. */
+export function renderNotEnrolledMetrics(version: string): string {
+  return renderFamilies([
+    enrolledGauge(0),
+    {
+      name: "oneconnect_agent_info",
+      kind: "gauge",
+      help: "Agent version and identity; always 1.",
+      samples: [{ labels: { version, agent_id: "" }, value: 1 }],
+    },
+  ]);
+}
+
 /**
  * Renders the metrics. Timestamps are Unix seconds; a success that never happened is 0, so that
  * `time() - oneconnect_agent_last_success_timestamp_seconds` alerts on an agent that never got
@@ -53,6 +74,7 @@ export function renderPrometheusMetrics(
   const s = status !== null && status.agent_id === identity.agent_id ? status : null;
   const nextAttempt = s?.stopped === null ? seconds(s?.next_attempt_at) : undefined;
   const families: Family[] = [
+    enrolledGauge(1),
     {
       name: "oneconnect_agent_info",
       kind: "gauge",
@@ -130,6 +152,10 @@ export function renderPrometheusMetrics(
       s?.stopped ? 1 : 0,
     ),
   ];
+  return renderFamilies(families);
+}
+
+function renderFamilies(families: readonly Family[]): string {
   const lines: string[] = [];
   for (const f of families) {
     if (f.samples.length === 0) continue;

@@ -200,3 +200,27 @@ async function recoverOrThrow(
     file.close();
   }
 }
+
+/**
+ * The process holding the state lock now, or null when none does: no lock file, or one whose OS
+ * lock is free (its holder was killed: a dead pid is never reported as running). `record` names
+ * the holder when its file can be read.
+ */
+export async function lockHolder(stateDir: string): Promise<{ record: LockRecord | null } | null> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(join(stateDir, LOCK_FILE_NAME), { read: true });
+  } catch {
+    return null;
+  }
+  try {
+    // A shared lock is granted only when no process holds the exclusive one.
+    if (await file.tryLock(false)) {
+      await file.unlock();
+      return null;
+    }
+    return { record: parseRecord(await readAll(file)) };
+  } finally {
+    file.close();
+  }
+}

@@ -107,7 +107,8 @@ function describeOffset(ms: number): string {
   return `${Math.round(Math.abs(ms) / 1000)} seconds`;
 }
 
-function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
+/** Whether two DER encodings are byte for byte the same. */
+export function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
   if (a.byteLength !== b.byteLength) return false;
   const x = new Uint8Array(a);
   const y = new Uint8Array(b);
@@ -145,7 +146,10 @@ function checkValidity(
 }
 
 /** Whether `issuer` names and signed `cert` (a key type that cannot verify it did not sign it). */
-async function issued(issuer: x509.X509Certificate, cert: x509.X509Certificate): Promise<boolean> {
+export async function issued(
+  issuer: x509.X509Certificate,
+  cert: x509.X509Certificate,
+): Promise<boolean> {
   if (cert.issuer !== issuer.subject) return false;
   try {
     return await cert.verify({ publicKey: issuer, signatureOnly: true }, crypto);
@@ -154,7 +158,8 @@ async function issued(issuer: x509.X509Certificate, cert: x509.X509Certificate):
   }
 }
 
-function isCa(cert: x509.X509Certificate): boolean {
+/** Whether `cert` says it is a CA (basicConstraints CA:true). */
+export function isCa(cert: x509.X509Certificate): boolean {
   return cert.getExtension(x509.BasicConstraintsExtension)?.ca === true;
 }
 
@@ -240,7 +245,12 @@ export async function verifyIssuedCertificate(
   }
   const leaf = chain[0]!;
   const hint = clockHint(input.clock);
-  checkValidity(leaf, "certificate", input.now, skewMs, hint);
+  // Not valid yet by this host's clock, but by the platform's (measured, and warned about): it will
+  // be, and refusing it would spend the token for nothing (`enroll --check` only warns about the
+  // same offset). An expired one never becomes valid: refused whatever the clocks say.
+  const notYet = leaf.notBefore.getTime() - skewMs > input.now;
+  const platformNow = input.clock && notYet ? input.now + input.clock.seconds * 1000 : undefined;
+  checkValidity(leaf, "certificate", platformNow ?? input.now, skewMs, hint);
   const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
   if (eku && !eku.usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
     throw new CertificateCheckError(

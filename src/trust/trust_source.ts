@@ -27,6 +27,12 @@ export function rootStoreOf(trust: Trust): RootStore {
   return trust.source === "system" ? "system" : trust.source === "mozilla" ? "mozilla" : "none";
 }
 
+/** How errors name the pinned CAs of `trust`: `the CA file` (--ca-file) or `the pinned CA`. */
+export function caLabelOf(trust: Trust): string | undefined {
+  if (trust.source === "ca_file") return "the CA file";
+  return trust.source === "ca_pin" ? "the pinned CA" : undefined;
+}
+
 /** One phrase naming the trust source, for messages and `enroll --check`. */
 export function describeTrust(trust: Trust, caCount = 0): string {
   switch (trust.source) {

@@ -432,3 +432,10 @@ export function threadCpuMs(work: () => void): number {
   const after = read();
   return before === undefined || after === undefined ? performance.now() - wall : after - before;
 }
+
+/** `status --json` of `stateDir`, parsed; fails the test unless it exits 0. */
+export async function statusJson(stateDir: string): Promise<Record<string, unknown>> {
+  const result = await runAgent(["--state-dir", stateDir, "status", "--json"]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}

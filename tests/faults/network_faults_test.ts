@@ -69,8 +69,8 @@ Deno.test("run --once: transport faults (refused, DNS, TLS, reset, slow drip, 50
     await pointedAt(h, impostor.url.href, () =>
       onceFails(
         h,
-        // A look-alike CA of the same name: the presented certificate is named all the same.
-        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "OneConnect Dev CA" \(subject "localhost"\), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file\/--ca-pin$/,
+        // A look-alike CA of the same name: compared with the pinned one, its key gives it away.
+        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "OneConnect Dev CA" \(subject "localhost"\), but the trusted CA bundle holds a CA named "OneConnect Dev CA" whose key did not sign it \(a CA re-made under the same name\?\): give the CA certificate the platform uses now$/,
         { kind: "tls", http_status: null },
       ));
     assert.equal(impostor.requestCount, 0);
@@ -85,7 +85,8 @@ Deno.test("run --once: transport faults (refused, DNS, TLS, reset, slow drip, 50
     await pointedAt(h, foreign.url.href, () =>
       onceFails(
         h,
-        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Someone Else's CA" \(subject "localhost"\), not by a trusted or pinned CA; a TLS-inspecting proxy is probably in the path: exempt this host from inspection, or enroll with --ca-file\/--ca-pin$/,
+        // On loopback without a proxy no inspecting proxy can be the cause: none is guessed.
+        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: certificate issued by "Someone Else's CA" \(subject "localhost"\), but the trusted CA bundle holds "OneConnect Dev CA", not "Someone Else's CA", which issued it: give the CA certificate of "Someone Else's CA"$/,
         { kind: "tls", http_status: null },
       ));
     assert.equal(foreign.requestCount, 0);
@@ -96,7 +97,7 @@ Deno.test("run --once: transport faults (refused, DNS, TLS, reset, slow drip, 50
     await pointedAt(h, plain.url.replace("http:", "https:"), () =>
       onceFails(
         h,
-        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: the server does not speak TLS on this port \(received corrupt message of type InvalidContentType\)$/,
+        /^error: Cannot send heartbeat: TLS handshake with "127\.0\.0\.1:\d+" failed: the server does not speak TLS on this port: is it a plain-HTTP port\? \(received corrupt message of type InvalidContentType\)$/,
         { kind: "tls", http_status: null },
       ));
   }
