@@ -25,7 +25,6 @@ export const PROXY_VARS = [
  */
 export const AGENT_ENV_VARS: readonly string[] = [
   ...Object.values(ENV_VARS),
-  "ONECONNECT_CA_PIN",
   "HOME",
   "XDG_STATE_HOME",
   "ProgramData",
