@@ -122,7 +122,8 @@ function syncDir(dir: string): void {
 
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content. The temp
- * file is created with `mode` (never wider) and `createNew`, so it cannot follow a planted symlink.
+ * file is created with `createNew` (O_EXCL: it cannot follow a planted symlink) and with its final
+ * mode; nothing is ever done to it by name afterwards but the rename (README "Security model").
  * The calls are synchronous: each asynchronous file operation is a hop to a runtime worker thread
  * (a wake-up), and `run` rewrites status.json on every heartbeat; the fsyncs block the event loop
  * for a few ms, which nothing in a heartbeat agent waits on.
@@ -136,36 +137,52 @@ export function writeFileAtomic(path: string, data: string, mode: number): Promi
   }
 }
 
-/** Temp file, chmod, rename; with `durable`, fsync of the file before and of its directory after. */
+/**
+ * Temp file, rename; with `durable`, fsync of the file before and of its directory after. No
+ * chmod, chown or open by name: between two calls on a name, another user who can write the
+ * directory could swap it for a symbolic link to any file (issue 27 #1).
+ */
 function replaceFile(path: string, data: string, mode: number, durable: boolean): void {
   const tmp = tempPathFor(path);
-  // Outside the try: a file already at `tmp` is not ours to remove.
-  const file = Deno.openSync(tmp, { write: true, createNew: true, mode });
   try {
-    try {
+    if (durable) {
+      // The umask may narrow `mode` (never widen it): fine for the 0600 files of the state
+      // directory, which only their owner reads; fsync needs the handle that wrote.
+      using file = Deno.openSync(tmp, { write: true, createNew: true, mode });
       writeAllSync(file, data);
-      if (durable) file.syncSync();
-    } finally {
-      file.close();
+      file.syncSync();
+    } else {
+      // Deno applies `mode` to the open handle (fchmod) before writing, whatever the umask: a
+      // metrics file needs all of 0644 for a collector running as another user.
+      Deno.writeFileSync(tmp, encoder.encode(data), { createNew: true, mode });
     }
-    // The umask may have narrowed `mode`; a reader running as another user needs all of it.
-    if (Deno.build.os !== "windows") Deno.chmodSync(tmp, mode);
+  } catch (error) {
+    // A file already at `tmp` is not ours to remove; one we created and failed to fill is.
+    if (!(error instanceof Deno.errors.AlreadyExists)) removeIfPresent(tmp);
+    throw error;
+  }
+  try {
     Deno.renameSync(tmp, path);
   } catch (error) {
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // already renamed
-    }
+    removeIfPresent(tmp);
     throw error;
   }
   if (durable) syncDir(dirname(path));
 }
 
+function removeIfPresent(path: string): void {
+  try {
+    // unlink never follows a symbolic link.
+    Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
+}
+
 /**
  * Replaces a file in one rename, so no reader ever sees half of it, without fsync: for a small
  * file rewritten every heartbeat that holds nothing to lose (the metrics file), where the fsyncs
- * cost more than the rest together. The temp file is created with `createNew`.
+ * cost more than the rest together. The temp file is created with `createNew` and its mode.
  */
 export function replaceFileSync(path: string, data: string, mode: number): void {
   replaceFile(path, data, mode, false);

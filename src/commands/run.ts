@@ -33,6 +33,11 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
+  const metrics = config.metricsFile === undefined
+    ? undefined
+    : { path: config.metricsFile, module: await import("../state/metrics_file.ts") };
+  // At start: a directory another user can write is refused (exit 2).
+  if (metrics) await metrics.module.requireSafeMetricsDir(metrics.path);
   // Held for the life of the process: this process renews and keeps the identity in memory.
   await using _lock = await acquireStateLock(config.stateDir, {
     command: options.once ? "run --once" : "run",
@@ -83,15 +88,12 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
 
   // Heartbeats and renewals record through one recorder; the metrics file, when asked for, is
   // rewritten only by saves that record a new attempt.
-  const metricsFile = config.metricsFile;
   const status = new StatusRecorder(
-    metricsFile === undefined
-      ? statusFile
-      : (await import("../state/metrics_file.ts")).withMetricsFile(statusFile, {
-        path: metricsFile,
-        identity,
-        logger,
-      }),
+    metrics === undefined ? statusFile : metrics.module.withMetricsFile(statusFile, {
+      path: metrics.path,
+      identity,
+      logger,
+    }),
     logger,
   );
   const makeClient = (id: Identity) => clientForIdentity(id, identityClientOptions(ctx, { clock }));

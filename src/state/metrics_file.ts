@@ -10,6 +10,20 @@ import type { StatusIdentityFacts } from "./status_store.ts";
 import type { StatusSink } from "./status_recorder.ts";
 import { VERSION } from "../version.ts";
 import { errorMessage } from "../errors.ts";
+import { denoOwnershipHost, type OwnershipHost, requireSafeParents } from "./ownership.ts";
+
+/**
+ * Refuses (UsageError, exit 2) a metrics file whose directory, or one above it, another user could
+ * write (group/other-writable and not sticky, or owned by someone else): the agent, often root,
+ * must never create and rename files where another user can swap names under it. The fix is the
+ * one node_exporter textfile guides give: a directory only root (or the agent's user) can write.
+ */
+export async function requireSafeMetricsDir(
+  path: string,
+  host: OwnershipHost = denoOwnershipHost,
+): Promise<void> {
+  await requireSafeParents(path, host, "metrics file");
+}
 
 /** Options for {@linkcode withMetricsFile}. */
 export interface MetricsFileOptions {

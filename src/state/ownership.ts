@@ -71,14 +71,21 @@ export function requireOwner(path: string, info: Deno.FileInfo, uid: number | nu
 }
 
 /**
- * Refuses `dir` unless every existing directory above it (symlinks resolved) is owned by `uid` or
- * root and not writable by group or others, except sticky ones like `/tmp`. Missing ancestors
- * (made by the agent later, with mode 0700) are skipped.
+ * Refuses `dir` unless every existing directory above it is owned by `uid` or root and not
+ * writable by group or others, except sticky ones like `/tmp`: both the directories named in the
+ * path (a symbolic link among them must be owned by us or root, who alone could swap it) and those
+ * its symlinks resolve to. Missing ancestors (made by the agent later, with mode 0700) are skipped.
+ * `subject` names `dir` in the refusal; given a file's path, it checks the file's directory.
  */
-export async function requireSafeParents(dir: string, host: OwnershipHost): Promise<void> {
+export async function requireSafeParents(
+  dir: string,
+  host: OwnershipHost,
+  subject = "state directory",
+): Promise<void> {
   const uid = host.uid();
   if (uid === null) return;
-  let current = dirname(resolve(dir));
+  const lexical = resolve(dir);
+  let current = dirname(lexical);
   let real: string | undefined;
   for (;;) {
     try {
@@ -89,38 +96,46 @@ export async function requireSafeParents(dir: string, host: OwnershipHost): Prom
       current = dirname(current);
     }
   }
-  for (let p = real;; p = dirname(p)) {
-    let info: Deno.FileInfo;
-    try {
-      info = await host.lstat(p);
-    } catch (e) {
-      throw cannot(e, p);
+  for (const start of new Set([dirname(lexical), real])) {
+    for (let p = start;; p = dirname(p)) {
+      let info: Deno.FileInfo | null;
+      try {
+        info = await host.lstat(p);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw cannot(e, p);
+        info = null;
+      }
+      if (info !== null) check(p, info);
+      if (dirname(p) === p) break;
     }
-    const mode = info.mode ?? 0;
-    if (!ownedByUs(info, uid)) {
+  }
+
+  function check(p: string, info: Deno.FileInfo): void {
+    if (!ownedByUs(info, uid!)) {
       throw new UsageError(
-        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+        `Refusing ${subject} ${JSON.stringify(dir)}: the directory ${
           JSON.stringify(p)
-        } above it is owned by uid ${info.uid}, who could replace it; use a state directory under root-owned directories, or as root run: chown root ${
+        } above it is owned by uid ${info.uid}, who could replace it; use a ${subject} under root-owned directories, or as root run: chown root ${
           shellQuote(p)
         }`,
       );
     }
+    // A symbolic link's own mode means nothing; its directory is checked next.
+    const mode = info.isSymlink ? 0 : info.mode ?? 0;
     if ((mode & 0o022) !== 0 && (mode & STICKY) === 0) {
       throw new UsageError(
-        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+        `Refusing ${subject} ${JSON.stringify(dir)}: the directory ${
           JSON.stringify(p)
         } above it is writable by group or others (mode ${
           octal(mode)
         }), who could replace it; as its owner or root run: chmod go-w ${shellQuote(p)}`,
       );
     }
-    if (dirname(p) === p) return;
   }
 
   function cannot(e: unknown, path = current): UsageError {
     return new UsageError(
-      `Cannot inspect ${JSON.stringify(path)} above the state directory: ${errorMessage(e)}`,
+      `Cannot inspect ${JSON.stringify(path)} above the ${subject}: ${errorMessage(e)}`,
     );
   }
 }
