@@ -55,6 +55,8 @@ export function resolve(path: string, cwd: () => string = () => Deno.cwd()): str
 /** The file operations the agent's state needs, passed in so faults (disk full) can be injected. */
 export interface FileSystem {
   readTextFile(path: string): Promise<string>;
+  /** {@linkcode readRegularFile}: one handle, no symbolic link, the handle's metadata. */
+  readRegularFile(path: string, maxBytes: number): Promise<HandleRead | ReadRefusal>;
   /** Writes `data` to `path` atomically with `mode`: temp file, fsync, rename, fsync dir. */
   writeFileAtomic(path: string, data: string, mode: number): Promise<void>;
   remove(path: string): Promise<void>;
@@ -111,6 +113,48 @@ export function entryKindProblem(
 ): "symlink" | "other" | null {
   if (info.isSymlink) return "symlink";
   return (kind === "file" ? info.isFile : info.isDirectory) ? null : "other";
+}
+
+/** A regular file read through one handle: its text and that handle's metadata (fstat). */
+export interface HandleRead {
+  text: string;
+  info: Deno.FileInfo;
+}
+
+/**
+ * Why {@linkcode readRegularFile} did not read a name: a symbolic link (never followed), another
+ * kind of entry, a name `replaced` between its lstat and its open, or a file over the size cap.
+ */
+export type ReadRefusal = "symlink" | "other" | "replaced" | "too-large";
+
+/**
+ * Reads a regular file of at most `maxBytes` without following a symbolic link: lstat the name,
+ * open it, and keep it only if the opened file is the one lstat saw (same device and inode), so a
+ * name swapped in between is caught; the metadata is the handle's, for owner and mode audits of
+ * what was actually read. A missing file throws `Deno.errors.NotFound`. `lstat` is a seam.
+ */
+export async function readRegularFile(
+  path: string,
+  maxBytes: number,
+  lstat: (path: string) => Promise<Deno.FileInfo> = (p) => Deno.lstat(p),
+): Promise<HandleRead | ReadRefusal> {
+  const seen = await lstat(path);
+  const problem = entryKindProblem(seen, "file");
+  if (problem !== null) return problem;
+  if (seen.size > maxBytes) return "too-large";
+  using file = await Deno.open(path, { read: true });
+  const info = await file.stat();
+  if (!info.isFile || info.dev !== seen.dev || info.ino !== seen.ino) return "replaced";
+  // One byte over the size fstat gave shows a file that grew while being read.
+  const buffer = new Uint8Array(Math.min(info.size, maxBytes) + 1);
+  let total = 0;
+  while (total < buffer.length) {
+    const n = await file.read(buffer.subarray(total));
+    if (n === null) break;
+    total += n;
+  }
+  if (total === buffer.length) return total > maxBytes ? "too-large" : "replaced";
+  return { text: new TextDecoder().decode(buffer.subarray(0, total)), info };
 }
 
 function syncDir(dir: string): void {
@@ -191,6 +235,10 @@ export function replaceFileSync(path: string, data: string, mode: number): void 
 /** The real file system. */
 export const denoFileSystem: FileSystem = {
   readTextFile: (path) => Deno.readTextFile(path),
+  // Through this file system's lstat, so that a wrapper's lstat is the one that is checked.
+  readRegularFile(path, maxBytes) {
+    return readRegularFile(path, maxBytes, (p) => this.lstat(p));
+  },
   writeFileAtomic,
   remove: (path) => Deno.remove(path),
   lstat: (path) => Deno.lstat(path),

@@ -3,6 +3,10 @@ import { join } from "node:path";
 import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
+import { denoOwnershipHost } from "../src/state/ownership.ts";
+import { denoFileSystem } from "../src/file_system.ts";
+import { resolveToken } from "../src/enrollment/enrollment_token.ts";
+import { testContext } from "./_support/context_fixture.ts";
 import { requireSafeMetricsDir } from "../src/state/metrics_file.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { rejectsWith, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
@@ -271,4 +275,90 @@ Deno.test("metrics directory check: group- or other-writable refused unless stic
     )).message,
     /the directory "\/var\/textfile" above it is writable/,
   );
+});
+
+Deno.test({
+  name: "agent.json and the token file swapped after their check are never read",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    // Fails on 32b58ff: it lstat-ed the name, then read whatever the name pointed to by then.
+    await using dir = await tempDir();
+    const stateDir = join(dir.path, "state");
+    await Deno.mkdir(stateDir, { mode: 0o700 });
+    const config = join(stateDir, "agent.json");
+    const evil = join(dir.path, "evil.json");
+    const evilText = JSON.stringify({ platform_url: "https://attacker.example" });
+    await Deno.writeTextFile(evil, evilText);
+    await Deno.chmod(evil, 0o666);
+    const swaps = {
+      symlink: async (name: string) => {
+        await Deno.remove(name);
+        await Deno.symlink(evil, name);
+      },
+      rename: async (name: string) => {
+        await Deno.copyFile(evil, `${name}.new`);
+        await Deno.rename(`${name}.new`, name);
+      },
+    };
+    for (const [kind, swap] of Object.entries(swaps)) {
+      await Deno.writeTextFile(config, JSON.stringify({ platform_url: "https://p.example" }));
+      await Deno.chmod(config, 0o600);
+      let swapped = false;
+      // The swap lands between the agent's look at the name and its read.
+      const lstat = async (path: string) => {
+        const info = await Deno.lstat(path);
+        if (path === config && !swapped) {
+          swapped = true;
+          await swap(config);
+        }
+        return info;
+      };
+      const host = {
+        env: () => undefined,
+        os: Deno.build.os,
+        uid: () => Deno.uid(),
+        readTextFile: (path: string) => Deno.readTextFile(path),
+        ownership: { ...denoOwnershipHost, lstat },
+      };
+      const error = await failure(resolveConfig({ stateDir }, host));
+      assert.ok(swapped, kind);
+      assert.equal(error.exitCode, ExitCode.usage);
+      assert.equal(
+        error.message,
+        `Refusing configuration ${
+          JSON.stringify(config)
+        }: it was replaced while being read; check who else writes the state directory`,
+        kind,
+      );
+      await Deno.remove(config);
+    }
+
+    // The enrollment token file, read through the FileSystem seam the same way.
+    const token = join(dir.path, "token");
+    for (const [kind, swap] of Object.entries(swaps)) {
+      await Deno.writeTextFile(token, "oc_et_real\n");
+      let swapped = false;
+      const fs = {
+        ...denoFileSystem,
+        lstat: async (path: string) => {
+          const info = await Deno.lstat(path);
+          if (path === token && !swapped) {
+            swapped = true;
+            await swap(token);
+          }
+          return info;
+        },
+      };
+      const store = new IdentityStore(stateDir);
+      const error = await failure(resolveToken(testContext(stateDir).ctx, token, store, fs));
+      assert.ok(swapped, kind);
+      assert.equal(
+        error.message,
+        `Refusing to read enrollment token file ${
+          JSON.stringify(token)
+        } (--token-file): it was replaced while being read; check who else can write its directory`,
+      );
+      await Deno.remove(token);
+    }
+  },
 });

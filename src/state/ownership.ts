@@ -141,39 +141,19 @@ export async function requireSafeParents(
 }
 
 /**
- * Audits a file that configures the agent (`agent.json`) before it is read: not a symlink, a
- * regular file, owned by us or root, not writable by group or others. Returns `false` when the
- * file does not exist.
+ * Audits a file that configures the agent (`agent.json`), with the metadata of the handle it was
+ * read through: owned by us or root, not writable by group or others.
  */
-export async function auditConfigFile(path: string, host: OwnershipHost): Promise<boolean> {
-  let info: Deno.FileInfo;
-  try {
-    info = await host.lstat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw new UsageError(`Cannot inspect ${JSON.stringify(path)}: ${errorMessage(e)}`);
-  }
-  const problem = entryKindProblem(info, "file");
-  if (problem === "symlink") {
-    throw new UsageError(
-      `Refusing configuration ${
-        JSON.stringify(path)
-      }: it is a symbolic link; replace it with a regular file`,
-    );
-  }
-  if (problem !== null) {
-    throw new UsageError(`Refusing configuration ${JSON.stringify(path)}: it is not a file`);
-  }
-  requireOwner(path, info, host.uid());
+export function auditConfigFile(path: string, info: Deno.FileInfo, uid: number | null): void {
+  requireOwner(path, info, uid);
   const mode = info.mode ?? 0;
-  if (host.uid() !== null && (mode & 0o022) !== 0) {
+  if (uid !== null && (mode & 0o022) !== 0) {
     throw new UsageError(
       `Refusing configuration ${JSON.stringify(path)}: it is writable by group or others (mode ${
         octal(mode)
       }); as its owner or root run: chmod go-w ${shellQuote(path)}`,
     );
   }
-  return true;
 }
 
 /**

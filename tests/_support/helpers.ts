@@ -386,3 +386,17 @@ export function findTool(command: string, ...candidates: string[]): string | nul
   }
   return null;
 }
+
+/** What (f)stat says of a regular file: mode 0600 and root's unless told. */
+export function regularFile(
+  { uid = 0, size = 0, mode = 0o600 }: { uid?: number | null; size?: number; mode?: number } = {},
+): Deno.FileInfo {
+  return {
+    isFile: true,
+    isDirectory: false,
+    isSymlink: false,
+    uid,
+    size,
+    mode: 0o100000 | mode,
+  } as Deno.FileInfo;
+}
