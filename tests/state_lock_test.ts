@@ -70,7 +70,7 @@ Deno.test("state lock: a lock left by a killed process is recovered with a warni
   assert.equal(warnings.length, 1);
   assert.match(
     warnings[0]!,
-    /Removing the stale lock .* of oneconnect-agent run \(pid \d+, .*no longer running/,
+    /Taking over the stale lock .* of oneconnect-agent run \(pid \d+, .*no longer running/,
   );
   await lock.release();
 });
@@ -107,4 +107,65 @@ Deno.test("renew while run holds the identity exits 7 in one line and sends noth
     await runner.output();
   }
   assert.equal(await exists(join(stateDir, LOCK_FILE_NAME)), false, "released on exit");
+});
+
+Deno.test("state lock: concurrent starts over a stale lock, exactly one wins, the others exit 7", async () => {
+  // Fails on 32b58ff: each process that judged the lock stale removed the file and created a new
+  // one; one that had opened the old file before the removal then locked it after the winner let
+  // go of it, removed the winner's new file, and created and took its own: two holders.
+  await using dir = await tempDir();
+  const lockPath = join(dir.path, LOCK_FILE_NAME);
+  const go = join(dir.path, "go");
+  const url = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+  // Each contender spins on the start signal so that all judge the lock at the same moment; the
+  // winner holds it until its stdin closes.
+  const script = `
+    import { acquireStateLock } from ${url("../src/state/state_lock.ts")};
+    import { silentLogger } from ${url("../src/log.ts")};
+    while (true) { try { Deno.statSync(${JSON.stringify(go)}); break; } catch { /* not yet */ } }
+    try {
+      const lock = await acquireStateLock(${
+    JSON.stringify(dir.path)
+  }, { command: "run", action: "Cannot run", logger: silentLogger });
+      console.log("won");
+      for await (const _ of Deno.stdin.readable) { /* hold until the test closes stdin */ }
+      await lock.release();
+    } catch (e) {
+      console.error(String(e));
+      Deno.exit(e.exitCode ?? 1);
+    }
+  `;
+  const CONTENDERS = 8;
+  for (let round = 0; round < 10; round++) {
+    // A lock left by a process that is gone: a record, no OS lock, old enough.
+    await Deno.writeTextFile(
+      lockPath,
+      JSON.stringify({ pid: 999999, started_at: "2026-01-01T00:00:00.000Z", command: "run" }),
+      { mode: 0o600 },
+    );
+    await Deno.remove(go).catch(() => {});
+    const children = Array.from({ length: CONTENDERS }, () =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--quiet", script],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn());
+    // Let every contender start (Deno's start-up) before the signal.
+    await new Promise((r) => setTimeout(r, 1500));
+    await Deno.writeTextFile(go, "");
+    // Winners say so at once; losers exit. Give both time, then release the winners.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const child of children) await child.stdin.close();
+    const results = await Promise.all(children.map((c) => c.output()));
+    const said = results.map((r) => new TextDecoder().decode(r.stdout).trim());
+    const winners = said.filter((s) => s === "won").length;
+    const stderr = results.map((r) => new TextDecoder().decode(r.stderr)).join("\n");
+    assert.equal(winners, 1, `round ${round}: ${winners} holders at once\n${stderr}`);
+    for (const r of results) {
+      if (new TextDecoder().decode(r.stdout).trim() === "won") assert.equal(r.code, 0, stderr);
+      else assert.equal(r.code, ExitCode.busy, stderr);
+    }
+    assert.equal(await exists(lockPath), false, "the winner released it");
+  }
 });
