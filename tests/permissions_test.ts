@@ -60,7 +60,7 @@ Deno.test(
       await Deno.symlink(real, link);
       const info = await Deno.lstat(link);
       await assert.rejects(
-        permissions([]).secureDir(link, info, false),
+        permissions([]).secureDir(link, info),
         (e) =>
           e instanceof UsageError &&
           e.message ===
