@@ -244,6 +244,8 @@ Deno.test("metrics directory check: group- or other-writable refused unless stic
     )).message,
     /^Refusing metrics file ".*": the directory "\/srv\/textfile" above it is owned by uid 65534, who could replace it; use a metrics file under root-owned directories, or as root run: chown root \/srv\/textfile$/,
   );
+  // Debian's layout: /var/lib/prometheus owned by prometheus, the textfile directory by root.
+  await check({ "/srv": { uid: 108, mode: 0o755 }, "/srv/textfile": { uid: 0, mode: 0o755 } });
   // A parent others can write could swap the whole directory.
   assert.match(
     (await rejectsWith(

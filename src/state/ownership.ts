@@ -76,11 +76,13 @@ export function requireOwner(path: string, info: Deno.FileInfo, uid: number | nu
  * path (a symbolic link among them must be owned by us or root, who alone could swap it) and those
  * its symlinks resolve to. Missing ancestors (made by the agent later, with mode 0700) are skipped.
  * `subject` names `dir` in the refusal; given a file's path, it checks the file's directory.
+ * `ownersChecked`: how many directories of each chain, nearest first, must be owned by us or root.
  */
 export async function requireSafeParents(
   dir: string,
   host: OwnershipHost,
   subject = "state directory",
+  ownersChecked = Infinity,
 ): Promise<void> {
   const uid = host.uid();
   if (uid === null) return;
@@ -97,7 +99,7 @@ export async function requireSafeParents(
     }
   }
   for (const start of new Set([dirname(lexical), real])) {
-    for (let p = start;; p = dirname(p)) {
+    for (let p = start, depth = 0;; p = dirname(p), depth++) {
       let info: Deno.FileInfo | null;
       try {
         info = await host.lstat(p);
@@ -105,13 +107,13 @@ export async function requireSafeParents(
         if (!(e instanceof Deno.errors.NotFound)) throw cannot(e, p);
         info = null;
       }
-      if (info !== null) check(p, info);
+      if (info !== null) check(p, info, depth < ownersChecked);
       if (dirname(p) === p) break;
     }
   }
 
-  function check(p: string, info: Deno.FileInfo): void {
-    if (!ownedByUs(info, uid!)) {
+  function check(p: string, info: Deno.FileInfo, owner: boolean): void {
+    if (owner && !ownedByUs(info, uid!)) {
       throw new UsageError(
         `Refusing ${subject} ${JSON.stringify(dir)}: the directory ${
           JSON.stringify(p)

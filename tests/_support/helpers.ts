@@ -400,3 +400,18 @@ export function regularFile(
     mode: 0o100000 | mode,
   } as Deno.FileInfo;
 }
+
+/** Adds every `.ts` file under `root/dir` (recursively) to `out`, keyed by its path from `root`. */
+export async function sourceFiles(
+  root: string,
+  dir: string,
+  out: Map<string, string>,
+): Promise<void> {
+  for await (const entry of Deno.readDir(join(root, dir))) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await sourceFiles(root, path, out);
+    else if (entry.isFile && path.endsWith(".ts")) {
+      out.set(path, await Deno.readTextFile(join(root, path)));
+    }
+  }
+}
