@@ -29,7 +29,7 @@ Deno.test("docs/security.md names only tests that exist, and each defence row na
   const doc = await Deno.readTextFile(`${ROOT}docs/security.md`);
   const { literal, templates } = await testNames();
   const rows = doc.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| Defence"));
-  const defenceRows = rows.filter((l) => l.split(" | ").length === 2 && !l.startsWith("|---"));
+  const defenceRows = rows.filter((l) => l.split(" | ").length === 2 && !/^\|\s*-+\s*\|/.test(l));
   let named = 0;
   for (const row of defenceRows) {
     const cell = row.slice(row.lastIndexOf(" | ") + 3);
