@@ -143,14 +143,9 @@ Deno.test({
     await Deno.mkdir(shared);
     await Deno.chmod(shared, 0o777);
     const metricsFile = join(shared, "oneconnect_agent.prom");
-    const r = await runAgent([
-      "--state-dir",
-      stateDir,
-      "run",
-      "--once",
-      "--metrics-file",
-      metricsFile,
-    ]);
+    const runOnce = () =>
+      runAgent(["--state-dir", stateDir, "run", "--once", "--metrics-file", metricsFile]);
+    const r = await runOnce();
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
     assert.equal(
@@ -162,14 +157,7 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(shared)], []);
     // Sticky (like /tmp): others cannot rename or remove the agent's files there.
     await Deno.chmod(shared, 0o1777);
-    const sticky = await runAgent([
-      "--state-dir",
-      stateDir,
-      "run",
-      "--once",
-      "--metrics-file",
-      metricsFile,
-    ]);
+    const sticky = await runOnce();
     assert.equal(sticky.code, 4, sticky.stderr);
     assert.equal(
       sample(await Deno.readTextFile(metricsFile), "oneconnect_agent_heartbeats_failed_total"),

@@ -120,16 +120,21 @@ Deno.test({
   },
 });
 
+/** A 0700 state directory under `root`, its agent.json path, and an attacker's config beside it. */
+async function configFixture(root: string) {
+  const stateDir = join(root, "state");
+  await Deno.mkdir(stateDir, { mode: 0o700 });
+  const evil = join(root, "evil.json");
+  await Deno.writeTextFile(evil, JSON.stringify({ platform_url: "https://attacker.example" }));
+  return { stateDir, config: join(stateDir, "agent.json"), evil };
+}
+
 Deno.test({
   name: "agent.json is audited before it is read: symlink, group/other-writable or foreign refused",
   ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
-    const stateDir = join(dir.path, "state");
-    await Deno.mkdir(stateDir, { mode: 0o700 });
-    const config = join(stateDir, "agent.json");
-    const evil = join(dir.path, "evil.json");
-    await Deno.writeTextFile(evil, JSON.stringify({ platform_url: "https://attacker.example" }));
+    const { stateDir, config, evil } = await configFixture(dir.path);
     const resolve = () => resolveConfig({ stateDir });
 
     await Deno.symlink(evil, config);
@@ -285,12 +290,7 @@ Deno.test({
   fn: async () => {
     // Fails on 32b58ff: it lstat-ed the name, then read whatever the name pointed to by then.
     await using dir = await tempDir();
-    const stateDir = join(dir.path, "state");
-    await Deno.mkdir(stateDir, { mode: 0o700 });
-    const config = join(stateDir, "agent.json");
-    const evil = join(dir.path, "evil.json");
-    const evilText = JSON.stringify({ platform_url: "https://attacker.example" });
-    await Deno.writeTextFile(evil, evilText);
+    const { stateDir, config, evil } = await configFixture(dir.path);
     await Deno.chmod(evil, 0o666);
     const swaps = {
       symlink: async (name: string) => {
