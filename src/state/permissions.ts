@@ -110,6 +110,18 @@ export class StatePermissions {
       if (info === null) continue;
       requireKind(path, info, "file");
       requireOwner(path, info, ownership.uid());
+      // A second name for the file (planted while the directory was open to others) would make
+      // the chmod below change a file elsewhere, e.g. /etc/shadow on a host without
+      // protected_hardlinks.
+      if ((info.nlink ?? 1) > 1) {
+        throw new UsageError(
+          `Refusing ${
+            JSON.stringify(path)
+          }: it has ${info.nlink} hard links, so it is also another file; check it, then remove it (as root: rm ${
+            shellQuote(path)
+          })`,
+        );
+      }
       const repair = await this.#tighten(path, info, FILE_MODE);
       if (repair) repairs.push(repair);
     }
