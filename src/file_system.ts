@@ -128,6 +128,15 @@ export interface HandleRead {
 export type ReadRefusal = "symlink" | "other" | "replaced" | "too-large";
 
 /**
+ * Whether two stats are of the same file (device and inode). Where the platform reports no inode
+ * (`null`), the names cannot be told apart and count as the same.
+ */
+export function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  if (a.ino === null || b.ino === null) return true;
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
  * Reads a regular file of at most `maxBytes` without following a symbolic link: lstat the name,
  * open it, and keep it only if the opened file is the one lstat saw (same device and inode), so a
  * name swapped in between is caught; the metadata is the handle's, for owner and mode audits of
@@ -144,7 +153,7 @@ export async function readRegularFile(
   if (seen.size > maxBytes) return "too-large";
   using file = await Deno.open(path, { read: true });
   const info = await file.stat();
-  if (!info.isFile || info.dev !== seen.dev || info.ino !== seen.ino) return "replaced";
+  if (!info.isFile || !sameFile(seen, info)) return "replaced";
   // One byte over the size fstat gave shows a file that grew while being read.
   const buffer = new Uint8Array(Math.min(info.size, maxBytes) + 1);
   let total = 0;

@@ -7,7 +7,7 @@
  * is gone (killed, crashed) and is recovered.
  */
 import * as z from "../zod.ts";
-import { denoFileSystem, entryKindProblem, join, lstatOrNull } from "../file_system.ts";
+import { denoFileSystem, entryKindProblem, join, lstatOrNull, sameFile } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -152,7 +152,7 @@ export async function acquireStateLock(
 /** Whether `path` still names the open `file` (same device and inode). */
 async function designates(path: string, file: Deno.FsFile): Promise<boolean> {
   const [named, opened] = await Promise.all([lstatOrNull(denoFileSystem, path), file.stat()]);
-  return named !== null && named.isFile && named.dev === opened.dev && named.ino === opened.ino;
+  return named !== null && named.isFile && sameFile(named, opened);
 }
 
 /** Writes our record into the locked `file` and returns the held lock. */
