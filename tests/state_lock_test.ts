@@ -114,58 +114,90 @@ Deno.test("state lock: concurrent starts over a stale lock, exactly one wins, th
   // one; one that had opened the old file before the removal then locked it after the winner let
   // go of it, removed the winner's new file, and created and took its own: two holders.
   await using dir = await tempDir();
-  const lockPath = join(dir.path, LOCK_FILE_NAME);
-  const go = join(dir.path, "go");
+  const stateDir = join(dir.path, "state");
+  const signals = join(dir.path, "signals");
+  await Deno.mkdir(stateDir);
+  await Deno.mkdir(signals);
+  const lockPath = join(stateDir, LOCK_FILE_NAME);
   const url = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
-  // Each contender spins on the start signal so that all judge the lock at the same moment; the
-  // winner holds it until its stdin closes.
+  const CONTENDERS = 8;
+  const ROUNDS = 60;
+  // Real processes, each taking part in every round: spin until the round's start signal so that
+  // all judge the stale lock at the same moment; a winner holds it until the round's release.
   const script = `
     import { acquireStateLock } from ${url("../src/state/state_lock.ts")};
     import { silentLogger } from ${url("../src/log.ts")};
-    while (true) { try { Deno.statSync(${JSON.stringify(go)}); break; } catch { /* not yet */ } }
-    try {
-      const lock = await acquireStateLock(${
-    JSON.stringify(dir.path)
+    const signal = (name) => { try { Deno.statSync(${
+    JSON.stringify(signals)
+  } + "/" + name); return true; } catch { return false; } };
+    for (let round = 0; round < ${ROUNDS}; round++) {
+      while (!signal("go-" + round)) { /* spin */ }
+      try {
+        const lock = await acquireStateLock(${
+    JSON.stringify(stateDir)
   }, { command: "run", action: "Cannot run", logger: silentLogger });
-      console.log("won");
-      for await (const _ of Deno.stdin.readable) { /* hold until the test closes stdin */ }
-      await lock.release();
-    } catch (e) {
-      console.error(String(e));
-      Deno.exit(e.exitCode ?? 1);
+        console.log(round + " won");
+        while (!signal("release-" + round)) await new Promise((r) => setTimeout(r, 1));
+        await lock.release();
+      } catch (e) {
+        console.log(round + " exit " + e.exitCode);
+      }
     }
   `;
-  const CONTENDERS = 8;
-  for (let round = 0; round < 10; round++) {
-    // A lock left by a process that is gone: a record, no OS lock, old enough.
-    await Deno.writeTextFile(
-      lockPath,
-      JSON.stringify({ pid: 999999, started_at: "2026-01-01T00:00:00.000Z", command: "run" }),
-      { mode: 0o600 },
-    );
-    await Deno.remove(go).catch(() => {});
-    const children = Array.from({ length: CONTENDERS }, () =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["eval", "--quiet", script],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn());
-    // Let every contender start (Deno's start-up) before the signal.
-    await new Promise((r) => setTimeout(r, 1500));
-    await Deno.writeTextFile(go, "");
-    // Winners say so at once; losers exit. Give both time, then release the winners.
-    await new Promise((r) => setTimeout(r, 1500));
-    for (const child of children) await child.stdin.close();
-    const results = await Promise.all(children.map((c) => c.output()));
-    const said = results.map((r) => new TextDecoder().decode(r.stdout).trim());
-    const winners = said.filter((s) => s === "won").length;
-    const stderr = results.map((r) => new TextDecoder().decode(r.stderr)).join("\n");
-    assert.equal(winners, 1, `round ${round}: ${winners} holders at once\n${stderr}`);
-    for (const r of results) {
-      if (new TextDecoder().decode(r.stdout).trim() === "won") assert.equal(r.code, 0, stderr);
-      else assert.equal(r.code, ExitCode.busy, stderr);
+  const children = Array.from({ length: CONTENDERS }, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn());
+  const lines = children.map((c) =>
+    c.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter()).getReader()
+  );
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // A lock left by a process that is gone: a record, no OS lock.
+      await Deno.writeTextFile(
+        lockPath,
+        JSON.stringify({ pid: 999999, started_at: "2026-01-01T00:00:00.000Z", command: "run" }),
+        { mode: 0o600 },
+      );
+      await Deno.writeTextFile(join(signals, `go-${round}`), "");
+      // Every contender has decided (winners hold until the release): count the holders.
+      const said = await Promise.all(lines.map(async (l) => (await l.read()).value));
+      const winners = said.filter((s) => s === `${round} won`);
+      assert.equal(winners.length, 1, `round ${round}: ${said.join(", ")}`);
+      for (const s of said) {
+        assert.ok(s === `${round} won` || s === `${round} exit ${ExitCode.busy}`, s);
+      }
+      await Deno.writeTextFile(join(signals, `release-${round}`), "");
+      while (await exists(lockPath)) await new Promise((r) => setTimeout(r, 1));
     }
-    assert.equal(await exists(lockPath), false, "the winner released it");
+    const codes = await Promise.all(children.map(async (c) => (await c.status).code));
+    assert.deepEqual(codes, codes.map(() => 0));
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+    }
+    await Promise.all(children.map((c) => c.status));
+    await Promise.all(lines.map((l) => l.cancel()));
   }
 });
+
+/** Splits a text stream into lines. */
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (rest !== "") controller.enqueue(rest);
+    },
+  });
+}
