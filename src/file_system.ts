@@ -176,7 +176,8 @@ function syncDir(dir: string): void {
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content. The temp
  * file is created with `createNew` (O_EXCL: it cannot follow a planted symlink) and with its final
- * mode; nothing is ever done to it by name afterwards but the rename (docs/security.md, "Where the agent writes").
+ * mode; nothing is ever done to it by name afterwards but the rename (docs/security.md, "Where the
+ * agent writes").
  * The calls are synchronous: each asynchronous file operation is a hop to a runtime worker thread
  * (a wake-up), and `run` rewrites status.json on every heartbeat; the fsyncs block the event loop
  * for a few ms, which nothing in a heartbeat agent waits on.
