@@ -1,6 +1,13 @@
 import * as z from "./zod.ts";
 import { UsageError } from "./errors.ts";
-import { fileErrorReason, join } from "./file_system.ts";
+import {
+  fileErrorReason,
+  type HandleRead,
+  join,
+  type ReadRefusal,
+  readRefusalReason,
+  readRegularFile,
+} from "./file_system.ts";
 import { parseJsonDocument } from "./json_document.ts";
 import { didYouMean } from "./nearest_name.ts";
 import { parseProxyUrl } from "./proxy/proxy_hop.ts";
@@ -92,7 +99,11 @@ export interface ConfigHost {
   env: (name: string) => string | undefined;
   os: typeof Deno.build.os;
   uid: () => number | null;
-  readTextFile: (path: string) => Promise<string>;
+  /**
+   * Reads `agent.json` through one handle (default: {@linkcode readRegularFile} with the lstat of
+   * `ownership`); the audit uses the returned metadata, so what is checked is what is read.
+   */
+  readConfigFile?: (path: string) => Promise<HandleRead | ReadRefusal>;
   /** Owner and mode checks made before `agent.json` is read (default: the real ones). */
   ownership?: OwnershipHost;
   /** The system configuration file; absent: no system layer (as on Windows). */
@@ -104,7 +115,6 @@ export const denoConfigHost: ConfigHost = {
   env: (name) => Deno.env.get(name),
   os: Deno.build.os,
   uid: () => Deno.uid(),
-  readTextFile: (path) => Deno.readTextFile(path),
   ownership: denoOwnershipHost,
   ...(Deno.build.os === "windows" ? {} : { systemConfigPath: SYSTEM_CONFIG_PATH }),
 };
@@ -254,25 +264,29 @@ function truncate(text: string | undefined, max = 60): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
+/** Largest `agent.json` read; a configuration is a few hundred bytes. */
+const MAX_CONFIG_BYTES = 64 * 1024;
+
 /**
  * Reads `agent.json` from the state directory; a missing file is an empty layer. It can point
- * `enroll` at another platform, CA or proxy, so it is audited first (POSIX): the state directory
- * and its parents as for secrets, and the file itself not a symlink, owned by us or root, and not
+ * `enroll` at another platform, CA or proxy, so it is audited (POSIX): the state directory and its
+ * parents as for secrets, and the file itself, through the handle it is read from (a name swapped
+ * after a check is never read): not a symlink, a regular file, owned by us or root, and not
  * writable by group or others. On Windows the state directory's ACL covers it.
  */
 export async function readFileConfig(
   stateDir: string,
-  host: Pick<ConfigHost, "readTextFile" | "ownership"> & { os?: typeof Deno.build.os },
+  host: Pick<ConfigHost, "readConfigFile" | "ownership"> & { os?: typeof Deno.build.os },
 ): Promise<FileConfig> {
   const path = join(stateDir, CONFIG_FILE_NAME);
-  if ((host.os ?? Deno.build.os) !== "windows") {
-    const ownership = host.ownership ?? denoOwnershipHost;
-    await auditStateDirOwnership(stateDir, ownership);
-    await auditConfigFile(path, ownership);
-  }
-  let text: string;
+  const posix = (host.os ?? Deno.build.os) !== "windows";
+  const ownership = host.ownership ?? denoOwnershipHost;
+  if (posix) await auditStateDirOwnership(stateDir, ownership);
+  const read = host.readConfigFile ??
+    ((p: string) => readRegularFile(p, MAX_CONFIG_BYTES, (q) => ownership.lstat(q)));
+  let file: HandleRead | ReadRefusal;
   try {
-    text = await host.readTextFile(path);
+    file = await read(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return {};
     if (e instanceof Deno.errors.NotADirectory) return {};
@@ -280,7 +294,15 @@ export async function readFileConfig(
       `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e)}`,
     );
   }
-  return parseConfigText(path, text);
+  if (typeof file === "string") {
+    throw new UsageError(
+      `Refusing configuration ${JSON.stringify(path)}: ${
+        readRefusalReason(file, MAX_CONFIG_BYTES)
+      }`,
+    );
+  }
+  if (posix) auditConfigFile(path, file.info, ownership.uid());
+  return parseConfigText(path, file.text);
 }
 
 /** Parses the text of an `agent.json` (`path` names it in errors) against FileConfigSchema. */

@@ -55,6 +55,8 @@ export function resolve(path: string, cwd: () => string = () => Deno.cwd()): str
 /** The file operations the agent's state needs, passed in so faults (disk full) can be injected. */
 export interface FileSystem {
   readTextFile(path: string): Promise<string>;
+  /** {@linkcode readRegularFile}: one handle, no symbolic link, the handle's metadata. */
+  readRegularFile(path: string, maxBytes: number): Promise<HandleRead | ReadRefusal>;
   /** Writes `data` to `path` atomically with `mode`: temp file, fsync, rename, fsync dir. */
   writeFileAtomic(path: string, data: string, mode: number): Promise<void>;
   remove(path: string): Promise<void>;
@@ -136,6 +138,71 @@ export function entryKindProblem(
   return (kind === "file" ? info.isFile : info.isDirectory) ? null : "other";
 }
 
+/** A regular file read through one handle: its text and that handle's metadata (fstat). */
+export interface HandleRead {
+  text: string;
+  info: Deno.FileInfo;
+}
+
+/**
+ * Why {@linkcode readRegularFile} did not read a name: a symbolic link (never followed), another
+ * kind of entry, a name `replaced` between its lstat and its open, or a file over the size cap.
+ */
+export type ReadRefusal = "symlink" | "other" | "replaced" | "too-large";
+
+/** Why a {@linkcode ReadRefusal} stopped the read, and what to do, for an error message. */
+export function readRefusalReason(refusal: ReadRefusal, maxBytes: number): string {
+  switch (refusal) {
+    case "symlink":
+      return "it is a symbolic link; replace it with a regular file";
+    case "other":
+      return "it is not a file";
+    case "replaced":
+      return "it was replaced while being read; check who else writes its directory";
+    case "too-large":
+      return `it is larger than ${maxBytes} bytes`;
+  }
+}
+
+/**
+ * Whether two stats are of the same file (device and inode). Where the platform reports no inode
+ * (`null`), the names cannot be told apart and count as the same.
+ */
+export function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  if (a.ino === null || b.ino === null) return true;
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * Reads a regular file of at most `maxBytes` without following a symbolic link: lstat the name,
+ * open it, and keep it only if the opened file is the one lstat saw (same device and inode), so a
+ * name swapped in between is caught; the metadata is the handle's, for owner and mode audits of
+ * what was actually read. A missing file throws `Deno.errors.NotFound`. `lstat` is a seam.
+ */
+export async function readRegularFile(
+  path: string,
+  maxBytes: number,
+  lstat: (path: string) => Promise<Deno.FileInfo> = (p) => Deno.lstat(p),
+): Promise<HandleRead | ReadRefusal> {
+  const seen = await lstat(path);
+  const problem = entryKindProblem(seen, "file");
+  if (problem !== null) return problem;
+  if (seen.size > maxBytes) return "too-large";
+  using file = await Deno.open(path, { read: true });
+  const info = await file.stat();
+  if (!info.isFile || !sameFile(seen, info)) return "replaced";
+  // One byte over the size fstat gave shows a file that grew while being read.
+  const buffer = new Uint8Array(Math.min(info.size, maxBytes) + 1);
+  let total = 0;
+  while (total < buffer.length) {
+    const n = await file.read(buffer.subarray(total));
+    if (n === null) break;
+    total += n;
+  }
+  if (total === buffer.length) return total > maxBytes ? "too-large" : "replaced";
+  return { text: new TextDecoder().decode(buffer.subarray(0, total)), info };
+}
+
 function syncDir(dir: string): void {
   // Windows cannot open a directory for fsync; NTFS renames are journaled.
   if (Deno.build.os === "windows") return;
@@ -145,7 +212,9 @@ function syncDir(dir: string): void {
 
 /**
  * Writes a file so that a crash at any moment leaves either the old or the new content. The temp
- * file is created with `mode` (never wider) and `createNew`, so it cannot follow a planted symlink.
+ * file is created with `createNew` (O_EXCL: it cannot follow a planted symlink) and with its final
+ * mode; nothing is ever done to it by name afterwards but the rename (docs/security.md, "Where the
+ * agent writes").
  * The calls are synchronous: each asynchronous file operation is a hop to a runtime worker thread
  * (a wake-up), and `run` rewrites status.json on every heartbeat; the fsyncs block the event loop
  * for a few ms, which nothing in a heartbeat agent waits on.
@@ -159,36 +228,52 @@ export function writeFileAtomic(path: string, data: string, mode: number): Promi
   }
 }
 
-/** Temp file, chmod, rename; with `durable`, fsync of the file before and of its directory after. */
+/**
+ * Temp file, rename; with `durable`, fsync of the file before and of its directory after. No
+ * chmod, chown or open by name: between two calls on a name, another user who can write the
+ * directory could swap it for a symbolic link to any file (issue 27 #1).
+ */
 function replaceFile(path: string, data: string, mode: number, durable: boolean): void {
   const tmp = tempPathFor(path);
-  // Outside the try: a file already at `tmp` is not ours to remove.
-  const file = Deno.openSync(tmp, { write: true, createNew: true, mode });
   try {
-    try {
+    if (durable) {
+      // The umask may narrow `mode` (never widen it): fine for the 0600 files of the state
+      // directory, which only their owner reads; fsync needs the handle that wrote.
+      using file = Deno.openSync(tmp, { write: true, createNew: true, mode });
       writeAllSync(file, data);
-      if (durable) file.syncSync();
-    } finally {
-      file.close();
+      file.syncSync();
+    } else {
+      // Deno applies `mode` to the open handle (fchmod) before writing, whatever the umask: a
+      // metrics file needs all of 0644 for a collector running as another user.
+      Deno.writeFileSync(tmp, encoder.encode(data), { createNew: true, mode });
     }
-    // The umask may have narrowed `mode`; a reader running as another user needs all of it.
-    if (Deno.build.os !== "windows") Deno.chmodSync(tmp, mode);
+  } catch (error) {
+    // A file already at `tmp` is not ours to remove; one we created and failed to fill is.
+    if (!(error instanceof Deno.errors.AlreadyExists)) removeIfPresent(tmp);
+    throw error;
+  }
+  try {
     Deno.renameSync(tmp, path);
   } catch (error) {
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // already renamed
-    }
+    removeIfPresent(tmp);
     throw error;
   }
   if (durable) syncDir(dirname(path));
 }
 
+function removeIfPresent(path: string): void {
+  try {
+    // unlink never follows a symbolic link.
+    Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
+}
+
 /**
  * Replaces a file in one rename, so no reader ever sees half of it, without fsync: for a small
  * file rewritten every heartbeat that holds nothing to lose (the metrics file), where the fsyncs
- * cost more than the rest together. The temp file is created with `createNew`.
+ * cost more than the rest together. The temp file is created with `createNew` and its mode.
  */
 export function replaceFileSync(path: string, data: string, mode: number): void {
   replaceFile(path, data, mode, false);
@@ -197,6 +282,10 @@ export function replaceFileSync(path: string, data: string, mode: number): void 
 /** The real file system. */
 export const denoFileSystem: FileSystem = {
   readTextFile: (path) => Deno.readTextFile(path),
+  // Through this file system's lstat, so that a wrapper's lstat is the one that is checked.
+  readRegularFile(path, maxBytes) {
+    return readRegularFile(path, maxBytes, (p) => this.lstat(p));
+  },
   writeFileAtomic,
   remove: (path) => Deno.remove(path),
   lstat: (path) => Deno.lstat(path),
@@ -208,48 +297,3 @@ export const denoFileSystem: FileSystem = {
     return names;
   },
 };
-
-/**
- * Reads the regular file at `path` without following a symbolic link there. Deno has no
- * O_NOFOLLOW, so the opened file must be the very file `lstat` finds at `path` after the open: a
- * link planted before the open, or a file swapped in after it, is refused. `undefined` when
- * nothing is at `path`; larger than `maxBytes` is refused.
- */
-export async function readFileNoFollow(
-  path: string,
-  maxBytes: number,
-): Promise<string | undefined> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-  try {
-    const opened = await file.stat();
-    const linked = await Deno.lstat(path);
-    if (
-      linked.isSymlink || !opened.isFile || opened.ino !== linked.ino || opened.dev !== linked.dev
-    ) {
-      throw new UsageError(
-        `Refusing ${
-          JSON.stringify(path)
-        }: it is a symbolic link or was replaced while being read; make it a regular file`,
-      );
-    }
-    const buffer = new Uint8Array(Math.min(opened.size, maxBytes) + 1);
-    let total = 0;
-    while (total < buffer.length) {
-      const n = await file.read(buffer.subarray(total));
-      if (n === null) break;
-      total += n;
-    }
-    if (total > maxBytes) {
-      throw new UsageError(`Refusing ${JSON.stringify(path)}: larger than ${maxBytes} bytes`);
-    }
-    return new TextDecoder().decode(buffer.subarray(0, total));
-  } finally {
-    file.close();
-  }
-}

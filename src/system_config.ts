@@ -5,8 +5,8 @@
  * directory's `agent.json` is (the directories above it and the file: owner, mode, no link) and
  * read without following a symbolic link.
  */
-import { errorMessage, UsageError } from "./errors.ts";
-import { readFileNoFollow } from "./file_system.ts";
+import { UsageError } from "./errors.ts";
+import { fileErrorReason, readRefusalReason, readRegularFile } from "./file_system.ts";
 import { auditConfigFile, type OwnershipHost, requireSafeParents } from "./state/ownership.ts";
 
 /** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
@@ -23,11 +23,25 @@ export async function readSystemConfigText(
 ): Promise<string | undefined> {
   const posix = os !== "windows";
   if (posix) await requireSafeParents(path, ownership);
+  let read;
   try {
-    if (posix && !(await auditConfigFile(path, ownership))) return undefined;
-    return await readFileNoFollow(path, MAX_CONFIG_BYTES);
+    read = await readRegularFile(path, MAX_CONFIG_BYTES, (p) => ownership.lstat(p));
   } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`Cannot read configuration ${JSON.stringify(path)}: ${errorMessage(e)}`);
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      return undefined;
+    }
+    throw new UsageError(
+      `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e, path, true)}`,
+    );
   }
+  if (typeof read === "string") {
+    throw new UsageError(
+      `Refusing configuration ${JSON.stringify(path)}: ${
+        readRefusalReason(read, MAX_CONFIG_BYTES)
+      }`,
+    );
+  }
+  // The owner and mode of the file actually read (its handle), never of a name checked before.
+  if (posix) auditConfigFile(path, read.info, ownership.uid());
+  return read.text;
 }

@@ -7,7 +7,7 @@ import {
   resolveConfig,
 } from "../src/config.ts";
 import { UsageError } from "../src/errors.ts";
-import { rejectsWith } from "./_support/helpers.ts";
+import { regularFile, rejectsWith } from "./_support/helpers.ts";
 
 function host(
   env: Record<string, string> = {},
@@ -19,11 +19,11 @@ function host(
     env: (name) => env[name],
     os,
     uid: () => uid,
-    readTextFile: (path) => {
+    readConfigFile: (path) => {
       const text = files[path];
       return text === undefined
         ? Promise.reject(new Deno.errors.NotFound(path))
-        : Promise.resolve(text);
+        : Promise.resolve({ text, info: regularFile() });
     },
   };
 }

@@ -1242,3 +1242,30 @@ Deno.test("dev-platform CLI --contract 1.0 says so in its banner; an unknown ver
   assert.notEqual(bad.code, 0);
   assert.match(new TextDecoder().decode(bad.stderr), /expected one of 1\.0, 1\.3/);
 });
+
+Deno.test("dev platform data dir: planted names are never followed, a shared directory is refused", async () => {
+  // Fails on 32b58ff: state.json went through a fixed `state.json.tmp` written with truncation
+  // (a symlink planted there was followed), and any data directory was used.
+  await using dir = await tempDir();
+  const victim = join(dir.path, "victim");
+  await Deno.writeTextFile(victim, "precious\n", { mode: 0o600 });
+  const data = join(dir.path, "data");
+  await Deno.mkdir(data, { mode: 0o700 });
+  await Deno.symlink(victim, join(data, "state.json.tmp"));
+  {
+    await using p = await startDevPlatform({ quiet: true, dataDir: data });
+    p.mintEnrollmentToken({ ttlSeconds: 60 });
+  }
+  assert.equal(await Deno.readTextFile(victim), "precious\n");
+  assert.ok((await Deno.lstat(join(data, "state.json"))).isFile);
+  assert.equal((await Deno.stat(join(data, "ca.key"))).mode! & 0o777, 0o600);
+  if (Deno.build.os !== "windows") {
+    const shared = join(dir.path, "shared");
+    await Deno.mkdir(shared);
+    await Deno.chmod(shared, 0o777);
+    await assert.rejects(
+      () => startDevPlatform({ quiet: true, dataDir: join(shared, "data") }),
+      /Refusing data directory ".*": the directory ".*shared" above it is writable by group or others \(mode 0777\)/,
+    );
+  }
+});

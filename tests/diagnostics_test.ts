@@ -95,7 +95,6 @@ Deno.test("config entry: each setting with its source; agent.json unknown keys b
     env: (n) => n === "ONECONNECT_PLATFORM_URL" ? "https://platform.example/" : undefined,
     os: "linux",
     uid: () => Deno.uid(),
-    readTextFile: (p) => Deno.readTextFile(p),
   });
   const { entry } = await configEntry(config, undefined, denoFileSystem);
   const settings = (entry.content as { settings: Record<string, unknown> }).settings;

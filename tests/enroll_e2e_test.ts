@@ -410,7 +410,7 @@ Deno.test({
     assert.equal(await exists(tokenFile), true);
     const beat = await env.agent(["run", "--once"]);
     assert.equal(beat.code, 0, beat.stderr);
-    assert.match(beat.stderr, /Removing the stale lock .*identity\.lock/);
+    assert.match(beat.stderr, /Taking over the stale lock .*identity\.lock/);
     assert.deepEqual(await listDir(env.stateDir), ["identity.json", "status.json"]);
 
     // Without --force a fresh state dir killed the same way holds no identity at all.

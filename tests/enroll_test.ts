@@ -806,11 +806,11 @@ Deno.test({
         events.push(`chmod ${path.split("/").pop()} ${mode.toString(8)}`);
         return denoFileSystem.chmod(path, mode);
       },
-      readTextFile: async (path) => {
+      readRegularFile: async (path, maxBytes) => {
         if (path.endsWith("enrollment.token")) {
           events.push(`read mode ${((await Deno.stat(path)).mode! & 0o777).toString(8)}`);
         }
-        return denoFileSystem.readTextFile(path);
+        return denoFileSystem.readRegularFile(path, maxBytes);
       },
     };
     await using h = await harness(platform, { fs });

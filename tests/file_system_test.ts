@@ -7,11 +7,14 @@ import {
   entryKindProblem,
   join,
   lstatOrNull,
+  replaceFileSync,
   resolve,
+  tempFilePattern,
   writeAllSync,
   writeFileAtomic,
 } from "../src/file_system.ts";
 import { UsageError } from "../src/errors.ts";
+import { tempDir } from "./_support/helpers.ts";
 
 Deno.test("file_system path helpers agree with node:path on state paths", () => {
   for (const parts of [["/a", "b"], ["/a/", "b"], ["a", "b", "c"], ["/", "x"], ["a//b", "/c"]]) {
@@ -106,3 +109,79 @@ Deno.test(
     }
   },
 );
+
+/**
+ * A separate process that, as fast as it can, replaces every temp name `name` gets in `dir` by a
+ * symbolic link to `victim` (atomically, with rename over it): the local user of issue 27 #1.
+ */
+function startSymlinkAttacker(dir: string, name: string, victim: string): Deno.ChildProcess {
+  const script = `
+    const dir = ${JSON.stringify(dir)};
+    const temp = new RegExp(${JSON.stringify(tempFilePattern(name).source)});
+    let n = 0;
+    console.log("ready");
+    for (;;) {
+      for (const entry of Deno.readDirSync(dir)) {
+        if (!temp.test(entry.name) || entry.isSymlink) continue;
+        const link = dir + "/.attacker-" + n++;
+        try {
+          Deno.symlinkSync(${JSON.stringify(victim)}, link);
+          Deno.renameSync(link, dir + "/" + entry.name);
+        } catch {
+          try { Deno.removeSync(link); } catch { /* raced */ }
+        }
+      }
+    }
+  `;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+}
+
+Deno.test({
+  name: "file_system writes never change the mode of a file a local user links at their temp name",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // Fails on 32b58ff: it chmod-ed the temp file by name after closing it, so root set the mode
+    // of whatever the name pointed to by then (/etc/shadow in the report).
+    await using dir = await tempDir();
+    const victim = join(dir.path, "victim");
+    const shared = join(dir.path, "shared");
+    await Deno.mkdir(shared);
+    for (
+      const [label, write] of [
+        ["replaceFileSync", (p: string) => replaceFileSync(p, "metric 1\n", 0o644)],
+        ["writeFileAtomic", (p: string) => writeFileAtomic(p, "metric 1\n", 0o644)],
+      ] as const
+    ) {
+      await Deno.writeTextFile(victim, "secret\n", { mode: 0o600 });
+      await Deno.chmod(victim, 0o600);
+      const attacker = startSymlinkAttacker(shared, "m.prom", victim);
+      const reader = attacker.stdout.getReader();
+      try {
+        assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "ready");
+        let linked = 0;
+        const deadline = Date.now() + 4_000;
+        for (let i = 0; Date.now() < deadline; i++) {
+          try {
+            await write(join(shared, "m.prom"));
+          } catch {
+            // The attacker may win the rename; the write then fails or lands as its symlink.
+          }
+          if (Deno.lstatSync(join(shared, "m.prom")).isSymlink) linked++;
+          assert.equal(Deno.statSync(victim).mode! & 0o777, 0o600, `${label}, write ${i}`);
+          if (i % 64 === 0) await new Promise((r) => setTimeout(r, 0));
+        }
+        assert.equal(await Deno.readTextFile(victim), "secret\n", label);
+        assert.ok(linked > 0, `${label}: the attacker never got a link in: the race was not run`);
+      } finally {
+        attacker.kill("SIGKILL");
+        reader.releaseLock();
+        await attacker.stdout.cancel();
+        await attacker.status;
+      }
+    }
+  },
+});

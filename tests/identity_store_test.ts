@@ -273,8 +273,12 @@ Deno.test("identity store secures and audits the directory ACL on Windows", asyn
   const stateDir = join(dir.path, "OneConnect");
   const calls: string[] = [];
   let acl = ["NT AUTHORITY\\SYSTEM:(OI)(CI)(F)", "BUILTIN\\Administrators:(OI)(CI)(F)"];
-  const runCommand: CommandRunner = (command, args) => {
+  const runCommand: CommandRunner = (command, args, env) => {
     calls.push(`${command} ${args.slice(1).join(" ")}`.trim());
+    if (command === POWERSHELL_PATH && args.join(" ").includes("CreateDirectory")) {
+      Deno.mkdirSync(env!.ONECONNECT_ACL_PATH!);
+      return Promise.resolve({ success: true, stdout: "", stderr: "" });
+    }
     if (command === POWERSHELL_PATH) {
       return Promise.resolve({ success: true, stdout: `S-1-5-32-544\t${stateDir}`, stderr: "" });
     }

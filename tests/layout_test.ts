@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { repoPath } from "./_support/helpers.ts";
 import { dirname, join, normalize } from "node:path/posix";
+import { sourceFiles } from "./_support/helpers.ts";
 
 /** Files longer than this must state why in a line starting with {@linkcode LONG_FILE_MARKER}. */
 export const MAX_LINES = 400;
@@ -176,16 +177,6 @@ function report(graph: ReadonlyMap<string, readonly string[]>, v: Violations): s
       `${f} is over ${MAX_LINES} lines without a "${LONG_FILE_MARKER} ..." line at its top`
     ),
   ].join("\n");
-}
-
-async function sourceFiles(root: string, dir: string, out: Map<string, string>): Promise<void> {
-  for await (const entry of Deno.readDir(join(root, dir))) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await sourceFiles(root, path, out);
-    else if (entry.isFile && path.endsWith(".ts")) {
-      out.set(path, await Deno.readTextFile(join(root, path)));
-    }
-  }
 }
 
 // --- the walker, on in-memory graphs ---

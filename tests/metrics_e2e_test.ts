@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
+import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
 import {
   enrollAgent,
   freePort,
@@ -123,4 +126,43 @@ Deno.test("status --format refuses an unknown format and a conflicting --json (e
   ]);
   assert.equal(both.code, 2);
   assert.match(both.stderr, /Conflicting --json and --format prometheus/);
+});
+
+Deno.test({
+  name: "run refuses a metrics directory others can write (not sticky): exit 2, one line, no file",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // Fails on 32b58ff: run wrote there as root, where another user can swap names under it.
+    await using dir = await tempDir();
+    const stateDir = join(dir.path, "state");
+    // An unreachable platform: run --once would fail with exit 4 if it got that far.
+    await new IdentityStore(stateDir).save(
+      await makeIdentity(await createDevCa(), { platformUrl: "https://127.0.0.1:1/" }),
+    );
+    const shared = join(dir.path, "textfile");
+    await Deno.mkdir(shared);
+    await Deno.chmod(shared, 0o777);
+    const metricsFile = join(shared, "oneconnect_agent.prom");
+    const runOnce = () =>
+      runAgent(["--state-dir", stateDir, "run", "--once", "--metrics-file", metricsFile]);
+    const r = await runOnce();
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.equal(
+      r.stderr.trim(),
+      `error: Refusing metrics file ${JSON.stringify(metricsFile)}: the directory ${
+        JSON.stringify(shared)
+      } above it is writable by group or others (mode 0777), who could replace it; as its owner or root run: chmod go-w ${shared}`,
+    );
+    assert.deepEqual([...Deno.readDirSync(shared)], []);
+    // Sticky (like /tmp): others cannot rename or remove the agent's files there.
+    await Deno.chmod(shared, 0o1777);
+    const sticky = await runOnce();
+    assert.equal(sticky.code, 4, sticky.stderr);
+    assert.equal(
+      sample(await Deno.readTextFile(metricsFile), "oneconnect_agent_heartbeats_failed_total"),
+      1,
+    );
+    assert.equal((await Deno.stat(metricsFile)).mode! & 0o777, 0o644);
+  },
 });

@@ -3,6 +3,11 @@ import { join } from "node:path";
 import { resolveConfig } from "../src/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
+import { denoOwnershipHost } from "../src/state/ownership.ts";
+import { denoFileSystem } from "../src/file_system.ts";
+import { resolveToken } from "../src/enrollment/enrollment_token.ts";
+import { testContext } from "./_support/context_fixture.ts";
+import { requireSafeMetricsDir } from "../src/state/metrics_file.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
 import { rejectsWith, runAgent, skipWithout, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
@@ -115,16 +120,21 @@ Deno.test({
   },
 });
 
+/** A 0700 state directory under `root`, its agent.json path, and an attacker's config beside it. */
+async function configFixture(root: string) {
+  const stateDir = join(root, "state");
+  await Deno.mkdir(stateDir, { mode: 0o700 });
+  const evil = join(root, "evil.json");
+  await Deno.writeTextFile(evil, JSON.stringify({ platform_url: "https://attacker.example" }));
+  return { stateDir, config: join(stateDir, "agent.json"), evil };
+}
+
 Deno.test({
   name: "agent.json is audited before it is read: symlink, group/other-writable or foreign refused",
   ignore: skipWithout(!skip),
   fn: async () => {
     await using dir = await tempDir();
-    const stateDir = join(dir.path, "state");
-    await Deno.mkdir(stateDir, { mode: 0o700 });
-    const config = join(stateDir, "agent.json");
-    const evil = join(dir.path, "evil.json");
-    await Deno.writeTextFile(evil, JSON.stringify({ platform_url: "https://attacker.example" }));
+    const { stateDir, config, evil } = await configFixture(dir.path);
     const resolve = () => resolveConfig({ stateDir });
 
     await Deno.symlink(evil, config);
@@ -180,4 +190,177 @@ Deno.test("identity.json is re-validated on load and fails closed", async () => 
     bootstrap_ca_certificates: [],
   });
   await store.load();
+});
+
+/** A host whose directories are `dirs` (path -> uid, mode; `link` -> a symlink to that path). */
+function fakeHost(dirs: Record<string, { uid: number; mode?: number; link?: string }>) {
+  const info = (path: string) => {
+    const d = dirs[path];
+    if (d === undefined) throw new Deno.errors.NotFound(path);
+    return {
+      isFile: false,
+      isDirectory: d.link === undefined,
+      isSymlink: d.link !== undefined,
+      uid: d.uid,
+      mode: d.link === undefined ? 0o40000 | d.mode! : 0o120777,
+    } as Deno.FileInfo;
+  };
+  const realPath = (path: string): string => {
+    const parent = path === "/" ? "/" : realPath(path.slice(0, path.lastIndexOf("/")) || "/");
+    const full = path === "/" ? "/" : `${parent === "/" ? "" : parent}/${path.split("/").pop()}`;
+    info(full);
+    return dirs[full]!.link ?? full;
+  };
+  return {
+    uid: () => 1000,
+    lstat: (path: string) => Promise.resolve().then(() => info(path)),
+    realPath: (path: string) => Promise.resolve().then(() => realPath(path)),
+  };
+}
+
+Deno.test("metrics directory check: group- or other-writable refused unless sticky, owner us or root", async () => {
+  // Fails on 32b58ff: there was no check, and root wrote into any directory it was given.
+  const file = "/srv/textfile/oneconnect.prom";
+  const check = (dirs: Parameters<typeof fakeHost>[0]) =>
+    requireSafeMetricsDir(file, fakeHost({ "/": { uid: 0, mode: 0o755 }, ...dirs }));
+  const srv = { "/srv": { uid: 0, mode: 0o755 } };
+  await check({ ...srv, "/srv/textfile": { uid: 0, mode: 0o755 } });
+  await check({ ...srv, "/srv/textfile": { uid: 1000, mode: 0o700 } });
+  await check({ ...srv, "/srv/textfile": { uid: 0, mode: 0o1777 } }); // like /tmp
+  await check({ ...srv, "/srv/textfile": { uid: 0, mode: 0o1775 } });
+  for (const mode of [0o775, 0o757, 0o777, 0o770]) {
+    const error = await rejectsWith(
+      check({ ...srv, "/srv/textfile": { uid: 0, mode } }),
+      UsageError,
+    );
+    assert.equal(error.exitCode, ExitCode.usage);
+    assert.equal(
+      error.message,
+      `Refusing metrics file "${file}": the directory "/srv/textfile" above it is writable by group or others (mode 0${
+        mode.toString(8)
+      }), who could replace it; as its owner or root run: chmod go-w /srv/textfile`,
+    );
+  }
+  // Sticky, but its owner can still remove our files: only us or root.
+  assert.match(
+    (await rejectsWith(
+      check({ ...srv, "/srv/textfile": { uid: 65534, mode: 0o1777 } }),
+      UsageError,
+    )).message,
+    /^Refusing metrics file ".*": the directory "\/srv\/textfile" above it is owned by uid 65534, who could replace it; use a metrics file under root-owned directories, or as root run: chown root \/srv\/textfile$/,
+  );
+  // Debian's layout: /var/lib/prometheus owned by prometheus, the textfile directory by root.
+  await check({ "/srv": { uid: 108, mode: 0o755 }, "/srv/textfile": { uid: 0, mode: 0o755 } });
+  // A parent others can write could swap the whole directory.
+  assert.match(
+    (await rejectsWith(
+      check({ "/srv": { uid: 0, mode: 0o777 }, "/srv/textfile": { uid: 0, mode: 0o755 } }),
+      UsageError,
+    )).message,
+    /the directory "\/srv" above it is writable by group or others \(mode 0777\)/,
+  );
+  // A symlink in the path is checked where it lives (its directory) and where it points.
+  const linked = {
+    "/srv": { uid: 0, mode: 0o777 },
+    "/srv/textfile": { uid: 0, link: "/var/textfile" },
+    "/var": { uid: 0, mode: 0o755 },
+    "/var/textfile": { uid: 0, mode: 0o755 },
+  };
+  assert.match(
+    (await rejectsWith(check(linked), UsageError)).message,
+    /the directory "\/srv" above it is writable/,
+  );
+  await check({ ...linked, "/srv": { uid: 0, mode: 0o755 } });
+  assert.match(
+    (await rejectsWith(
+      check({
+        ...linked,
+        "/srv": { uid: 0, mode: 0o755 },
+        "/var/textfile": { uid: 0, mode: 0o777 },
+      }),
+      UsageError,
+    )).message,
+    /the directory "\/var\/textfile" above it is writable/,
+  );
+});
+
+Deno.test({
+  name: "agent.json and the token file swapped after their check are never read",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    // Fails on 32b58ff: it lstat-ed the name, then read whatever the name pointed to by then.
+    await using dir = await tempDir();
+    const { stateDir, config, evil } = await configFixture(dir.path);
+    await Deno.chmod(evil, 0o666);
+    const swaps = {
+      symlink: async (name: string) => {
+        await Deno.remove(name);
+        await Deno.symlink(evil, name);
+      },
+      rename: async (name: string) => {
+        await Deno.copyFile(evil, `${name}.new`);
+        await Deno.rename(`${name}.new`, name);
+      },
+    };
+    for (const [kind, swap] of Object.entries(swaps)) {
+      await Deno.writeTextFile(config, JSON.stringify({ platform_url: "https://p.example" }));
+      await Deno.chmod(config, 0o600);
+      let swapped = false;
+      // The swap lands between the agent's look at the name and its read.
+      const lstat = async (path: string) => {
+        const info = await Deno.lstat(path);
+        if (path === config && !swapped) {
+          swapped = true;
+          await swap(config);
+        }
+        return info;
+      };
+      const host = {
+        env: () => undefined,
+        os: Deno.build.os,
+        uid: () => Deno.uid(),
+        readTextFile: (path: string) => Deno.readTextFile(path),
+        ownership: { ...denoOwnershipHost, lstat },
+      };
+      const error = await failure(resolveConfig({ stateDir }, host));
+      assert.ok(swapped, kind);
+      assert.equal(error.exitCode, ExitCode.usage);
+      assert.equal(
+        error.message,
+        `Refusing configuration ${
+          JSON.stringify(config)
+        }: it was replaced while being read; check who else writes the state directory`,
+        kind,
+      );
+      await Deno.remove(config);
+    }
+
+    // The enrollment token file, read through the FileSystem seam the same way.
+    const token = join(dir.path, "token");
+    for (const [kind, swap] of Object.entries(swaps)) {
+      await Deno.writeTextFile(token, "oc_et_real\n");
+      let swapped = false;
+      const fs = {
+        ...denoFileSystem,
+        lstat: async (path: string) => {
+          const info = await Deno.lstat(path);
+          if (path === token && !swapped) {
+            swapped = true;
+            await swap(token);
+          }
+          return info;
+        },
+      };
+      const store = new IdentityStore(stateDir);
+      const error = await failure(resolveToken(testContext(stateDir).ctx, token, store, fs));
+      assert.ok(swapped, kind);
+      assert.equal(
+        error.message,
+        `Refusing to read enrollment token file ${
+          JSON.stringify(token)
+        } (--token-file): it was replaced while being read; check who else can write its directory`,
+      );
+      await Deno.remove(token);
+    }
+  },
 });

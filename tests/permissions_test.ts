@@ -60,7 +60,7 @@ Deno.test(
       await Deno.symlink(real, link);
       const info = await Deno.lstat(link);
       await assert.rejects(
-        permissions([]).secureDir(link, info, false),
+        permissions([]).secureDir(link, info),
         (e) =>
           e instanceof UsageError &&
           e.message ===
@@ -77,6 +77,37 @@ Deno.test(
         /it is a symbolic link; replace it with a real file/,
       );
       assert.equal((await Deno.stat(target)).mode! & 0o777, 0o644, "the link target is untouched");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "StatePermissions refuses a secret file with a second hard link instead of chmod-ing the other file",
+  { ignore: !POSIX },
+  async () => {
+    // Fails on 32b58ff: the audit chmod-ed status.json by name, which changed the mode of the file
+    // a user had hard-linked there while the state directory was open (/etc/shadow in issue 27).
+    const dir = await Deno.makeTempDir();
+    try {
+      const state = join(dir, "state");
+      await Deno.mkdir(state, { mode: 0o700 });
+      const victim = join(dir, "victim");
+      await Deno.writeTextFile(victim, "x");
+      await Deno.chmod(victim, 0o644);
+      const status = join(state, "status.json");
+      await Deno.link(victim, status);
+      await assert.rejects(
+        permissions([]).audit(state, [status]),
+        (e) =>
+          e instanceof UsageError &&
+          e.message ===
+            `Refusing ${
+              JSON.stringify(status)
+            }: it has 2 hard links, so it is also another file; check it, then remove it (as root: rm ${status})`,
+      );
+      assert.equal((await Deno.stat(victim)).mode! & 0o777, 0o644, "the other file is untouched");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

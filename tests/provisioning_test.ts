@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { provision } from "../src/enrollment/provisioning.ts";
 import { UsageError } from "../src/errors.ts";
-import { denoFileSystem, readFileNoFollow } from "../src/file_system.ts";
+import { denoFileSystem } from "../src/file_system.ts";
+import { readSystemConfigText } from "../src/system_config.ts";
+import { denoOwnershipHost } from "../src/state/ownership.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { exists, findTool, rejectsWith, skipWithout, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
@@ -102,18 +104,23 @@ Deno.test("provision refuses to merge into an unsafe or corrupt configuration fi
 });
 
 Deno.test({
-  name: "readFileNoFollow refuses a symbolic link, reads a regular file, caps the size",
+  name: "the system configuration is read without following a symbolic link, size capped",
   ignore: Deno.build.os === "windows",
 }, async () => {
   await using dir = await tempDir();
+  await Deno.chmod(dir.path, 0o755);
   const real = join(dir.path, "real.json");
   await Deno.writeTextFile(real, '{"a": 1}');
+  await Deno.chmod(real, 0o644);
   await Deno.symlink(real, join(dir.path, "link.json"));
-  assert.equal(await readFileNoFollow(real, 100), '{"a": 1}');
-  assert.equal(await readFileNoFollow(join(dir.path, "missing"), 100), undefined);
-  const err = await rejectsWith(readFileNoFollow(join(dir.path, "link.json"), 100), UsageError);
+  const read = (path: string) => readSystemConfigText(path, denoOwnershipHost, Deno.build.os);
+  assert.equal(await read(real), '{"a": 1}');
+  assert.equal(await read(join(dir.path, "missing")), undefined);
+  const err = await rejectsWith(read(join(dir.path, "link.json")), UsageError);
   assert.match(err.message, /symbolic link/);
-  await rejectsWith(readFileNoFollow(real, 4), UsageError);
+  await Deno.writeTextFile(real, "x".repeat(300 * 1024));
+  const big = await rejectsWith(read(real), UsageError);
+  assert.match(big.message, /larger than/);
 });
 
 Deno.test("the enroll path unit starts the service when a token is written to its place", async () => {

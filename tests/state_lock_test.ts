@@ -70,7 +70,7 @@ Deno.test("state lock: a lock left by a killed process is recovered with a warni
   assert.equal(warnings.length, 1);
   assert.match(
     warnings[0]!,
-    /Removing the stale lock .* of oneconnect-agent run \(pid \d+, .*no longer running/,
+    /Taking over the stale lock .* of oneconnect-agent run \(pid \d+, .*no longer running/,
   );
   await lock.release();
 });
@@ -147,3 +147,96 @@ Deno.test("renew while run holds the identity exits 7 in one line and sends noth
   }
   assert.equal(await exists(join(stateDir, LOCK_FILE_NAME)), false, "released on exit");
 });
+
+Deno.test("state lock: concurrent starts over a stale lock, exactly one wins, the others exit 7", async () => {
+  // Fails on 32b58ff: each process that judged the lock stale removed the file and created a new
+  // one; one that had opened the old file before the removal then locked it after the winner let
+  // go of it, removed the winner's new file, and created and took its own: two holders.
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  const signals = join(dir.path, "signals");
+  await Deno.mkdir(stateDir);
+  await Deno.mkdir(signals);
+  const lockPath = join(stateDir, LOCK_FILE_NAME);
+  const url = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+  const CONTENDERS = 8;
+  const ROUNDS = 60;
+  // Real processes, each taking part in every round: spin until the round's start signal so that
+  // all judge the stale lock at the same moment; a winner holds it until the round's release.
+  const script = `
+    import { acquireStateLock } from ${url("../src/state/state_lock.ts")};
+    import { silentLogger } from ${url("../src/log.ts")};
+    const signal = (name) => { try { Deno.statSync(${
+    JSON.stringify(signals)
+  } + "/" + name); return true; } catch { return false; } };
+    for (let round = 0; round < ${ROUNDS}; round++) {
+      while (!signal("go-" + round)) { /* spin */ }
+      try {
+        const lock = await acquireStateLock(${
+    JSON.stringify(stateDir)
+  }, { command: "run", action: "Cannot run", logger: silentLogger });
+        console.log(round + " won");
+        while (!signal("release-" + round)) await new Promise((r) => setTimeout(r, 1));
+        await lock.release();
+      } catch (e) {
+        console.log(round + " exit " + e.exitCode);
+      }
+    }
+  `;
+  const children = Array.from({ length: CONTENDERS }, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn());
+  const lines = children.map((c) =>
+    c.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter()).getReader()
+  );
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // A lock left by a process that is gone: a record, no OS lock.
+      await Deno.writeTextFile(
+        lockPath,
+        JSON.stringify({ pid: 999999, started_at: "2026-01-01T00:00:00.000Z", command: "run" }),
+        { mode: 0o600 },
+      );
+      await Deno.writeTextFile(join(signals, `go-${round}`), "");
+      // Every contender has decided (winners hold until the release): count the holders.
+      const said = await Promise.all(lines.map(async (l) => (await l.read()).value));
+      const winners = said.filter((s) => s === `${round} won`);
+      assert.equal(winners.length, 1, `round ${round}: ${said.join(", ")}`);
+      for (const s of said) {
+        assert.ok(s === `${round} won` || s === `${round} exit ${ExitCode.busy}`, s);
+      }
+      await Deno.writeTextFile(join(signals, `release-${round}`), "");
+      while (await exists(lockPath)) await new Promise((r) => setTimeout(r, 1));
+    }
+    const codes = await Promise.all(children.map(async (c) => (await c.status).code));
+    assert.deepEqual(codes, codes.map(() => 0));
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+    }
+    await Promise.all(children.map((c) => c.status));
+    await Promise.all(lines.map((l) => l.cancel()));
+  }
+});
+
+/** Splits a text stream into lines. */
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (rest !== "") controller.enqueue(rest);
+    },
+  });
+}

@@ -13,6 +13,8 @@ import {
   WindowsAcl,
 } from "../src/state/windows_acl.ts";
 import { rejectsWith } from "./_support/helpers.ts";
+import { denoFileSystem } from "../src/file_system.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
 
 const DIR = "C:\\ProgramData\\OneConnect\\Agent";
 
@@ -158,6 +160,8 @@ Deno.test("owner output parser reads SIDs per path and refuses anything else", (
 /** A tiny model of one Windows folder tree that answers icacls and the owner script. */
 class FakeWindows {
   readonly calls: string[] = [];
+  /** Folders made by the create script, with the descriptor they were made with. */
+  readonly created: Array<{ path: string; sddl: string }> = [];
   owners = new Map<string, string>([
     ["C:\\ProgramData", "S-1-5-18"],
     ["C:\\", "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"],
@@ -168,6 +172,19 @@ class FakeWindows {
     this.calls.push(
       `${command === ICACLS_PATH ? "icacls" : "powershell"} ${args.slice(1).join(" ")}`,
     );
+    if (command === POWERSHELL_PATH && args.join(" ").includes("CreateDirectory")) {
+      // As the .NET call: the folder exists from the start with the descriptor it was given.
+      const sddl = /'(O:[^']*)'/.exec(args.join(" "))?.[1] ?? "";
+      this.created.push({ path: env!.ONECONNECT_ACL_PATH!, sddl });
+      this.owners.set(env!.ONECONNECT_ACL_PATH!, sddl.startsWith("O:BA") ? "S-1-5-32-544" : "?");
+      this.acl.set(env!.ONECONNECT_ACL_PATH!, sddlEntries(sddl));
+      return Promise.resolve({ success: true, stdout: "", stderr: "" });
+    }
+    if (command === POWERSHELL_PATH && env?.ONECONNECT_ACL_PATHS !== undefined) {
+      const lines = env.ONECONNECT_ACL_PATHS.split("|").filter((p) => this.owners.has(p))
+        .map((p) => `${this.owners.get(p)}\t${p}`);
+      return Promise.resolve({ success: true, stdout: lines.join("\r\n"), stderr: "" });
+    }
     if (command === POWERSHELL_PATH) {
       let path: string | undefined = env?.ONECONNECT_ACL_PATH;
       const lines: string[] = [];
@@ -212,7 +229,7 @@ Deno.test("secure sets the owner, strips inheritance and every other entry, then
     "S-1-5-21-1-2-3-1013:(OI)(CI)(M)",
     ...parseIcaclsOutput(PROGRAMDATA_DEFAULT, DIR).map(render),
   ]);
-  await new WindowsAcl(win.run).secure(DIR, true);
+  await new WindowsAcl(win.run).secure(DIR);
   assert.deepEqual(win.calls, [
     "powershell -NonInteractive -Command " + OWNER_SCRIPT,
     "icacls /setowner *S-1-5-32-544",
@@ -228,6 +245,15 @@ Deno.test("secure sets the owner, strips inheritance and every other entry, then
   ]);
 });
 
+/** The entries icacls shows for a protected SDDL DACL of allow-full ACEs (`SY`, `BA` only). */
+function sddlEntries(sddl: string): string[] {
+  const dacl = /D:P((?:\([^)]*\))+)/.exec(sddl);
+  if (!dacl) return ["CREATOR OWNER:(I)(OI)(CI)(IO)(F)", "BUILTIN\\Users:(I)(OI)(CI)(RX)"];
+  return [...dacl[1]!.matchAll(/\(A;OICI;FA;;;(SY|BA)\)/g)].map((m) =>
+    m[1] === "SY" ? "NT AUTHORITY\\SYSTEM:(OI)(CI)(F)" : "BUILTIN\\Administrators:(OI)(CI)(F)"
+  );
+}
+
 function render(e: AclEntry): string {
   return `${e.principal}:${e.flags.map((f) => `(${f})`).join("")}`;
 }
@@ -237,7 +263,7 @@ Deno.test("secure refuses a folder someone else created first, changing nothing"
   win.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-32-544");
   win.owners.set(DIR, "S-1-5-21-3623811015-3361044348-30300820-1013");
   win.acl.set(DIR, parseIcaclsOutput(PRECREATED_BY_MALLORY, DIR).map(render));
-  const error = await rejectsWith(new WindowsAcl(win.run).secure(DIR, false), UsageError);
+  const error = await rejectsWith(new WindowsAcl(win.run).secure(DIR), UsageError);
   assert.equal(
     error.message,
     `Refusing "C:\\\\ProgramData\\\\OneConnect\\\\Agent": it is owned by S-1-5-21-3623811015-3361044348-30300820-1013, not SYSTEM or Administrators, so that account controls it; check its contents, then as an administrator run: ${ICACLS_PATH} "${DIR}" "/setowner" "*S-1-5-32-544" "/T" "/C"`,
@@ -248,7 +274,7 @@ Deno.test("secure refuses a folder someone else created first, changing nothing"
   const planted = new FakeWindows();
   planted.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-21-1-2-3-1013");
   planted.owners.set(DIR, "S-1-5-32-544");
-  const parent = await rejectsWith(new WindowsAcl(planted.run).secure(DIR, true), Error);
+  const parent = await rejectsWith(new WindowsAcl(planted.run).secure(DIR), Error);
   assert.match(
     parent.message,
     /the folder "C:\\\\ProgramData\\\\OneConnect" above it is owned by S-1-5-21-1-2-3-1013/,
@@ -278,7 +304,102 @@ Deno.test("a failing icacls names the command to run as an administrator", async
         ? { success: true, stdout: `S-1-5-32-544\t${DIR}`, stderr: "" }
         : { success: false, stdout: "", stderr: `${DIR}: Access is denied.\r\n` },
     );
-  const error = await rejectsWith(new WindowsAcl(run).secure(DIR, true), UsageError);
+  const error = await rejectsWith(new WindowsAcl(run).secure(DIR), UsageError);
   assert.match(error.message, /\(C:\\ProgramData\\OneConnect\\Agent: Access is denied\.\)/);
   assert.ok(error.message.endsWith(`run: ${ICACLS_PATH} "${DIR}" "/setowner" "*S-1-5-32-544"`));
+});
+
+/** A FileSystem over the fake tree: `DIR` and the files listed exist once created; mkdir is logged. */
+function fakeFs(win: FakeWindows, files: string[] = []) {
+  const mkdirs: string[] = [];
+  const info = (isDirectory: boolean) =>
+    ({
+      isFile: !isDirectory,
+      isDirectory,
+      isSymlink: false,
+      mode: null,
+    }) as unknown as Deno.FileInfo;
+  const fs = {
+    ...denoFileSystem,
+    mkdir: (path: string) => {
+      mkdirs.push(path);
+      // As Deno.mkdir on Windows: the folder inherits ProgramData's entries.
+      win.owners.set(path, "S-1-5-32-544");
+      win.acl.set(path, parseIcaclsOutput(PROGRAMDATA_DEFAULT, DIR).map(render));
+      return Promise.resolve();
+    },
+    lstat: (path: string) => {
+      if (path === DIR && win.acl.has(DIR)) return Promise.resolve(info(true));
+      if (files.includes(path)) return Promise.resolve(info(false));
+      return Promise.reject(new Deno.errors.NotFound(path));
+    },
+  };
+  return { fs, mkdirs };
+}
+
+Deno.test("the Windows state folder is created restricted in one call, never inherit-then-restrict", async () => {
+  // Fails on 32b58ff: it made the folder with Deno.mkdir (inheriting ProgramData's entries, which
+  // let Users open it) and restricted it with icacls afterwards.
+  const win = new FakeWindows();
+  win.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-32-544");
+  const { fs, mkdirs } = fakeFs(win);
+  await new IdentityStore(DIR, { os: "windows", runCommand: win.run, fs }).ensureStateDir();
+  assert.deepEqual(mkdirs, [], "no folder is made with inherited entries");
+  assert.equal(win.created.length, 1);
+  assert.equal(win.created[0]!.path, DIR);
+  // Owner Administrators, protected (nothing inherited), SYSTEM and Administrators only.
+  assert.equal(win.created[0]!.sddl, "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)");
+  assert.ok(win.calls[0]!.includes("CreateDirectory"), "created before anything else runs");
+  assert.ok(!win.calls[0]!.includes(DIR), "the path travels in the environment, not argv");
+  assert.deepEqual(win.acl.get(DIR), [
+    "NT AUTHORITY\\SYSTEM:(OI)(CI)(F)",
+    "BUILTIN\\Administrators:(OI)(CI)(F)",
+  ]);
+});
+
+Deno.test("the Windows audit reads each state file's owner and ACL, not only the folder's", async () => {
+  // Fails on 32b58ff: only the folder's ACL was read; a file granting another account passed.
+  // Joined as the store joins them (a backslash on Windows, a slash where this test runs).
+  const identity = new IdentityStore(DIR).secretFilePath("identity.json");
+  const status = new IdentityStore(DIR).secretFilePath("status.json");
+  const secured = () => {
+    const win = new FakeWindows();
+    win.owners.set("C:\\ProgramData\\OneConnect", "S-1-5-32-544");
+    win.owners.set(DIR, "S-1-5-32-544");
+    win.acl.set(DIR, parseIcaclsOutput(SECURED, DIR).map(render));
+    for (const file of [identity, status]) {
+      win.owners.set(file, "S-1-5-18");
+      win.acl.set(file, ["NT AUTHORITY\\SYSTEM:(I)(F)", "BUILTIN\\Administrators:(I)(F)"]);
+    }
+    const store = new IdentityStore(DIR, {
+      os: "windows",
+      runCommand: win.run,
+      fs: fakeFs(win, [identity, status]).fs,
+    });
+    return { win, store };
+  };
+  const ok = secured();
+  assert.deepEqual(await ok.store.auditPermissions(), []);
+  assert.ok(ok.win.calls.some((c) => c === "icacls "), "file ACLs were read");
+
+  const granted = secured();
+  granted.win.acl.set(status, [
+    "NT AUTHORITY\\SYSTEM:(I)(F)",
+    "BUILTIN\\Administrators:(I)(F)",
+    "DESKTOP-7Q2K9LM\\mallory:(R)",
+  ]);
+  const error = await rejectsWith(granted.store.auditPermissions(), UsageError);
+  assert.equal(
+    error.message,
+    `Refusing ${
+      JSON.stringify(status)
+    }: its ACL grants "DESKTOP-7Q2K9LM\\\\mallory", not only SYSTEM and Administrators; as an administrator run: ${ICACLS_PATH} "${status}" "/remove" "DESKTOP-7Q2K9LM\\mallory"`,
+  );
+
+  const owned = secured();
+  owned.win.owners.set(identity, "S-1-5-21-1-2-3-1013");
+  assert.match(
+    (await rejectsWith(owned.store.auditPermissions(), UsageError)).message,
+    /^Refusing ".*identity\.json": it is owned by S-1-5-21-1-2-3-1013, not SYSTEM or Administrators/,
+  );
 });

@@ -34,17 +34,19 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
   const hostCollected = collector.host();
   const store = new IdentityStore(config.stateDir, { logger });
   const repairs = await store.auditPermissions();
+  const metrics = config.metricsFile === undefined
+    ? undefined
+    : { path: config.metricsFile, module: await import("../state/metrics_file.ts") };
+  // At start: a directory another user can write is refused (exit 2).
+  if (metrics) await metrics.module.requireSafeMetricsDir(metrics.path);
   // No identity yet (a fresh install, a golden image's first boot): enroll with a provisioned token.
   if (!(await store.exists())) {
     try {
       await (await import("../enrollment/provisioned_enrollment.ts")).enrollProvisioned(ctx, store);
     } catch (e) {
       // Not enrolled and no token: monitoring must still see this host, as enrolled 0.
-      if (e instanceof NotEnrolledError && config.metricsFile !== undefined) {
-        (await import("../state/metrics_file.ts")).writeNotEnrolledMetrics(
-          config.metricsFile,
-          logger,
-        );
+      if (e instanceof NotEnrolledError && metrics !== undefined) {
+        metrics.module.writeNotEnrolledMetrics(metrics.path, logger);
       }
       throw e;
     }
@@ -107,15 +109,12 @@ export async function runCommand(ctx: CommandContext, options: RunOptions): Prom
 
   // Heartbeats and renewals record through one recorder; the metrics file, when asked for, is
   // rewritten only by saves that record a new attempt.
-  const metricsFile = config.metricsFile;
   const status = new StatusRecorder(
-    metricsFile === undefined
-      ? statusFile
-      : (await import("../state/metrics_file.ts")).withMetricsFile(statusFile, {
-        path: metricsFile,
-        identity,
-        logger,
-      }),
+    metrics === undefined ? statusFile : metrics.module.withMetricsFile(statusFile, {
+      path: metrics.path,
+      identity,
+      logger,
+    }),
     logger,
   );
   const makeClient = (id: Identity) => clientForIdentity(id, identityClientOptions(ctx, { clock }));

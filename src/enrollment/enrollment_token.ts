@@ -5,7 +5,7 @@
 import type { CommandContext } from "../context.ts";
 import { ENV_VARS } from "../config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
-import { entryKindProblem, type FileSystem, lstatOrNull } from "../file_system.ts";
+import { type FileSystem, type HandleRead, lstatOrNull, type ReadRefusal } from "../file_system.ts";
 import { readCapped } from "../platform/body_reader.ts";
 import { type Logger, registerSecret } from "../log.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
@@ -33,31 +33,30 @@ async function readStdin(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 async function readTokenFile(fs: FileSystem, path: string, label: string): Promise<string> {
-  let info: Deno.FileInfo;
+  let read: HandleRead | ReadRefusal;
   try {
-    info = await fs.lstat(path);
+    // One handle: a name swapped for a link after a check is never read.
+    read = await fs.readRegularFile(path, MAX_TOKEN_BYTES);
   } catch (e) {
     throw new UsageError(`Cannot read enrollment token ${label}: ${errorMessage(e)}`);
   }
-  const problem = entryKindProblem(info, "file");
-  if (problem === "symlink") {
-    throw new UsageError(
-      `Refusing to read enrollment token ${label}: it is a symbolic link; pass the real file`,
-    );
+  switch (read) {
+    case "symlink":
+      throw new UsageError(
+        `Refusing to read enrollment token ${label}: it is a symbolic link; pass the real file`,
+      );
+    case "other":
+      throw new UsageError(`Refusing to read enrollment token ${label}: it is not a regular file`);
+    case "replaced":
+      throw new UsageError(
+        `Refusing to read enrollment token ${label}: it was replaced while being read; check who else can write its directory`,
+      );
+    case "too-large":
+      throw new UsageError(
+        `Enrollment token ${label} is larger than ${MAX_TOKEN_BYTES} bytes: not a token file`,
+      );
   }
-  if (problem !== null) {
-    throw new UsageError(`Refusing to read enrollment token ${label}: it is not a regular file`);
-  }
-  if (info.size > MAX_TOKEN_BYTES) {
-    throw new UsageError(
-      `Enrollment token ${label} is larger than ${MAX_TOKEN_BYTES} bytes: not a token file`,
-    );
-  }
-  try {
-    return await fs.readTextFile(path);
-  } catch (e) {
-    throw new UsageError(`Cannot read enrollment token ${label}: ${errorMessage(e)}`);
-  }
+  return read.text;
 }
 
 /**

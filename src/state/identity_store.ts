@@ -21,7 +21,7 @@ import {
   requireSafeParents,
 } from "./ownership.ts";
 import { type CommandRunner, denoCommandRunner } from "./windows_acl.ts";
-import { DIR_MODE, FILE_MODE, type PermissionRepair, StatePermissions } from "./permissions.ts";
+import { FILE_MODE, type PermissionRepair, StatePermissions } from "./permissions.ts";
 import { TrustSchema } from "../trust/trust_source.ts";
 import { keyMatchesCertificate } from "../trust/key_match.ts";
 
@@ -123,10 +123,9 @@ export class IdentityStore {
   async ensureStateDir(): Promise<void> {
     await requireSafeParents(this.stateDir, this.#ownership);
     let info = await this.#lstatOrNull(this.stateDir);
-    const created = info === null;
     if (info === null) {
       try {
-        await this.#fs.mkdir(this.stateDir, DIR_MODE);
+        await this.#permissions.createDir(this.stateDir);
         info = await this.#fs.lstat(this.stateDir);
       } catch (e) {
         throw new UsageError(
@@ -134,7 +133,7 @@ export class IdentityStore {
         );
       }
     }
-    await this.#permissions.secureDir(this.stateDir, info, created);
+    await this.#permissions.secureDir(this.stateDir, info);
   }
 
   /** Whether an identity file is present (whatever its state). */

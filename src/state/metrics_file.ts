@@ -14,6 +14,22 @@ import type { StatusIdentityFacts } from "./status_store.ts";
 import type { StatusSink } from "./status_recorder.ts";
 import { VERSION } from "../version.ts";
 import { errorMessage } from "../errors.ts";
+import { denoOwnershipHost, type OwnershipHost, requireSafeParents } from "./ownership.ts";
+
+/**
+ * Refuses (UsageError, exit 2) a metrics file whose directory is owned by someone other than root
+ * or the agent's user, or whose directory or one above it is group/other-writable and not sticky:
+ * the agent, often root, must never create and rename files where another user can swap names
+ * under it (the rule node_exporter textfile guides give). Owners above the directory are not
+ * checked: Debian's `/var/lib/prometheus` belongs to `prometheus`, who could at most make the
+ * agent create its fixed-name file (exclusively, mode set on the handle) in another directory.
+ */
+export async function requireSafeMetricsDir(
+  path: string,
+  host: OwnershipHost = denoOwnershipHost,
+): Promise<void> {
+  await requireSafeParents(path, host, "metrics file", 1);
+}
 
 /** Options for {@linkcode withMetricsFile}. */
 export interface MetricsFileOptions {

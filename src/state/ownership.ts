@@ -77,14 +77,23 @@ export function requireOwner(path: string, info: Deno.FileInfo, uid: number | nu
 }
 
 /**
- * Refuses `dir` unless every existing directory above it (symlinks resolved) is owned by `uid` or
- * root and not writable by group or others, except sticky ones like `/tmp`. Missing ancestors
- * (made by the agent later, with mode 0700) are skipped.
+ * Refuses `dir` unless every existing directory above it is owned by `uid` or root and not
+ * writable by group or others, except sticky ones like `/tmp`: both the directories named in the
+ * path (a symbolic link among them must be owned by us or root, who alone could swap it) and those
+ * its symlinks resolve to. Missing ancestors (made by the agent later, with mode 0700) are skipped.
+ * `subject` names `dir` in the refusal; given a file's path, it checks the file's directory.
+ * `ownersChecked`: how many directories of each chain, nearest first, must be owned by us or root.
  */
-export async function requireSafeParents(dir: string, host: OwnershipHost): Promise<void> {
+export async function requireSafeParents(
+  dir: string,
+  host: OwnershipHost,
+  subject = "state directory",
+  ownersChecked = Infinity,
+): Promise<void> {
   const uid = host.uid();
   if (uid === null) return;
-  let current = dirname(resolve(dir));
+  const lexical = resolve(dir);
+  let current = dirname(lexical);
   let real: string | undefined;
   for (;;) {
     try {
@@ -95,38 +104,46 @@ export async function requireSafeParents(dir: string, host: OwnershipHost): Prom
       current = dirname(current);
     }
   }
-  for (let p = real;; p = dirname(p)) {
-    let info: Deno.FileInfo;
-    try {
-      info = await host.lstat(p);
-    } catch (e) {
-      throw cannot(e, p);
+  for (const start of new Set([dirname(lexical), real])) {
+    for (let p = start, depth = 0;; p = dirname(p), depth++) {
+      let info: Deno.FileInfo | null;
+      try {
+        info = await host.lstat(p);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw cannot(e, p);
+        info = null;
+      }
+      if (info !== null) check(p, info, depth < ownersChecked);
+      if (dirname(p) === p) break;
     }
-    const mode = info.mode ?? 0;
-    if (!ownedByUs(info, uid)) {
+  }
+
+  function check(p: string, info: Deno.FileInfo, owner: boolean): void {
+    if (owner && !ownedByUs(info, uid!)) {
       throw new UsageError(
-        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+        `Refusing ${subject} ${JSON.stringify(dir)}: the directory ${
           JSON.stringify(p)
-        } above it is owned by uid ${info.uid}, who could replace it; use a state directory under root-owned directories, or as root run: chown root ${
+        } above it is owned by uid ${info.uid}, who could replace it; use a ${subject} under root-owned directories, or as root run: chown root ${
           shellQuote(p)
         }`,
       );
     }
+    // A symbolic link's own mode means nothing; its directory is checked next.
+    const mode = info.isSymlink ? 0 : info.mode ?? 0;
     if ((mode & 0o022) !== 0 && (mode & STICKY) === 0) {
       throw new UsageError(
-        `Refusing state directory ${JSON.stringify(dir)}: the directory ${
+        `Refusing ${subject} ${JSON.stringify(dir)}: the directory ${
           JSON.stringify(p)
         } above it is writable by group or others (mode ${
           octal(mode)
         }), who could replace it; as its owner or root run: chmod go-w ${shellQuote(p)}`,
       );
     }
-    if (dirname(p) === p) return;
   }
 
   function cannot(e: unknown, path = current): UsageError {
     return new UsageError(
-      `Cannot inspect ${JSON.stringify(path)} above the state directory: ${
+      `Cannot inspect ${JSON.stringify(path)} above the ${subject}: ${
         fileErrorReason(e, path, true)
       }`,
     );
@@ -134,41 +151,19 @@ export async function requireSafeParents(dir: string, host: OwnershipHost): Prom
 }
 
 /**
- * Audits a file that configures the agent (`agent.json`) before it is read: not a symlink, a
- * regular file, owned by us or root, not writable by group or others. Returns `false` when the
- * file does not exist.
+ * Audits a file that configures the agent (`agent.json`), with the metadata of the handle it was
+ * read through: owned by us or root, not writable by group or others.
  */
-export async function auditConfigFile(path: string, host: OwnershipHost): Promise<boolean> {
-  let info: Deno.FileInfo;
-  try {
-    info = await host.lstat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw new UsageError(
-      `Cannot inspect ${JSON.stringify(path)}: ${fileErrorReason(e, path, true)}`,
-    );
-  }
-  const problem = entryKindProblem(info, "file");
-  if (problem === "symlink") {
-    throw new UsageError(
-      `Refusing configuration ${
-        JSON.stringify(path)
-      }: it is a symbolic link; replace it with a regular file`,
-    );
-  }
-  if (problem !== null) {
-    throw new UsageError(`Refusing configuration ${JSON.stringify(path)}: it is not a file`);
-  }
-  requireOwner(path, info, host.uid());
+export function auditConfigFile(path: string, info: Deno.FileInfo, uid: number | null): void {
+  requireOwner(path, info, uid);
   const mode = info.mode ?? 0;
-  if (host.uid() !== null && (mode & 0o022) !== 0) {
+  if (uid !== null && (mode & 0o022) !== 0) {
     throw new UsageError(
       `Refusing configuration ${JSON.stringify(path)}: it is writable by group or others (mode ${
         octal(mode)
       }); as its owner or root run: chmod go-w ${shellQuote(path)}`,
     );
   }
-  return true;
 }
 
 /**

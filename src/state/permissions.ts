@@ -51,14 +51,24 @@ export class StatePermissions {
   }
 
   /**
-   * Secures the existing directory `dir` (lstat-ed as `info`): the ACL on Windows (`created`: just
-   * made by us), else owner check and mode 0700.
+   * Creates the missing directory `dir`: mode 0700, or on Windows restricted to SYSTEM and
+   * Administrators in the same call (no moment with inherited entries).
    */
-  async secureDir(dir: string, info: Deno.FileInfo, created: boolean): Promise<void> {
+  async createDir(dir: string): Promise<void> {
+    const { fs, os, runCommand } = this.#options;
+    if (os === "windows") await new WindowsAcl(runCommand).createRestricted(dir);
+    else await fs.mkdir(dir, DIR_MODE);
+  }
+
+  /**
+   * Secures the existing directory `dir` (lstat-ed as `info`): the ACL on Windows, else owner
+   * check and mode 0700.
+   */
+  async secureDir(dir: string, info: Deno.FileInfo): Promise<void> {
     requireKind(dir, info, "directory");
     const { os, runCommand, ownership } = this.#options;
     if (os === "windows") {
-      await new WindowsAcl(runCommand).secure(dir, created);
+      await new WindowsAcl(runCommand).secure(dir);
       return;
     }
     // Never chmod someone else's directory into "ours": its owner would keep control of it.
@@ -70,8 +80,8 @@ export class StatePermissions {
    * Tightens a group/other-accessible directory (to 0700) and the existing `files` in it (to
    * 0600), warning with the path and old mode since the secrets may have been exposed. Refuses
    * symlinks, non-regular files and files owned by another user. Windows has no mode bits: the
-   * ACL set by {@linkcode secureDir} is read back and refused unless only SYSTEM and
-   * Administrators. Returns the repairs; `[]` when `dir` does not exist.
+   * ACLs of the directory and of each file are read back and refused unless owned by and granting
+   * only SYSTEM and Administrators. Returns the repairs; `[]` when `dir` does not exist.
    */
   async audit(dir: string, files: string[]): Promise<PermissionRepair[]> {
     const { fs, os, runCommand, ownership } = this.#options;
@@ -80,7 +90,16 @@ export class StatePermissions {
     if (dirInfo === null) return repairs;
     requireKind(dir, dirInfo, "directory");
     if (os === "windows") {
-      await new WindowsAcl(runCommand).audit(dir);
+      const acl = new WindowsAcl(runCommand);
+      await acl.audit(dir);
+      const present: string[] = [];
+      for (const path of files) {
+        const info = await lstatOrNull(fs, path);
+        if (info === null) continue;
+        requireKind(path, info, "file");
+        present.push(path);
+      }
+      await acl.auditFiles(present);
       return repairs;
     }
     await auditStateDirOwnership(dir, ownership);
@@ -91,6 +110,18 @@ export class StatePermissions {
       if (info === null) continue;
       requireKind(path, info, "file");
       requireOwner(path, info, ownership.uid());
+      // A second name for the file (planted while the directory was open to others) would make
+      // the chmod below change a file elsewhere, e.g. /etc/shadow on a host without
+      // protected_hardlinks.
+      if ((info.nlink ?? 1) > 1) {
+        throw new UsageError(
+          `Refusing ${
+            JSON.stringify(path)
+          }: it has ${info.nlink} hard links, so it is also another file; check it, then remove it (as root: rm ${
+            shellQuote(path)
+          })`,
+        );
+      }
       const repair = await this.#tighten(path, info, FILE_MODE);
       if (repair) repairs.push(repair);
     }

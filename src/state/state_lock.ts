@@ -7,7 +7,7 @@
  * is gone (killed, crashed) and is recovered.
  */
 import * as z from "../zod.ts";
-import { denoFileSystem, entryKindProblem, join, lstatOrNull } from "../file_system.ts";
+import { denoFileSystem, entryKindProblem, join, lstatOrNull, sameFile } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { AgentError, errorMessage, ExitCode, UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -88,7 +88,12 @@ function holderText(record: LockRecord | null): string {
 
 /**
  * Takes the state directory's lock for this process, or throws {@linkcode StateLockedError} naming
- * the holder. A lock left by a process that is gone is removed with a warning and taken.
+ * the holder. A lock left by a process that is gone is taken over in place with a warning.
+ *
+ * One rule makes this race-free: the lock file's name is removed only by the process holding its
+ * OS lock (at release, before it unlocks). So a process that holds the OS lock of the file the
+ * name still designates (same inode, checked after locking) holds the lock; a stale file is
+ * never removed and re-created, which let two processes that both judged it stale both win.
  */
 export async function acquireStateLock(
   stateDir: string,
@@ -123,34 +128,55 @@ export async function acquireStateLock(
           `Cannot create the lock file ${JSON.stringify(path)}: ${errorMessage(e)}`,
         );
       }
-      await recoverOrThrow(path, options, busy);
+      const taken = await takeOverOrThrow(path, options, busy);
+      if (taken !== null) return taken;
       continue;
     }
     try {
+      // Blocking: another process that opened our fresh file only reads it and lets go.
       await file.lock(true);
     } catch (e) {
       file.close();
       await Deno.remove(path).catch(() => {});
       throw new UsageError(`Cannot lock ${JSON.stringify(path)}: ${errorMessage(e)}`);
     }
-    const record: LockRecord = {
-      pid: Deno.pid,
-      started_at: isoTime(performance.timeOrigin),
-      command: options.command,
-    };
-    // The OS lock is the guard; the record only names the holder (a full disk may refuse it).
-    await file.write(new TextEncoder().encode(`${JSON.stringify(record)}\n`)).catch(() => {});
-    let released = false;
-    const release = async () => {
-      if (released) return;
-      released = true;
-      // Removed while still locked, so nobody can mistake it for a stale one in between.
-      await Deno.remove(path).catch(() => {});
+    if (!(await designates(path, file))) {
       file.close();
-    };
-    return { path, release, [Symbol.asyncDispose]: release };
+      continue;
+    }
+    return await hold(path, file, options.command);
   }
   throw busy(null);
+}
+
+/** Whether `path` still names the open `file` (same device and inode). */
+async function designates(path: string, file: Deno.FsFile): Promise<boolean> {
+  const [named, opened] = await Promise.all([lstatOrNull(denoFileSystem, path), file.stat()]);
+  return named !== null && named.isFile && sameFile(named, opened);
+}
+
+/** Writes our record into the locked `file` and returns the held lock. */
+async function hold(path: string, file: Deno.FsFile, command: string): Promise<StateLock> {
+  const record: LockRecord = {
+    pid: Deno.pid,
+    started_at: isoTime(performance.timeOrigin),
+    command,
+  };
+  // The OS lock is the guard; the record only names the holder (a full disk may refuse it).
+  await (async () => {
+    await file.truncate(0);
+    await file.seek(0, Deno.SeekMode.Start);
+    await file.write(new TextEncoder().encode(`${JSON.stringify(record)}\n`));
+  })().catch(() => {});
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    // Removed while still locked, so nobody can mistake it for a stale one in between.
+    await Deno.remove(path).catch(() => {});
+    file.close();
+  };
+  return { path, release, [Symbol.asyncDispose]: release };
 }
 
 function unlocked(path: string): StateLock {
@@ -158,14 +184,17 @@ function unlocked(path: string): StateLock {
   return { path, release, [Symbol.asyncDispose]: release };
 }
 
-/** Removes a stale lock file (its OS lock is free: the holder is gone), else throws `busy`. */
-async function recoverOrThrow(
+/**
+ * Takes over a stale lock file in place (its OS lock is free: the holder is gone) and returns the
+ * held lock; `null` when the file went away or changed meanwhile (try again); else throws `busy`.
+ */
+async function takeOverOrThrow(
   path: string,
   options: StateLockOptions,
   busy: (record: LockRecord | null) => StateLockedError,
-): Promise<void> {
+): Promise<StateLock | null> {
   const info = await lstatOrNull(denoFileSystem, path);
-  if (info === null) return; // released meanwhile: try again
+  if (info === null) return null; // released meanwhile: try again
   if (entryKindProblem(info, "file") !== null) {
     throw new UsageError(
       `Refusing the lock file ${JSON.stringify(path)}: it is not a regular file; remove it`,
@@ -176,28 +205,33 @@ async function recoverOrThrow(
   try {
     file = await Deno.open(path, { read: true, write: true });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
+    if (e instanceof Deno.errors.NotFound) return null;
     throw new UsageError(
       `Cannot open the lock file ${JSON.stringify(path)}: ${errorMessage(e)}`,
     );
   }
   try {
     if (!(await file.tryLock(true))) throw busy(parseRecord(await readAll(file)));
+    // Locked; but if the name went to another file meanwhile (the holder released it, another
+    // process created a new one), this one is no longer the lock.
+    if (!(await designates(path, file))) {
+      file.close();
+      return null;
+    }
     const record = parseRecord(await readAll(file));
     const age = Date.now() - (info.mtime?.getTime() ?? 0);
     // Its creator may be between createNew and writing its record.
     if (record === null && age < FRESH_LOCK_MS) throw busy(null);
     options.logger.warn(
-      `Removing the stale lock ${JSON.stringify(path)} of ${
+      `Taking over the stale lock ${JSON.stringify(path)} of ${
         holderText(record)
       }: it is no longer running`,
       { path, pid: record?.pid },
     );
-    await Deno.remove(path).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-  } finally {
+    return await hold(path, file, options.command);
+  } catch (e) {
     file.close();
+    throw e;
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * Windows protection of the state directory: owned by Administrators, no inherited entries, only
  * SYSTEM and Administrators in its ACL, checked by reading the ACL back (`icacls` output parsed),
- * never assumed from a command's exit code. A folder someone else created first (any user may
- * create folders under ProgramData) is refused: its owner could have kept an open handle, planted
- * files or granted itself access again.
+ * never assumed from a command's exit code. The folder is created with that ACL in one call
+ * (never with inherited entries first), and the files in it are audited too. A folder someone else
+ * created first (any user may create folders under ProgramData) is refused: its owner could have
+ * kept an open handle, planted files or granted itself access again.
  */
 import { runChild } from "../child_process.ts";
 import { errorMessage, UsageError } from "../errors.ts";
@@ -108,6 +109,31 @@ export const OWNER_SCRIPT = "$p = $env:ONECONNECT_ACL_PATH; while ($p) { " +
   'Write-Output "$o`t$p" }; ' +
   "$p = Split-Path -LiteralPath $p -Parent }";
 
+/**
+ * PowerShell that prints `<owner SID>\t<path>` for each existing path of `ONECONNECT_ACL_PATHS`
+ * (joined by `|`, which no Windows path holds): the files in the state directory.
+ */
+export const FILE_OWNERS_SCRIPT = "foreach ($p in $env:ONECONNECT_ACL_PATHS.Split('|')) { " +
+  "if (Test-Path -LiteralPath $p) { " +
+  "$o = (Get-Acl -LiteralPath $p).GetOwner([System.Security.Principal.SecurityIdentifier]).Value; " +
+  'Write-Output "$o`t$p" } }';
+
+/**
+ * The state directory's security descriptor (SDDL): owner Administrators, protected (nothing
+ * inherited), full control for SYSTEM and Administrators, inherited by everything created inside.
+ */
+export const STATE_DIR_SDDL = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/**
+ * PowerShell (on .NET Framework, as Windows PowerShell 5.1 is) that creates the folder
+ * `ONECONNECT_ACL_PATH` (and missing parents) with {@linkcode STATE_DIR_SDDL} in the one
+ * CreateDirectory call: it never exists with inherited entries another user could open it by.
+ */
+export const CREATE_RESTRICTED_SCRIPT = "$ErrorActionPreference = 'Stop'; " +
+  "$s = New-Object System.Security.AccessControl.DirectorySecurity; " +
+  `$s.SetSecurityDescriptorSddlForm('${STATE_DIR_SDDL}'); ` +
+  "[void][System.IO.Directory]::CreateDirectory($env:ONECONNECT_ACL_PATH, $s)";
+
 /** Parses {@linkcode OWNER_SCRIPT} output into owner SIDs by path. */
 export function parseOwners(output: string): Array<{ sid: string; path: string }> {
   const owners: Array<{ sid: string; path: string }> = [];
@@ -174,10 +200,10 @@ export class WindowsAcl {
   }
 
   /**
-   * Refuses `dir` if it (unless `ancestorsOnly`, for a folder just created) or a directory above
-   * it is owned by anyone but SYSTEM or Administrators (TrustedInstaller too above it).
+   * Refuses `dir` if it or a directory above it is owned by anyone but SYSTEM or Administrators
+   * (TrustedInstaller too above it).
    */
-  async requireOwners(dir: string, ancestorsOnly = false): Promise<void> {
+  async requireOwners(dir: string): Promise<void> {
     let owners: Array<{ sid: string; path: string }>;
     const output = await this.#exec(
       POWERSHELL_PATH,
@@ -195,7 +221,6 @@ export class WindowsAcl {
       throw new UsageError(`Cannot read the owner of ${JSON.stringify(dir)}: no answer for it`);
     }
     for (const [i, { sid, path }] of owners.entries()) {
-      if (i === 0 && ancestorsOnly) continue;
       const trusted = sid === SYSTEM_SID || sid === ADMINISTRATORS_SID ||
         (i > 0 && sid === TRUSTED_INSTALLER_SID);
       if (trusted) continue;
@@ -224,25 +249,65 @@ export class WindowsAcl {
   /** Refuses `dir` unless its owners are ours and its ACL holds only SYSTEM and Administrators. */
   async audit(dir: string): Promise<void> {
     await this.requireOwners(dir);
-    const foreign = foreignEntries(await this.read(dir));
-    if (foreign.length > 0) {
-      const who = foreign[0]!.principal;
+    refuseForeign(dir, await this.read(dir));
+  }
+
+  /**
+   * Refuses any of `files` (those that exist) owned by anyone but SYSTEM or Administrators or
+   * whose ACL grants anyone else: a file planted, or re-granted by its owner, keeps its own ACL
+   * whatever its folder's says. One PowerShell for the owners, one icacls per file.
+   */
+  async auditFiles(files: string[]): Promise<void> {
+    if (files.length === 0) return;
+    const output = await this.#exec(
+      POWERSHELL_PATH,
+      ["-NoProfile", "-NonInteractive", "-Command", FILE_OWNERS_SCRIPT],
+      { ONECONNECT_ACL_PATHS: files.join("|") },
+    );
+    let owners: Array<{ sid: string; path: string }>;
+    try {
+      owners = parseOwners(output);
+    } catch (e) {
       throw new UsageError(
-        `Refusing ${JSON.stringify(dir)}: its ACL grants ${
-          JSON.stringify(who)
-        }, not only SYSTEM and Administrators; as an administrator run: ${
-          asAdmin(ICACLS_PATH, [dir, "/remove", removeArgument(who)])
-        }`,
+        `Cannot read the owners of ${JSON.stringify(files[0])}: ${errorMessage(e)}`,
       );
+    }
+    for (const { sid, path } of owners) {
+      if (!files.includes(path)) {
+        throw new UsageError(`Cannot read the owner of ${JSON.stringify(path)}: not asked for`);
+      }
+      if (sid !== SYSTEM_SID && sid !== ADMINISTRATORS_SID) {
+        throw new UsageError(
+          `Refusing ${
+            JSON.stringify(path)
+          }: it is owned by ${sid}, not SYSTEM or Administrators, so that account controls it; check its contents, then as an administrator run: ${
+            asAdmin(ICACLS_PATH, [path, "/setowner", `*${ADMINISTRATORS_SID}`])
+          }`,
+        );
+      }
+      refuseForeign(path, await this.read(path));
     }
   }
 
   /**
-   * Makes `dir` ours: refuses one created by someone else (`created` false and a foreign owner),
-   * sets the owner to Administrators, removes inheritance and every other entry, then audits.
+   * Creates `dir` restricted from its first moment ({@linkcode CREATE_RESTRICTED_SCRIPT}); then
+   * {@linkcode secure} checks and reads it back like any other.
    */
-  async secure(dir: string, created: boolean): Promise<void> {
-    await this.requireOwners(dir, created);
+  async createRestricted(dir: string): Promise<void> {
+    await this.#exec(
+      POWERSHELL_PATH,
+      ["-NoProfile", "-NonInteractive", "-Command", CREATE_RESTRICTED_SCRIPT],
+      { ONECONNECT_ACL_PATH: dir },
+    );
+  }
+
+  /**
+   * Makes `dir` ours: refuses one owned by someone else (a folder someone created first, or
+   * planted between our creating it and now), sets the owner to Administrators, removes
+   * inheritance and every other entry, then audits.
+   */
+  async secure(dir: string): Promise<void> {
+    await this.requireOwners(dir);
     await this.#exec(ICACLS_PATH, icaclsOwnerArgs(dir));
     await this.#exec(ICACLS_PATH, icaclsRestrictArgs(dir));
     for (const entry of foreignEntries(await this.read(dir))) {
@@ -250,4 +315,18 @@ export class WindowsAcl {
     }
     await this.audit(dir);
   }
+}
+
+/** Refuses `path` when its ACL `entries` grant or deny anyone but SYSTEM and Administrators. */
+function refuseForeign(path: string, entries: AclEntry[]): void {
+  const foreign = foreignEntries(entries);
+  if (foreign.length === 0) return;
+  const who = foreign[0]!.principal;
+  throw new UsageError(
+    `Refusing ${JSON.stringify(path)}: its ACL grants ${
+      JSON.stringify(who)
+    }, not only SYSTEM and Administrators; as an administrator run: ${
+      asAdmin(ICACLS_PATH, [path, "/remove", removeArgument(who)])
+    }`,
+  );
 }

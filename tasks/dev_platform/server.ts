@@ -2,6 +2,8 @@ import { timingSafeEqual } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 import { ContractValidator } from "./contract_validator.ts";
+import { writeFileAtomic } from "../../src/file_system.ts";
+import { denoOwnershipHost, requireSafeParents } from "../../src/state/ownership.ts";
 import {
   agentIdsOf,
   createDevCa,
@@ -312,8 +314,9 @@ async function openDevCa(dataDir: string): Promise<DevCa> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const ca = await createDevCa();
-  await Deno.writeTextFile(caKeyFile, ca.keyPem, { mode: 0o600 });
-  await Deno.writeTextFile(caFile, ca.certPem, { mode: 0o644 });
+  // Never through a name someone else planted: temp file created exclusively, then renamed.
+  await writeFileAtomic(caKeyFile, ca.keyPem, 0o600);
+  await writeFileAtomic(caFile, ca.certPem, 0o644);
   return ca;
 }
 
@@ -350,6 +353,11 @@ export async function startDevPlatform(opts: DevPlatformOptions = {}): Promise<D
   let server: { certPem: string; keyPem: string };
   let store: PlatformStore;
   try {
+    // Often run as root (CI): a data directory another user can write is refused, as for the
+    // agent's state (docs/security.md, write paths).
+    if (!ownsDataDir) {
+      await requireSafeParents(join(dataDir, "state.json"), denoOwnershipHost, "data directory");
+    }
     await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
     devCa = await openDevCa(dataDir);
     // The TLS certificates follow the real clock: a skewed platform clock must not break TLS.

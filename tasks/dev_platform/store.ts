@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
+import { writeFileAtomic } from "../../src/file_system.ts";
 
 /** What the platform knows about one agent (as returned by `agents()` and the admin API). */
 export const AgentRecordSchema = z.object({
@@ -261,11 +262,8 @@ export class PlatformStore {
       heartbeats: this.#heartbeats.slice(-PERSISTED_HEARTBEATS),
     };
     const text = JSON.stringify(state, null, 2);
-    this.#writing = this.#writing.then(async () => {
-      const tmp = `${file}.tmp`;
-      await Deno.writeTextFile(tmp, text, { mode: 0o600 });
-      await Deno.rename(tmp, file);
-    });
+    // The agent's atomic write: a fixed temp name written with truncation would follow a symlink.
+    this.#writing = this.#writing.then(() => writeFileAtomic(file, text, 0o600));
     return this.#writing;
   }
 }

@@ -439,3 +439,32 @@ export async function statusJson(stateDir: string): Promise<Record<string, unkno
   assert.equal(result.code, 0, result.stderr);
   return JSON.parse(result.stdout);
 }
+
+/** What (f)stat says of a regular file: mode 0600 and root's unless told. */
+export function regularFile(
+  { uid = 0, size = 0, mode = 0o600 }: { uid?: number | null; size?: number; mode?: number } = {},
+): Deno.FileInfo {
+  return {
+    isFile: true,
+    isDirectory: false,
+    isSymlink: false,
+    uid,
+    size,
+    mode: 0o100000 | mode,
+  } as Deno.FileInfo;
+}
+
+/** Adds every `.ts` file under `root/dir` (recursively) to `out`, keyed by its path from `root`. */
+export async function sourceFiles(
+  root: string,
+  dir: string,
+  out: Map<string, string>,
+): Promise<void> {
+  for await (const entry of Deno.readDir(join(root, dir))) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await sourceFiles(root, path, out);
+    else if (entry.isFile && path.endsWith(".ts")) {
+      out.set(path, await Deno.readTextFile(join(root, path)));
+    }
+  }
+}

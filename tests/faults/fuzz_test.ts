@@ -17,6 +17,7 @@ import {
 import { readFileConfig } from "../../src/config.ts";
 import { AgentError, NotEnrolledError, PlatformError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
+import { regularFile } from "../_support/helpers.ts";
 import { HeartbeatSchedule, parseIntervalHint } from "../../src/heartbeat/schedule.ts";
 import { IdentityStore } from "../../src/state/identity_store.ts";
 import { clearSecrets, createLogger, redact, registerSecret } from "../../src/log.ts";
@@ -237,7 +238,9 @@ Deno.test("fuzz: agent.json parsing throws only UsageError and never echoes a pr
           // not an object: used as is
         }
         try {
-          await readFileConfig("/state", { readTextFile: () => Promise.resolve(text) });
+          await readFileConfig("/state", {
+            readConfigFile: () => Promise.resolve({ text, info: regularFile() }),
+          });
         } catch (e) {
           assert.ok(e instanceof UsageError, `not a UsageError: ${e}`);
           assert.doesNotMatch(e.message, /\n/);
