@@ -100,7 +100,11 @@ Deno.test({
       assert.equal(await box.sh("dpkg-query -W -f='${Version}' oneconnect-agent"), "0.1.1");
       assert.equal((await unitState(box)).ActiveState, "active");
       const seen = platform.heartbeats().length;
-      await until(() => platform.heartbeats().length > seen, "a heartbeat after the upgrade");
+      await until(
+        () => platform.heartbeats().length > seen,
+        "a heartbeat after the upgrade",
+        60_000,
+      );
       assert.ok(platform.heartbeats().every((h) => h.agent_id === agentId));
     });
 
