@@ -163,7 +163,11 @@ Deno.test("run --once: transport faults (refused, DNS, TLS, reset, slow drip, 50
         /^error: Cannot send heartbeat: platform answered 200 with a body larger than 1048576 bytes; refused$/,
         { kind: "response_too_large", http_status: 200 },
       ));
-    assert.ok(sent < 8 * 1024 * 1024, `the agent read ${sent} bytes`);
+    // `sent` counts what the server handed to its socket, not what the agent read: loopback's
+    // receive buffer autotunes (tcp_rmem's maximum is 32 MiB here), so on a loaded machine several
+    // MiB sit in kernel buffers the agent never reads (9.1 MB seen under the full suite). An agent
+    // that read the whole body would account for all 50 MiB.
+    assert.ok(sent < 16 * 1024 * 1024, `the server sent ${sent} bytes before the agent hung up`);
   }
   // Only the first beat was accepted; every fault answered instead of the platform.
   assert.equal(h.platform.heartbeats().length, 1);
