@@ -109,6 +109,20 @@ export function fileErrorReason(e: unknown, path?: string, lookup = false): stri
 }
 
 /**
+ * {@linkcode fileErrorReason} for a failed read of `path`: when the permission error came from the
+ * lookup (a directory above it cannot be searched), it says that whether the file exists is unknown.
+ */
+export async function readErrorReason(
+  e: unknown,
+  path: string,
+  lstat: (path: string) => Promise<Deno.FileInfo>,
+): Promise<string> {
+  const lookup = e instanceof Deno.errors.PermissionDenied &&
+    await lstat(path).then(() => false, () => true);
+  return fileErrorReason(e, path, lookup);
+}
+
+/**
  * `lstat` of `path`, or `null` when it does not exist; any other failure is a UsageError naming
  * the path. Never follows a symbolic link, so callers can refuse one.
  */
@@ -151,14 +165,18 @@ export interface HandleRead {
 export type ReadRefusal = "symlink" | "other" | "replaced" | "too-large";
 
 /** Why a {@linkcode ReadRefusal} stopped the read, and what to do, for an error message. */
-export function readRefusalReason(refusal: ReadRefusal, maxBytes: number): string {
+export function readRefusalReason(
+  refusal: ReadRefusal,
+  maxBytes: number,
+  place = "its directory",
+): string {
   switch (refusal) {
     case "symlink":
       return "it is a symbolic link; replace it with a regular file";
     case "other":
       return "it is not a file";
     case "replaced":
-      return "it was replaced while being read; check who else writes its directory";
+      return `it was replaced while being read; check who else writes ${place}`;
     case "too-large":
       return `it is larger than ${maxBytes} bytes`;
   }

@@ -6,7 +6,7 @@
  * read without following a symbolic link.
  */
 import { UsageError } from "./errors.ts";
-import { fileErrorReason, readRefusalReason, readRegularFile } from "./file_system.ts";
+import { readErrorReason, readRefusalReason, readRegularFile } from "./file_system.ts";
 import { auditConfigFile, type OwnershipHost, requireSafeParents } from "./state/ownership.ts";
 
 /** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
@@ -31,7 +31,11 @@ export async function readSystemConfigText(
       return undefined;
     }
     throw new UsageError(
-      `Cannot read configuration ${JSON.stringify(path)}: ${fileErrorReason(e, path, true)}`,
+      `Cannot read configuration ${JSON.stringify(path)}: ${await readErrorReason(
+        e,
+        path,
+        (p) => ownership.lstat(p),
+      )}`,
     );
   }
   if (typeof read === "string") {

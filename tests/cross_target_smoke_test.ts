@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
+import { FILESYSTEM_FIELDS } from "../src/platform/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
 import { enrollArgs, runAgent, tempDir } from "./_support/helpers.ts";
 
@@ -30,7 +31,15 @@ Deno.test("cross-target: agent --version and inventory report its own OS and arc
   const inventory = await runAgent(["inventory"], { deadlineMs: DEADLINE_MS });
   assert.equal(inventory.code, 0, inventory.stderr);
   assert.equal(inventory.stderr, "");
-  const t = TelemetrySchema.parse(JSON.parse(inventory.stdout));
+  // `inventory` labels each filesystem for people; the wire keeps tuples in FILESYSTEM_FIELDS order.
+  const printed = JSON.parse(inventory.stdout);
+  const mounts = printed.metrics?.filesystems?.mounts;
+  if (Array.isArray(mounts)) {
+    printed.metrics.filesystems.mounts = mounts.map((m: Record<string, unknown>) =>
+      FILESYSTEM_FIELDS.map((name) => m[name])
+    );
+  }
+  const t = TelemetrySchema.parse(printed);
   assert.equal(t.host.arch, EXPECTED_ARCH, "the agent ran on the target's architecture");
   assert.equal(t.host.os, EXPECTED_OS, "the agent ran on the target's operating system");
   assert.ok((t.host.cpu_count ?? 0) >= 1);

@@ -173,7 +173,7 @@ Deno.test(
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      `error: Cannot inspect ${
+      `error: Cannot read configuration ${
         JSON.stringify(join(t.system, "agent.json"))
       }: permission denied (this user cannot look inside ${
         JSON.stringify(t.system)

@@ -5,10 +5,10 @@ import { AgentError, UsageError } from "../src/errors.ts";
 import {
   formatChecks,
   type PreflightCheck,
-  type PreflightNetwork,
   type PreflightTarget,
   runPreflight,
 } from "../src/enrollment/preflight.ts";
+import type { PreflightNetwork } from "../src/enrollment/preflight_network.ts";
 import { preflightCommand } from "../src/commands/preflight.ts";
 import { createDevCa, startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { runAgent, tempDir } from "./_support/helpers.ts";

@@ -1,9 +1,12 @@
 /** docs/security.md, the threat model: every test it names exists, and its platform claims hold. */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { BIN_PATH } from "../tasks/package/layout.ts";
+import { MACOS_BINARY_PATH } from "../tasks/package/macos_pkg.ts";
 import { agentPermissionFlags, RUN_ONLY_FLAGS } from "../tasks/permissions.ts";
-import { sourceFiles, tempDir } from "./_support/helpers.ts";
+import { repoPath, sourceFiles, tempDir } from "./_support/helpers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = repoPath();
 
 /** Literal test names, and template names (`${…}` parts) as patterns, of every test file. */
 async function testNames(): Promise<{ literal: Set<string>; templates: RegExp[] }> {
@@ -26,7 +29,7 @@ async function testNames(): Promise<{ literal: Set<string>; templates: RegExp[] 
 }
 
 Deno.test("docs/security.md names only tests that exist, and each defence row names one", async () => {
-  const doc = await Deno.readTextFile(`${ROOT}docs/security.md`);
+  const doc = await Deno.readTextFile(join(ROOT, "docs", "security.md"));
   const { literal, templates } = await testNames();
   const rows = doc.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| Defence"));
   const defenceRows = rows.filter((l) => l.split(" | ").length === 2 && !/^\|\s*-+\s*\|/.test(l));
@@ -68,7 +71,12 @@ Deno.test("the platform cannot make the agent run anything: constant programs, n
   const run = flags.find((f) => f.startsWith("--allow-run="));
   assert.ok(run, "--allow-run is a list");
   const programs = run.slice("--allow-run=".length).split(",");
-  for (const program of programs) {
+  // The agent's own executable, where the packages install it: the PAC evaluator is the agent
+  // started again (`Deno.execPath()`, in src/proxy/pac.ts only), never a path from data.
+  const self = new Set([BIN_PATH, MACOS_BINARY_PATH]);
+  const pac = files.get(join("src", "proxy", "pac.ts")) ?? "";
+  assert.match(pac, /new Deno\.Command\(Deno\.execPath\(\),/);
+  for (const program of programs.filter((p) => !self.has(p))) {
     assert.match(program, /^(\/(usr\/)?s?bin\/[a-z_]+|C:\\Windows\\System32\\[\w\\.]+\.exe)$/);
     const literal = JSON.stringify(program).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
     const constant = new RegExp(`const [A-Z][A-Z0-9_]* = ${literal};`);

@@ -14,13 +14,14 @@ function codeNames(text: string): string[] {
 }
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+const securityDoc = await Deno.readTextFile(new URL("../docs/security.md", import.meta.url));
 
-Deno.test("the variables the agent clears are exactly the README's list (security model)", () => {
-  const bullet = /\*\*The environment cannot widen trust\.\*\*[\s\S]*?\n- \*\*/.exec(readme)?.[0];
-  assert.ok(bullet, 'README has the "The environment cannot widen trust" bullet');
-  const cleared = /The first thing `main\.ts` does\s+is clear ([\s\S]*?) to empty/.exec(bullet)
+Deno.test("the variables the agent clears are exactly the threat model's list (docs/security.md)", () => {
+  const bullet = /### The environment cannot widen trust\n[\s\S]*?\n\|/.exec(securityDoc)?.[0];
+  assert.ok(bullet, 'docs/security.md has the "The environment cannot widen trust" section');
+  const cleared = /The first thing `main\.ts` does\s+is\s+clear ([\s\S]*?) to empty/.exec(bullet)
     ?.[1];
-  assert.ok(cleared, "the bullet says which variables main.ts clears");
+  assert.ok(cleared, "the section says which variables main.ts clears");
   assert.deepEqual(codeNames(cleared), [...TRUST_VARIABLES].sort());
 });
 

@@ -1,11 +1,7 @@
 import type { CommandContext } from "../context.ts";
 import { AgentError, ExitCode } from "../errors.ts";
-import {
-  formatChecks,
-  preflight,
-  type PreflightNetwork,
-  type PreflightOptions,
-} from "../enrollment/preflight.ts";
+import { formatChecks, preflight, type PreflightOptions } from "../enrollment/preflight.ts";
+import type { PreflightNetwork } from "../enrollment/preflight_network.ts";
 
 /**
  * `enroll --check`: prints one line per check and succeeds only when none failed (a warning or a

@@ -14,7 +14,12 @@ import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 import { safeMessage } from "./sanitize.ts";
 
 /** Where journalctl is, as allowed in `tasks/permissions.flags` (never looked up via PATH). */
-export const JOURNALCTL_PATHS: readonly string[] = ["/usr/bin/journalctl", "/bin/journalctl"];
+/** journalctl where Debian, Fedora and most distributions install it. */
+export const JOURNALCTL = "/usr/bin/journalctl";
+/** journalctl on distributions that keep it in /bin (no merged /usr). */
+export const JOURNALCTL_BIN = "/bin/journalctl";
+/** Where journalctl is looked for, in order. */
+export const JOURNALCTL_PATHS: readonly string[] = [JOURNALCTL, JOURNALCTL_BIN];
 /** The systemd unit (packaging/systemd). */
 export const SYSTEMD_UNIT = "oneconnect-agent";
 /** The launchd daemon's log file (packaging/launchd). */

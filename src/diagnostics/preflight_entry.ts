@@ -7,12 +7,8 @@
  */
 import type { CommandContext } from "../context.ts";
 import { timeoutSignal } from "../deadline.ts";
-import {
-  denoPreflightNetwork,
-  preflight,
-  type PreflightCheck,
-  type PreflightNetwork,
-} from "../enrollment/preflight.ts";
+import { preflight, type PreflightCheck } from "../enrollment/preflight.ts";
+import { denoPreflightNetwork, type PreflightNetwork } from "../enrollment/preflight_network.ts";
 import { errorMessage } from "../errors.ts";
 import type { Identity } from "../state/identity_store.ts";
 import { trustOf } from "../trust/trust_source.ts";

@@ -5,13 +5,8 @@
  * `<state-dir>/enrollment.token` (0600). The token is never printed.
  */
 import type { CommandContext } from "../context.ts";
-import {
-  ENV_VARS,
-  type FileConfig,
-  FileConfigSchema,
-  parseConfigText,
-  parsePlatformUrl,
-} from "../config.ts";
+import { ENV_VARS, parsePlatformUrl } from "../config.ts";
+import { type FileConfig, FileConfigSchema, parseConfigText } from "../config_file.ts";
 import { readSystemConfigText } from "../system_config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, dirname, type FileSystem, lstatOrNull, resolve } from "../file_system.ts";

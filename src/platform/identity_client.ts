@@ -1,5 +1,5 @@
 import type { ClockOffset } from "./clock_offset.ts";
-import type { AuthMode } from "../config.ts";
+import type { AuthMode } from "../config_file.ts";
 import type { Identity } from "../state/identity_store.ts";
 import type { Logger } from "../log.ts";
 import type { CommandContext } from "../context.ts";
