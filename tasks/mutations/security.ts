@@ -1,5 +1,5 @@
 /**
- * One-line regressions of the security promises (README "Security model"): redaction, trust, the
+ * One-line regressions of the security promises (docs/security.md): redaction, trust, the
  * identity store, the state lock and the enrollment token. `deno task mutate` runs them; every one
  * must be killed by its covering tests before a release (docs/development.md, "Mutation checks").
  */
@@ -45,15 +45,15 @@ export const mutations: Mutation[] = [
   {
     promise: "a user-only credential in a URL is redacted",
     file: "src/log.ts",
-    original: "[^\\s/@:]+(?::[^\\s/@]*)?@/gi",
-    replacement: "[^\\s/@:]+(?::[^\\s/@]*)@/gi",
+    original: "[^\\s/@:]+(?::[^\\s/@]*)?@/g,",
+    replacement: "[^\\s/@:]+(?::[^\\s/@]*)@/g,",
     tests: REDACTION_TESTS,
   },
   {
     promise: "password= values are redacted",
     file: "src/log.ts",
-    original: "(?:[a-z_]*token|password|passwd|secret|private_key|api_key)",
-    replacement: "(?:[a-z_]*token|passwd|secret|private_key|api_key)",
+    original: "(?:(?<![a-z_])[a-z_]*token|password|passwd|secret|private_key|api_key)",
+    replacement: "(?:(?<![a-z_])[a-z_]*token|passwd|secret|private_key|api_key)",
     tests: REDACTION_TESTS,
   },
   {
@@ -231,16 +231,16 @@ export const mutations: Mutation[] = [
   },
   {
     promise: "a token file that is a symlink is refused as one",
-    file: "src/enrollment/enrollment_token.ts",
-    original: 'if (problem === "symlink") {',
-    replacement: 'if (problem === "symlink" && false) {',
+    file: "src/file_system.ts",
+    original: "if (problem !== null) return problem;",
+    replacement: 'if (problem === "other") return problem;',
     tests: ["tests/enrollment_token_test.ts"],
   },
   {
     promise: "a token file over 64 KiB is refused",
     file: "src/enrollment/enrollment_token.ts",
-    original: "if (info.size > MAX_TOKEN_BYTES) {",
-    replacement: "if (info.size > MAX_TOKEN_BYTES * 1024) {",
+    original: "const MAX_TOKEN_BYTES = 64 * 1024;",
+    replacement: "const MAX_TOKEN_BYTES = 64 * 1024 * 1024;",
     tests: ["tests/enrollment_token_test.ts"],
   },
   {
@@ -249,5 +249,20 @@ export const mutations: Mutation[] = [
     original: "readCapped(stream, MAX_TOKEN_BYTES)",
     replacement: "readCapped(stream, MAX_TOKEN_BYTES * 1024)",
     tests: ["tests/enrollment_token_test.ts"],
+  },
+  // Durable writes (src/file_system.ts): temp file, fsync, rename, fsync of the directory.
+  {
+    promise: "a durable write fsyncs the temp file before the rename",
+    file: "src/file_system.ts",
+    original: "      file.syncSync();",
+    replacement: "      // file.syncSync();",
+    tests: ["tests/file_system_durability_test.ts"],
+  },
+  {
+    promise: "a durable write fsyncs the directory after the rename",
+    file: "src/file_system.ts",
+    original: "  handle.syncSync();",
+    replacement: "  // handle.syncSync();",
+    tests: ["tests/file_system_durability_test.ts"],
   },
 ];
