@@ -194,11 +194,8 @@ export class IdentityStore {
     try {
       platformUrl = parsePlatformUrl(identity.platform_url, IDENTITY_FILE_NAME);
     } catch {
-      throw unsafe(
-        `"platform_url" ${
-          JSON.stringify(identity.platform_url)
-        } is neither https:// nor http:// on loopback`,
-      );
+      // The value is never shown, as for schema errors: a damaged file may hold a secret there.
+      throw unsafe(`"platform_url" is neither https:// nor http:// on loopback`);
     }
     // An identity enrolled on the OS trust store may hold no CA; any other needs one to pin.
     if (
