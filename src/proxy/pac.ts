@@ -202,7 +202,8 @@ export async function evaluatePac(
 }
 
 /**
- * Kills `child` once its resident memory passes `limitMb` (Linux `/proc/<pid>/status`); stops
+ * Kills `child` once its resident memory passes `limitMb` (Linux `/proc/<pid>/status`; Deno 2.9.6
+ * refuses /proc to the agent's own permissions, so in production the time limit bounds it); stops
  * watching where that file cannot be read.
  */
 function watchResidentMemory(child: Deno.ChildProcess, limitMb: number) {
