@@ -8,10 +8,11 @@
  * Calls may overlap (two terminals, a test and a script), so bundles are content-addressed:
  * `dist/bundles/<hash>/`, `<hash>` naming what it was built from ({@linkcode sourceHash}), and
  * `dist/bundle` is a symlink to the current one, switched by renaming a new link over it (atomic:
- * a reader sees the old bundle or the new one, never none). Deno resolves a module's lazy imports
- * against the path it was started by, symlink or not, so whoever must keep its own chunks while
- * another call re-bundles starts the real path (`deno task agent`, the tests' entry): a superseded
- * bundle stays for {@linkcode KEEP_SUPERSEDED_MS}. An unchanged source skips the build.
+ * a reader sees the old bundle or the new one, never none). Deno 2.9.6 resolves a lazy import
+ * (`--unstable-lazy-dynamic-imports`, as the agent runs) against the path the process started by,
+ * symlink or not (tests/bundle_race_test.ts), so whoever must keep its own chunks while another
+ * call re-bundles starts the real path (`deno task agent`, the tests' entry): a superseded bundle
+ * stays for {@linkcode KEEP_SUPERSEDED_MS}. An unchanged source skips the build.
  * Where symlinks cannot be made (Windows without Developer Mode), `dist/bundle` is a directory
  * replaced by remove and rename, as before: briefly missing while another call switches.
  *

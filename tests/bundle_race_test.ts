@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { repoPath, RUN_DEADLINE_MS, runAgent, tempDir, withDeadline } from "./_support/helpers.ts";
+import {
+  feedStdin,
+  repoPath,
+  RUN_DEADLINE_MS,
+  runAgent,
+  tempDir,
+  withDeadline,
+} from "./_support/helpers.ts";
 import { BUNDLE_DIR, BUNDLE_STORE, pruneBundles, sourceHash, STAMP_FILE } from "../tasks/bundle.ts";
 import { copyTree } from "../tasks/mutate.ts";
 
@@ -197,4 +204,60 @@ Deno.test("bundle: superseded bundles are pruned after the grace period, never t
   const left = [];
   for await (const e of Deno.readDir(tmp.path)) left.push(e.name);
   assert.deepEqual(left.sort(), [".lock", "current", "recent"]);
+});
+
+Deno.test({
+  name:
+    "bundle: Deno resolves a lazy import against the symlinked path it started, hence the real path",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using tmp = await tempDir("oneconnect-bundle-symlink-");
+    for (const name of ["a", "b"]) {
+      await Deno.mkdir(join(tmp.path, "bundles", name), { recursive: true });
+      await Deno.writeTextFile(
+        join(tmp.path, "bundles", name, "main.js"),
+        `console.log("ready");
+await Deno.stdin.read(new Uint8Array(1));
+console.log((await import("./chunk.js")).name);`,
+      );
+      await Deno.writeTextFile(
+        join(tmp.path, "bundles", name, "chunk.js"),
+        `export const name = "${name}";`,
+      );
+    }
+    const link = join(tmp.path, "bundle");
+    await Deno.symlink("bundles/a", link);
+    /** Starts a's main.js, switches the link to b once it runs, then lets it import its chunk. */
+    const chunkAfterSwitch = async (by: "link" | "real path") => {
+      await Deno.remove(link);
+      await Deno.symlink("bundles/a", link);
+      const entry = by === "link"
+        ? join(link, "main.js")
+        : await Deno.realPath(join(link, "main.js"));
+      const child = withDeadline(
+        new Deno.Command(Deno.execPath(), {
+          // As the agent runs (tasks/permissions.flags): a dynamic import loads when it runs.
+          args: ["run", "--quiet", "--allow-read", "--unstable-lazy-dynamic-imports", entry],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn(),
+        RUN_DEADLINE_MS,
+        entry,
+      );
+      const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assert.equal((await lines.read()).value, "ready\n");
+      await Deno.symlink("bundles/b", `${link}.next`);
+      await Deno.rename(`${link}.next`, link);
+      await feedStdin(child, "\n");
+      const { value } = await lines.read();
+      lines.releaseLock();
+      assert.equal((await child.status).code, 0);
+      return value?.trim();
+    };
+    // Started by the link: the chunk of the bundle switched to (which, with hashed chunk names,
+    // would not exist). Started by the real path: its own.
+    assert.equal(await chunkAfterSwitch("link"), "b");
+    assert.equal(await chunkAfterSwitch("real path"), "a");
+  },
 });
