@@ -8,7 +8,14 @@ import {
   tempDir,
   withDeadline,
 } from "./_support/helpers.ts";
-import { BUNDLE_DIR, BUNDLE_STORE, pruneBundles, sourceHash, STAMP_FILE } from "../tasks/bundle.ts";
+import {
+  BUNDLE_DIR,
+  BUNDLE_ENTRY,
+  BUNDLE_STORE,
+  pruneBundles,
+  sourceHash,
+  STAMP_FILE,
+} from "../tasks/bundle.ts";
 import { copyTree } from "../tasks/mutate.ts";
 
 /** Everything `deno task bundle` and `deno task agent` need: a scratch repository of its own. */
@@ -260,4 +267,43 @@ console.log((await import("./chunk.js")).name);`,
     assert.equal(await chunkAfterSwitch("link"), "b");
     assert.equal(await chunkAfterSwitch("real path"), "a");
   },
+});
+
+Deno.test("bundle: where no symlink can be made, dist/bundle is a directory replaced as before", async () => {
+  await using tmp = await tempDir("oneconnect-bundle-nolink-");
+  const root = await scratchRepo(tmp.path);
+  // Deno.symlink needs unscoped --allow-write: scoped, it fails as on Windows without the
+  // privilege, and the fallback runs.
+  const bundleWithoutSymlinks = async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-read",
+        `--allow-write=${join(root, "dist")}`,
+        "--allow-run",
+        "tasks/bundle.ts",
+      ],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const out = await withDeadline(child, RUN_DEADLINE_MS, "tasks/bundle.ts").output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const link = await Deno.lstat(join(root, BUNDLE_DIR));
+    assert.ok(link.isDirectory && !link.isSymlink);
+    return await current(root);
+  };
+  const first = await bundleWithoutSymlinks();
+  assert.equal(first.dir, await Deno.realPath(join(root, BUNDLE_DIR)));
+  assert.equal(first.hash, await sourceHash(root));
+  const built = await Deno.stat(join(first.dir, "main.js"));
+  assert.deepEqual(await bundleWithoutSymlinks(), first);
+  assert.equal((await Deno.stat(join(first.dir, "main.js"))).ino, built.ino);
+  await Deno.writeTextFile(join(root, "src/unused.ts"), "export const unused = 1;\n");
+  assert.equal((await bundleWithoutSymlinks()).hash, await sourceHash(root));
+  const inventory = await runAgent(["--state-dir", tmp.path, "inventory"], {
+    entry: join(root, BUNDLE_ENTRY),
+  });
+  assert.equal(inventory.code, 0, inventory.stderr);
 });
