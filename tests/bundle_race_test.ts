@@ -84,6 +84,8 @@ Deno.test({
     assert.equal((await Deno.lstat(join(root, BUNDLE_DIR))).isSymlink, true);
     assert.equal(a.dir, join(await Deno.realPath(join(root, BUNDLE_STORE)), a.hash));
     const chunkA = await inventoryChunk(a.dir);
+    const ino = async (dir: string) => (await Deno.stat(join(dir, "main.js"))).ino;
+    const builds = new Map([[a.dir, await ino(a.dir)]]);
 
     // Readers start from the real path, as `deno task agent` and the tests do, over and over
     // while the sources flip and two bundlers at a time switch the link.
@@ -125,6 +127,7 @@ Deno.test({
           const b = await current(root);
           assert.notEqual(b.hash, a.hash);
           assert.notEqual(await inventoryChunk(b.dir), chunkA);
+          builds.set(b.dir, await ino(b.dir));
           const old = await runAgent(["--state-dir", state, "inventory"], {
             entry: join(a.dir, "main.js"),
           });
@@ -140,6 +143,7 @@ Deno.test({
     // The sources flipped between two bundles, each built once and then switched back to.
     assert.equal(seen.size, 2, `${[...seen]}`);
     assert.ok(seen.has(a.hash));
+    for (const [dir, built] of builds) assert.equal(await ino(dir), built, `${dir} was rebuilt`);
     assert.ok(runs.length >= 3, `only ${runs.length} reader runs`);
     assert.ok(agentRuns >= 1);
     // Both bundles stay (superseded minutes ago at most), and the legacy directory aged in the store.
