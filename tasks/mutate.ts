@@ -38,7 +38,7 @@ export interface MutateOptions {
 const SKIPPED = new Set([".git", "dist", "node_modules"]);
 
 /** Copies `from` into `to` (files with their modes, symlinks as links), skipping {@linkcode SKIPPED}. */
-async function copyTree(from: string, to: string): Promise<void> {
+export async function copyTree(from: string, to: string): Promise<void> {
   await Deno.mkdir(to, { recursive: true });
   for await (const entry of Deno.readDir(from)) {
     if (SKIPPED.has(entry.name)) continue;

@@ -169,7 +169,7 @@ Deno.test("build type-checks once, bundles, then compiles the bundle for every t
   assert.deepEqual(FLAGS, flagsFile.split("\n").filter((l) => l.trim() !== ""));
   assert.match(
     denoJson.tasks.agent,
-    /deno task --quiet bundle && .*\$\(cat tasks\/permissions\.flags\) --allow-run=\$\(deno eval 'console\.log\(Deno\.execPath\(\)\)'\) dist\/bundle\/main\.js/,
+    /deno task --quiet bundle && .*\$\(cat tasks\/permissions\.flags\) --allow-run=\$\(deno eval 'console\.log\(Deno\.execPath\(\)\)'\) \$\(deno eval 'console\.log\(Deno\.realPathSync\(`dist\/bundle\/main\.js`\)\)'\)$/,
   );
 });
 

@@ -20,7 +20,9 @@ export function repoPath(...parts: string[]): string {
 /**
  * Absolute path of the CLI entry point the end-to-end tests spawn: the source, or what ships when
  * `ONECONNECT_TEST_ENTRY` names it (`deno task test` bundles first and sets it to
- * `dist/bundle/main.js`, so the suites run against the bundle).
+ * `dist/bundle/main.js`, so the suites run against the bundle). Its real path: `dist/bundle` is a
+ * symlink another `deno task bundle` may switch, and Deno finds lazy chunks beside the path it
+ * started (tasks/bundle.ts).
  */
 export const MAIN = testEntry();
 
@@ -29,11 +31,10 @@ function testEntry(): string {
   if (entry === undefined || entry === "") return repoPath("src", "main.ts");
   const path = isAbsolute(entry) ? entry : repoPath(entry);
   try {
-    Deno.statSync(path);
+    return Deno.realPathSync(path);
   } catch {
     throw new Error(`ONECONNECT_TEST_ENTRY "${entry}" does not exist: run deno task bundle`);
   }
-  return path;
 }
 
 /**
@@ -63,6 +64,8 @@ export interface RunAgentOptions {
   signal?: AbortSignal;
   /** Working directory of the child (default: the test's). */
   cwd?: string;
+  /** The entry point to run instead of {@linkcode MAIN}. */
+  entry?: string;
   /**
    * Milliseconds the child may live before it is SIGKILLed and the test fails (its `status` and
    * `output()` reject): a hung agent fails the test, never hangs it. Defaults to
@@ -143,7 +146,14 @@ export function spawnAgent(
   const env = childEnv({ NO_COLOR: "1", ...options.env });
   if (env.DENO_DIR === "") delete env.DENO_DIR;
   const child = new Deno.Command(AGENT_DENO, {
-    args: ["run", "--quiet", ...permissions, ...(options.denoFlags ?? []), MAIN, ...args],
+    args: [
+      "run",
+      "--quiet",
+      ...permissions,
+      ...(options.denoFlags ?? []),
+      options.entry ?? MAIN,
+      ...args,
+    ],
     env,
     clearEnv: true,
     cwd: options.cwd,

@@ -31,8 +31,8 @@ function agentBundle(): Promise<string> {
   bundleDir ??= (async () => {
     if (MAIN.endsWith("/main.js")) return dirname(MAIN);
     const dir = await Deno.makeTempDir({ prefix: "oneconnect-bundle-" });
-    await bundle(join(dir, "bundle"));
-    return join(dir, "bundle");
+    // The real directory: `bundle` is a symlink (tasks/bundle.ts), which `cp -a` would copy as one.
+    return dirname(await bundle(join(dir, "bundle")));
   })();
   return bundleDir;
 }
