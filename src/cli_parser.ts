@@ -1,7 +1,7 @@
 /**
  * A small table-driven argument parser: a {@linkcode Program}'s tables are its flags, its help text
  * and its validation at once. No argument library: a steady `run` must not pay for one (an npm
- * argument library loads Deno's npm/Node layer; README "Footprint" has the cost).
+ * argument library loads Deno's npm/Node layer; docs/footprint.md has the cost).
  *
  * @module
  */

@@ -4,7 +4,7 @@
  * Deno 2.9.6 still wakes the process at the deadline of a cleared timer (three times: tokio's
  * timer wheel cascades down to it), so a 15-s request timeout that a 50-ms heartbeat clears wakes
  * an idle agent 15 s later. A chain of ticks of at most {@linkcode DEADLINE_TICK_MS} ends within a
- * second of {@linkcode Deadline.clear}, inside the heartbeat it served (README "Footprint").
+ * second of {@linkcode Deadline.clear}, inside the heartbeat it served (docs/footprint.md).
  *
  * @module
  */

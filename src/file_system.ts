@@ -1,7 +1,7 @@
 import { errorMessage, UsageError } from "./errors.ts";
 
 // Path helpers of our own: importing node:path would start Deno's Node compat layer in a steady
-// `run` (README "Footprint" has the cost); state paths need only join, dirname, basename
+// `run` (docs/footprint.md has the cost); state paths need only join, dirname, basename
 // and resolve.
 const WINDOWS = Deno.build.os === "windows";
 const SEP = WINDOWS ? "\\" : "/";

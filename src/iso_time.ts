@@ -1,6 +1,6 @@
 /**
  * ISO 8601 UTC timestamps without `Date.prototype.toISOString`: in Deno 2.9.6 its first call maps
- * runtime data a process otherwise never touches (README "Footprint" has the cost), and a steady
+ * runtime data a process otherwise never touches (docs/footprint.md has the cost), and a steady
  * `run` formats timestamps on every heartbeat. Same output as `toISOString`, extended years too.
  *
  * @module

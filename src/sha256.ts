@@ -3,7 +3,7 @@
  *
  * Written out rather than called through WebCrypto: the first `crypto.subtle` call maps Deno's
  * WebCrypto code into the process for good, and a steady `run` hashes one host text of about a
- * kilobyte per process (README "Footprint"). Checked against WebCrypto and `openssl dgst` in
+ * kilobyte per process (docs/footprint.md). Checked against WebCrypto and `openssl dgst` in
  * `tests/sha256_test.ts`. Words are kept as signed 32-bit integers so that the interpreter does not
  * box them.
  *

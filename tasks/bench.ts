@@ -7,7 +7,7 @@
  * platform's interval (idle between beats), the dependency floors; then a diagnostic in-process
  * long run of the heartbeat loop, the wire cost, and a 10,000-agent fleet simulation of the
  * agent's own schedule code. Prints a table and writes `bench/results.json` with the commit it
- * measured; `deno task bench-readme` puts that table into README.md.
+ * measured; `deno task bench-readme` puts that table into docs/footprint.md.
  *
  * Usage: deno task bench [--quick] [--seconds N] [--levers] [--out FILE]
  *   --quick    90 s side by side (development): RSS is not yet on its plateau and the growth

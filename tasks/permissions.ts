@@ -19,7 +19,7 @@ export async function agentPermissionFlags(): Promise<string[]> {
 /**
  * The shared flags for `deno run` of the agent: the list, plus run access to this Deno itself,
  * which the agent starts again as its PAC evaluator (src/proxy/pac.ts). A compiled binary is its
- * own evaluator, allowed by its install path in the list (README "Proxy auto-config").
+ * own evaluator, allowed by its install path in the list (docs/networks.md "Proxies: PAC and OS settings").
  */
 export async function agentRunFlags(): Promise<string[]> {
   return [...await agentPermissionFlags(), `--allow-run=${Deno.execPath()}`];

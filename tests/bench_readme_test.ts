@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { renderSection, replaceSection, repoPath } from "../tasks/bench_readme.ts";
+import { PAGE, renderSection, replaceSection, repoPath } from "../tasks/bench_readme.ts";
 
-Deno.test("README's bench table is the one generated from the committed bench/results.json", async () => {
+Deno.test("docs/footprint.md's bench table is the one generated from the committed bench/results.json", async () => {
   const results = JSON.parse(await Deno.readTextFile(repoPath("bench/results.json")));
-  const readme = await Deno.readTextFile(repoPath("README.md"));
+  const page = await Deno.readTextFile(repoPath(PAGE));
   assert.equal(
-    replaceSection(readme, renderSection(results)),
-    readme,
-    "README.md and bench/results.json disagree: run deno task bench-readme",
+    replaceSection(page, renderSection(results)),
+    page,
+    `${PAGE} and bench/results.json disagree: run deno task bench-readme`,
   );
 });
 

@@ -26,7 +26,7 @@ async function pki(_dir: string) {
   };
 }
 
-/** The pin of a PEM certificate as the README's openssl one-liner computes it. */
+/** The pin of a PEM certificate as the openssl one-liner of docs/networks.md computes it. */
 async function opensslPin(certFile: string): Promise<string> {
   const out = await new Deno.Command("sh", {
     args: [

@@ -1,5 +1,5 @@
 /**
- * The durable-write promise (README "State directory and files"): every file the agent must not lose
+ * The durable-write promise (docs/configuration.md "State directory and files"): every file the agent must not lose
  * (identity.json, status.json, the enroll write probe) is written as "temp file created, written,
  * fsync of that fd, rename to the final name, fsync of the directory". A kill -9 cannot see a
  * missing fsync (the page cache outlives the process), so this test reads the syscalls themselves

@@ -102,7 +102,7 @@ Deno.test("prometheus label values are escaped", () => {
 });
 
 Deno.test({
-  name: "promtool accepts the metrics and the README's alert rules",
+  name: "promtool accepts the metrics and the alert rules of docs/operations.md",
   ignore: skipWithout(!promtoolMissing),
   async fn() {
     for (const status of [busyStatus(), null]) {
@@ -122,9 +122,9 @@ Deno.test({
       assert.equal(out.code, 0, said);
       assert.equal(said.trim(), "");
     }
-    const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-    const rules = readme.match(/```yaml\n(groups:\n[\s\S]*?oneconnect_agent[\s\S]*?)```/)?.[1];
-    assert.ok(rules, "README has a yaml alert-rules block");
+    const operations = await Deno.readTextFile(new URL("../docs/operations.md", import.meta.url));
+    const rules = operations.match(/```yaml\n(groups:\n[\s\S]*?oneconnect_agent[\s\S]*?)```/)?.[1];
+    assert.ok(rules, "docs/operations.md has a yaml alert-rules block");
     await using dir = await tempDir();
     const file = join(dir.path, "rules.yml");
     await Deno.writeTextFile(file, rules);

@@ -115,7 +115,11 @@ async function assertCaseLive(impostor: Impostor, env: Record<string, string>): 
   impostor.requests.length = 0;
   const names = Object.keys(env).join(" and ");
   if ("SSL_CERT_DIR" in env) {
-    assert.equal(trusted, false, "Deno now reads SSL_CERT_DIR: update README and trust_store.ts");
+    assert.equal(
+      trusted,
+      false,
+      "Deno now reads SSL_CERT_DIR: update docs/networks.md and trust_store.ts",
+    );
   } else {
     assert.ok(
       trusted,

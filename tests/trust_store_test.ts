@@ -1,7 +1,8 @@
 /**
- * The promise "the environment cannot widen trust" names its variables in the README: the set the
- * agent clears (src/trust/trust_store.ts) must be exactly that list, and every one of them must be in
- * the --allow-env list that lets the agent clear it.
+ * The promise "the environment cannot widen trust" names its variables in docs/security.md and
+ * docs/failure_behaviour.md ("Pinning"): the set the agent clears (src/trust/trust_store.ts) must be
+ * exactly that list, and every one of them must be in the --allow-env list that lets the agent
+ * clear it.
  */
 import assert from "node:assert/strict";
 import { TRUST_VARIABLES } from "../src/trust/trust_store.ts";
@@ -13,7 +14,9 @@ function codeNames(text: string): string[] {
   return [...text.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!).sort();
 }
 
-const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+const failureDoc = await Deno.readTextFile(
+  new URL("../docs/failure_behaviour.md", import.meta.url),
+);
 const securityDoc = await Deno.readTextFile(new URL("../docs/security.md", import.meta.url));
 
 Deno.test("the variables the agent clears are exactly the threat model's list (docs/security.md)", () => {
@@ -25,9 +28,12 @@ Deno.test("the variables the agent clears are exactly the threat model's list (d
   assert.deepEqual(codeNames(cleared), [...TRUST_VARIABLES].sort());
 });
 
-Deno.test("every variable the agent clears is in the README's and the launch flags' --allow-env", async () => {
-  const why = /This is why ([\s\S]*?) are in the `--allow-env` list/.exec(readme)?.[1];
-  assert.ok(why, "README's Pinning bullet names the --allow-env trust variables");
+Deno.test("every variable the agent clears is in docs/failure_behaviour.md's and the launch flags' --allow-env", async () => {
+  const why = /This is why ([\s\S]*?) are in the `--allow-env` list/.exec(failureDoc)?.[1];
+  assert.ok(
+    why,
+    "docs/failure_behaviour.md's Pinning bullet names the --allow-env trust variables",
+  );
   assert.deepEqual(
     codeNames(why).filter((name) => name !== "SSLKEYLOGFILE"),
     [...TRUST_VARIABLES].sort(),

@@ -207,7 +207,7 @@ function tryParseJson(bytes: Uint8Array): { ok: true; value: unknown } | { ok: f
 /**
  * UTF-8 `bytes` as text (a leading BOM dropped), or `null` when they are not UTF-8. The lenient
  * decoder and a round trip stand in for `{ fatal: true }`, whose decoder would map more of Deno's
- * code into a steady `run` (README "Footprint"): a malformed sequence decodes to U+FFFD, which
+ * code into a steady `run` (docs/footprint.md): a malformed sequence decodes to U+FFFD, which
  * encodes back to other bytes.
  */
 export function decodeUtf8Strict(bytes: Uint8Array): string | null {

@@ -59,7 +59,7 @@ export const denoSystem: SystemSeam = {
   // Loaded on first use only: on Linux nothing calls it, so a steady run stays off node:os.
   cpus: async () => (await import("node:os")).cpus(),
   // Not Intl.DateTimeFormat().resolvedOptions().timeZone: loading ICU data costs RSS in every
-  // steady run (README "Footprint").
+  // steady run (docs/footprint.md).
   readLink: (path) => Deno.readLink(path),
   target: Deno.build.target,
 };

@@ -118,7 +118,7 @@ export function embeddedPublicPoint(keyDer: Uint8Array): Uint8Array | null {
  * public point must appear in the certificate as a SubjectPublicKeyInfo BIT STRING
  * `03 42 00 04 || x || y`. The point is the one the key file carries next to its scalar when it
  * has one (every key this agent generates does): reading it costs no WebCrypto, whose code would
- * otherwise stay mapped in a steady `run` for this one check at start (README "Footprint"). A
+ * otherwise stay mapped in a steady `run` for this one check at start (docs/footprint.md). A
  * key file without it is imported through WebCrypto, which derives the point. The scalar itself is
  * proven at its first use (the TLS handshake or the renewal's CSR signature).
  */
