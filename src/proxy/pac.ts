@@ -154,7 +154,7 @@ export async function evaluatePac(
     throw new Error(
       `cannot start the PAC evaluator ${JSON.stringify(Deno.execPath())}: ${
         errorMessage(e)
-      } (the agent's --allow-run must list its own executable; README "Proxy auto-config")`,
+      } (the agent's --allow-run must list its own executable; docs/networks.md "Proxies: PAC and OS settings")`,
     );
   }
   const rssLimitMb = deps.evalMemoryMb + PAC_RSS_MARGIN_MB;
