@@ -111,31 +111,62 @@ export async function readFileConfig(
   const posix = (host.os ?? Deno.build.os) !== "windows";
   const ownership = host.ownership ?? denoOwnershipHost;
   if (posix) await auditStateDirOwnership(stateDir, ownership);
-  const read = host.readConfigFile ??
-    ((p: string) => readRegularFile(p, MAX_CONFIG_BYTES, (q) => ownership.lstat(q)));
+  const text = await readAuditedConfigText(path, {
+    ownership,
+    posix,
+    maxBytes: MAX_CONFIG_BYTES,
+    place: "the state directory",
+    read: host.readConfigFile,
+  });
+  return text === undefined ? {} : parseConfigText(path, text);
+}
+
+/** Options of {@linkcode readAuditedConfigText}. */
+export interface AuditedConfigRead {
+  ownership: OwnershipHost;
+  /** Owner and mode are audited on POSIX; on Windows the folder's ACL covers the file. */
+  posix: boolean;
+  maxBytes: number;
+  /** Who else may write there, for the "replaced while being read" refusal. */
+  place?: string;
+  /** Reads through one handle (default: {@linkcode readRegularFile} with `ownership`'s lstat). */
+  read?: (path: string) => Promise<HandleRead | ReadRefusal>;
+}
+
+/**
+ * The text of a configuration file read through one handle and audited on that handle (owner and
+ * mode of the file actually read, never of a name checked before); undefined when there is none.
+ */
+export async function readAuditedConfigText(
+  path: string,
+  o: AuditedConfigRead,
+): Promise<string | undefined> {
+  const read = o.read ??
+    ((p: string) => readRegularFile(p, o.maxBytes, (q) => o.ownership.lstat(q)));
   let file: HandleRead | ReadRefusal;
   try {
     file = await read(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return {};
-    if (e instanceof Deno.errors.NotADirectory) return {};
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      return undefined;
+    }
     throw new UsageError(
       `Cannot read configuration ${JSON.stringify(path)}: ${await readErrorReason(
         e,
         path,
-        (p) => ownership.lstat(p),
+        (p) => o.ownership.lstat(p),
       )}`,
     );
   }
   if (typeof file === "string") {
     throw new UsageError(
       `Refusing configuration ${JSON.stringify(path)}: ${
-        readRefusalReason(file, MAX_CONFIG_BYTES, "the state directory")
+        readRefusalReason(file, o.maxBytes, o.place)
       }`,
     );
   }
-  if (posix) auditConfigFile(path, file.info, ownership.uid());
-  return parseConfigText(path, file.text);
+  if (o.posix) auditConfigFile(path, file.info, o.ownership.uid());
+  return file.text;
 }
 
 /** Parses the text of an `agent.json` (`path` names it in errors) against FileConfigSchema. */

@@ -5,9 +5,8 @@
  * directory's `agent.json` is (the directories above it and the file: owner, mode, no link) and
  * read without following a symbolic link.
  */
-import { UsageError } from "./errors.ts";
-import { readErrorReason, readRefusalReason, readRegularFile } from "./file_system.ts";
-import { auditConfigFile, type OwnershipHost, requireSafeParents } from "./state/ownership.ts";
+import { readAuditedConfigText } from "./config_file.ts";
+import { type OwnershipHost, requireSafeParents } from "./state/ownership.ts";
 
 /** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
 export const SYSTEM_CONFIG_PATH = "/etc/oneconnect-agent/agent.json";
@@ -23,29 +22,5 @@ export async function readSystemConfigText(
 ): Promise<string | undefined> {
   const posix = os !== "windows";
   if (posix) await requireSafeParents(path, ownership);
-  let read;
-  try {
-    read = await readRegularFile(path, MAX_CONFIG_BYTES, (p) => ownership.lstat(p));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      return undefined;
-    }
-    throw new UsageError(
-      `Cannot read configuration ${JSON.stringify(path)}: ${await readErrorReason(
-        e,
-        path,
-        (p) => ownership.lstat(p),
-      )}`,
-    );
-  }
-  if (typeof read === "string") {
-    throw new UsageError(
-      `Refusing configuration ${JSON.stringify(path)}: ${
-        readRefusalReason(read, MAX_CONFIG_BYTES)
-      }`,
-    );
-  }
-  // The owner and mode of the file actually read (its handle), never of a name checked before.
-  if (posix) auditConfigFile(path, read.info, ownership.uid());
-  return read.text;
+  return await readAuditedConfigText(path, { ownership, posix, maxBytes: MAX_CONFIG_BYTES });
 }
