@@ -8,6 +8,7 @@ import { ENV_VARS } from "../config.ts";
 import { trustVariablesAtStartup } from "../trust/trust_store.ts";
 import type { DiagnosticEntry } from "./manifest.ts";
 import { safeUrl } from "./sanitize.ts";
+import { withProxyScheme } from "../proxy/proxy_hop.ts";
 
 /** Proxy variables, in both cases (curl's convention, which the agent follows). */
 export const PROXY_VARS = [
@@ -51,13 +52,13 @@ export function environmentEntry(
   for (const name of PROXY_VARS) {
     const value = env(name);
     if (value === undefined) continue;
-    // NO_PROXY lists hosts; the others are URLs whose user info may hold a password.
-    // Without a scheme, like curl: http:// (so "user:pass@host" is never read as a scheme).
+    // NO_PROXY lists hosts; the others are URLs whose user info may hold a password, read as
+    // the agent reads them (so "user:pass@host" is never taken for a scheme).
     proxies[name] = /no_proxy/i.test(name)
       ? value
       : value.trim() === ""
       ? ""
-      : safeUrl(value.includes("://") ? value : `http://${value}`);
+      : safeUrl(withProxyScheme(value.trim()));
   }
   return {
     name: "environment.json",

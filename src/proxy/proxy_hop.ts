@@ -28,6 +28,11 @@ export function isSocksProxy(url: URL): boolean {
   return url.protocol === "socks5:" || url.protocol === "socks5h:";
 }
 
+/** `value` as the agent reads a proxy setting: `host:port` without a scheme means http://, as curl. */
+export function withProxyScheme(value: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+}
+
 /**
  * A proxy URL the agent can use, or why not (the value is never repeated: it may hold a
  * password). `host:port` without a scheme means http://, as curl reads it; SOCKS defaults to 1080.
@@ -36,7 +41,7 @@ export function proxyUrlOrProblem(raw: string): URL | string {
   const value = raw.trim();
   let url: URL;
   try {
-    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`);
+    url = new URL(withProxyScheme(value));
   } catch {
     return "not a URL";
   }

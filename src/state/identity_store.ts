@@ -55,7 +55,8 @@ export const IdentitySchema = z.object({
 export type Identity = z.infer<typeof IdentitySchema>;
 
 /** Name of the identity file inside the state directory. */
-const IDENTITY_FILE_NAME = "identity.json";
+/** Name of the identity file inside the state directory. */
+export const IDENTITY_FILE_NAME = "identity.json";
 /** Name of the bootstrap enrollment token an MDM may drop into the state directory. */
 export const ENROLLMENT_TOKEN_FILE_NAME = "enrollment.token";
 

@@ -7,6 +7,7 @@
 import type { ConfigHost } from "../config.ts";
 import { systemStateDir } from "./system_state_dir.ts";
 import { join, resolve } from "../file_system.ts";
+import { IDENTITY_FILE_NAME } from "./identity_store.ts";
 
 /** What {@linkcode rootIdentityHint} needs from the host. */
 export type RootIdentityHost = Pick<ConfigHost, "env" | "os" | "uid"> & {
@@ -40,7 +41,7 @@ export async function rootIdentityHint(
     `run as root instead (sudo oneconnect-agent ${command}); enrolling as this user would register this host a second time`;
   const head = `Not enrolled as this user (no identity in ${JSON.stringify(stateDir)})`;
   try {
-    await host.lstat(join(system, "identity.json"));
+    await host.lstat(join(system, IDENTITY_FILE_NAME));
     return `${head}, but the system state directory ${JSON.stringify(system)} holds one: ${rerun}`;
   } catch (e) {
     if (!(e instanceof Deno.errors.PermissionDenied)) return null;
