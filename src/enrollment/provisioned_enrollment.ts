@@ -8,7 +8,7 @@ import type { CommandContext } from "../context.ts";
 import { ENV_VARS } from "../config.ts";
 import { SYSTEM_CONFIG_PATH } from "../system_config.ts";
 import { NotEnrolledError } from "../errors.ts";
-import { denoFileSystem, lstatOrNull } from "../file_system.ts";
+import { denoFileSystem, lstatOrNull, sameFile } from "../file_system.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
 import { selectRootStore } from "../trust/trust_store.ts";
 
@@ -66,7 +66,7 @@ async function overwriteFile(path: string): Promise<void> {
   using file = await Deno.open(path, { write: true });
   const opened = await file.stat();
   const linked = await Deno.lstat(path);
-  if (linked.isSymlink || !opened.isFile || opened.ino !== linked.ino) return;
+  if (linked.isSymlink || !opened.isFile || !sameFile(opened, linked)) return;
   const zeros = new Uint8Array(opened.size);
   let written = 0;
   while (written < zeros.length) written += await file.write(zeros.subarray(written));
