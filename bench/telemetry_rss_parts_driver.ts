@@ -30,21 +30,21 @@ const SCENARIOS: Record<string, () => Promise<unknown>> = {
   "spawn head 3x parallel": () => Promise.all([head(), head(), head()]),
   // What a steady run loads anyway: the wire contract (zod and every schema) and a Date.
   "run base (contract + date)": async () => {
-    await import("../src/platform/contract.ts");
+    await import("../src/wire/contract.ts");
     new Date().toISOString();
   },
   "run base + collector import": async () => {
-    await import("../src/platform/contract.ts");
+    await import("../src/wire/contract.ts");
     new Date().toISOString();
     await import("../src/telemetry/collector.ts");
   },
   "run base + spawn head once": async () => {
-    await import("../src/platform/contract.ts");
+    await import("../src/wire/contract.ts");
     new Date().toISOString();
     await head();
   },
   "run base + 200 collections, no child": async () => {
-    await import("../src/platform/contract.ts");
+    await import("../src/wire/contract.ts");
     new Date().toISOString();
     const { TelemetryCollector } = await import("../src/telemetry/collector.ts");
     const { denoSystem } = await import("../src/telemetry/system.ts");
@@ -66,7 +66,7 @@ const SCENARIOS: Record<string, () => Promise<unknown>> = {
     }
   },
   "run base + 200 collections": async () => {
-    await import("../src/platform/contract.ts");
+    await import("../src/wire/contract.ts");
     new Date().toISOString();
     const { TelemetryCollector } = await import("../src/telemetry/collector.ts");
     const collector = new TelemetryCollector();

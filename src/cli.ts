@@ -2,9 +2,9 @@
  * Maps argv to a command: the command tables (flags, help, validation; parsed by
  * `cli_parser.ts`) and the dispatch. Each command's module loads only when it is chosen.
  */
-import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config.ts";
-import type { CommandContext } from "./context.ts";
-import { writeStdout } from "./context.ts";
+import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config/config.ts";
+import type { CommandContext } from "./config/context.ts";
+import { writeStdout } from "./config/context.ts";
 import {
   commandHelp as renderCommandHelp,
   type CommandSpec,

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { ConfigFlags } from "./config.ts";
-import type { CommandContext } from "./context.ts";
+import type { ConfigFlags } from "./config/config.ts";
+import type { CommandContext } from "./config/context.ts";
 import { errorMessage, EXIT_CODE_MEANINGS, UsageError } from "./errors.ts";
 import { nearestName } from "./nearest_name.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { readCapped } from "../src/platform/body_reader.ts";
+import { readCapped } from "../src/wire/body_reader.ts";
 import { PlatformClient } from "../src/platform/client.ts";
-import type { EnrollRequest, HeartbeatBody } from "../src/platform/contract.ts";
+import type { EnrollRequest, HeartbeatBody } from "../src/wire/contract.ts";
 import { PlatformError } from "../src/errors.ts";
 import { rawHttpServer, type RawStep } from "./_support/raw_http.ts";
 

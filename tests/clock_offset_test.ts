@@ -5,7 +5,7 @@ import {
   ClockOffset,
   describeOffset,
   offsetFromDate,
-} from "../src/platform/clock_offset.ts";
+} from "../src/wire/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
 import { renderStatusText } from "../src/commands/status.ts";
 import { tempDir } from "./_support/helpers.ts";

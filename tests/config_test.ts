@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type ConfigHost,
-  defaultStateDir,
-  isLoopbackHost,
-  parsePlatformUrl,
-  resolveConfig,
-} from "../src/config.ts";
+import { type ConfigHost, defaultStateDir, resolveConfig } from "../src/config/config.ts";
+import { isLoopbackHost, parsePlatformUrl } from "../src/wire/platform_url.ts";
 import { UsageError } from "../src/errors.ts";
 import { regularFile, rejectsWith } from "./_support/helpers.ts";
 

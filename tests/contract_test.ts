@@ -15,12 +15,8 @@ import {
   REJECTION_CODES,
   RenewRequestSchema,
   RenewResponseSchema,
-} from "../src/platform/contract.ts";
-import {
-  HostSchema,
-  MetricsSchema,
-  NetworkInterfaceSchema,
-} from "../src/platform/telemetry_wire.ts";
+} from "../src/wire/contract.ts";
+import { HostSchema, MetricsSchema, NetworkInterfaceSchema } from "../src/wire/telemetry_wire.ts";
 import {
   CONTRACT_URL,
   ContractValidator,

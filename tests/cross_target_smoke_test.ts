@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
-import { FILESYSTEM_FIELDS } from "../src/platform/telemetry_wire.ts";
+import { FILESYSTEM_FIELDS } from "../src/wire/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
 import { enrollArgs, runAgent, tempDir } from "./_support/helpers.ts";
 

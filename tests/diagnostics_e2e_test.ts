@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { collectBundle } from "../src/diagnostics/bundle.ts";
 import { entryText } from "../src/diagnostics/manifest.ts";
-import { resolveConfig } from "../src/config.ts";
+import { resolveConfig } from "../src/config/config.ts";
 import { OPENSSL_BIN } from "./_support/openssl_pki.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CredentialRejectedError, PlatformError } from "../src/errors.ts";
-import type { EnrollRequest, EnrollResponse } from "../src/platform/contract.ts";
+import type { EnrollRequest, EnrollResponse } from "../src/wire/contract.ts";
 import {
   abortableSleep,
   type EnrollClient,

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import type { CommandContext } from "../src/context.ts";
+import type { CommandContext } from "../src/config/context.ts";
 import {
   type EnrollRequest,
   type EnrollResponse,
   EnrollResponseSchema,
-} from "../src/platform/contract.ts";
+} from "../src/wire/contract.ts";
 import type { EnrollClientOptions, EnrollDeps, EnrollOptions } from "../src/enrollment/enroll.ts";
 import type { EnrollClient } from "../src/enrollment/enroll_request.ts";
 import { enrollCommand } from "../src/commands/enroll.ts";
@@ -24,7 +24,7 @@ import {
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { createLogger, redact } from "../src/log.ts";
-import type { Host } from "../src/platform/telemetry_wire.ts";
+import type { Host } from "../src/wire/telemetry_wire.ts";
 import { VERSION } from "../src/version.ts";
 import {
   createDevCa,

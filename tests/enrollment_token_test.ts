@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ENV_VARS } from "../src/config.ts";
+import { ENV_VARS } from "../src/config/config.ts";
 import { UsageError } from "../src/errors.ts";
 import { denoFileSystem } from "../src/file_system.ts";
 import { deleteTokenFile, resolveToken } from "../src/enrollment/enrollment_token.ts";

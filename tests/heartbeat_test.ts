@@ -7,13 +7,13 @@ import {
   HeartbeatDigestRequestSchema,
   HeartbeatRequestSchema,
   type HeartbeatResponse,
-} from "../src/platform/contract.ts";
+} from "../src/wire/contract.ts";
 import { CredentialRejectedError, ExitCode, PlatformError } from "../src/errors.ts";
 import { heartbeatLoop, type LoopEnd, SEQUENCE_RESERVATION_BLOCK } from "../src/heartbeat/loop.ts";
 import { HeartbeatSchedule } from "../src/heartbeat/schedule.ts";
 import { createLogger, type LogLevel } from "../src/log.ts";
 import { type AgentStatus, emptyStatus } from "../src/state/status_store.ts";
-import type { Host, Metrics } from "../src/platform/telemetry_wire.ts";
+import type { Host, Metrics } from "../src/wire/telemetry_wire.ts";
 import { seededRandom } from "../tasks/bench/fleet.ts";
 import { TEST_HOST } from "./_support/host_fixture.ts";
 

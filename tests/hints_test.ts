@@ -10,7 +10,7 @@ import { INTERRUPTED_TOKEN_HINT, TOKEN_SPENT_HINT } from "../src/enrollment/enro
 import { EXIT_CODE_MEANINGS, UsageError } from "../src/errors.ts";
 import { fileErrorReason, RUN_AS_ROOT_HINT } from "../src/file_system.ts";
 import { redact } from "../src/log.ts";
-import { CLOCK_SKEW_HINT } from "../src/platform/clock_offset.ts";
+import { CLOCK_SKEW_HINT } from "../src/wire/clock_offset.ts";
 import { parseProxyUrl, PROXY_URL_HINT } from "../src/proxy/proxy_hop.ts";
 import { rootIdentityHint } from "../src/state/root_identity.ts";
 

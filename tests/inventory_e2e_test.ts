@@ -1,6 +1,6 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type Telemetry, TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
-import { FILESYSTEM_FIELDS } from "../src/platform/telemetry_wire.ts";
+import { FILESYSTEM_FIELDS } from "../src/wire/telemetry_wire.ts";
 
 /** `inventory`'s output, its labelled filesystems turned back into the wire's tuples. */
 function parseInventory(stdout: string): Telemetry {

@@ -1,6 +1,8 @@
-// The shape of src/ (issue 17): no import cycle, no domain module importing a command, no file over
-// MAX_LINES lines without a stated reason. The walker is a pure function over file texts, tested
-// below on in-memory graphs; the last tests run it over the real src/.
+// The shape of src/ (issues 17 and 28): every module has a rank (RANKS, written here and nowhere
+// else; docs/development.md shows the same table and a test below keeps them equal), imports go
+// down the ranks only, there is no import cycle and no file over MAX_LINES lines without a stated
+// reason. The walker is a pure function over file texts, tested below on in-memory graphs; the
+// last tests run it over the real src/.
 import assert from "node:assert/strict";
 import { repoPath } from "./_support/helpers.ts";
 import { dirname, join, normalize } from "node:path/posix";
@@ -13,24 +15,57 @@ export const LONG_FILE_MARKER = "// Longer than 400 lines because";
 const MARKER_WITHIN = 5;
 
 /**
- * Violations on main when this guard landed, while others remove the cycles and split the files.
- * THIS LIST MUST ONLY SHRINK: never add an entry; remove each one as soon as it is fixed (the test
- * prints entries that no longer match). A cycle entry allows a strongly connected component whose
- * modules are all in the listed set, so a cycle that draws in a new module still fails.
+ * The ranks of `src/`, bottom first. A unit is a folder (`src/trust/`), one file (`src/cli.ts`), or
+ * `src/*.ts`, the one-file helpers at the top of `src/`. A module may import its own unit or a unit
+ * of a lower rank; never a higher rank, and never another unit of its own rank (peers stay
+ * independent, so either can move). A file in no unit fails the test: rank a new folder here.
  */
-const ALLOWED: Readonly<Violations> = {
-  cycles: [],
-  commandImports: [],
-  longFiles: [],
-};
+export const RANKS: readonly { units: readonly string[]; role: string }[] = [
+  { units: ["src/*.ts"], role: "one-file helpers: errors, log, file_system, zod, sha256, ..." },
+  {
+    units: ["src/wire/"],
+    role: "what crosses the wire: contract, telemetry types, URL, body, clock",
+  },
+  { units: ["src/trust/", "src/proxy/", "src/telemetry/"], role: "TLS trust, proxies, host facts" },
+  { units: ["src/state/"], role: "the state directory: identity, status, locks, permissions" },
+  { units: ["src/config/"], role: "settings: flags, environment, agent.json, the command context" },
+  { units: ["src/platform/"], role: "talking to the platform: client, answers, errors, backoff" },
+  { units: ["src/enrollment/"], role: "identity lifecycle: enroll, renew, unenroll, provision" },
+  { units: ["src/heartbeat/"], role: "the heartbeat service and its loop" },
+  { units: ["src/diagnostics/"], role: "the support bundle" },
+  { units: ["src/commands/"], role: "one thin file per command" },
+  { units: ["src/cli_parser.ts"], role: "the table-driven argv parser and --help rendering" },
+  { units: ["src/cli.ts"], role: "the command tables and the dispatch" },
+  { units: ["src/main.ts"], role: "the only Deno.exit: signals, uncaught errors, exit code" },
+];
+
+/** The unit of `path` in `ranks` and its rank, or `null` when no unit holds it. */
+export function unitOf(
+  path: string,
+  ranks: typeof RANKS = RANKS,
+): { unit: string; rank: number } | null {
+  const inRoot = /^src\/[^/]+\.ts$/.test(path);
+  let best: { unit: string; rank: number } | null = null;
+  ranks.forEach(({ units }, rank) => {
+    for (const unit of units) {
+      const holds = unit === path || (unit.endsWith("/") && path.startsWith(unit)) ||
+        (unit === "src/*.ts" && inRoot);
+      // An exact file beats `src/*.ts`.
+      if (holds && (best === null || unit === path)) best = { unit, rank };
+    }
+  });
+  return best;
+}
 
 /** What {@linkcode layoutViolations} finds. */
 export interface Violations {
   /** Each strongly connected component, sorted (a self-importing module is one too). */
   cycles: string[][];
-  /** `importer -> imported` for a domain module that imports a command module or the CLI. */
-  commandImports: string[];
-  /** Files over {@linkcode MAX_LINES} lines without the reason line (`path (N lines)`; plain paths in {@linkcode ALLOWED}). */
+  /** `importer -> imported (rank a -> rank b)` for an import that climbs or crosses to a peer. */
+  climbs: string[];
+  /** Modules of `src/` that no unit of {@linkcode RANKS} holds. */
+  unranked: string[];
+  /** Files over {@linkcode MAX_LINES} lines without the reason line (`path (N lines)`). */
   longFiles: string[];
 }
 
@@ -127,20 +162,24 @@ export function describeCycle(
   throw new Error(`no cycle through "${start}"`);
 }
 
-function isCommandLayer(path: string): boolean {
-  return path.startsWith("src/commands/") || path === "src/cli.ts" || path === "src/main.ts";
-}
-
 /** Every violation of the layout rules among `files` (repository-relative path -> source). */
-export function layoutViolations(files: ReadonlyMap<string, string>): Violations {
+export function layoutViolations(
+  files: ReadonlyMap<string, string>,
+  ranks: typeof RANKS = RANKS,
+): Violations {
   const graph = importGraph(files);
-  const commandImports: string[] = [];
+  const climbs: string[] = [];
+  const unranked: string[] = [];
   for (const [from, targets] of graph) {
-    if (isCommandLayer(from)) continue;
+    const a = unitOf(from, ranks);
+    if (a === null) {
+      unranked.push(from);
+      continue;
+    }
     for (const to of targets) {
-      if (to.startsWith("src/commands/") || to === "src/cli.ts") {
-        commandImports.push(`${from} -> ${to}`);
-      }
+      const b = unitOf(to, ranks);
+      if (b === null || b.unit === a.unit || b.rank < a.rank) continue;
+      climbs.push(`${from} -> ${to} (rank ${a.rank} ${a.unit} -> rank ${b.rank} ${b.unit})`);
     }
   }
   const longFiles: string[] = [];
@@ -153,26 +192,17 @@ export function layoutViolations(files: ReadonlyMap<string, string>): Violations
   }
   return {
     cycles: importCycles(graph),
-    commandImports: commandImports.sort(),
+    climbs: climbs.sort(),
+    unranked: unranked.sort(),
     longFiles: longFiles.sort(),
-  };
-}
-
-/** The violations of `found` that `allowed` does not excuse (see {@linkcode ALLOWED}). */
-export function unexcused(found: Violations, allowed: Readonly<Violations>): Violations {
-  const lineCount = / \(\d+ lines\)$/;
-  const allowedFiles = new Set(allowed.longFiles.map((f) => f.replace(lineCount, "")));
-  return {
-    cycles: found.cycles.filter((c) => !allowed.cycles.some((a) => c.every((m) => a.includes(m)))),
-    commandImports: found.commandImports.filter((i) => !allowed.commandImports.includes(i)),
-    longFiles: found.longFiles.filter((f) => !allowedFiles.has(f.replace(lineCount, ""))),
   };
 }
 
 function report(graph: ReadonlyMap<string, readonly string[]>, v: Violations): string {
   return [
     ...v.cycles.map((c) => `import cycle: ${describeCycle(graph, c)} (component: ${c.join(", ")})`),
-    ...v.commandImports.map((i) => `domain module imports the command layer: ${i}`),
+    ...v.climbs.map((i) => `import climbs or crosses to a peer: ${i}`),
+    ...v.unranked.map((f) => `${f} is in no unit of RANKS (tests/layout_test.ts)`),
     ...v.longFiles.map((f) =>
       `${f} is over ${MAX_LINES} lines without a "${LONG_FILE_MARKER} ..." line at its top`
     ),
@@ -196,7 +226,6 @@ Deno.test("layout walker finds a synthetic import cycle and prints it", () => {
     describeCycle(importGraph(files), found.cycles[0]!),
     "src/a.ts -> src/b.ts -> src/deep/c.ts -> src/a.ts",
   );
-  assert.deepEqual(unexcused(found, ALLOWED).cycles, found.cycles);
   assert.match(report(importGraph(files), found), /^import cycle: src\/a\.ts -> src\/b\.ts/);
 });
 
@@ -218,30 +247,49 @@ Deno.test("layout walker passes an acyclic graph with shared imports", () => {
     ["src/cli.ts", mod("./commands/run.ts", "./log.ts")],
     ["src/commands/run.ts", mod("../heartbeat/loop.ts", "../log.ts", "./shared.ts")],
     ["src/commands/shared.ts", mod("../log.ts")],
-    ["src/commands/help.ts", mod("../cli.ts", "./shared.ts")],
+    ["src/commands/help.ts", mod("./shared.ts")],
+    ["src/cli_parser.ts", mod("./log.ts")],
     ["src/heartbeat/loop.ts", mod("../log.ts")],
     ["src/log.ts", mod("node:os", "npm:zod")],
   ]);
-  assert.deepEqual(layoutViolations(files), { cycles: [], commandImports: [], longFiles: [] });
+  assert.deepEqual(layoutViolations(files), {
+    cycles: [],
+    climbs: [],
+    unranked: [],
+    longFiles: [],
+  });
 });
 
-Deno.test("layout walker flags a domain module importing a command or the CLI", () => {
+Deno.test("layout walker flags an import that climbs a rank or crosses to a peer", () => {
   const files = new Map([
     ["src/cli.ts", mod("./commands/run.ts")],
-    ["src/commands/run.ts", mod("../heartbeat/loop.ts")],
+    ["src/commands/run.ts", mod("../heartbeat/loop.ts", "../trust/pin.ts")],
     ["src/heartbeat/loop.ts", `const { f } = await import("../commands/status.ts");`],
     ["src/commands/status.ts", ""],
-    ["src/log.ts", mod("./cli.ts")],
+    ["src/log.ts", mod("./cli.ts", "./errors.ts")],
+    ["src/errors.ts", ""],
+    ["src/trust/pin.ts", mod("../proxy/hop.ts", "../wire/contract.ts", "./der.ts")],
+    ["src/trust/der.ts", ""],
+    ["src/proxy/hop.ts", ""],
+    ["src/wire/contract.ts", mod("../state/store.ts")],
+    ["src/state/store.ts", ""],
   ]);
+  assert.deepEqual(layoutViolations(files).climbs, [
+    "src/heartbeat/loop.ts -> src/commands/status.ts (rank 7 src/heartbeat/ -> rank 9 src/commands/)",
+    "src/log.ts -> src/cli.ts (rank 0 src/*.ts -> rank 11 src/cli.ts)",
+    "src/trust/pin.ts -> src/proxy/hop.ts (rank 2 src/trust/ -> rank 2 src/proxy/)",
+    "src/wire/contract.ts -> src/state/store.ts (rank 1 src/wire/ -> rank 3 src/state/)",
+  ]);
+});
+
+Deno.test("layout walker flags a module in no ranked unit", () => {
+  const files = new Map([["src/newfolder/a.ts", mod("../log.ts")], ["src/log.ts", ""]]);
   const found = layoutViolations(files);
-  assert.deepEqual(found.commandImports, [
-    "src/heartbeat/loop.ts -> src/commands/status.ts",
-    "src/log.ts -> src/cli.ts",
-  ]);
-  assert.deepEqual(
-    unexcused(found, { ...ALLOWED, commandImports: ["src/log.ts -> src/cli.ts"] }).commandImports,
-    ["src/heartbeat/loop.ts -> src/commands/status.ts"],
-  );
+  assert.deepEqual(found.unranked, ["src/newfolder/a.ts"]);
+  assert.match(report(importGraph(files), found), /src\/newfolder\/a\.ts is in no unit of RANKS/);
+  assert.deepEqual(unitOf("src/cli.ts"), { unit: "src/cli.ts", rank: 11 });
+  assert.deepEqual(unitOf("src/errors.ts"), { unit: "src/*.ts", rank: 0 });
+  assert.equal(unitOf("src/a/b/c.ts")?.unit, undefined);
 });
 
 Deno.test("layout walker flags a long file unless a line at its top states why", () => {
@@ -285,34 +333,25 @@ Deno.test("layout walker reads static, re-export, type, side-effect and dynamic 
   ]);
 });
 
-Deno.test("layout allow-list excuses a cycle only while it draws in no new module", () => {
-  const allowed = { ...ALLOWED, cycles: [["src/p.ts", "src/q.ts", "src/r.ts"]] };
-  const smaller = { cycles: [["src/p.ts", "src/q.ts"]], commandImports: [], longFiles: [] };
-  assert.deepEqual(unexcused(smaller, allowed).cycles, []);
-  const grown = { ...smaller, cycles: [["src/p.ts", "src/q.ts", "src/s.ts"]] };
-  assert.deepEqual(unexcused(grown, allowed).cycles, grown.cycles);
-});
-
 // --- the real tree ---
 
-Deno.test("layout of src/: no import cycle, no upward import, no unexplained long file", async () => {
+Deno.test("layout of src/: every module ranked, no climbing import, no cycle, no unexplained long file", async () => {
   const root = repoPath();
   const files = new Map<string, string>();
   await sourceFiles(root, "src", files);
   assert.ok(files.size > 20, `found only ${files.size} files under ${join(root, "src")}`);
   const graph = importGraph(files);
   const found = layoutViolations(files);
-  const current = report(graph, found);
-  if (current !== "") console.log(`layout violations (allowed ones included):\n${current}`);
-  const stale = [
-    ...ALLOWED.cycles.filter((a) => !found.cycles.some((c) => c.every((m) => a.includes(m))))
-      .map((a) => `cycle ${a.join(", ")}`),
-    ...ALLOWED.commandImports.filter((i) => !found.commandImports.includes(i)),
-    ...ALLOWED.longFiles.filter((f) => !found.longFiles.some((l) => l.startsWith(`${f} (`))),
-  ];
-  if (stale.length > 0) {
-    console.log(`fixed, remove from ALLOWED in tests/layout_test.ts:\n${stale.join("\n")}`);
-  }
-  const failing = report(graph, unexcused(found, ALLOWED));
-  assert.equal(failing, "", `layout violations not in the allow-list:\n${failing}`);
+  const failing = report(graph, found);
+  assert.equal(failing, "", `layout violations:\n${failing}`);
+});
+
+Deno.test("docs/development.md shows the ranks of RANKS, top first", async () => {
+  const text = await Deno.readTextFile(join(repoPath(), "docs", "development.md"));
+  const shown = [...text.matchAll(/^rank (\d+) +(.+?)  +(.+)$/gm)].map((m) =>
+    `${m[1]} ${m[2]} | ${m[3]}`
+  );
+  // The picture is drawn top first, as imports flow.
+  const expected = RANKS.map((r, i) => `${i} ${r.units.join(" ")} | ${r.role}`).reverse();
+  assert.deepEqual(shown, expected, "the ranks picture in docs/development.md differs from RANKS");
 });

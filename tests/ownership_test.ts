@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { resolveConfig } from "../src/config.ts";
+import { resolveConfig } from "../src/config/config.ts";
 import { AgentError, ExitCode, UsageError } from "../src/errors.ts";
 import { IdentityStore } from "../src/state/identity_store.ts";
 import { denoOwnershipHost } from "../src/state/ownership.ts";

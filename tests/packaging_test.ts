@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parse as parsePlist } from "plist";
 import { DOMParser } from "@xmldom/xmldom";
 import { ExitCode } from "../src/errors.ts";
-import { defaultStateDir } from "../src/config.ts";
+import { defaultStateDir } from "../src/config/config.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { TARGETS } from "../tasks/build_all.ts";
 import {

@@ -2,10 +2,10 @@ import "reflect-metadata";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import assert from "node:assert/strict";
-import { ClockOffset } from "../src/platform/clock_offset.ts";
+import { ClockOffset } from "../src/wire/clock_offset.ts";
 import { silentLogger } from "../src/log.ts";
 import { PlatformError, UsageError } from "../src/errors.ts";
-import type { HeartbeatRequest } from "../src/platform/contract.ts";
+import type { HeartbeatRequest } from "../src/wire/contract.ts";
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
   PlatformClient,

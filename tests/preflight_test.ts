@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { HealthResponse } from "../src/platform/contract.ts";
+import type { HealthResponse } from "../src/wire/contract.ts";
 import { AgentError, UsageError } from "../src/errors.ts";
 import {
   formatChecks,

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { provision } from "../src/enrollment/provisioning.ts";
 import { UsageError } from "../src/errors.ts";
 import { denoFileSystem } from "../src/file_system.ts";
-import { readSystemConfigText } from "../src/system_config.ts";
+import { readSystemConfigText } from "../src/config/system_config.ts";
 import { denoOwnershipHost } from "../src/state/ownership.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { exists, findTool, rejectsWith, skipWithout, tempDir } from "./_support/helpers.ts";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { fullJitterDelay } from "../src/platform/backoff.ts";
-import type { RenewRequest, RenewResponse } from "../src/platform/contract.ts";
+import type { RenewRequest, RenewResponse } from "../src/wire/contract.ts";
 import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
 import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
 import { keyMatchesCertificate } from "../src/trust/key_match.ts";

@@ -15,7 +15,7 @@ import {
   SW_VERS,
   zoneFromLocaltimeLink,
 } from "../src/telemetry/os_release.ts";
-import { MetricsSchema } from "../src/platform/telemetry_wire.ts";
+import { MetricsSchema } from "../src/wire/telemetry_wire.ts";
 import { TelemetrySchema } from "../src/telemetry/telemetry_schema.ts";
 import { denoSystem, type SystemSeam } from "../src/telemetry/system.ts";
 import { VERSION } from "../src/version.ts";

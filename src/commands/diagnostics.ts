@@ -2,8 +2,8 @@
  * `oneconnect-agent diagnostics [--output FILE|-] [--no-network]`: writes the support bundle
  * (src/diagnostics/bundle.ts), mode 0600, created exclusively, and prints its path.
  */
-import type { ConfigFlags } from "../config.ts";
-import type { CommandContext } from "../context.ts";
+import type { ConfigFlags } from "../config/config.ts";
+import type { CommandContext } from "../config/context.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import {

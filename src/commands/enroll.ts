@@ -1,4 +1,4 @@
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { enroll, type EnrollDeps, type EnrollOptions } from "../enrollment/enroll.ts";
 
 /** Flags of `oneconnect-agent enroll`. */

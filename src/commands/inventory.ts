@@ -1,6 +1,6 @@
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { sampledSnapshot, TelemetryCollector } from "../telemetry/collector.ts";
-import { FILESYSTEM_FIELDS } from "../platform/telemetry_wire.ts";
+import { FILESYSTEM_FIELDS } from "../wire/telemetry_wire.ts";
 
 /** For people: each filesystem tuple of the wire becomes an object naming its fields. */
 function labelled(key: string, value: unknown): unknown {

@@ -1,4 +1,4 @@
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { AgentError, ExitCode } from "../errors.ts";
 import { formatChecks, preflight, type PreflightOptions } from "../enrollment/preflight.ts";
 import type { PreflightNetwork } from "../enrollment/preflight_network.ts";

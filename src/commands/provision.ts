@@ -1,5 +1,5 @@
-import type { CommandContext } from "../context.ts";
-import { CONFIG_FILE_NAME } from "../config_file.ts";
+import type { CommandContext } from "../config/context.ts";
+import { CONFIG_FILE_NAME } from "../config/config_file.ts";
 import { join } from "../file_system.ts";
 import { provision, type ProvisionDeps } from "../enrollment/provisioning.ts";
 

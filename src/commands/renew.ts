@@ -1,5 +1,5 @@
 /** `oneconnect-agent renew`: one certificate renewal now, whatever the schedule. */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import {
   proveRenewedClient,
   type RenewalClient,
@@ -7,8 +7,8 @@ import {
   renewIdentity,
 } from "../enrollment/renewal.ts";
 import { CredentialRejectedError, errorMessage, PlatformError } from "../errors.ts";
-import { ClockOffset } from "../platform/clock_offset.ts";
-import { isCredentialRejection } from "../platform/contract.ts";
+import { ClockOffset } from "../wire/clock_offset.ts";
+import { isCredentialRejection } from "../wire/contract.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";

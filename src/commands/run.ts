@@ -1,10 +1,10 @@
 /** `oneconnect-agent run`: wires the identity, renewal, telemetry and status into the heartbeat loop. */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { heartbeatLoop } from "../heartbeat/loop.ts";
 import { HeartbeatSchedule } from "../heartbeat/schedule.ts";
 import { exposedGc, HeapHousekeeping } from "../heartbeat/heap_housekeeping.ts";
 import { certificateExpiry, RenewalScheduler } from "../enrollment/renewal.ts";
-import { clockHint, ClockOffset } from "../platform/clock_offset.ts";
+import { clockHint, ClockOffset } from "../wire/clock_offset.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";

@@ -1,8 +1,8 @@
 /** `oneconnect-agent status`: the identity and the heartbeat status, as text, JSON or Prometheus. */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { CERTIFICATE_WARNING_DAYS, certificateExpiry } from "../enrollment/renewal.ts";
 import { AgentError, ExitCode, NotEnrolledError } from "../errors.ts";
-import { describeOffset } from "../platform/clock_offset.ts";
+import { describeOffset } from "../wire/clock_offset.ts";
 import { IdentityStore } from "../state/identity_store.ts";
 import { lockHolder, type LockRecord } from "../state/state_lock.ts";
 import {

@@ -1,4 +1,4 @@
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { unenroll, type UnenrollDeps, type UnenrollOptions } from "../enrollment/unenroll.ts";
 import { NotEnrolledError } from "../errors.ts";
 import { rootIdentityHint } from "../state/root_identity.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { errorMessage } from "../errors.ts";
 import { denoFileSystem, type FileSystem } from "../file_system.ts";
 import { isoTime } from "../iso_time.ts";

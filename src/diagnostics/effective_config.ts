@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { type ConfigSource, ENV_VARS, type ResolvedConfig } from "../config.ts";
-import { CONFIG_FILE_NAME, FileConfigSchema } from "../config_file.ts";
+import { type ConfigSource, ENV_VARS, type ResolvedConfig } from "../config/config.ts";
+import { CONFIG_FILE_NAME, FileConfigSchema } from "../config/config_file.ts";
 import { errorMessage } from "../errors.ts";
 import { type FileSystem, join } from "../file_system.ts";
 import type { DiagnosticEntry, Unreadable } from "./manifest.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ENV_VARS } from "../config.ts";
+import { ENV_VARS } from "../config/config.ts";
 import { trustVariablesAtStartup } from "../trust/trust_store.ts";
 import type { DiagnosticEntry } from "./manifest.ts";
 import { safeUrl } from "./sanitize.ts";
@@ -63,7 +63,7 @@ export function environmentEntry(
   return {
     name: "environment.json",
     source:
-      "this process's environment as it started, for the variables the agent reads (src/config.ts, tasks/permissions.flags)",
+      "this process's environment as it started, for the variables the agent reads (src/config/config.ts, tasks/permissions.flags)",
     noSecret:
       "variable names only; proxy URLs as scheme://host:port/path without user info, query or fragment; NO_PROXY lists host names",
     content: {

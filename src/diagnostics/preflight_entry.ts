@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { timeoutSignal } from "../deadline.ts";
 import { preflight, type PreflightCheck } from "../enrollment/preflight.ts";
 import { denoPreflightNetwork, type PreflightNetwork } from "../enrollment/preflight_network.ts";

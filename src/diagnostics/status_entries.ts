@@ -7,7 +7,7 @@
  */
 import { outageGap } from "../heartbeat/outage_gap.ts";
 import { redactValue } from "../log.ts";
-import { clockOffsetReport, describeOffset } from "../platform/clock_offset.ts";
+import { clockOffsetReport, describeOffset } from "../wire/clock_offset.ts";
 import { renderPrometheusMetrics } from "../state/prometheus_metrics.ts";
 import { type AgentStatus, StatusSchema } from "../state/status_store.ts";
 import type { Identity } from "../state/identity_store.ts";

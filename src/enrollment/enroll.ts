@@ -3,7 +3,7 @@
  * never leaves the host; the answer is verified before anything is written, and an existing
  * identity is replaced (with `force`) only by one atomic rename.
  */
-import { ClockOffset } from "../platform/clock_offset.ts";
+import { ClockOffset } from "../wire/clock_offset.ts";
 import {
   CertificateCheckError,
   createCsr,
@@ -12,8 +12,8 @@ import {
   type VerifiedCertificate,
   verifyIssuedCertificate,
 } from "../trust/certificates.ts";
-import type { CommandContext } from "../context.ts";
-import type { EnrollRequest, EnrollResponse } from "../platform/contract.ts";
+import type { CommandContext } from "../config/context.ts";
+import type { EnrollRequest, EnrollResponse } from "../wire/contract.ts";
 import { AlreadyEnrolledError, errorMessage, PlatformError, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, lstatOrNull } from "../file_system.ts";
 import {
@@ -31,7 +31,7 @@ import {
   identityClientOptions,
 } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
-import type { Host } from "../platform/telemetry_wire.ts";
+import type { Host } from "../wire/telemetry_wire.ts";
 import { caLabelOf, rootStoreOf, type Trust } from "../trust/trust_source.ts";
 import type { RootStore } from "../trust/trust_store.ts";
 import { VERSION } from "../version.ts";

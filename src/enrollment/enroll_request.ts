@@ -2,14 +2,14 @@
  * The enrollment request: one `POST api/v1/agents/enroll`, retried on network errors, 429 and 5xx
  * within the `--timeout` deadline; a contract rejection or an unusable answer ends it.
  */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import {
   ENROLLMENT_REJECTION_STATUSES,
   type EnrollRequest,
   type EnrollResponse,
   isEnrollmentRejection,
   notRejectedNote,
-} from "../platform/contract.ts";
+} from "../wire/contract.ts";
 import { failureDelay } from "../platform/backoff.ts";
 import {
   CredentialRejectedError,

@@ -2,11 +2,11 @@
  * Finding and reading the bootstrap enrollment token. There is deliberately no flag taking the
  * token itself (argv is visible to every user).
  */
-import type { CommandContext } from "../context.ts";
-import { ENV_VARS } from "../config.ts";
+import type { CommandContext } from "../config/context.ts";
+import { ENV_VARS } from "../config/config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { type FileSystem, type HandleRead, lstatOrNull, type ReadRefusal } from "../file_system.ts";
-import { readCapped } from "../platform/body_reader.ts";
+import { readCapped } from "../wire/body_reader.ts";
 import { type Logger, registerSecret } from "../log.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";
 

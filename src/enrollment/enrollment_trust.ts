@@ -3,7 +3,7 @@
  * server before the agent has an identity: a `--ca-file` bundle, the presented CA certificates
  * matching `--ca-pin`, or the operating system's trust store.
  */
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { errorMessage, PlatformError, UsageError } from "../errors.ts";
 import type { FileSystem } from "../file_system.ts";
 import { parseCertificate, splitPemBundle } from "../trust/certificates.ts";

@@ -3,14 +3,14 @@
  * It never reads, sends or spends the enrollment token.
  */
 import { parseIp } from "../proxy/ip_address.ts";
-import type { CommandContext } from "../context.ts";
-import type { HealthResponse } from "../platform/contract.ts";
+import type { CommandContext } from "../config/context.ts";
+import type { HealthResponse } from "../wire/contract.ts";
 import { denoPreflightNetwork, hostPort, type PreflightNetwork } from "./preflight_network.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem } from "../file_system.ts";
 import type { Trust } from "../trust/trust_source.ts";
 import { isoTime } from "../iso_time.ts";
-import { CLOCK_SKEW_HINT, CLOCK_WARN_SECONDS } from "../platform/clock_offset.ts";
+import { CLOCK_SKEW_HINT, CLOCK_WARN_SECONDS } from "../wire/clock_offset.ts";
 
 /** Names of the checks, in the order they run. */
 export type PreflightCheckName =

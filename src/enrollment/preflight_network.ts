@@ -2,7 +2,7 @@
 import { lookup } from "node:dns/promises";
 import { errorMessage } from "../errors.ts";
 import { describeHandshakeFailure, isUntrustedIssuer } from "../platform/transport_errors.ts";
-import type { HealthResponse } from "../platform/contract.ts";
+import type { HealthResponse } from "../wire/contract.ts";
 
 /** The network operations preflight performs, passed in so every branch is testable. */
 export interface PreflightNetwork {

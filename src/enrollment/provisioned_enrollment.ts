@@ -4,9 +4,9 @@
  * token (`ONECONNECT_ENROLLMENT_TOKEN` or `<state-dir>/enrollment.token`) exactly as `enroll`
  * does. Loaded only then: a steady `run` never loads enrollment.
  */
-import type { CommandContext } from "../context.ts";
-import { ENV_VARS } from "../config.ts";
-import { SYSTEM_CONFIG_PATH } from "../system_config.ts";
+import type { CommandContext } from "../config/context.ts";
+import { ENV_VARS } from "../config/config.ts";
+import { SYSTEM_CONFIG_PATH } from "../config/system_config.ts";
 import { NotEnrolledError } from "../errors.ts";
 import { denoFileSystem, lstatOrNull, sameFile } from "../file_system.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";

@@ -4,10 +4,11 @@
  * service: URL and trust merged into the system `agent.json`, the token into
  * `<state-dir>/enrollment.token` (0600). The token is never printed.
  */
-import type { CommandContext } from "../context.ts";
-import { ENV_VARS, parsePlatformUrl } from "../config.ts";
-import { type FileConfig, FileConfigSchema, parseConfigText } from "../config_file.ts";
-import { readSystemConfigText } from "../system_config.ts";
+import type { CommandContext } from "../config/context.ts";
+import { ENV_VARS } from "../config/config.ts";
+import { parsePlatformUrl } from "../wire/platform_url.ts";
+import { type FileConfig, FileConfigSchema, parseConfigText } from "../config/config_file.ts";
+import { readSystemConfigText } from "../config/system_config.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, dirname, type FileSystem, lstatOrNull, resolve } from "../file_system.ts";
 import { registerSecret } from "../log.ts";

@@ -3,14 +3,14 @@
  * atomic identity replacement), and the scheduler the heartbeat loop calls between beats. X.509
  * code is loaded only when a renewal actually happens.
  */
-import type { ClockOffset } from "../platform/clock_offset.ts";
+import type { ClockOffset } from "../wire/clock_offset.ts";
 import {
   type BackoffPolicy,
   DEFAULT_BACKOFF,
   failureDelay,
   withJitter,
 } from "../platform/backoff.ts";
-import type { RenewRequest, RenewResponse } from "../platform/contract.ts";
+import type { RenewRequest, RenewResponse } from "../wire/contract.ts";
 import { errorMessage, PlatformError } from "../errors.ts";
 import type { Identity } from "../state/identity_store.ts";
 import { type Logger, registerSecret } from "../log.ts";

@@ -1,6 +1,6 @@
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { errorMessage, InterruptedError, PlatformError, UsageError } from "../errors.ts";
-import { isCredentialRejection } from "../platform/contract.ts";
+import { isCredentialRejection } from "../wire/contract.ts";
 import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
 import { cloneRefusal } from "../state/clone_guard.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";

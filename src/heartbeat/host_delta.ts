@@ -1,4 +1,4 @@
-import type { Host } from "../platform/telemetry_wire.ts";
+import type { Host } from "../wire/telemetry_wire.ts";
 import { sha256Hex } from "../sha256.ts";
 
 /** The inventory fields of one heartbeat body. */

@@ -2,14 +2,14 @@
  * The heartbeat loop: one attempt at a time, each outcome classified once (accepted, host refused,
  * rejected, conflict, retry), status recorded through one {@linkcode StatusRecorder}.
  */
-import { clockOffsetReport } from "../platform/clock_offset.ts";
+import { clockOffsetReport } from "../wire/clock_offset.ts";
 import {
   FEATURE_HOST_DIGEST,
   type HeartbeatBody,
   type HeartbeatResponse,
   notRejectedNote,
   REJECTION_STATUSES,
-} from "../platform/contract.ts";
+} from "../wire/contract.ts";
 import { CredentialRejectedError, failureFields, PlatformError } from "../errors.ts";
 import { HostDelta } from "./host_delta.ts";
 import type { Logger } from "../log.ts";
@@ -17,7 +17,7 @@ import { outageGap } from "./outage_gap.ts";
 import { classifyOutcome, rejectionMessage, statusErrorOf } from "./outcome.ts";
 import type { HeartbeatSchedule } from "./schedule.ts";
 import { StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
-import type { Host, Metrics } from "../platform/telemetry_wire.ts";
+import type { Host, Metrics } from "../wire/telemetry_wire.ts";
 import { VERSION } from "../version.ts";
 import { isoTime } from "../iso_time.ts";
 

@@ -1,4 +1,4 @@
-import { FEATURE_GAP, type Gap, GAP_CODE_PATTERN, GAP_ERROR_KINDS } from "../platform/contract.ts";
+import { FEATURE_GAP, type Gap, GAP_CODE_PATTERN, GAP_ERROR_KINDS } from "../wire/contract.ts";
 import type { AgentStatus } from "../state/status_store.ts";
 
 const KINDS: ReadonlySet<string> = new Set(GAP_ERROR_KINDS);

@@ -2,8 +2,8 @@
  * What one heartbeat attempt amounted to, decided once so that the loop only acts on it: accepted,
  * refused for lack of `host`, a credential rejection, a sequence conflict, or a failure to retry.
  */
-import type { HeartbeatResponse } from "../platform/contract.ts";
-import { isCredentialRejection } from "../platform/contract.ts";
+import type { HeartbeatResponse } from "../wire/contract.ts";
+import { isCredentialRejection } from "../wire/contract.ts";
 import { PlatformError } from "../errors.ts";
 import type { StatusError } from "../state/status_store.ts";
 

@@ -18,9 +18,9 @@ import {
   type RenewRequest,
   type RenewResponse,
   RenewResponseSchema,
-} from "./contract.ts";
-import { readCapped } from "./body_reader.ts";
-import { clockHint, type ClockOffset } from "./clock_offset.ts";
+} from "../wire/contract.ts";
+import { readCapped } from "../wire/body_reader.ts";
+import { clockHint, type ClockOffset } from "../wire/clock_offset.ts";
 import {
   type Answer,
   httpError,

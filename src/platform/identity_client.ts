@@ -1,8 +1,8 @@
-import type { ClockOffset } from "./clock_offset.ts";
-import type { AuthMode } from "../config_file.ts";
+import type { ClockOffset } from "../wire/clock_offset.ts";
+import type { AuthMode } from "../config/config_file.ts";
 import type { Identity } from "../state/identity_store.ts";
 import type { Logger } from "../log.ts";
-import type { CommandContext } from "../context.ts";
+import type { CommandContext } from "../config/context.ts";
 import { PlatformClient } from "./client.ts";
 import { rootStoreOf, trustOf } from "../trust/trust_source.ts";
 

@@ -5,7 +5,7 @@
  */
 import type * as z from "../zod.ts";
 import { parseRetryAfter } from "./backoff.ts";
-import { ProblemSchema } from "./contract.ts";
+import { ProblemSchema } from "../wire/contract.ts";
 import { PlatformError, type PlatformErrorDetails } from "../errors.ts";
 import { redact, redactValue } from "../log.ts";
 

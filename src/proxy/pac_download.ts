@@ -4,7 +4,7 @@
  * size capped. Loaded with src/proxy/pac.ts, only when a PAC is configured.
  */
 import { USER_AGENT } from "../version.ts";
-import { readCapped } from "../platform/body_reader.ts";
+import { readCapped } from "../wire/body_reader.ts";
 
 /** Largest PAC file accepted. */
 export const PAC_MAX_BYTES = 1024 * 1024;

@@ -1,6 +1,6 @@
 import * as z from "../zod.ts";
-import { parsePlatformUrl } from "../config.ts";
-import { AgentIdSchema } from "../platform/contract.ts";
+import { parsePlatformUrl } from "../wire/platform_url.ts";
+import { AgentIdSchema } from "../wire/contract.ts";
 import { errorMessage, NotEnrolledError, UsageError } from "../errors.ts";
 import {
   denoFileSystem,

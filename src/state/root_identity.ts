@@ -4,13 +4,15 @@
  *
  * @module
  */
-import type { ConfigHost } from "../config.ts";
 import { systemStateDir } from "./system_state_dir.ts";
 import { join, resolve } from "../file_system.ts";
 import { IDENTITY_FILE_NAME } from "./identity_store.ts";
 
 /** What {@linkcode rootIdentityHint} needs from the host. */
-export type RootIdentityHost = Pick<ConfigHost, "env" | "os" | "uid"> & {
+export type RootIdentityHost = {
+  env: (name: string) => string | undefined;
+  os: typeof Deno.build.os;
+  uid: () => number | null;
   lstat: (path: string) => Promise<Deno.FileInfo>;
 };
 

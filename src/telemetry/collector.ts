@@ -25,7 +25,7 @@ import type {
   Host,
   Metrics,
   NetworkTraffic,
-} from "../platform/telemetry_wire.ts";
+} from "../wire/telemetry_wire.ts";
 import type { Telemetry } from "./telemetry_schema.ts";
 import { SourceFailures } from "./source_failures.ts";
 import { denoSystem, type SystemSeam } from "./system.ts";

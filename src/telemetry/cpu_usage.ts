@@ -1,4 +1,4 @@
-import type { CpuUsage } from "../platform/telemetry_wire.ts";
+import type { CpuUsage } from "../wire/telemetry_wire.ts";
 
 /** Cumulative CPU times of one core as `node:os` `cpus()` reports them (milliseconds). */
 export interface CoreTimes {

@@ -1,4 +1,4 @@
-import type { Filesystem } from "../platform/telemetry_wire.ts";
+import type { Filesystem } from "../wire/telemetry_wire.ts";
 import type { SystemSeam } from "./system.ts";
 
 /** Disk space moves slowly: `df` runs at most this often. */

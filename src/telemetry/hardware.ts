@@ -1,4 +1,4 @@
-import type { Virtualization } from "../platform/telemetry_wire.ts";
+import type { Virtualization } from "../wire/telemetry_wire.ts";
 import { regQueryValue } from "./reg_query.ts";
 
 /** What a machine says it is; each part null when unreadable. */

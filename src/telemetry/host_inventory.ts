@@ -34,7 +34,7 @@ import {
   zoneFromLocaltimeLink,
 } from "./os_release.ts";
 import { readHeads } from "./proc_reader.ts";
-import type { Host, NetworkInterface, Virtualization } from "../platform/telemetry_wire.ts";
+import type { Host, NetworkInterface, Virtualization } from "../wire/telemetry_wire.ts";
 import type { SourceFailures } from "./source_failures.ts";
 import type { SystemSeam } from "./system.ts";
 import { errorMessage } from "../errors.ts";

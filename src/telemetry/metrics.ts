@@ -1,5 +1,5 @@
 /** The metrics Deno measures in-process (no child process): uptime, load, memory and swap. */
-import type { Metrics } from "../platform/telemetry_wire.ts";
+import type { Metrics } from "../wire/telemetry_wire.ts";
 import type { SystemSeam } from "./system.ts";
 
 function byteCount(value: unknown): number | null {

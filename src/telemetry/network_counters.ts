@@ -1,4 +1,4 @@
-import type { InterfaceTraffic, NetworkTraffic } from "../platform/telemetry_wire.ts";
+import type { InterfaceTraffic, NetworkTraffic } from "../wire/telemetry_wire.ts";
 
 /** Cumulative counters of one interface, in the tuple's order. */
 export type InterfaceCounters = [number, number, number, number, number, number];

@@ -1,5 +1,5 @@
 import * as z from "../zod.ts";
-import { HostSchema, MetricsSchema } from "../platform/telemetry_wire.ts";
+import { HostSchema, MetricsSchema } from "../wire/telemetry_wire.ts";
 
 /** What `inventory` prints: one collection. */
 export const TelemetrySchema = z.object({

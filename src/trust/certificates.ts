@@ -1,6 +1,6 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { clockHint, type ClockMeasurement } from "../platform/clock_offset.ts";
+import { clockHint, type ClockMeasurement } from "../wire/clock_offset.ts";
 import { errorMessage } from "../errors.ts";
 import { isoTime } from "../iso_time.ts";
 import { sha256Hex } from "../sha256.ts";

@@ -6,7 +6,7 @@
 import { type ChainTunnel, readPresentedChain } from "./ca_pin.ts";
 import type * as x509 from "@peculiar/x509";
 import { isCa, issued, parseCertificate, sameBytes } from "./certificates.ts";
-import { isLoopbackHost } from "../config.ts";
+import { isLoopbackHost } from "../wire/platform_url.ts";
 
 /** Bound of the extra handshake that reads the presented certificate. */
 const DIAGNOSIS_TIMEOUT_MS = 5000;

@@ -5,7 +5,7 @@
  */
 import { heartbeatLoop } from "../../src/heartbeat/loop.ts";
 import { HeartbeatSchedule } from "../../src/heartbeat/schedule.ts";
-import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/platform/contract.ts";
+import { FEATURE_HOST_DIGEST, type HeartbeatBody } from "../../src/wire/contract.ts";
 import { silentLogger } from "../../src/log.ts";
 import { emptyStatus } from "../../src/state/status_store.ts";
 import { TelemetryCollector } from "../../src/telemetry/collector.ts";

@@ -1,5 +1,5 @@
-import type { ResolvedConfig } from "../../src/config.ts";
-import type { CommandContext } from "../../src/context.ts";
+import type { ResolvedConfig } from "../../src/config/config.ts";
+import type { CommandContext } from "../../src/config/context.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
 
 /** What a test may change in {@linkcode testContext}. */

@@ -1,4 +1,4 @@
-import type { Host } from "../../src/platform/telemetry_wire.ts";
+import type { Host } from "../../src/wire/telemetry_wire.ts";
 
 /** A complete Linux host inventory for tests; spread it to vary a field (`{ ...TEST_HOST, ... }`). */
 export const TEST_HOST: Host = {

@@ -14,7 +14,7 @@ import {
   parseCertificate,
   splitPemBundle,
 } from "../../src/trust/certificates.ts";
-import { readFileConfig } from "../../src/config_file.ts";
+import { readFileConfig } from "../../src/config/config_file.ts";
 import { AgentError, NotEnrolledError, PlatformError, UsageError } from "../../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../../src/file_system.ts";
 import { regularFile } from "../_support/helpers.ts";

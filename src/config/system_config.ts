@@ -6,7 +6,7 @@
  * read without following a symbolic link.
  */
 import { readAuditedConfigText } from "./config_file.ts";
-import { type OwnershipHost, requireSafeParents } from "./state/ownership.ts";
+import { type OwnershipHost, requireSafeParents } from "../state/ownership.ts";
 
 /** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
 export const SYSTEM_CONFIG_PATH = "/etc/oneconnect-agent/agent.json";

@@ -1,5 +1,5 @@
-import { UsageError } from "./errors.ts";
-import { join } from "./file_system.ts";
+import { UsageError } from "../errors.ts";
+import { join } from "../file_system.ts";
 import {
   type AuthMode,
   AuthModeSchema,
@@ -9,12 +9,13 @@ import {
   parseConfigText,
   readFileConfig,
 } from "./config_file.ts";
-import { parseProxyUrl } from "./proxy/proxy_hop.ts";
-import { SYSTEM_STATE_DIR_ENV, systemStateDir } from "./state/system_state_dir.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
-import { denoOwnershipHost } from "./state/ownership.ts";
+import { parseProxyUrl } from "../proxy/proxy_hop.ts";
+import { SYSTEM_STATE_DIR_ENV, systemStateDir } from "../state/system_state_dir.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { denoOwnershipHost } from "../state/ownership.ts";
 import { nearestTrust } from "./config_trust.ts";
 import { readSystemConfigText, SYSTEM_CONFIG_PATH } from "./system_config.ts";
+import { parsePlatformUrl } from "../wire/platform_url.ts";
 
 /** Where a resolved value came from (`system`: the system configuration file under /etc). */
 export type ConfigSource = "flag" | "env" | "file" | "system" | "default";
@@ -121,47 +122,6 @@ function noHome(): UsageError {
   return new UsageError(
     "Cannot choose a state directory: HOME is not set; pass --state-dir or set ONECONNECT_STATE_DIR",
   );
-}
-
-const LOOPBACK_HOSTS = new Set(["localhost", "[::1]", "::1"]);
-
-/** Whether `hostname` (as in `URL.hostname`) is a loopback address. */
-export function isLoopbackHost(hostname: string): boolean {
-  return LOOPBACK_HOSTS.has(hostname.toLowerCase()) || /^127(\.\d{1,3}){3}$/.test(hostname);
-}
-
-/**
- * Parses a platform URL: https anywhere, http only on loopback (a bearer token must never cross
- * a network in clear text). Query strings and fragments are refused since paths are appended.
- */
-export function parsePlatformUrl(raw: string, origin = "--url"): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(
-      `Invalid platform URL ${JSON.stringify(raw)} (${origin}): expected https://<host>[:port]`,
-    );
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new UsageError(
-      `Invalid platform URL ${JSON.stringify(raw)} (${origin}): scheme must be https`,
-    );
-  }
-  if (url.username || url.password || url.search || url.hash) {
-    throw new UsageError(
-      `Invalid platform URL (${origin}): remove credentials, query and fragment; expected https://<host>[:port]`,
-    );
-  }
-  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
-    throw new UsageError(
-      `Refusing plain http:// to non-loopback host ${
-        JSON.stringify(url.hostname)
-      } (${origin}): use https://`,
-    );
-  }
-  if (!url.pathname.endsWith("/")) url.pathname += "/";
-  return url;
 }
 
 /** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */

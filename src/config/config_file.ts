@@ -2,8 +2,8 @@
  * `agent.json`, the operator's configuration file (in the state directory, and the system one under
  * /etc): its schema, how it is read and audited, and its error messages.
  */
-import * as z from "./zod.ts";
-import { UsageError } from "./errors.ts";
+import * as z from "../zod.ts";
+import { UsageError } from "../errors.ts";
 import {
   type HandleRead,
   join,
@@ -11,16 +11,16 @@ import {
   type ReadRefusal,
   readRefusalReason,
   readRegularFile,
-} from "./file_system.ts";
-import { parseJsonDocument } from "./json_document.ts";
-import { didYouMean } from "./nearest_name.ts";
-import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
+} from "../file_system.ts";
+import { parseJsonDocument } from "../json_document.ts";
+import { didYouMean } from "../nearest_name.ts";
+import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 import {
   auditConfigFile,
   auditStateDirOwnership,
   denoOwnershipHost,
   type OwnershipHost,
-} from "./state/ownership.ts";
+} from "../state/ownership.ts";
 
 /** How {@linkcode readFileConfig} reads and audits the file (seams for tests). */
 export interface ConfigFileHost {

@@ -1,6 +1,6 @@
 import type { ResolvedConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { writeAllSync } from "./file_system.ts";
+import type { Logger } from "../log.ts";
+import { writeAllSync } from "../file_system.ts";
 
 /** What every command receives: resolved configuration, logger and the process's I/O seams. */
 export interface CommandContext {
