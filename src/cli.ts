@@ -3,12 +3,12 @@
  * `cli_parser.ts`) and the dispatch. Each command's module loads only when it is chosen.
  */
 import { type ConfigFlags, denoConfigHost, ENV_VARS, resolveConfig } from "./config/config.ts";
+import { integerIn, setting, settingFlag, settingFlagValues } from "./config/settings.ts";
 import type { CommandContext } from "./config/context.ts";
 import { writeStdout } from "./config/context.ts";
 import {
   commandHelp as renderCommandHelp,
   type CommandSpec,
-  flagList,
   type FlagSpec,
   type Invocation,
   parseArgv as parseProgramArgv,
@@ -30,46 +30,16 @@ export interface CliProcess {
   onLogFormat?: (format: LogFormat) => void;
 }
 
-function integerIn(min: number, max: number, what: string) {
-  return (raw: string): number => {
-    const n = Number(raw);
-    if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new Error(`expected ${what} from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
-
 const str = (v: unknown) => (typeof v === "string" ? v : undefined);
 const num = (v: unknown) => (typeof v === "number" ? v : undefined);
 
 /** Flags every command accepts, before or after the command name. */
 export const GLOBAL_FLAGS: readonly FlagSpec[] = [
-  { name: "state-dir", value: "dir", help: "state directory (env ONECONNECT_STATE_DIR)" },
-  {
-    name: "log-level",
-    value: "level",
-    help: "debug|info|warn|error (env ONECONNECT_LOG_LEVEL)",
-  },
-  { name: "log-format", value: "format", help: "text|json (env ONECONNECT_LOG_FORMAT)" },
-  {
-    name: "config-file",
-    value: "path",
-    help: "system configuration file (default /etc/oneconnect-agent/agent.json; none on Windows)",
-  },
+  settingFlag("stateDir"),
+  settingFlag("logLevel"),
+  settingFlag("logFormat"),
+  settingFlag("systemConfigFile"),
 ];
-
-const proxyPacFlag: FlagSpec = {
-  name: "proxy-pac",
-  value: "url|file",
-  help: "proxy auto-config file (env ONECONNECT_PROXY_PAC)",
-};
-
-const authFlag = (help = "bearer|mtls (env ONECONNECT_AUTH, default bearer)"): FlagSpec => ({
-  name: "auth",
-  value: "mode",
-  help,
-});
 
 /** Every command, in the order `--help` lists them; each loads its module only when chosen. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -77,35 +47,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "enroll",
     description: "exchange a one-time enrollment token for this host's agent identity",
     flags: [
-      {
-        name: "url",
-        value: "platform-url",
-        help: "platform base URL (env ONECONNECT_PLATFORM_URL)",
-      },
+      settingFlag("platformUrl"),
       {
         name: "token-file",
         value: "path",
         help:
           "file holding the enrollment token, - for stdin (else env ONECONNECT_ENROLLMENT_TOKEN, else <state-dir>/enrollment.token)",
       },
-      {
-        name: "ca-file",
-        value: "path",
-        help: "PEM bundle to trust for the platform (env ONECONNECT_CA_FILE)",
-      },
-      {
-        name: "ca-pin",
-        value: "sha256:hex",
-        help:
-          "trust the CA the platform presents whose key has this pin; repeatable (env ONECONNECT_CA_PIN, comma-separated)",
-        repeatable: true,
-      },
+      settingFlag("caFile"),
+      settingFlag("caPins"),
       { name: "force", help: "replace an existing identity (only once the new one is stored)" },
       {
         name: "check",
         help: "preflight: test DNS, TCP, TLS, health and clock skew; consumes no token",
       },
-      proxyPacFlag,
+      settingFlag("proxyPac"),
       {
         name: "timeout",
         value: "seconds",
@@ -119,12 +75,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'echo "$TOKEN" | oneconnect-agent enroll --url https://platform.example.com --token-file -',
     ],
     run: async (f, context) => {
-      const ctx = await context({
-        url: str(f.url),
-        caFile: str(f["ca-file"]),
-        caPins: flagList(f["ca-pin"]),
-        proxyPac: str(f["proxy-pac"]),
-      });
+      const ctx = await context();
       const caPins = ctx.config.caPins ?? [];
       // Before loading enroll's modules: `deno run` builds Deno's root store when it loads them.
       selectRootStore(ctx.config.caFile !== undefined || caPins.length > 0 ? "none" : "system");
@@ -169,20 +120,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     description: "send heartbeats until stopped (the service process)",
     flags: [
       { name: "once", help: "send one heartbeat and exit (0 ok, 3 rejected, 4 failed)" },
-      authFlag(),
-      {
-        name: "interval",
-        value: "seconds",
-        help: "heartbeat interval, overriding the platform's",
-        parse: integerIn(1, 86400, "seconds"),
-      },
-      proxyPacFlag,
-      {
-        name: "metrics-file",
-        value: "path",
-        help:
-          "keep a Prometheus textfile (node_exporter textfile collector) current (env ONECONNECT_METRICS_FILE)",
-      },
+      settingFlag("auth"),
+      settingFlag("intervalSeconds"),
+      settingFlag("proxyPac"),
+      settingFlag("metricsFile"),
     ],
     examples: [
       "oneconnect-agent run",
@@ -190,13 +131,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       "oneconnect-agent run --metrics-file /var/lib/prometheus/node-exporter/oneconnect_agent.prom",
     ],
     run: async (f, context) => {
-      const ctx = await context({
-        auth: str(f.auth),
-        metricsFile: str(f["metrics-file"]),
-        proxyPac: str(f["proxy-pac"]),
-      });
+      const ctx = await context();
       const { runCommand } = await import("./commands/run.ts");
-      await runCommand(ctx, { once: f.once === true, intervalSeconds: num(f.interval) });
+      await runCommand(ctx, { once: f.once === true });
     },
   },
   {
@@ -279,10 +216,10 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "renew",
     description: "renew the agent certificate now with a new key pair",
-    flags: [authFlag()],
+    flags: [settingFlag("auth")],
     examples: ["oneconnect-agent renew"],
-    run: async (f, context) => {
-      const ctx = await context({ auth: str(f.auth) });
+    run: async (_f, context) => {
+      const ctx = await context();
       const { renewCommand } = await import("./commands/renew.ts");
       await renewCommand(ctx);
     },
@@ -293,11 +230,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [
       { name: "yes", help: "do not ask for confirmation" },
       { name: "local-only", help: "only remove the local identity; do not contact the platform" },
-      authFlag("bearer|mtls for the platform call (env ONECONNECT_AUTH)"),
+      settingFlag("auth", "bearer|mtls for the platform call"),
     ],
     examples: ["oneconnect-agent unenroll --yes"],
     run: async (f, context) => {
-      const ctx = await context({ auth: str(f.auth) });
+      const ctx = await context();
       const { unenrollCommand } = await import("./commands/unenroll.ts");
       await unenrollCommand(ctx, { yes: f.yes === true, localOnly: f["local-only"] === true });
     },
@@ -339,10 +276,11 @@ export function earlyLogFormat(
   argv: readonly string[],
   env: (name: string) => string | undefined,
 ): LogFormat {
+  const flag = `--${setting("logFormat").flag!.name}`;
   let asked = env(ENV_VARS.logFormat);
   for (let i = 0; i < argv.length && argv[i] !== "--"; i++) {
-    if (argv[i] === "--log-format") asked = argv[i + 1];
-    else if (argv[i]!.startsWith("--log-format=")) asked = argv[i]!.slice("--log-format=".length);
+    if (argv[i] === flag) asked = argv[i + 1];
+    else if (argv[i]!.startsWith(`${flag}=`)) asked = argv[i]!.slice(flag.length + 1);
   }
   return asked === "json" ? "json" : "text";
 }
@@ -358,18 +296,15 @@ export async function runCli(argv: string[], proc: CliProcess): Promise<void> {
   }
   const { command, flags, args } = invocation;
   // Before agent.json is read: what the flag or the environment asked for.
-  const early = str(flags["log-level"]) ?? proc.env(ENV_VARS.logLevel);
+  const early = str(flags[setting("logLevel").flag!.name]) ?? proc.env(ENV_VARS.logLevel);
   if (early !== undefined) proc.onLogLevel?.(early as LogLevel);
 
   let stateDir: string | undefined;
   const context = async (extra: ConfigFlags = {}): Promise<CommandContext> => {
-    const config = await resolveConfig({
-      stateDir: str(flags["state-dir"]),
-      logLevel: str(flags["log-level"]),
-      logFormat: str(flags["log-format"]),
-      configFile: str(flags["config-file"]),
-      ...extra,
-    }, { ...denoConfigHost, env: proc.env });
+    const config = await resolveConfig(
+      { ...settingFlagValues(flags), ...extra },
+      { ...denoConfigHost, env: proc.env },
+    );
     proc.onLogLevel?.(config.logLevel);
     proc.onLogFormat?.(config.logFormat);
     stateDir = config.stateDir;

@@ -39,7 +39,7 @@ Deno.test("config precedence is flag > environment > agent.json > default, per f
     ONECONNECT_CA_FILE: "/env/ca.pem",
   };
   const c = await resolveConfig(
-    { stateDir: "/s", logLevel: "debug", url: "https://flag.example" },
+    { stateDir: "/s", logLevel: "debug", platformUrl: "https://flag.example" },
     host(env, files),
   );
   assert.equal(c.logLevel, "debug");
@@ -54,12 +54,12 @@ Deno.test("config precedence is flag > environment > agent.json > default, per f
   const d = await resolveConfig({ stateDir: "/s" }, host(env, files));
   assert.equal(d.logLevel, "error");
   assert.equal(d.platformUrl?.href, "https://env.example/");
-  assert.equal(d.sources.url, "env");
+  assert.equal(d.sources.platformUrl, "env");
 
   const e = await resolveConfig({ stateDir: "/s" }, host({}, files));
   assert.equal(e.logLevel, "warn");
   assert.equal(e.platformUrl?.href, "https://file.example/");
-  assert.equal(e.sources.url, "file");
+  assert.equal(e.sources.platformUrl, "file");
 
   const f = await resolveConfig({ stateDir: "/empty" }, host());
   assert.equal(f.logLevel, "info");
@@ -175,7 +175,7 @@ Deno.test("config precedence: flag > environment > state-dir agent.json > system
       const sys = { ...host({}, files), systemConfigPath: path };
       const c = await resolveConfig({ stateDir: "/s" }, sys);
       assert.equal(c.platformUrl?.href, "https://system.example/");
-      assert.equal(c.sources.url, "system");
+      assert.equal(c.sources.platformUrl, "system");
       assert.equal(c.logLevel, "error");
       assert.equal(c.sources.logLevel, "file");
       assert.equal(c.logFormat, "json");
@@ -191,7 +191,10 @@ Deno.test("config precedence: flag > environment > state-dir agent.json > system
       const none = await resolveConfig({ stateDir: "/s" }, host({}, files));
       assert.equal(none.platformUrl, undefined);
       assert.equal(none.systemConfigFile, undefined);
-      const flagged = await resolveConfig({ stateDir: "/s", configFile: path }, host({}, files));
+      const flagged = await resolveConfig(
+        { stateDir: "/s", systemConfigFile: path },
+        host({}, files),
+      );
       assert.equal(flagged.platformUrl?.href, "https://system.example/");
     },
   );

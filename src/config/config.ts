@@ -1,67 +1,43 @@
 import { UsageError } from "../errors.ts";
 import { join } from "../file_system.ts";
 import {
-  type AuthMode,
-  AuthModeSchema,
   CONFIG_FILE_NAME,
   type ConfigFileHost,
   type FileConfig,
   parseConfigText,
   readFileConfig,
 } from "./config_file.ts";
-import { parseProxyUrl } from "../proxy/proxy_hop.ts";
 import { SYSTEM_STATE_DIR_ENV, systemStateDir } from "../state/system_state_dir.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { denoOwnershipHost } from "../state/ownership.ts";
 import { nearestTrust } from "./config_trust.ts";
-import { readSystemConfigText, SYSTEM_CONFIG_PATH } from "./system_config.ts";
-import { parsePlatformUrl } from "../wire/platform_url.ts";
+import { readSystemConfigText } from "./system_config.ts";
+import {
+  type RawValue,
+  setting,
+  type SettingKey,
+  SETTINGS,
+  type SettingSpec,
+  type SettingValues,
+  SYSTEM_CONFIG_PATH,
+} from "./settings.ts";
 
 /** Where a resolved value came from (`system`: the system configuration file under /etc). */
 export type ConfigSource = "flag" | "env" | "file" | "system" | "default";
 
-/** Flags that map onto configuration (global and per-command). */
-export interface ConfigFlags {
-  stateDir?: string;
-  logLevel?: string;
-  logFormat?: string;
-  url?: string;
-  caFile?: string;
-  /** `--ca-pin` values (not yet validated). */
-  caPins?: string[];
-  auth?: string;
-  metricsFile?: string;
-  proxyPac?: string;
+/** Setting values given as flags (by setting key), as `settingFlagValues` maps them. */
+export type ConfigFlags = Partial<Record<SettingKey, RawValue>> & {
   /** Leaves both `agent.json` files out (`diagnostics`, to report on a host whose file is invalid). */
   ignoreFileConfig?: boolean;
-  /** `--config-file`: the system configuration file instead of {@linkcode SYSTEM_CONFIG_PATH}. */
-  configFile?: string;
-}
+};
 
 /**
  * The effective configuration after precedence: flag > environment > agent.json (state dir) >
- * system agent.json > default.
+ * system agent.json > default. The fields are the settings (settings.ts).
  */
-export interface ResolvedConfig {
-  stateDir: string;
-  logLevel: LogLevel;
-  logFormat: LogFormat;
-  platformUrl?: URL;
-  caFile?: string;
-  /** CA pins (not yet validated); never together with `caFile`: the nearer layer's trust wins. */
-  caPins?: string[];
-  /** The system configuration file consulted, if any (none on Windows). */
-  systemConfigFile?: string;
-  auth: AuthMode;
-  proxyUrl?: URL;
-  /** PAC file (http:// URL or path), consulted after `proxyUrl` and the environment. */
-  proxyPac?: string;
-  timeoutSeconds: number;
-  intervalSeconds?: number;
-  /** Prometheus textfile `run` keeps current (`--metrics-file`), if any. */
-  metricsFile?: string;
+export type ResolvedConfig = SettingValues & {
+  /** Where each setting's value came from, by setting key (`caFile` for the CA file and pins). */
   sources: Record<string, ConfigSource>;
-}
+};
 
 /** What the resolver needs from the host, passed in so every layer is testable. */
 export interface ConfigHost extends ConfigFileHost {
@@ -81,18 +57,16 @@ export const denoConfigHost: ConfigHost = {
   ...(Deno.build.os === "windows" ? {} : { systemConfigPath: SYSTEM_CONFIG_PATH }),
 };
 
-/** Environment variable for each configurable field. */
+type WithEnv = Extract<(typeof SETTINGS)[number], { env: string }>;
+/** Environment variable of each setting that has one, and the agent's other variables. */
 export const ENV_VARS = {
-  stateDir: "ONECONNECT_STATE_DIR",
-  platformUrl: "ONECONNECT_PLATFORM_URL",
+  ...Object.fromEntries(
+    (SETTINGS as readonly SettingSpec[]).flatMap((s) =>
+      s.env === undefined ? [] : [[s.key, s.env]]
+    ),
+  ) as { readonly [R in WithEnv as R["key"]]: R["env"] },
+  /** The token itself (not a setting: `enroll --token-file` names a file holding it). */
   enrollmentToken: "ONECONNECT_ENROLLMENT_TOKEN",
-  caFile: "ONECONNECT_CA_FILE",
-  caPin: "ONECONNECT_CA_PIN",
-  logLevel: "ONECONNECT_LOG_LEVEL",
-  logFormat: "ONECONNECT_LOG_FORMAT",
-  auth: "ONECONNECT_AUTH",
-  metricsFile: "ONECONNECT_METRICS_FILE",
-  proxyPac: "ONECONNECT_PROXY_PAC",
   systemStateDir: SYSTEM_STATE_DIR_ENV,
 } as const;
 
@@ -124,34 +98,6 @@ function noHome(): UsageError {
   );
 }
 
-/** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */
-export function parsePacSource(raw: string, origin: string): string {
-  const value = raw.trim();
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !/^(http|file):\/\//i.test(value)) {
-    throw new UsageError(
-      `Invalid PAC location ${
-        JSON.stringify(value)
-      } (${origin}): expected an http:// URL or a file path`,
-    );
-  }
-  if (value === "") {
-    throw new UsageError(`Invalid PAC location "" (${origin}): expected a URL or path`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(
-  allowed: readonly T[],
-  raw: string,
-  name: string,
-  origin: string,
-): T {
-  if ((allowed as readonly string[]).includes(raw)) return raw as T;
-  throw new UsageError(
-    `Invalid ${name} ${JSON.stringify(raw)} (${origin}): expected one of ${allowed.join(", ")}`,
-  );
-}
-
 /**
  * Resolves the effective configuration: flag > environment > agent.json (state dir) > system
  * agent.json > default.
@@ -161,99 +107,73 @@ export async function resolveConfig(
   host: ConfigHost = denoConfigHost,
 ): Promise<ResolvedConfig> {
   const sources: Record<string, ConfigSource> = {};
-  const pick = (
-    key: string,
-    flag: string | undefined,
-    envName: string,
-    fileKey: keyof FileConfig | undefined,
-  ): [string | number | undefined, string] => {
+  let stateFile: FileConfig = {};
+  let file: FileConfig = {};
+  let systemConfigFile: string | undefined;
+  /** The nearest layer's value of `s` (undefined: none) and the origin errors name. */
+  const layered = (s: SettingSpec): [RawValue | undefined, string] => {
+    const flag = flags[s.key as SettingKey];
     if (flag !== undefined) {
-      sources[key] = "flag";
-      return [flag, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`];
+      sources[s.key] = "flag";
+      return [flag, `--${s.flag!.name}`];
     }
-    const env = host.env(envName);
+    const env = s.env === undefined ? undefined : host.env(s.env);
     if (env !== undefined && env !== "") {
-      sources[key] = "env";
-      return [env, envName];
+      sources[s.key] = "env";
+      return [env, s.env!];
     }
-    const value = fileKey === undefined ? undefined : file[fileKey];
-    if (value !== undefined && !Array.isArray(value)) {
-      const own = fileKey! in stateFile;
-      sources[key] = own ? "file" : "system";
+    const value = s.file === undefined ? undefined : file[s.file as keyof FileConfig];
+    if (value !== undefined) {
+      const own = s.file! in stateFile;
+      sources[s.key] = own ? "file" : "system";
       return [value, own ? CONFIG_FILE_NAME : systemConfigFile!];
     }
-    sources[key] = "default";
+    sources[s.key] = "default";
     return [undefined, "default"];
   };
+  const resolve = (s: SettingSpec): unknown => {
+    const [raw, origin] = layered(s);
+    return raw === undefined ? s.default : s.parse(raw, origin);
+  };
 
-  const [rawStateDir] = pick("stateDir", flags.stateDir, ENV_VARS.stateDir, undefined);
-  const stateDir = rawStateDir !== undefined ? String(rawStateDir) : defaultStateDir(host);
-  if (stateDir.trim() === "") throw new UsageError('Invalid --state-dir "": expected a path');
+  const values: Record<string, unknown> = {};
+  const stateDir = resolve(setting("stateDir")) as string | undefined ?? defaultStateDir(host);
+  systemConfigFile = resolve(setting("systemConfigFile")) as string | undefined ??
+    host.systemConfigPath;
 
-  const stateFile = flags.ignoreFileConfig ? {} : await readFileConfig(stateDir, host);
-  const systemConfigFile = flags.configFile ?? host.systemConfigPath;
+  stateFile = flags.ignoreFileConfig ? {} : await readFileConfig(stateDir, host);
   const systemText = systemConfigFile === undefined || flags.ignoreFileConfig
     ? undefined
     : await readSystemConfigText(systemConfigFile, host.ownership ?? denoOwnershipHost, host.os);
   const system = systemText === undefined ? {} : parseConfigText(systemConfigFile!, systemText);
   // Per key, the state directory's file wins over the system one.
-  const file: FileConfig = { ...system, ...stateFile };
+  file = { ...system, ...stateFile };
 
-  const [level, levelOrigin] = pick("logLevel", flags.logLevel, ENV_VARS.logLevel, "log_level");
-  const [fmt, fmtOrigin] = pick("logFormat", flags.logFormat, ENV_VARS.logFormat, "log_format");
-  const [url, urlOrigin] = pick("url", flags.url, ENV_VARS.platformUrl, "platform_url");
-  const envPins = host.env(ENV_VARS.caPin)?.split(",").filter((p) => p.trim() !== "");
+  for (const s of SETTINGS as readonly SettingSpec[]) {
+    if (s.key === "stateDir" || s.key === "systemConfigFile") continue;
+    if (s.key === "caFile" || s.key === "caPins") continue;
+    values[s.key] = resolve(s);
+  }
+  // The CA file and the pins are one setting: the nearest layer naming either gives it whole.
+  const envPins = host.env(ENV_VARS.caPins);
   const [trustSource, trust] = nearestTrust<ConfigSource>([
-    ["flag", { caFile: flags.caFile, caPins: flags.caPins }],
-    ["env", { caFile: host.env(ENV_VARS.caFile) || undefined, caPins: envPins }],
+    ["flag", { caFile: flags.caFile as string | undefined, caPins: flags.caPins as string[] }],
+    ["env", {
+      caFile: host.env(ENV_VARS.caFile) || undefined,
+      caPins: envPins === undefined
+        ? undefined
+        : setting("caPins").parse(envPins, ENV_VARS.caPins) as string[],
+    }],
     ["file", { caFile: stateFile.ca_file, caPins: stateFile.ca_pin }],
     ["system", { caFile: system.ca_file, caPins: system.ca_pin }],
   ]) ?? ["default", {}];
   sources.caFile = trustSource;
-  const [auth, authOrigin] = pick("auth", flags.auth, ENV_VARS.auth, "auth");
-  const [metricsFile] = pick(
-    "metricsFile",
-    flags.metricsFile,
-    ENV_VARS.metricsFile,
-    "metrics_file",
-  );
-  const [pac, pacOrigin] = pick("proxyPac", flags.proxyPac, ENV_VARS.proxyPac, "proxy_pac_url");
-  // Settings only the agent.json files set.
-  for (
-    const [key, fileKey] of [
-      ["proxyUrl", "proxy_url"],
-      ["timeoutSeconds", "timeout_seconds"],
-      ["intervalSeconds", "interval_seconds"],
-    ] as const
-  ) {
-    sources[key] = file[fileKey] === undefined
-      ? "default"
-      : fileKey in stateFile
-      ? "file"
-      : "system";
-  }
 
   return {
+    ...values,
     stateDir,
-    logLevel: level === undefined
-      ? "info"
-      : oneOf(LOG_LEVELS, String(level), "log level", levelOrigin),
-    logFormat: fmt === undefined
-      ? "text"
-      : oneOf(LOG_FORMATS, String(fmt), "log format", fmtOrigin),
-    platformUrl: url === undefined ? undefined : parsePlatformUrl(String(url), urlOrigin),
     ...trust,
     systemConfigFile,
-    auth: auth === undefined
-      ? "bearer"
-      : oneOf(AuthModeSchema.options, String(auth), "auth mode", authOrigin),
-    proxyUrl: file.proxy_url === undefined
-      ? undefined
-      : parseProxyUrl(file.proxy_url, CONFIG_FILE_NAME),
-    proxyPac: pac === undefined ? undefined : parsePacSource(String(pac), pacOrigin),
-    timeoutSeconds: file.timeout_seconds ?? 15,
-    intervalSeconds: file.interval_seconds,
-    metricsFile: metricsFile === undefined ? undefined : String(metricsFile),
     sources,
-  };
+  } as ResolvedConfig;
 }

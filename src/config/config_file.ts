@@ -14,7 +14,7 @@ import {
 } from "../file_system.ts";
 import { parseJsonDocument } from "../json_document.ts";
 import { didYouMean } from "../nearest_name.ts";
-import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
+import { fileConfigShape } from "./settings.ts";
 import {
   auditConfigFile,
   auditStateDirOwnership,
@@ -34,26 +34,11 @@ export interface ConfigFileHost {
   os?: typeof Deno.build.os;
 }
 
-/** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
-export const AuthModeSchema = z.enum(["bearer", "mtls"]);
-/** An authentication mode. */
-export type AuthMode = z.infer<typeof AuthModeSchema>;
-
-/** `agent.json` (in the state directory, and the system one under /etc): what an operator can set. */
-export const FileConfigSchema = z.strictObject({
-  platform_url: z.optional(z.string().check(z.minLength(1))),
-  ca_file: z.optional(z.string().check(z.minLength(1))),
-  /** Pins of the platform's CA (`sha256:<hex>`, checked by enroll), instead of `ca_file`. */
-  ca_pin: z.optional(z.array(z.string().check(z.minLength(1)))),
-  log_level: z.optional(z.enum(LOG_LEVELS)),
-  log_format: z.optional(z.enum(LOG_FORMATS)),
-  auth: z.optional(AuthModeSchema),
-  proxy_url: z.optional(z.string().check(z.minLength(1))),
-  proxy_pac_url: z.optional(z.string().check(z.minLength(1))),
-  timeout_seconds: z.optional(z.int().check(z.gte(1), z.lte(600))),
-  interval_seconds: z.optional(z.int().check(z.gte(1), z.lte(86400))),
-  metrics_file: z.optional(z.string().check(z.minLength(1))),
-});
+/**
+ * `agent.json` (in the state directory, and the system one under /etc): what an operator can set,
+ * one key per setting that has one (settings.ts).
+ */
+export const FileConfigSchema = z.strictObject(fileConfigShape());
 /** The parsed contents of `agent.json`. */
 export type FileConfig = z.infer<typeof FileConfigSchema>;
 

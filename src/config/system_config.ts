@@ -8,9 +8,6 @@
 import { readAuditedConfigText } from "./config_file.ts";
 import { type OwnershipHost, requireSafeParents } from "../state/ownership.ts";
 
-/** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
-export const SYSTEM_CONFIG_PATH = "/etc/oneconnect-agent/agent.json";
-
 /** Longest configuration file accepted: a few hundred bytes in practice. */
 const MAX_CONFIG_BYTES = 256 * 1024;
 

@@ -5,71 +5,18 @@
  *
  * @module
  */
-import { type ConfigSource, ENV_VARS, type ResolvedConfig } from "../config/config.ts";
+import type { ConfigSource, ResolvedConfig } from "../config/config.ts";
 import { CONFIG_FILE_NAME, FileConfigSchema } from "../config/config_file.ts";
+import { SETTINGS, type SettingSpec } from "../config/settings.ts";
 import { errorMessage } from "../errors.ts";
 import { type FileSystem, join } from "../file_system.ts";
 import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 import { safeUrl } from "./sanitize.ts";
 
-/** Each setting: its key in `ResolvedConfig.sources`, its flag, variable and agent.json key. */
-const SETTINGS: ReadonlyArray<{
-  key: keyof ResolvedConfig & string;
-  source: string;
-  flag?: string;
-  env?: string;
-  file?: string;
-  url?: boolean;
-}> = [
-  { key: "stateDir", source: "stateDir", flag: "--state-dir", env: ENV_VARS.stateDir },
-  {
-    key: "platformUrl",
-    source: "url",
-    flag: "--url",
-    env: ENV_VARS.platformUrl,
-    file: "platform_url",
-    url: true,
-  },
-  { key: "caFile", source: "caFile", flag: "--ca-file", env: ENV_VARS.caFile, file: "ca_file" },
-  { key: "auth", source: "auth", flag: "--auth", env: ENV_VARS.auth, file: "auth" },
-  {
-    key: "logLevel",
-    source: "logLevel",
-    flag: "--log-level",
-    env: ENV_VARS.logLevel,
-    file: "log_level",
-  },
-  {
-    key: "logFormat",
-    source: "logFormat",
-    flag: "--log-format",
-    env: ENV_VARS.logFormat,
-    file: "log_format",
-  },
-  { key: "proxyUrl", source: "proxyUrl", file: "proxy_url", url: true },
-  {
-    key: "proxyPac",
-    source: "proxyPac",
-    flag: "--proxy-pac",
-    env: ENV_VARS.proxyPac,
-    file: "proxy_pac_url",
-    url: true,
-  },
-  { key: "timeoutSeconds", source: "timeoutSeconds", file: "timeout_seconds" },
-  { key: "intervalSeconds", source: "intervalSeconds", file: "interval_seconds" },
-  {
-    key: "metricsFile",
-    source: "metricsFile",
-    flag: "--metrics-file",
-    env: ENV_VARS.metricsFile,
-    file: "metrics_file",
-  },
-];
-
-function describeSource(source: ConfigSource | undefined, s: (typeof SETTINGS)[number]): string {
+function describeSource(source: ConfigSource | undefined, s: SettingSpec): string {
   switch (source) {
     case "flag":
-      return `flag ${s.flag ?? ""}`.trimEnd();
+      return s.flag === undefined ? "flag" : `flag --${s.flag.name}`;
     case "env":
       return `environment ${s.env ?? ""}`.trimEnd();
     case "file":
@@ -121,10 +68,11 @@ export async function configEntry(
 ): Promise<{ entry: DiagnosticEntry; unreadable: Unreadable[] }> {
   const unreadable: Unreadable[] = [];
   const settings: Record<string, { value: unknown; source: string }> = {};
-  for (const s of SETTINGS) {
-    const source = config.sources[s.source];
+  for (const s of SETTINGS as readonly SettingSpec[]) {
+    if (s.hiddenInDiagnostics) continue;
+    const source = config.sources[s.key];
     settings[s.key] = {
-      value: shown(config[s.key], s.url),
+      value: shown((config as Record<string, unknown>)[s.key], s.url),
       source: source === undefined ? "default" : describeSource(source, s),
     };
   }

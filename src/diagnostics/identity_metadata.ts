@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { AuthMode } from "../config/config_file.ts";
+import type { AuthMode } from "../config/settings.ts";
 import { renewalDueAt } from "../enrollment/renewal.ts";
 import { isoTime } from "../iso_time.ts";
 import { sha256Hex } from "../sha256.ts";

@@ -6,7 +6,7 @@
  */
 import type { CommandContext } from "../config/context.ts";
 import { ENV_VARS } from "../config/config.ts";
-import { SYSTEM_CONFIG_PATH } from "../config/system_config.ts";
+import { SYSTEM_CONFIG_PATH } from "../config/settings.ts";
 import { NotEnrolledError } from "../errors.ts";
 import { denoFileSystem, lstatOrNull, sameFile } from "../file_system.ts";
 import { ENROLLMENT_TOKEN_FILE_NAME, type IdentityStore } from "../state/identity_store.ts";

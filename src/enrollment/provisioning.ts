@@ -57,10 +57,10 @@ async function readProvisioned(ctx: CommandContext, fs: FileSystem): Promise<Pro
   const url = nonEmpty(ctx, ENV_VARS.platformUrl);
   if (url !== undefined) out.platformUrl = parsePlatformUrl(url, ENV_VARS.platformUrl).href;
   const caFile = nonEmpty(ctx, ENV_VARS.caFile);
-  const pins = nonEmpty(ctx, ENV_VARS.caPin)?.split(",").filter((p) => p.trim() !== "");
+  const pins = nonEmpty(ctx, ENV_VARS.caPins)?.split(",").filter((p) => p.trim() !== "");
   if (caFile !== undefined && pins !== undefined) {
     throw new UsageError(
-      `Cannot provision: set ${ENV_VARS.caFile} or ${ENV_VARS.caPin}, not both`,
+      `Cannot provision: set ${ENV_VARS.caFile} or ${ENV_VARS.caPins}, not both`,
     );
   }
   if (caFile !== undefined) {
@@ -73,7 +73,7 @@ async function readProvisioned(ctx: CommandContext, fs: FileSystem): Promise<Pro
     }
   }
   if (pins !== undefined) {
-    out.caPins = [...new Set(pins.map((p) => parseCaPin(p, ENV_VARS.caPin)))];
+    out.caPins = [...new Set(pins.map((p) => parseCaPin(p, ENV_VARS.caPins)))];
   }
   const token = ctx.env(ENV_VARS.enrollmentToken);
   if (token !== undefined && token.trim() !== "") {

@@ -1,5 +1,5 @@
 import type { ClockOffset } from "../wire/clock_offset.ts";
-import type { AuthMode } from "../config/config_file.ts";
+import type { AuthMode } from "../config/settings.ts";
 import type { Identity } from "../state/identity_store.ts";
 import type { Logger } from "../log.ts";
 import type { CommandContext } from "../config/context.ts";
