@@ -1,27 +1,11 @@
 import assert from "node:assert/strict";
-import { type ConfigHost, defaultStateDir, resolveConfig } from "../src/config/config.ts";
+import { defaultStateDir, resolveConfig } from "../src/config/config.ts";
+import { configHost } from "./_support/config_host.ts";
 import { isLoopbackHost, parsePlatformUrl } from "../src/wire/platform_url.ts";
 import { UsageError } from "../src/errors.ts";
-import { regularFile, rejectsWith } from "./_support/helpers.ts";
+import { rejectsWith } from "./_support/helpers.ts";
 
-function host(
-  env: Record<string, string> = {},
-  files: Record<string, string> = {},
-  os: typeof Deno.build.os = "linux",
-  uid: number | null = 1000,
-): ConfigHost {
-  return {
-    env: (name) => env[name],
-    os,
-    uid: () => uid,
-    readConfigFile: (path) => {
-      const text = files[path];
-      return text === undefined
-        ? Promise.reject(new Deno.errors.NotFound(path))
-        : Promise.resolve({ text, info: regularFile() });
-    },
-  };
-}
+const host = configHost;
 
 Deno.test("config precedence is flag > environment > agent.json > default, per field", async () => {
   const files = {

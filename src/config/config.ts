@@ -98,82 +98,93 @@ function noHome(): UsageError {
   );
 }
 
+/** The two `agent.json` layers: the state directory's, then the system one at `systemPath`. */
+interface FileLayers {
+  state: FileConfig;
+  system: FileConfig;
+  systemPath?: string;
+}
+
+/** The nearest layer giving setting `s`: its raw value (none: undefined), its origin, its source. */
+function nearestLayer(
+  s: SettingSpec,
+  flags: ConfigFlags,
+  env: (name: string) => string | undefined,
+  files: FileLayers = { state: {}, system: {} },
+): [RawValue | undefined, string, ConfigSource] {
+  const flag = flags[s.key as SettingKey];
+  if (flag !== undefined) return [flag, `--${s.flag!.name}`, "flag"];
+  const variable = s.env === undefined ? undefined : env(s.env);
+  if (variable !== undefined && variable !== "") return [variable, s.env!, "env"];
+  const key = s.file as keyof FileConfig | undefined;
+  // Per key, the state directory's file wins over the system one.
+  if (key !== undefined && files.state[key] !== undefined) {
+    return [files.state[key], CONFIG_FILE_NAME, "file"];
+  }
+  if (key !== undefined && files.system[key] !== undefined) {
+    return [files.system[key], files.systemPath!, "system"];
+  }
+  return [undefined, "default", "default"];
+}
+
 /**
  * Resolves the effective configuration: flag > environment > agent.json (state dir) > system
- * agent.json > default.
+ * agent.json > default, setting by setting (settings.ts).
  */
 export async function resolveConfig(
   flags: ConfigFlags,
   host: ConfigHost = denoConfigHost,
 ): Promise<ResolvedConfig> {
   const sources: Record<string, ConfigSource> = {};
-  let stateFile: FileConfig = {};
-  let file: FileConfig = {};
-  let systemConfigFile: string | undefined;
-  /** The nearest layer's value of `s` (undefined: none) and the origin errors name. */
-  const layered = (s: SettingSpec): [RawValue | undefined, string] => {
-    const flag = flags[s.key as SettingKey];
-    if (flag !== undefined) {
-      sources[s.key] = "flag";
-      return [flag, `--${s.flag!.name}`];
-    }
-    const env = s.env === undefined ? undefined : host.env(s.env);
-    if (env !== undefined && env !== "") {
-      sources[s.key] = "env";
-      return [env, s.env!];
-    }
-    const value = s.file === undefined ? undefined : file[s.file as keyof FileConfig];
-    if (value !== undefined) {
-      const own = s.file! in stateFile;
-      sources[s.key] = own ? "file" : "system";
-      return [value, own ? CONFIG_FILE_NAME : systemConfigFile!];
-    }
-    sources[s.key] = "default";
-    return [undefined, "default"];
-  };
-  const resolve = (s: SettingSpec): unknown => {
-    const [raw, origin] = layered(s);
+  const resolve = (s: SettingSpec, files?: FileLayers): unknown => {
+    const [raw, origin, source] = nearestLayer(s, flags, host.env, files);
+    sources[s.key] = source;
     return raw === undefined ? s.default : s.parse(raw, origin);
   };
 
-  const values: Record<string, unknown> = {};
+  // Where the agent.json files are comes first.
   const stateDir = resolve(setting("stateDir")) as string | undefined ?? defaultStateDir(host);
-  systemConfigFile = resolve(setting("systemConfigFile")) as string | undefined ??
+  const systemPath = resolve(setting("systemConfigFile")) as string | undefined ??
     host.systemConfigPath;
-
-  stateFile = flags.ignoreFileConfig ? {} : await readFileConfig(stateDir, host);
-  const systemText = systemConfigFile === undefined || flags.ignoreFileConfig
+  const state = flags.ignoreFileConfig ? {} : await readFileConfig(stateDir, host);
+  const systemText = systemPath === undefined || flags.ignoreFileConfig
     ? undefined
-    : await readSystemConfigText(systemConfigFile, host.ownership ?? denoOwnershipHost, host.os);
-  const system = systemText === undefined ? {} : parseConfigText(systemConfigFile!, systemText);
-  // Per key, the state directory's file wins over the system one.
-  file = { ...system, ...stateFile };
+    : await readSystemConfigText(systemPath, host.ownership ?? denoOwnershipHost, host.os);
+  const files: FileLayers = {
+    state,
+    system: systemText === undefined ? {} : parseConfigText(systemPath!, systemText),
+    systemPath,
+  };
 
+  const values: Record<string, unknown> = {};
   for (const s of SETTINGS as readonly SettingSpec[]) {
-    if (s.key === "stateDir" || s.key === "systemConfigFile") continue;
-    if (s.key === "caFile" || s.key === "caPins") continue;
-    values[s.key] = resolve(s);
+    if (!LOCATIONS_AND_TRUST.has(s.key)) values[s.key] = resolve(s, files);
   }
   // The CA file and the pins are one setting: the nearest layer naming either gives it whole.
   const envPins = host.env(ENV_VARS.caPins);
   const [trustSource, trust] = nearestTrust<ConfigSource>([
-    ["flag", { caFile: flags.caFile as string | undefined, caPins: flags.caPins as string[] }],
+    ["flag", {
+      caFile: flags.caFile as string | undefined,
+      caPins: flags.caPins as string[] | undefined,
+    }],
     ["env", {
       caFile: host.env(ENV_VARS.caFile) || undefined,
       caPins: envPins === undefined
         ? undefined
         : setting("caPins").parse(envPins, ENV_VARS.caPins) as string[],
     }],
-    ["file", { caFile: stateFile.ca_file, caPins: stateFile.ca_pin }],
-    ["system", { caFile: system.ca_file, caPins: system.ca_pin }],
+    ["file", { caFile: files.state.ca_file, caPins: files.state.ca_pin }],
+    ["system", { caFile: files.system.ca_file, caPins: files.system.ca_pin }],
   ]) ?? ["default", {}];
   sources.caFile = trustSource;
 
-  return {
-    ...values,
-    stateDir,
-    ...trust,
-    systemConfigFile,
-    sources,
-  } as ResolvedConfig;
+  return { ...values, stateDir, ...trust, systemConfigFile: systemPath, sources } as ResolvedConfig;
 }
+
+/** Settings resolved apart: where the files are (before them), and the trust (config_trust.ts). */
+const LOCATIONS_AND_TRUST: ReadonlySet<string> = new Set([
+  "stateDir",
+  "systemConfigFile",
+  "caFile",
+  "caPins",
+]);
