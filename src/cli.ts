@@ -52,7 +52,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         name: "token-file",
         value: "path",
         help:
-          "file holding the enrollment token, - for stdin (else env ONECONNECT_ENROLLMENT_TOKEN, else <state-dir>/enrollment.token)",
+          `file holding the enrollment token, - for stdin (else env ${ENV_VARS.enrollmentToken}, else <state-dir>/enrollment.token)`,
       },
       settingFlag("caFile"),
       settingFlag("caPins"),
