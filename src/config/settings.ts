@@ -15,11 +15,6 @@ import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 import { parseProxyUrl } from "../proxy/proxy_hop.ts";
 import { parsePlatformUrl } from "../wire/platform_url.ts";
 
-/** How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS). */
-export const AuthModeSchema = z.enum(["bearer", "mtls"]);
-/** An authentication mode. */
-export type AuthMode = z.infer<typeof AuthModeSchema>;
-
 /** The system configuration file (POSIX); Windows has none (ProgramData is the state dir). */
 export const SYSTEM_CONFIG_PATH = "/etc/oneconnect-agent/agent.json";
 
@@ -102,8 +97,20 @@ export function parsePacSource(raw: string, origin: string): string {
 
 const nonEmpty = () => z.string().check(z.minLength(1));
 const text = (raw: RawValue) => String(raw);
-const integer = (raw: RawValue) => Number(raw);
-const ranged = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
+
+/** A setting that is one of `values` (`noun` names it in errors). */
+function choice<const T extends string>(values: readonly T[], noun: string) {
+  return { values, schema: z.enum(values), parse: oneOf(values, noun) };
+}
+
+/** A setting that is a whole number from `min` to `max`. */
+function bounded(min: number, max: number) {
+  return {
+    range: [min, max] as const,
+    schema: z.int().check(z.gte(min), z.lte(max)),
+    parse: (raw: RawValue): number => Number(raw),
+  };
+}
 
 /**
  * The settings, in the order of `agent.json`'s schema (its first invalid field is the one
@@ -171,9 +178,7 @@ export const SETTINGS = [
     flag: { name: "log-level", value: "level" },
     env: "ONECONNECT_LOG_LEVEL",
     file: "log_level",
-    schema: z.enum(LOG_LEVELS),
-    parse: oneOf(LOG_LEVELS, "log level"),
-    values: LOG_LEVELS,
+    ...choice(LOG_LEVELS, "log level"),
     default: "info",
   },
   {
@@ -181,9 +186,7 @@ export const SETTINGS = [
     flag: { name: "log-format", value: "format" },
     env: "ONECONNECT_LOG_FORMAT",
     file: "log_format",
-    schema: z.enum(LOG_FORMATS),
-    parse: oneOf(LOG_FORMATS, "log format"),
-    values: LOG_FORMATS,
+    ...choice(LOG_FORMATS, "log format"),
     default: "text",
   },
   {
@@ -191,9 +194,8 @@ export const SETTINGS = [
     flag: { name: "auth", value: "mode" },
     env: "ONECONNECT_AUTH",
     file: "auth",
-    schema: AuthModeSchema,
-    parse: oneOf(AuthModeSchema.options, "auth mode"),
-    values: AuthModeSchema.options,
+    // How heartbeats authenticate: the bearer token, or the client certificate (mutual TLS).
+    ...choice(["bearer", "mtls"], "auth mode"),
     default: "bearer",
     defaultInHelp: true,
   },
@@ -221,9 +223,7 @@ export const SETTINGS = [
   {
     key: "timeoutSeconds",
     file: "timeout_seconds",
-    schema: ranged(1, 600),
-    parse: integer,
-    range: [1, 600],
+    ...bounded(1, 600),
     default: 15,
     docDefault: "per request",
   },
@@ -232,9 +232,7 @@ export const SETTINGS = [
     flag: { name: "interval", value: "seconds" },
     summary: "heartbeat interval, overriding the platform's",
     file: "interval_seconds",
-    schema: ranged(1, 86400),
-    parse: integer,
-    range: [1, 86400],
+    ...bounded(1, 86400),
     docDefault: "platform's, else 60",
   },
   {
@@ -260,6 +258,9 @@ type Maybe = Exclude<Row, Always>;
 export type SettingValues =
   & { [R in Always as R["key"]]: ValueOf<R> }
   & { [R in Maybe as R["key"]]?: ValueOf<R> };
+
+/** How heartbeats authenticate. */
+export type AuthMode = SettingValues["auth"];
 
 type WithFile = Extract<Row, { file: string }>;
 /** The shape of `agent.json`: each setting's key with its schema, optional. */
