@@ -63,8 +63,8 @@ export interface HeartbeatLoopDeps {
   /** Runs between beats, before each attempt (certificate renewal when due); must not throw. */
   beforeAttempt?: (signal: AbortSignal) => Promise<unknown>;
   /**
-   * SHA-256 (lowercase hex) of a host's JSON text, for `host_digest`; default WebCrypto, whose
-   * asynchronous op a fake clock cannot drive.
+   * SHA-256 (lowercase hex) of a host's JSON text, for `host_digest`; default the one
+   * {@linkcode HostDelta} uses (synchronous underneath). Tests pass one that records what was hashed.
    */
   digest?: (text: string) => Promise<string>;
 }
