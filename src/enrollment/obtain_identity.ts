@@ -127,7 +127,11 @@ async function sendEnrollment(
   });
   try {
     // Validated by the client against the contract (EnrollResponseSchema): no second check here.
-    return await requestWithRetries(ctx, client, body, request.timeoutSeconds, deps);
+    return await requestWithRetries(
+      ctx,
+      { client, body, timeoutSeconds: request.timeoutSeconds },
+      deps,
+    );
   } finally {
     client.close();
   }
