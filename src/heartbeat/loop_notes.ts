@@ -70,7 +70,7 @@ export class LoopNotes {
     );
   }
 
-  /** An accepted beat, after `recoveredFrom` failed ones (of this process or a previous one). */
+  /** An accepted beat, after `recovery.from` failed ones (of this process or a previous one). */
   accepted(
     sequence: number,
     nowMono: number,
