@@ -281,6 +281,35 @@ export async function preflight(
       "Cannot check: no platform URL; pass --url https://<platform> or set ONECONNECT_PLATFORM_URL",
     );
   }
+  const timeoutMs = Math.min(options.timeoutSeconds, ctx.config.timeoutSeconds) * 1000;
+  const trusted = await trustedClient(ctx, options, url, timeoutMs);
+  using client = trusted.client;
+  const { describeDecision } = await import("../proxy/proxy_select.ts");
+  const decision = await client.decideRoute();
+  const health = (signal: AbortSignal) => client.health(signal);
+  return await runPreflight(
+    {
+      url,
+      caCerts: trusted.caCerts,
+      trustLabel: trusted.trustLabel,
+      proxy: client.proxy,
+      timeoutMs,
+      route: {
+        text: describeDecision(decision),
+        problem: decision.problem !== undefined,
+      },
+    },
+    network ? network(health) : denoPreflightNetwork(health, trusted.caLabel),
+  );
+}
+
+/** What enrollment would trust for `url` (or the identity's trust), and a client trusting it. */
+async function trustedClient(
+  ctx: CommandContext,
+  options: PreflightOptions,
+  url: URL,
+  timeoutMs: number,
+) {
   const [
     { PlatformClient },
     { commandClientOptions },
@@ -299,31 +328,14 @@ export async function preflight(
     url,
   );
   const trustLabel = describeTrust(trust, caCerts?.length ?? 0);
-  const timeoutMs = Math.min(options.timeoutSeconds, ctx.config.timeoutSeconds) * 1000;
   // Made first: the first TLS client of the process decides whether only the pin is trusted,
   // and the TLS check must trust exactly what enrollment will.
-  using client = new PlatformClient({
+  const client = new PlatformClient({
     ...commandClientOptions(ctx, { timeoutMs }),
     baseUrl: url,
     caCertificates: caCerts,
     caLabel: caLabelOf(trust),
     rootStore: rootStoreOf(trust),
   });
-  const { describeDecision } = await import("../proxy/proxy_select.ts");
-  const decision = await client.decideRoute();
-  const health = (signal: AbortSignal) => client.health(signal);
-  return await runPreflight(
-    {
-      url,
-      caCerts,
-      trustLabel,
-      proxy: client.proxy,
-      timeoutMs,
-      route: {
-        text: describeDecision(decision),
-        problem: decision.problem !== undefined,
-      },
-    },
-    network ? network(health) : denoPreflightNetwork(health, caLabelOf(trust)),
-  );
+  return { client, caCerts, trustLabel, caLabel: caLabelOf(trust) };
 }
