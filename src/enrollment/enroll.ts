@@ -6,6 +6,7 @@
 import type { CommandContext } from "../config/context.ts";
 import { AlreadyEnrolledError, errorMessage, PlatformError, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, lstatOrNull } from "../file_system.ts";
+import type { Logger } from "../log.ts";
 import {
   type Identity,
   IdentityStore,
@@ -13,12 +14,16 @@ import {
 } from "../state/identity_store.ts";
 import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
+import {
+  type IdentityRequest,
+  obtainIdentity,
+  type ObtainIdentityDeps,
+} from "./obtain_identity.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
 import { abortableSleep, TOKEN_SPENT_HINT } from "./enroll_request.ts";
 import { deleteTokenFile, resolveToken } from "./enrollment_token.ts";
 import { enrollmentTrust, type EnrollmentTrustDeps, readPinnedCas } from "./enrollment_trust.ts";
-import { obtainIdentity, type ObtainIdentityDeps } from "./obtain_identity.ts";
 
 /** What `oneconnect-agent enroll` asks of {@linkcode enroll}. */
 export interface EnrollOptions {
@@ -97,6 +102,67 @@ async function proveIdentity(
   }
 }
 
+/**
+ * Checks the state directory is writable, obtains and proves the identity, then stores it; any
+ * failure runs `cleanUp` first.
+ */
+async function storeNewIdentity(
+  ctx: CommandContext,
+  deps: EnrollDeps,
+  { store, request, cleanUp }: {
+    store: IdentityStore;
+    request: IdentityRequest;
+    cleanUp: () => Promise<void>;
+  },
+): Promise<{ identity: Identity; features: string[] }> {
+  let obtained: { identity: Identity; features: string[] };
+  try {
+    await assertStateDirWritable(deps.fs, store);
+    obtained = await obtainIdentity(ctx, deps, request);
+    await proveIdentity(ctx, deps, obtained.identity);
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+  try {
+    await store.save(obtained.identity);
+  } catch (e) {
+    await cleanUp();
+    if (!(e instanceof UsageError)) throw e;
+    throw new UsageError(`${e.message}; the enrollment token is probably used up`, { cause: e });
+  }
+  return obtained;
+}
+
+/** The status file a new identity starts with; a failure only warns (the identity is stored). */
+async function startStatus(
+  fs: FileSystem,
+  store: IdentityStore,
+  logger: Logger,
+  fresh: { replacing: boolean; agentId: string; features: string[] },
+): Promise<void> {
+  if (fresh.replacing) {
+    // The old agent's heartbeat status (sequence, failures) says nothing about the new identity.
+    const statusPath = store.secretFilePath(STATUS_FILE_NAME);
+    await fs.remove(statusPath).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        const error = errorMessage(e);
+        logger.warn(`Could not remove the old identity's status ${JSON.stringify(statusPath)}`, {
+          error,
+        });
+      }
+    });
+  }
+  if (fresh.features.length > 0) {
+    // So that the first heartbeat of the first run already uses what the platform supports.
+    const status = new StatusStore(store.secretFilePath(STATUS_FILE_NAME), {
+      ...emptyStatus(fresh.agentId),
+      platform_features: fresh.features,
+    }, { fs });
+    await status.save().catch((e) => logger.warn(`Cannot write status file: ${errorMessage(e)}`));
+  }
+}
+
 /** The outcome of {@linkcode enroll}. */
 export interface Enrolled {
   identity: Identity;
@@ -162,49 +228,12 @@ export async function enroll(
     await lock.release();
     if (createdStateDir) await deps.fs.remove(config.stateDir).catch(() => {});
   };
-  let identity: Identity;
-  let features: string[];
-  try {
-    await assertStateDirWritable(deps.fs, store);
-    ({ identity, features } = await obtainIdentity(ctx, deps, {
-      baseUrl,
-      token,
-      bootstrapCa,
-      trust,
-      timeoutSeconds: options.timeoutSeconds,
-    }));
-    await proveIdentity(ctx, deps, identity);
-  } catch (e) {
-    await cleanUp();
-    throw e;
-  }
-  try {
-    await store.save(identity);
-  } catch (e) {
-    await cleanUp();
-    if (!(e instanceof UsageError)) throw e;
-    throw new UsageError(`${e.message}; the enrollment token is probably used up`, { cause: e });
-  }
-  if (replacing) {
-    // The old agent's heartbeat status (sequence, failures) says nothing about the new identity.
-    const statusPath = store.secretFilePath(STATUS_FILE_NAME);
-    await deps.fs.remove(statusPath).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) {
-        const error = errorMessage(e);
-        logger.warn(`Could not remove the old identity's status ${JSON.stringify(statusPath)}`, {
-          error,
-        });
-      }
-    });
-  }
-  if (features.length > 0) {
-    // So that the first heartbeat of the first run already uses what the platform supports.
-    const status = new StatusStore(store.secretFilePath(STATUS_FILE_NAME), {
-      ...emptyStatus(identity.agent_id),
-      platform_features: features,
-    }, { fs: deps.fs });
-    await status.save().catch((e) => logger.warn(`Cannot write status file: ${errorMessage(e)}`));
-  }
+  const { identity, features } = await storeNewIdentity(ctx, deps, {
+    store,
+    request: { baseUrl, token, bootstrapCa, trust, timeoutSeconds: options.timeoutSeconds },
+    cleanUp,
+  });
+  await startStatus(deps.fs, store, logger, { replacing, agentId: identity.agent_id, features });
   if (token.file !== undefined) await deleteTokenFile(deps.fs, token.file, logger);
 
   logger.info(`Enrolled as ${JSON.stringify(identity.agent_id)}`, {
