@@ -53,7 +53,10 @@ const unavailable = () =>
 Deno.test("requestWithRetries retries 503 within the deadline and returns the answer", async () => {
   const s = setup();
   const client = scripted([unavailable(), unavailable(), ANSWER]);
-  assert.equal(await requestWithRetries(s.ctx, client, BODY, 120, s.deps), ANSWER);
+  assert.equal(
+    await requestWithRetries(s.ctx, { client, body: BODY, timeoutSeconds: 120 }, s.deps),
+    ANSWER,
+  );
   assert.equal(client.calls, 3);
   assert.equal(s.sleeps.length, 2);
   assert.equal(s.logs.filter((l) => l.includes("Enrollment attempt failed; retrying")).length, 2);
@@ -69,7 +72,7 @@ Deno.test("requestWithRetries stops at the token's rejection (exit 3) without re
   });
   const client = scripted([rejected]);
   await assert.rejects(
-    requestWithRetries(s.ctx, client, BODY, 120, s.deps),
+    requestWithRetries(s.ctx, { client, body: BODY, timeoutSeconds: 120 }, s.deps),
     (e) =>
       e instanceof CredentialRejectedError && e.exitCode === 3 &&
       e.message ===
@@ -82,7 +85,11 @@ Deno.test("requestWithRetries stops at the token's rejection (exit 3) without re
 Deno.test("requestWithRetries gives up at --timeout, and reports an unusable 2xx answer as spent", async () => {
   const s = setup();
   await assert.rejects(
-    requestWithRetries(s.ctx, scripted([unavailable()]), BODY, 5, s.deps),
+    requestWithRetries(
+      s.ctx,
+      { client: scripted([unavailable()]), body: BODY, timeoutSeconds: 5 },
+      s.deps,
+    ),
     /^PlatformError: Cannot enroll: gave up after 5 s \(--timeout\) and \d+ attempts: platform answered 503/,
   );
   const unusable = new PlatformError("platform answered 201 with an unexpected body: body", {
@@ -90,7 +97,11 @@ Deno.test("requestWithRetries gives up at --timeout, and reports an unusable 2xx
     httpStatus: 201,
   });
   await assert.rejects(
-    requestWithRetries(s.ctx, scripted([unusable]), BODY, 120, s.deps),
+    requestWithRetries(
+      s.ctx,
+      { client: scripted([unusable]), body: BODY, timeoutSeconds: 120 },
+      s.deps,
+    ),
     /Cannot enroll: refusing the platform's answer: platform answered 201 with an unexpected body: body; nothing was stored; the enrollment token is probably used up/,
   );
 });

@@ -8,7 +8,8 @@ import {
   type EnrollResponse,
   EnrollResponseSchema,
 } from "../src/wire/contract.ts";
-import type { EnrollClientOptions, EnrollDeps, EnrollOptions } from "../src/enrollment/enroll.ts";
+import type { EnrollDeps, EnrollOptions } from "../src/enrollment/enroll.ts";
+import type { EnrollClientOptions } from "../src/enrollment/obtain_identity.ts";
 import type { EnrollClient } from "../src/enrollment/enroll_request.ts";
 import { enrollCommand } from "../src/commands/enroll.ts";
 import {

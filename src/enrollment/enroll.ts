@@ -3,48 +3,27 @@
  * never leaves the host; the answer is verified before anything is written, and an existing
  * identity is replaced (with `force`) only by one atomic rename.
  */
-import { ClockOffset } from "../wire/clock_offset.ts";
-import {
-  CertificateCheckError,
-  createCsr,
-  exportPrivateKeyPem,
-  generateAgentKeyPair,
-  type VerifiedCertificate,
-  verifyIssuedCertificate,
-} from "../trust/certificates.ts";
 import type { CommandContext } from "../config/context.ts";
-import type { EnrollRequest, EnrollResponse } from "../wire/contract.ts";
 import { AlreadyEnrolledError, errorMessage, PlatformError, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem, lstatOrNull } from "../file_system.ts";
+import type { Logger } from "../log.ts";
 import {
   type Identity,
   IdentityStore,
   type IdentityStoreOptions,
 } from "../state/identity_store.ts";
-import { type Logger, registerSecret } from "../log.ts";
 import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_store.ts";
 import { acquireStateLock } from "../state/state_lock.ts";
 import {
-  clientForIdentity,
-  type CommandClientOptions,
-  commandClientOptions,
-  identityClientOptions,
-} from "../platform/identity_client.ts";
+  type IdentityRequest,
+  obtainIdentity,
+  type ObtainIdentityDeps,
+} from "./obtain_identity.ts";
+import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { TelemetryCollector } from "../telemetry/collector.ts";
-import type { Host } from "../wire/telemetry_wire.ts";
-import { caLabelOf, rootStoreOf, type Trust } from "../trust/trust_source.ts";
-import type { RootStore } from "../trust/trust_store.ts";
-import { VERSION } from "../version.ts";
-import {
-  abortableSleep,
-  type EnrollClient,
-  requestWithRetries,
-  type RetryDeps,
-  TOKEN_SPENT_HINT,
-} from "./enroll_request.ts";
-import { deleteTokenFile, resolveToken, type TokenSource } from "./enrollment_token.ts";
+import { abortableSleep, TOKEN_SPENT_HINT } from "./enroll_request.ts";
+import { deleteTokenFile, resolveToken } from "./enrollment_token.ts";
 import { enrollmentTrust, type EnrollmentTrustDeps, readPinnedCas } from "./enrollment_trust.ts";
-import { isoTime } from "../iso_time.ts";
 
 /** What `oneconnect-agent enroll` asks of {@linkcode enroll}. */
 export interface EnrollOptions {
@@ -57,22 +36,8 @@ export interface EnrollOptions {
   caPins?: string[];
 }
 
-/** How the enrollment client is built: bootstrap trust only, no credential. */
-export interface EnrollClientOptions extends CommandClientOptions {
-  baseUrl: URL;
-  /** The `--ca-file` bundle or the CAs matching `--ca-pin`; undefined = the root store alone. */
-  caCertificates?: string[];
-  /** How errors name `caCertificates` (see PlatformClientOptions). */
-  caLabel?: string;
-  /** Deno root store trusted besides `caCertificates`. */
-  rootStore?: RootStore;
-}
-
 /** Seams of {@linkcode enroll}; every one defaults to the real thing. */
-export interface EnrollDeps extends RetryDeps, EnrollmentTrustDeps {
-  createClient: (options: EnrollClientOptions) => Promise<EnrollClient>;
-  collectHost: (logger: Logger) => Promise<Host>;
-  hostname: () => string | null;
+export interface EnrollDeps extends ObtainIdentityDeps, EnrollmentTrustDeps {
   fs: FileSystem;
   store: Pick<IdentityStoreOptions, "os" | "runCommand">;
   /** One request through the client the new identity will use (GET health); throws if it fails. */
@@ -104,13 +69,6 @@ const defaultDeps: EnrollDeps = {
   pinnedCas: readPinnedCas,
 };
 
-function rejectedAnswer(why: string, hint = ""): PlatformError {
-  return new PlatformError(
-    `Cannot enroll: refusing the platform's answer: ${why}; ${TOKEN_SPENT_HINT}${hint}`,
-    { kind: "invalid_response" },
-  );
-}
-
 /** Writes and removes a probe file: a read-only or full disk fails before the token is spent. */
 async function assertStateDirWritable(fs: FileSystem, store: IdentityStore): Promise<void> {
   const probe = store.secretFilePath(".enroll-write-probe");
@@ -124,96 +82,6 @@ async function assertStateDirWritable(fs: FileSystem, store: IdentityStore): Pro
     );
   }
   await fs.remove(probe).catch(() => {});
-}
-
-/** Makes the key pair, asks the platform, and verifies its answer; stores nothing. */
-async function obtainIdentity(
-  ctx: CommandContext,
-  options: EnrollOptions,
-  deps: EnrollDeps,
-  baseUrl: URL,
-  token: TokenSource,
-  bootstrapCa: string[] | undefined,
-  trust: Trust,
-): Promise<{ identity: Identity; features: string[] }> {
-  const { logger, config } = ctx;
-  const host = await deps.collectHost(logger);
-  const hostname = host.hostname ?? deps.hostname();
-  if (!hostname) {
-    throw new UsageError("Cannot enroll: cannot determine this host's name for the certificate");
-  }
-  logger.info("Generating key", { algorithm: "ECDSA P-256" });
-  const keys = await generateAgentKeyPair();
-  const privateKeyPem = await exportPrivateKeyPem(keys.privateKey);
-  registerSecret(privateKeyPem);
-  const csr = await createCsr(keys, hostname);
-
-  logger.info("Contacting platform", { url: baseUrl.href });
-  const body: EnrollRequest = {
-    enrollment_token: token.token,
-    csr,
-    host,
-    agent_version: VERSION,
-  };
-  const clock = new ClockOffset(logger);
-  const client = await deps.createClient({
-    ...commandClientOptions(ctx, {
-      clock,
-      timeoutMs: Math.min(config.timeoutSeconds, options.timeoutSeconds) * 1000,
-    }),
-    baseUrl,
-    caCertificates: bootstrapCa,
-    caLabel: caLabelOf(trust),
-    rootStore: rootStoreOf(trust),
-  });
-  let response: EnrollResponse;
-  try {
-    // Validated by the client against the contract (EnrollResponseSchema): no second check here.
-    response = await requestWithRetries(ctx, client, body, options.timeoutSeconds, deps);
-  } finally {
-    client.close();
-  }
-
-  registerSecret(response.service_account_token);
-  let validity: VerifiedCertificate;
-  try {
-    validity = await verifyIssuedCertificate({
-      certificatePem: response.certificate,
-      caCertificatePems: response.ca_certificates,
-      publicKey: keys.publicKey,
-      now: deps.now(),
-      clock: clock.latest,
-    });
-  } catch (e) {
-    if (e instanceof CertificateCheckError) {
-      // The platform accepted the token before its answer could be checked: say that a new token
-      // needs the cause fixed first, or it is spent the same way.
-      throw rejectedAnswer(
-        e.message,
-        " once the cause is fixed (the same answer would spend it too)",
-      );
-    }
-    throw e;
-  }
-
-  const identity: Identity = {
-    version: 1,
-    agent_id: response.agent_id,
-    platform_url: baseUrl.href,
-    certificate: validity.leafPem,
-    intermediate_certificates: validity.intermediatePems,
-    ca_certificates: response.ca_certificates,
-    bootstrap_ca_certificates: bootstrapCa ?? [],
-    private_key: privateKeyPem,
-    service_account_token: response.service_account_token,
-    machine_id: host.machine_id,
-    enrolled_at: isoTime(deps.now()),
-    heartbeat_interval_seconds: response.heartbeat_interval_seconds ?? 60,
-    certificate_not_before: isoTime(validity.notBefore.getTime()),
-    certificate_not_after: isoTime(validity.notAfter.getTime()),
-    trust,
-  };
-  return { identity, features: response.features ?? [] };
 }
 
 /** Refuses to store an identity whose client cannot reach the platform (see EnrollDeps.prove). */
@@ -231,6 +99,67 @@ async function proveIdentity(
       e,
       { cause: e },
     );
+  }
+}
+
+/**
+ * Checks the state directory is writable, obtains and proves the identity, then stores it; any
+ * failure runs `cleanUp` first.
+ */
+async function storeNewIdentity(
+  ctx: CommandContext,
+  deps: EnrollDeps,
+  { store, request, cleanUp }: {
+    store: IdentityStore;
+    request: IdentityRequest;
+    cleanUp: () => Promise<void>;
+  },
+): Promise<{ identity: Identity; features: string[] }> {
+  let obtained: { identity: Identity; features: string[] };
+  try {
+    await assertStateDirWritable(deps.fs, store);
+    obtained = await obtainIdentity(ctx, deps, request);
+    await proveIdentity(ctx, deps, obtained.identity);
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+  try {
+    await store.save(obtained.identity);
+  } catch (e) {
+    await cleanUp();
+    if (!(e instanceof UsageError)) throw e;
+    throw new UsageError(`${e.message}; the enrollment token is probably used up`, { cause: e });
+  }
+  return obtained;
+}
+
+/** The status file a new identity starts with; a failure only warns (the identity is stored). */
+async function startStatus(
+  fs: FileSystem,
+  store: IdentityStore,
+  logger: Logger,
+  fresh: { replacing: boolean; agentId: string; features: string[] },
+): Promise<void> {
+  if (fresh.replacing) {
+    // The old agent's heartbeat status (sequence, failures) says nothing about the new identity.
+    const statusPath = store.secretFilePath(STATUS_FILE_NAME);
+    await fs.remove(statusPath).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        const error = errorMessage(e);
+        logger.warn(`Could not remove the old identity's status ${JSON.stringify(statusPath)}`, {
+          error,
+        });
+      }
+    });
+  }
+  if (fresh.features.length > 0) {
+    // So that the first heartbeat of the first run already uses what the platform supports.
+    const status = new StatusStore(store.secretFilePath(STATUS_FILE_NAME), {
+      ...emptyStatus(fresh.agentId),
+      platform_features: fresh.features,
+    }, { fs });
+    await status.save().catch((e) => logger.warn(`Cannot write status file: ${errorMessage(e)}`));
   }
 }
 
@@ -299,51 +228,12 @@ export async function enroll(
     await lock.release();
     if (createdStateDir) await deps.fs.remove(config.stateDir).catch(() => {});
   };
-  let identity: Identity;
-  let features: string[];
-  try {
-    await assertStateDirWritable(deps.fs, store);
-    ({ identity, features } = await obtainIdentity(
-      ctx,
-      options,
-      deps,
-      baseUrl,
-      token,
-      bootstrapCa,
-      trust,
-    ));
-    await proveIdentity(ctx, deps, identity);
-  } catch (e) {
-    await cleanUp();
-    throw e;
-  }
-  try {
-    await store.save(identity);
-  } catch (e) {
-    await cleanUp();
-    if (!(e instanceof UsageError)) throw e;
-    throw new UsageError(`${e.message}; the enrollment token is probably used up`, { cause: e });
-  }
-  if (replacing) {
-    // The old agent's heartbeat status (sequence, failures) says nothing about the new identity.
-    const statusPath = store.secretFilePath(STATUS_FILE_NAME);
-    await deps.fs.remove(statusPath).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) {
-        const error = errorMessage(e);
-        logger.warn(`Could not remove the old identity's status ${JSON.stringify(statusPath)}`, {
-          error,
-        });
-      }
-    });
-  }
-  if (features.length > 0) {
-    // So that the first heartbeat of the first run already uses what the platform supports.
-    const status = new StatusStore(store.secretFilePath(STATUS_FILE_NAME), {
-      ...emptyStatus(identity.agent_id),
-      platform_features: features,
-    }, { fs: deps.fs });
-    await status.save().catch((e) => logger.warn(`Cannot write status file: ${errorMessage(e)}`));
-  }
+  const { identity, features } = await storeNewIdentity(ctx, deps, {
+    store,
+    request: { baseUrl, token, bootstrapCa, trust, timeoutSeconds: options.timeoutSeconds },
+    cleanUp,
+  });
+  await startStatus(deps.fs, store, logger, { replacing, agentId: identity.agent_id, features });
   if (token.file !== undefined) await deleteTokenFile(deps.fs, token.file, logger);
 
   logger.info(`Enrolled as ${JSON.stringify(identity.agent_id)}`, {

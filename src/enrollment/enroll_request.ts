@@ -84,79 +84,29 @@ function interrupted(shutdown: AbortSignal, cause: unknown): InterruptedError {
   );
 }
 
+/** What {@linkcode requestWithRetries} sends, through which client, within what time. */
+export interface EnrollmentSend {
+  client: EnrollClient;
+  body: EnrollRequest;
+  /** `--timeout`: the whole budget of all attempts and waits, in seconds. */
+  timeoutSeconds: number;
+}
+
 /** Sends the enrollment request, retrying network errors, 429 and 5xx within the deadline. */
 export async function requestWithRetries(
   ctx: CommandContext,
-  client: EnrollClient,
-  body: EnrollRequest,
-  timeoutSeconds: number,
+  send: EnrollmentSend,
   deps: RetryDeps,
 ): Promise<EnrollResponse> {
+  const { timeoutSeconds } = send;
   const deadline = deps.now() + timeoutSeconds * 1000;
   for (let attempt = 1;; attempt++) {
-    const budget = new AbortController();
-    const timer = setTimeout(
-      () => budget.abort(new Error("enrollment timeout reached")),
-      Math.max(0, deadline - deps.now()),
-    );
-    // A listener removed in `finally`, not AbortSignal.any over the process-long shutdown signal
-    // (Deno #24842), as in the platform client.
-    const request = new AbortController();
-    const abortRequest = () => request.abort();
-    ctx.shutdown.addEventListener("abort", abortRequest, { once: true });
-    budget.signal.addEventListener("abort", abortRequest, { once: true });
-    if (ctx.shutdown.aborted) request.abort();
-    let error: unknown;
-    try {
-      return await client.enroll(body, request.signal);
-    } catch (e) {
-      error = e;
-    } finally {
-      clearTimeout(timer);
-      ctx.shutdown.removeEventListener("abort", abortRequest);
-    }
+    const sent = await sendOnce(ctx, send, deadline - deps.now());
+    if ("response" in sent) return sent.response;
+    const { error } = sent;
     if (!(error instanceof PlatformError)) throw error;
-    const failure = error;
-    if (ctx.shutdown.aborted) throw interrupted(ctx.shutdown, error);
-    if (isEnrollmentRejection(error)) {
-      throw new CredentialRejectedError(
-        `Cannot enroll: ${describeAnswer(error)}; ask for a new enrollment token`,
-        { cause: error },
-      );
-    }
-    const giveUp = (why: string) =>
-      new PlatformError(
-        `Cannot enroll: ${why}: ${failure.message}${
-          notRejectedNote(failure, ENROLLMENT_REJECTION_STATUSES, "gave up")
-        }`,
-        failure,
-        { cause: failure },
-      );
-    if (budget.signal.aborted) {
-      throw giveUp(`gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
-    }
-    const unusable = error.kind === "invalid_response" || error.kind === "response_too_large";
-    if (unusable && error.httpStatus !== undefined && error.httpStatus < 300) {
-      // The platform said yes, so the token is likely spent even though the answer is unusable.
-      throw new PlatformError(
-        `Cannot enroll: refusing the platform's answer: ${failure.message}; ${TOKEN_SPENT_HINT}`,
-        failure,
-        { cause: failure },
-      );
-    }
-    if (!isRetryable(error)) {
-      throw new PlatformError(`Cannot enroll: ${failure.message}`, failure, { cause: failure });
-    }
-    const floor = error.retryAfterSeconds ?? 0;
-    const delaySeconds = failureDelay(attempt, deps.random, error.retryAfterSeconds);
-    const remainingSeconds = (deadline - deps.now()) / 1000;
-    if (delaySeconds >= remainingSeconds) {
-      throw giveUp(
-        floor >= remainingSeconds
-          ? `platform asked to retry after ${floor} s, beyond --timeout ${timeoutSeconds} s (${attempt} attempts)`
-          : `gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`,
-      );
-    }
+    throwIfFinal(ctx, error, { attempt, outOfTime: sent.outOfTime, timeoutSeconds });
+    const delaySeconds = retryDelay(error, { attempt, deadline, timeoutSeconds }, deps);
     ctx.logger.warn("Enrollment attempt failed; retrying", {
       attempt,
       retry_in_seconds: Math.round(delaySeconds * 10) / 10,
@@ -169,4 +119,102 @@ export async function requestWithRetries(
       throw interrupted(ctx.shutdown, error);
     }
   }
+}
+
+/**
+ * One attempt within `budgetMs`, cut short by shutdown: the answer, or the error and whether the
+ * budget ran out.
+ */
+async function sendOnce(
+  ctx: CommandContext,
+  { client, body }: EnrollmentSend,
+  budgetMs: number,
+): Promise<{ response: EnrollResponse } | { error: unknown; outOfTime: boolean }> {
+  const budget = new AbortController();
+  const timer = setTimeout(
+    () => budget.abort(new Error("enrollment timeout reached")),
+    Math.max(0, budgetMs),
+  );
+  // A listener removed in `finally`, not AbortSignal.any over the process-long shutdown signal
+  // (Deno #24842), as in the platform client.
+  const request = new AbortController();
+  const abortRequest = () => request.abort();
+  ctx.shutdown.addEventListener("abort", abortRequest, { once: true });
+  budget.signal.addEventListener("abort", abortRequest, { once: true });
+  if (ctx.shutdown.aborted) request.abort();
+  try {
+    return { response: await client.enroll(body, request.signal) };
+  } catch (error) {
+    return { error, outOfTime: budget.signal.aborted };
+  } finally {
+    clearTimeout(timer);
+    ctx.shutdown.removeEventListener("abort", abortRequest);
+  }
+}
+
+/** What the retries have come to when an attempt fails. */
+interface Progress {
+  attempt: number;
+  timeoutSeconds: number;
+}
+
+/**
+ * Throws the error that ends enrollment after `failure`: a signal, a rejection of the token, the
+ * budget spent, an unusable answer to a spent token, or a failure no retry can mend.
+ */
+function throwIfFinal(
+  ctx: CommandContext,
+  failure: PlatformError,
+  { attempt, outOfTime, timeoutSeconds }: Progress & { outOfTime: boolean },
+): void {
+  if (ctx.shutdown.aborted) throw interrupted(ctx.shutdown, failure);
+  if (isEnrollmentRejection(failure)) {
+    throw new CredentialRejectedError(
+      `Cannot enroll: ${describeAnswer(failure)}; ask for a new enrollment token`,
+      { cause: failure },
+    );
+  }
+  if (outOfTime) {
+    throw gaveUp(failure, `gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`);
+  }
+  const unusable = failure.kind === "invalid_response" || failure.kind === "response_too_large";
+  if (unusable && failure.httpStatus !== undefined && failure.httpStatus < 300) {
+    // The platform said yes, so the token is likely spent even though the answer is unusable.
+    throw new PlatformError(
+      `Cannot enroll: refusing the platform's answer: ${failure.message}; ${TOKEN_SPENT_HINT}`,
+      failure,
+      { cause: failure },
+    );
+  }
+  if (!isRetryable(failure)) {
+    throw new PlatformError(`Cannot enroll: ${failure.message}`, failure, { cause: failure });
+  }
+}
+
+/** Seconds to wait before the next attempt; throws when the wait would pass the deadline. */
+function retryDelay(
+  failure: PlatformError,
+  { attempt, deadline, timeoutSeconds }: Progress & { deadline: number },
+  deps: RetryDeps,
+): number {
+  const floor = failure.retryAfterSeconds ?? 0;
+  const delaySeconds = failureDelay(attempt, deps.random, failure.retryAfterSeconds);
+  const remainingSeconds = (deadline - deps.now()) / 1000;
+  if (delaySeconds < remainingSeconds) return delaySeconds;
+  throw gaveUp(
+    failure,
+    floor >= remainingSeconds
+      ? `platform asked to retry after ${floor} s, beyond --timeout ${timeoutSeconds} s (${attempt} attempts)`
+      : `gave up after ${timeoutSeconds} s (--timeout) and ${attempt} attempts`,
+  );
+}
+
+function gaveUp(failure: PlatformError, why: string): PlatformError {
+  return new PlatformError(
+    `Cannot enroll: ${why}: ${failure.message}${
+      notRejectedNote(failure, ENROLLMENT_REJECTION_STATUSES, "gave up")
+    }`,
+    failure,
+    { cause: failure },
+  );
 }

@@ -23,7 +23,7 @@ export class HostDelta {
   /** JSON text of the host the platform last acknowledged in this process. */
   #acknowledged: string | undefined;
 
-  /** `digestOf` defaults to {@linkcode sha256Hex}; tests on fake time pass one it can drive. */
+  /** `digestOf` defaults to {@linkcode sha256Hex}; tests pass one that records what was hashed. */
   constructor(digestOf: (text: string) => Promise<string> = sha256Hex) {
     this.#digestOf = digestOf;
   }

@@ -7,16 +7,17 @@ import {
   FEATURE_HOST_DIGEST,
   type HeartbeatBody,
   type HeartbeatResponse,
-  notRejectedNote,
-  REJECTION_STATUSES,
 } from "../wire/contract.ts";
-import { CredentialRejectedError, failureFields, PlatformError } from "../errors.ts";
+import { CredentialRejectedError, PlatformError } from "../errors.ts";
 import { HostDelta } from "./host_delta.ts";
+import { Interruptible, type Timers } from "./interruptible.ts";
 import type { Logger } from "../log.ts";
+import { LoopNotes } from "./loop_notes.ts";
 import { outageGap } from "./outage_gap.ts";
-import { classifyOutcome, rejectionMessage, statusErrorOf } from "./outcome.ts";
+import { classifyOutcome, type Outcome, rejectionMessage, statusErrorOf } from "./outcome.ts";
 import type { HeartbeatSchedule } from "./schedule.ts";
 import { StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
+import type { AgentStatus } from "../state/status_store.ts";
 import type { Host, Metrics } from "../wire/telemetry_wire.ts";
 import { VERSION } from "../version.ts";
 import { isoTime } from "../iso_time.ts";
@@ -26,12 +27,6 @@ import { isoTime } from "../iso_time.ts";
  * but never reuse one, and a healthy agent pays the reservation write once per this many beats.
  */
 export const SEQUENCE_RESERVATION_BLOCK = 100;
-
-/** Timer seam (global timers in production, a fake clock in tests). */
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(id: unknown): void;
-}
 
 /** The host and metrics of one heartbeat (the loop decides whether `host` goes on the wire). */
 export interface Snapshot {
@@ -63,8 +58,8 @@ export interface HeartbeatLoopDeps {
   /** Runs between beats, before each attempt (certificate renewal when due); must not throw. */
   beforeAttempt?: (signal: AbortSignal) => Promise<unknown>;
   /**
-   * SHA-256 (lowercase hex) of a host's JSON text, for `host_digest`; default WebCrypto, whose
-   * asynchronous op a fake clock cannot drive.
+   * SHA-256 (lowercase hex) of a host's JSON text, for `host_digest`; default the one
+   * {@linkcode HostDelta} uses. Tests pass one that records what was hashed.
    */
   digest?: (text: string) => Promise<string>;
 }
@@ -72,164 +67,240 @@ export interface HeartbeatLoopDeps {
 /** How the loop ended when it did not throw. */
 export type LoopEnd = "shutdown" | "once";
 
-/**
- * The loop's one timer and one request in flight, both cut short by shutdown, which gets one
- * listener for the life of the loop.
- */
-class Interruptible implements Disposable {
-  readonly #shutdown: AbortSignal;
-  readonly #timers: Timers;
-  #request: AbortController | undefined;
-  #timer: unknown;
-  #wake: (() => void) | undefined;
-
-  constructor(shutdown: AbortSignal, timers: Timers) {
-    this.#shutdown = shutdown;
-    this.#timers = timers;
-    shutdown.addEventListener("abort", this.#onShutdown, { once: true });
-  }
-
-  #onShutdown = () => {
-    this.#request?.abort(this.#shutdown.reason);
-    this.#clearTimer();
-    this.#wake?.();
-  };
-
-  #clearTimer() {
-    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  /** Runs `send` with a signal that shutdown aborts; its answer or the error it rejected with. */
-  async send<T>(
-    send: (signal: AbortSignal) => Promise<T>,
-  ): Promise<{ response: T } | { error: unknown }> {
-    this.#request = new AbortController();
-    try {
-      return { response: await send(this.#request.signal) };
-    } catch (error) {
-      return { error };
-    } finally {
-      this.#request = undefined;
-    }
-  }
-
-  /** Waits `ms`, or until shutdown. */
-  wait(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (this.#shutdown.aborted) return resolve();
-      this.#wake = resolve;
-      this.#timer = this.#timers.setTimeout(() => {
-        this.#timer = undefined;
-        this.#wake = undefined;
-        resolve();
-      }, Math.max(0, ms));
-    });
-  }
-
-  [Symbol.dispose](): void {
-    this.#shutdown.removeEventListener("abort", this.#onShutdown);
-    this.#clearTimer();
-  }
+/** One heartbeat ready to go out. */
+interface Beat {
+  sequence: number;
+  /** Monotonic start of the attempt: the next wait is measured from it. */
+  startedMono: number;
+  body: HeartbeatBody;
+  /** The body carries the full `host`. */
+  carriedHost: boolean;
+  /** The body carries `gap` (the recovery line says so). */
+  gapReported: boolean;
 }
 
-/** The log lines said once, or once per change of state, over the life of the loop. */
-class LoopNotes {
-  readonly #logger: Logger;
-  readonly #schedule: HeartbeatSchedule;
-  #everSucceeded = false;
-  #warnedHint = false;
-  #interval: number;
-  #digestOnly: boolean;
-  /** Monotonic start of the first failed attempt of the current streak in this process. */
-  #failingSinceMono: number | undefined;
+/**
+ * What the loop keeps from one attempt to the next (the next sequence, the digest mode, the
+ * conflict retry) and the steps of one attempt, in the order {@linkcode heartbeatLoop} runs them.
+ */
+class HeartbeatAttempts {
+  readonly #deps: HeartbeatLoopDeps;
+  readonly #pause: Interruptible;
+  readonly #status: StatusRecorder;
+  readonly #st: AgentStatus;
+  readonly #hostDelta: HostDelta;
+  readonly #notes: LoopNotes;
+  #next: number;
+  #conflictRetried = false;
+  // Set when the platform refused a digest-only beat despite advertising `host_digest`: from then
+  // on every beat of this process carries `host`, so one refusal can never repeat.
+  #digestRefused = false;
 
-  constructor(logger: Logger, schedule: HeartbeatSchedule, digestOnly: boolean) {
-    this.#logger = logger;
-    this.#schedule = schedule;
-    this.#interval = schedule.intervalSeconds;
-    this.#digestOnly = digestOnly;
+  constructor(deps: HeartbeatLoopDeps, pause: Interruptible) {
+    this.#deps = deps;
+    this.#pause = pause;
+    this.#status = StatusRecorder.over(deps.status, deps.logger);
+    this.#st = this.#status.current;
+    // After a crash the reservation may exceed what status says was sent: start past both. An
+    // orderly stop (shutdown, --once, rejection) hands the unused rest of the block back.
+    this.#next = Math.max(this.#st.sequence, this.#st.sequence_reserved) + 1;
+    this.#hostDelta = new HostDelta(deps.digest);
+    this.#notes = new LoopNotes(deps.logger, deps.schedule, this.#digestOnly());
+    this.#st.stopped = null;
   }
 
-  /** Whether heartbeats go without `host` when it did not change. */
-  digestOnly(now: boolean): void {
-    if (now === this.#digestOnly) return;
-    this.#digestOnly = now;
-    this.#logger.info(
-      now
-        ? "Platform supports digest-only heartbeats (host_digest): host sent when changed"
-        : "Platform does not advertise host_digest: host sent on every heartbeat",
-    );
+  #digestOnly(): boolean {
+    const features = this.#st.platform_features ?? [];
+    return !this.#digestRefused && features.includes(FEATURE_HOST_DIGEST);
   }
 
-  /** Forgets the digest-only mode without a line (the refusal said it). */
-  digestRefused(): void {
-    this.#digestOnly = false;
-  }
-
-  /** Takes the platform's interval hint; warns about the first bad one. */
-  hint(value: unknown): void {
-    const hint = this.#schedule.applyHint(value);
-    if ((hint.kind === "invalid" || hint.kind === "clamped") && !this.#warnedHint) {
-      this.#warnedHint = true;
-      this.#logger.warn(
-        hint.kind === "invalid"
-          ? `Ignoring invalid next_heartbeat_seconds ${
-            JSON.stringify(hint.raw) ?? String(hint.raw)
-          } from the platform (expected an integer from 10 to 86400)`
-          : `Clamping next_heartbeat_seconds ${hint.raw} from the platform to ${hint.seconds}`,
-      );
+  /**
+   * Runs `beforeAttempt`, reserves the sequence and takes a snapshot: the next beat, or undefined
+   * when shutdown came first.
+   */
+  async prepare(): Promise<Beat | undefined> {
+    const { beforeAttempt, shutdown } = this.#deps;
+    if (beforeAttempt) {
+      await beforeAttempt(shutdown);
+      if (shutdown.aborted) return undefined;
     }
+    const startedMono = this.#deps.monotonicMs();
+    const sequence = this.#next;
+    if (sequence > this.#st.sequence_reserved) await this.#reserve(sequence);
+    const snap = await this.#deps.snapshot();
+    const inventory = await this.#hostDelta.fields(snap.host, this.#digestOnly());
+    if (shutdown.aborted) return undefined;
+    // Outage evidence (contract v1.3): from status.json, so a restart keeps it.
+    const gap = outageGap(this.#st);
+    const clockOffset = clockOffsetReport(this.#st);
+    const body: HeartbeatBody = {
+      agent_id: this.#deps.agentId,
+      sequence,
+      sent_at: isoTime(this.#deps.wallMs()),
+      agent_version: this.#deps.agentVersion ?? VERSION,
+      ...inventory,
+      metrics: snap.metrics,
+      ...(gap === undefined ? {} : { gap }),
+      ...(clockOffset === undefined ? {} : { clock_offset: clockOffset }),
+    };
+    this.#st.last_attempt_at = body.sent_at;
+    const carriedHost = "host" in body && body.host !== undefined;
+    return { sequence, startedMono, body, carriedHost, gapReported: gap !== undefined };
   }
 
-  /** A failed attempt; the first of a streak is a warning. */
-  failed(
-    startedMono: number,
-    failure: PlatformError,
-    failingSince: string | null,
-    retryInSeconds: number | undefined,
-  ): void {
-    if (this.#failingSinceMono !== undefined) return;
-    this.#failingSinceMono = startedMono;
-    // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
-    const notRejected = notRejectedNote(failure, REJECTION_STATUSES);
-    this.#logger.warn(
-      `Heartbeats failing since ${failingSince}: ${failure.message}${notRejected}`,
-      { ...failureFields(failure), retry_in_seconds: retryInSeconds },
+  /** Saves a new block of sequence numbers before the first of them goes out. */
+  async #reserve(sequence: number): Promise<void> {
+    this.#st.sequence_reserved = sequence + SEQUENCE_RESERVATION_BLOCK - 1;
+    await this.#status.save();
+  }
+
+  /** Sends `beat` and classifies the answer; undefined when shutdown cut it short. */
+  async send(beat: Beat): Promise<Outcome | undefined> {
+    const st = this.#st;
+    const answer = await this.#pause.send((signal) => this.#deps.send(beat.body, signal));
+    st.sequence = beat.sequence;
+    this.#next = beat.sequence + 1;
+    if (this.#deps.shutdown.aborted) return undefined;
+    const outcome = classifyOutcome(answer, {
+      carriedHost: beat.carriedHost,
+      digestRefused: this.#digestRefused,
+      conflictRetried: this.#conflictRetried,
+    });
+    if (outcome.kind === "accepted") st.heartbeats_sent_total = (st.heartbeats_sent_total ?? 0) + 1;
+    else st.heartbeats_failed_total = (st.heartbeats_failed_total ?? 0) + 1;
+    if (outcome.kind !== "host_refused") this.#conflictRetried = outcome.kind === "conflict";
+    return outcome;
+  }
+
+  /**
+   * Acts on `outcome`: seconds until the next attempt, none (at once) after a refused digest or
+   * a conflict. A rejection records the stop and throws {@linkcode CredentialRejectedError}.
+   */
+  async act(beat: Beat, outcome: Outcome): Promise<number | undefined> {
+    let delaySeconds: number | undefined;
+    switch (outcome.kind) {
+      case "accepted":
+        delaySeconds = this.#accepted(beat, outcome.response);
+        break;
+      case "host_refused":
+        this.#hostRefused(outcome.failure);
+        break;
+      case "rejected":
+        return await this.#rejected(outcome.failure);
+      case "conflict":
+        // The platform saw a later sequence (status lost or restored from a backup): continue
+        // after it at once, once; a second conflict in a row backs off like any failure.
+        this.#next = Math.max(this.#next, outcome.lastSequence + 1);
+        this.#deps.logger.info(
+          `Platform has seen sequence ${this.#next - 1}; continuing from ${this.#next}`,
+        );
+        break;
+      case "retry":
+        delaySeconds = this.#retry(beat, outcome.failure, outcome.lastSequence);
+        break;
+    }
+    this.#st.interval_seconds = this.#deps.schedule.intervalSeconds;
+    return delaySeconds;
+  }
+
+  #accepted(beat: Beat, response: HeartbeatResponse): number {
+    const { schedule, monotonicMs } = this.#deps;
+    const st = this.#st;
+    this.#hostDelta.accepted(beat.carriedHost, response.host_required === true);
+    // The platform's last word on what it supports; a v1.0 platform's answers have none.
+    st.platform_features = response.features ?? [];
+    this.#notes.digestOnly(this.#digestOnly());
+    this.#notes.hint(response.next_heartbeat_seconds);
+    const recovery = {
+      from: st.consecutive_failures,
+      since: st.failing_since,
+      gapReported: beat.gapReported,
+    };
+    // Measured from the attempt's start, so request time does not stretch the interval.
+    const delaySeconds = Math.max(
+      0,
+      schedule.afterSuccess() - (monotonicMs() - beat.startedMono) / 1000,
+    );
+    this.#status.succeeded(this.#deps.wallMs());
+    this.#notes.accepted(beat.sequence, monotonicMs(), recovery);
+    this.#notes.interval();
+    return delaySeconds;
+  }
+
+  #hostRefused(failure: PlatformError): void {
+    // Contract v1.3: a platform that refuses a beat without `host` gets the full one at once
+    // (new sequence: the refused one may have been recorded) and on every later beat.
+    this.#digestRefused = true;
+    this.#notes.digestRefused();
+    this.#deps.logger.warn(
+      `Platform refused a heartbeat without host (${failure.message}); sending the full host on every heartbeat of this process`,
     );
   }
 
-  /** An accepted beat, after `recoveredFrom` failed ones (of this process or a previous one). */
-  accepted(
+  async #rejected(failure: PlatformError): Promise<never> {
+    const message = rejectionMessage(failure);
+    this.#status.failed(statusErrorOf(failure));
+    this.#status.idle();
+    await this.#status.stopped("credential_rejected", message, this.#deps.wallMs());
+    throw new CredentialRejectedError(message, { cause: failure });
+  }
+
+  #retry(beat: Beat, failure: PlatformError, lastSequence: number | undefined): number {
+    if (lastSequence !== undefined) this.#next = Math.max(this.#next, lastSequence + 1);
+    const delaySeconds = this.#deps.schedule.afterFailure(failure.retryAfterSeconds);
+    this.#status.failed(statusErrorOf(failure));
+    const retryIn = this.#deps.once ? undefined : Math.round(delaySeconds * 10) / 10;
+    this.#notes.failed(beat.startedMono, failure, this.#st.failing_since, retryIn);
+    return delaySeconds;
+  }
+
+  /** Ends a `once` run: records it, then returns, or throws the attempt's failure. */
+  async endOnce(failure: PlatformError | undefined): Promise<"once"> {
+    this.#status.idle();
+    await this.#status.save();
+    if (failure === undefined) return "once";
+    throw new PlatformError(`Cannot send heartbeat: ${failure.message}`, {
+      kind: failure.kind,
+      httpStatus: failure.httpStatus,
+      code: failure.code,
+      detail: failure.detail,
+      retryAfterSeconds: failure.retryAfterSeconds,
+      problem: failure.problem,
+      contentType: failure.contentType,
+    }, { cause: failure });
+  }
+
+  /** Records when the next attempt is due, then waits for it (none: at once) or for shutdown. */
+  async waitForNext(
     sequence: number,
-    nowMono: number,
-    recovery: { from: number; since: string | null; gapReported: boolean },
-  ): void {
-    if (recovery.from > 0) {
-      const downSeconds = this.#failingSinceMono === undefined
-        ? undefined
-        : Math.round((nowMono - this.#failingSinceMono) / 1000);
-      this.#logger.info(`Heartbeats recovered after ${recovery.from} failed attempts`, {
-        failing_since: recovery.since,
-        down_seconds: downSeconds,
-        gap_reported: recovery.gapReported,
+    failure: PlatformError | undefined,
+    delaySeconds: number | undefined,
+  ): Promise<void> {
+    const { logger, wallMs } = this.#deps;
+    const delayMs = Math.round((delaySeconds ?? 0) * 1000);
+    this.#st.next_attempt_at = isoTime(wallMs() + delayMs);
+    await this.#status.save();
+    if (logger.enabled("debug")) {
+      logger.debug(failure === undefined ? "Heartbeat sent" : "Heartbeat failed", {
+        sequence,
+        error: failure?.message,
+        next_in_seconds: delayMs / 1000,
       });
     }
-    if (!this.#everSucceeded) {
-      this.#everSucceeded = true;
-      this.#logger.info("First heartbeat accepted", { sequence });
-    }
-    this.#failingSinceMono = undefined;
+    if (delaySeconds !== undefined) await this.#pause.wait(delayMs);
   }
 
-  /** A change of the interval in force. */
-  interval(): void {
-    const schedule = this.#schedule;
-    if (schedule.intervalSeconds === this.#interval) return;
-    this.#interval = schedule.intervalSeconds;
-    this.#logger.info(`Heartbeat interval is now ${this.#interval} s`, {
-      source: schedule.intervalSource,
-    });
+  /** Records the stop that shutdown asked for. */
+  async stopped(): Promise<"shutdown"> {
+    const { shutdown, wallMs } = this.#deps;
+    this.#status.idle();
+    await this.#status.stopped(
+      "shutdown",
+      shutdown.reason instanceof Error ? shutdown.reason.message : "stopped",
+      wallMs(),
+    );
+    this.#deps.logger.info("Stopped", { sequence: this.#st.sequence });
+    return "shutdown";
   }
 }
 
@@ -240,156 +311,17 @@ class LoopNotes {
  * exist at any time.
  */
 export async function heartbeatLoop(deps: HeartbeatLoopDeps): Promise<LoopEnd> {
-  const { schedule, logger, shutdown } = deps;
-  const agentVersion = deps.agentVersion ?? VERSION;
-  const status = StatusRecorder.over(deps.status, logger);
-  const st = status.current;
-  using pause = new Interruptible(shutdown, deps.timers);
-  // After a crash the reservation may exceed what status says was sent: start past both. An
-  // orderly stop (shutdown, --once, rejection) hands the unused rest of the block back.
-  let next = Math.max(st.sequence, st.sequence_reserved) + 1;
-  let conflictRetried = false;
-  const hostDelta = new HostDelta(deps.digest);
-  // Set when the platform refused a digest-only beat despite advertising `host_digest`: from then
-  // on every beat of this process carries `host`, so one refusal can never repeat.
-  let digestRefused = false;
-  const digestOnly = () =>
-    !digestRefused && (st.platform_features ?? []).includes(FEATURE_HOST_DIGEST);
-  const notes = new LoopNotes(logger, schedule, digestOnly());
-
-  st.stopped = null;
-  while (!shutdown.aborted) {
-    if (deps.beforeAttempt) {
-      await deps.beforeAttempt(shutdown);
-      if (shutdown.aborted) break;
-    }
-    const startedMono = deps.monotonicMs();
-    const sequence = next;
-    if (sequence > st.sequence_reserved) {
-      st.sequence_reserved = sequence + SEQUENCE_RESERVATION_BLOCK - 1;
-      await status.save();
-    }
-    const snap = await deps.snapshot();
-    const inventory = await hostDelta.fields(snap.host, digestOnly());
-    if (shutdown.aborted) break;
-    // Outage evidence (contract v1.3): from status.json, so a restart keeps it.
-    const gap = outageGap(st);
-    const clockOffset = clockOffsetReport(st);
-    const body: HeartbeatBody = {
-      agent_id: deps.agentId,
-      sequence,
-      sent_at: isoTime(deps.wallMs()),
-      agent_version: agentVersion,
-      ...inventory,
-      metrics: snap.metrics,
-      ...(gap === undefined ? {} : { gap }),
-      ...(clockOffset === undefined ? {} : { clock_offset: clockOffset }),
-    };
-    st.last_attempt_at = body.sent_at;
-    const answer = await pause.send((signal) => deps.send(body, signal));
-    st.sequence = sequence;
-    next = sequence + 1;
-    if (shutdown.aborted) break;
-    const carriedHost = "host" in body && body.host !== undefined;
-    const outcome = classifyOutcome(answer, { carriedHost, digestRefused, conflictRetried });
-    if (outcome.kind === "accepted") st.heartbeats_sent_total = (st.heartbeats_sent_total ?? 0) + 1;
-    else st.heartbeats_failed_total = (st.heartbeats_failed_total ?? 0) + 1;
-    if (outcome.kind !== "host_refused") conflictRetried = outcome.kind === "conflict";
-
-    // Seconds until the next attempt; none (at once) after a refused digest or a conflict.
-    let delaySeconds: number | undefined;
-    switch (outcome.kind) {
-      case "accepted": {
-        const response = outcome.response;
-        hostDelta.accepted(carriedHost, response.host_required === true);
-        // The platform's last word on what it supports; a v1.0 platform's answers have none.
-        st.platform_features = response.features ?? [];
-        notes.digestOnly(digestOnly());
-        notes.hint(response.next_heartbeat_seconds);
-        const recovery = {
-          from: st.consecutive_failures,
-          since: st.failing_since,
-          gapReported: gap !== undefined,
-        };
-        // Measured from the attempt's start, so request time does not stretch the interval.
-        delaySeconds = Math.max(
-          0,
-          schedule.afterSuccess() - (deps.monotonicMs() - startedMono) / 1000,
-        );
-        status.succeeded(deps.wallMs());
-        notes.accepted(sequence, deps.monotonicMs(), recovery);
-        notes.interval();
-        break;
-      }
-      case "host_refused":
-        // Contract v1.3: a platform that refuses a beat without `host` gets the full one at once
-        // (new sequence: the refused one may have been recorded) and on every later beat.
-        digestRefused = true;
-        notes.digestRefused();
-        logger.warn(
-          `Platform refused a heartbeat without host (${outcome.failure.message}); sending the full host on every heartbeat of this process`,
-        );
-        break;
-      case "rejected": {
-        const message = rejectionMessage(outcome.failure);
-        status.failed(statusErrorOf(outcome.failure));
-        status.idle();
-        await status.stopped("credential_rejected", message, deps.wallMs());
-        throw new CredentialRejectedError(message, { cause: outcome.failure });
-      }
-      case "conflict":
-        // The platform saw a later sequence (status lost or restored from a backup): continue
-        // after it at once, once; a second conflict in a row backs off like any failure.
-        next = Math.max(next, outcome.lastSequence + 1);
-        logger.info(`Platform has seen sequence ${next - 1}; continuing from ${next}`);
-        break;
-      case "retry": {
-        const { failure, lastSequence } = outcome;
-        if (lastSequence !== undefined) next = Math.max(next, lastSequence + 1);
-        delaySeconds = schedule.afterFailure(failure.retryAfterSeconds);
-        status.failed(statusErrorOf(failure));
-        const retryIn = deps.once ? undefined : Math.round(delaySeconds * 10) / 10;
-        notes.failed(startedMono, failure, st.failing_since, retryIn);
-        break;
-      }
-    }
-
-    st.interval_seconds = schedule.intervalSeconds;
+  using pause = new Interruptible(deps.shutdown, deps.timers);
+  const attempts = new HeartbeatAttempts(deps, pause);
+  while (!deps.shutdown.aborted) {
+    const beat = await attempts.prepare();
+    if (beat === undefined) break;
+    const outcome = await attempts.send(beat);
+    if (outcome === undefined) break;
+    const delaySeconds = await attempts.act(beat, outcome);
     const failure = outcome.kind === "accepted" ? undefined : outcome.failure;
-    if (deps.once && delaySeconds !== undefined) {
-      status.idle();
-      await status.save();
-      if (failure !== undefined) {
-        throw new PlatformError(`Cannot send heartbeat: ${failure.message}`, {
-          kind: failure.kind,
-          httpStatus: failure.httpStatus,
-          code: failure.code,
-          detail: failure.detail,
-          retryAfterSeconds: failure.retryAfterSeconds,
-          problem: failure.problem,
-          contentType: failure.contentType,
-        }, { cause: failure });
-      }
-      return "once";
-    }
-    const delayMs = Math.round((delaySeconds ?? 0) * 1000);
-    st.next_attempt_at = isoTime(deps.wallMs() + delayMs);
-    await status.save();
-    if (logger.enabled("debug")) {
-      logger.debug(failure === undefined ? "Heartbeat sent" : "Heartbeat failed", {
-        sequence,
-        error: failure?.message,
-        next_in_seconds: delayMs / 1000,
-      });
-    }
-    if (delaySeconds !== undefined) await pause.wait(delayMs);
+    if (deps.once && delaySeconds !== undefined) return await attempts.endOnce(failure);
+    await attempts.waitForNext(beat.sequence, failure, delaySeconds);
   }
-  status.idle();
-  await status.stopped(
-    "shutdown",
-    shutdown.reason instanceof Error ? shutdown.reason.message : "stopped",
-    deps.wallMs(),
-  );
-  logger.info("Stopped", { sequence: st.sequence });
-  return "shutdown";
+  return await attempts.stopped();
 }

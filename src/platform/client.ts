@@ -1,5 +1,3 @@
-// Longer than 400 lines because one request (proxy decision, failover, one deadline, body cap, TLS
-// diagnosis, error mapping) reads best as one method of the one class that talks to the platform.
 /**
  * The only code that talks to the platform: one pooled HTTP client with the pinned CA set, the
  * client certificate in mTLS mode, proxies, and hardening against a broken or hostile server
@@ -19,25 +17,16 @@ import {
   type RenewResponse,
   RenewResponseSchema,
 } from "../wire/contract.ts";
-import { readCapped } from "../wire/body_reader.ts";
 import { clockHint, type ClockOffset } from "../wire/clock_offset.ts";
-import {
-  type Answer,
-  httpError,
-  parseJsonBody,
-  platformError,
-  q,
-  redirectError,
-  tooLargeError,
-  validateAnswer,
-} from "./responses.ts";
+import { type Answer, platformError, q, validateAnswer } from "./responses.ts";
+import { readAnswer } from "./read_answer.ts";
+import { RequestSignal } from "./request_signal.ts";
 import {
   classifyTransportError,
   hostPort,
   isConnectFailure,
   isUntrustedIssuer,
 } from "./transport_errors.ts";
-import { Deadline } from "../deadline.ts";
 import { AgentError, errorMessage, type PlatformError } from "../errors.ts";
 import { type Logger, registerSecret, silentLogger } from "../log.ts";
 import {
@@ -85,6 +74,18 @@ export interface PlatformClientOptions {
   logger?: Logger;
   /** Current time in ms, for `Retry-After` HTTP-dates. */
   now?: () => number;
+}
+
+/** One request of {@linkcode PlatformClient}. */
+interface PlatformRequest {
+  method: "GET" | "POST" | "DELETE";
+  /** Relative to the base URL. */
+  path: string;
+  /** Sends the bearer token (bearer mode); enroll and health go without. */
+  authenticated: boolean;
+  signal?: AbortSignal;
+  /** Sent as JSON. */
+  body?: unknown;
 }
 
 /** Whole-request timeout when none is given. */
@@ -205,7 +206,13 @@ export class PlatformClient implements Disposable {
 
   /** `POST api/v1/agents/enroll` (201). */
   async enroll(body: EnrollRequest, signal?: AbortSignal): Promise<EnrollResponse> {
-    const answer = await this.#request("POST", "api/v1/agents/enroll", false, signal, body);
+    const answer = await this.#request({
+      method: "POST",
+      path: "api/v1/agents/enroll",
+      authenticated: false,
+      signal,
+      body,
+    });
     return validateAnswer(answer, EnrollResponseSchema);
   }
 
@@ -216,7 +223,7 @@ export class PlatformClient implements Disposable {
     signal?: AbortSignal,
   ): Promise<HeartbeatResponse> {
     const path = agentPath(agentId, "/heartbeats");
-    const answer = await this.#request("POST", path, true, signal, body);
+    const answer = await this.#request({ method: "POST", path, authenticated: true, signal, body });
     return validateAnswer(answer, HeartbeatResponseSchema);
   }
 
@@ -227,18 +234,20 @@ export class PlatformClient implements Disposable {
     signal?: AbortSignal,
   ): Promise<RenewResponse> {
     const path = agentPath(agentId, "/certificate");
-    const answer = await this.#request("POST", path, true, signal, body);
+    const answer = await this.#request({ method: "POST", path, authenticated: true, signal, body });
     return validateAnswer(answer, RenewResponseSchema);
   }
 
   /** `DELETE api/v1/agents/{id}` (204): the platform forgets the agent. */
   async unenroll(agentId: string, signal?: AbortSignal): Promise<void> {
-    await this.#request("DELETE", agentPath(agentId, ""), true, signal);
+    const path = agentPath(agentId, "");
+    await this.#request({ method: "DELETE", path, authenticated: true, signal });
   }
 
   /** `GET api/v1/health` (200), with the response `Date` header for the clock-skew check. */
   async health(signal?: AbortSignal): Promise<{ body: HealthResponse; date: string | null }> {
-    const answer = await this.#request("GET", "api/v1/health", false, signal);
+    const path = "api/v1/health";
+    const answer = await this.#request({ method: "GET", path, authenticated: false, signal });
     return { body: validateAnswer(answer, HealthResponseSchema), date: answer.headers.get("date") };
   }
 
@@ -254,13 +263,9 @@ export class PlatformClient implements Disposable {
     this.close();
   }
 
-  async #request(
-    method: "GET" | "POST" | "DELETE",
-    path: string,
-    authenticated: boolean,
-    signal?: AbortSignal,
-    body?: unknown,
-  ): Promise<Answer> {
+  /** One request: the client's answer, or a `PlatformError` that says what went wrong where. */
+  async #request(request: PlatformRequest): Promise<Answer> {
+    const { method, path, signal, body } = request;
     if (this.#closed) throw platformError(`client for ${q(this.#target)} is closed`, "aborted");
     if (signal?.aborted) {
       throw platformError(`request to ${q(this.#target)} was aborted`, "aborted");
@@ -268,109 +273,88 @@ export class PlatformClient implements Disposable {
     const url = new URL(path, this.#baseUrl);
     const headers = new Headers({ "User-Agent": USER_AGENT, "Accept": "application/json" });
     if (body !== undefined) headers.set("Content-Type", "application/json");
-    if (authenticated && this.#auth.kind === "bearer") {
+    if (request.authenticated && this.#auth.kind === "bearer") {
       headers.set("Authorization", `Bearer ${this.#auth.token}`);
     }
-    // One controller per request, fed by a deadline (deadline.ts) and the caller's signal: any()
-    // on a long-lived signal leaks (#24842); a .timeout can't cancel; a timer wakes when cleared.
-    const controller = new AbortController();
-    let cause: "timeout" | "aborted" | undefined;
-    const deadline = new Deadline(this.#timeoutMs, () => {
-      cause ??= "timeout";
-      controller.abort();
-    });
-    const onCallerAbort = () => {
-      cause ??= "aborted";
-      controller.abort();
-    };
-    signal?.addEventListener("abort", onCallerAbort, { once: true });
+    using abort = new RequestSignal(this.#timeoutMs, signal);
     const started = performance.now();
-    try {
-      let response: Response;
-      for (;;) {
-        if (this.#client === undefined) {
-          try {
-            this.#follow(await this.route.decide(controller.signal));
-          } catch (e) {
-            if (cause === undefined) throw e;
-            throw this.#transportError(e, cause, "connect");
-          }
-        }
-        const sentWallMs = this.#now();
-        try {
-          response = await fetch(url, {
-            method,
-            headers,
-            body: body === undefined ? undefined : JSON.stringify(body),
-            client: this.#client,
-            redirect: "manual",
-            signal: controller.signal,
-          });
-          this.#clock?.observe(response.headers.get("date"), sentWallMs, this.#now());
-          break;
-        } catch (e) {
-          const error = this.#transportError(e, cause, "connect");
-          if (cause !== undefined || !isConnectFailure(error)) {
-            throw await this.#diagnosed(error, e);
-          }
-          if (this.#hop + 1 < this.#hops.length) {
-            // `PROXY a; PROXY b; DIRECT`: nothing reached the platform, so the next hop may retry.
-            this.#logger.warn(`${error.message}; trying the next proxy of the decision`);
-            this.#follow({ hops: this.#hops, source: "failover" }, this.#hop + 1);
-            continue;
-          }
-          // Every hop failed: the next request makes the decision again (PAC, OS setting).
-          this.route.invalidate();
-          if (this.route.known === undefined) {
-            this.#client?.close();
-            this.#client = undefined;
-          } else if (this.#hop !== 0) {
-            this.#follow(this.route.known);
-          }
-          throw await this.#diagnosed(error, e);
-        }
-      }
-      this.#logger.debug("Platform answered", {
-        method,
-        path: url.pathname,
-        status: response.status,
-        ms: Math.round(performance.now() - started),
-      });
-      if (response.status >= 300 && response.status < 400) {
-        await response.body?.cancel().catch(() => {});
-        throw redirectError(response, this.#baseUrl);
-      }
-      const ok = response.status >= 200 && response.status < 300;
-      if (ok && method === "DELETE") {
-        await response.body?.cancel().catch(() => {});
-        return { status: response.status, headers: response.headers, json: undefined };
-      }
-      let bytes: Uint8Array | undefined;
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+    const response = await this.#send(url, init, abort);
+    this.#logger.debug("Platform answered", {
+      method,
+      path: url.pathname,
+      status: response.status,
+      ms: Math.round(performance.now() - started),
+    });
+    return await readAnswer(response, {
+      method,
+      baseUrl: this.#baseUrl,
+      maxBytes: this.#maxResponseBytes,
+      now: this.#now,
+      mtls: this.#auth.kind === "mtls",
+      bodyError: (e) => this.#transportError(e, abort.cause, "body"),
+    });
+  }
+
+  /** Sends the request along the proxy decision, trying its next hop while nothing got through. */
+  async #send(url: URL, init: RequestInit, abort: RequestSignal): Promise<Response> {
+    for (;;) {
+      if (this.#client === undefined) await this.#decideRouteWithin(abort);
+      const sentWallMs = this.#now();
       try {
-        const declared = Number(response.headers.get("content-length") ?? NaN);
-        bytes = await readCapped(response.body, this.#maxResponseBytes, declared);
+        const response = await fetch(url, {
+          ...init,
+          client: this.#client,
+          redirect: "manual",
+          signal: abort.signal,
+        });
+        this.#clock?.observe(response.headers.get("date"), sentWallMs, this.#now());
+        return response;
       } catch (e) {
-        throw this.#transportError(e, cause, "body");
+        await this.#failover(e, abort.cause);
       }
-      if (bytes === undefined) {
-        throw tooLargeError(response, this.#maxResponseBytes, this.#now());
-      }
-      if (!ok) throw httpError(response, bytes, this.#now(), this.#auth.kind === "mtls");
-      return {
-        status: response.status,
-        headers: response.headers,
-        json: parseJsonBody(response, bytes),
-      };
-    } finally {
-      deadline.clear();
-      signal?.removeEventListener("abort", onCallerAbort);
     }
+  }
+
+  /** The proxy decision made under the request's deadline (a PAC download, an OS lookup). */
+  async #decideRouteWithin(abort: RequestSignal): Promise<void> {
+    try {
+      this.#follow(await this.route.decide(abort.signal));
+    } catch (e) {
+      if (abort.cause === undefined) throw e;
+      throw this.#transportError(e, abort.cause, "connect");
+    }
+  }
+
+  /**
+   * After a failed send: returns when the decision's next hop may try, else throws the diagnosed
+   * error (the decision forgotten when every hop failed).
+   */
+  async #failover(raw: unknown, cause: "timeout" | "aborted" | undefined): Promise<void> {
+    const error = this.#transportError(raw, cause, "connect");
+    if (cause !== undefined || !isConnectFailure(error)) throw await this.#diagnosed(error, raw);
+    if (this.#hop + 1 < this.#hops.length) {
+      // `PROXY a; PROXY b; DIRECT`: nothing reached the platform, so the next hop may retry.
+      this.#logger.warn(`${error.message}; trying the next proxy of the decision`);
+      this.#follow({ hops: this.#hops, source: "failover" }, this.#hop + 1);
+      return;
+    }
+    // Every hop failed: the next request makes the decision again (PAC, OS setting).
+    this.route.invalidate();
+    if (this.route.known === undefined) {
+      this.#client?.close();
+      this.#client = undefined;
+    } else if (this.#hop !== 0) {
+      this.#follow(this.route.known);
+    }
+    throw await this.#diagnosed(error, raw);
   }
 
   /** An unknown issuer gets the presented certificate's issuer and subject named (TLS inspection). */
   async #diagnosed(error: PlatformError, raw: unknown): Promise<PlatformError> {
     if (error.kind !== "tls" || !isUntrustedIssuer(errorMessage(raw, true))) return error;
-    // Read again over a plain CONNECT tunnel (not redoing TLS to the proxy; no SOCKS).
+    // The certificate is read again over a plain CONNECT tunnel; TLS to the proxy is not redone.
+    // Nor over a SOCKS proxy (tls_diagnosis speaks CONNECT only).
     const proxy = this.proxy;
     if (proxy?.protocol === "https:" || (proxy && isSocksProxy(proxy))) return error;
     const { describeUntrustedCertificate } = await import("../trust/tls_diagnosis.ts");

@@ -48,8 +48,6 @@ export const ClockOffsetSchema = z.object({
   seconds: z.int(),
   measured_at: timestamp,
 });
-/** A clock offset measurement as stored. */
-export type StatusClockOffset = z.infer<typeof ClockOffsetSchema>;
 
 /**
  * `status.json`. Loose, so that fields written by a newer agent or another module survive a
