@@ -17,15 +17,15 @@ import { safeMessage } from "./sanitize.ts";
 /** journalctl where Debian, Fedora and most distributions install it. */
 export const JOURNALCTL = "/usr/bin/journalctl";
 /** journalctl on distributions that keep it in /bin (no merged /usr). */
-export const JOURNALCTL_BIN = "/bin/journalctl";
+const JOURNALCTL_BIN = "/bin/journalctl";
 /** Where journalctl is looked for, in order. */
-export const JOURNALCTL_PATHS: readonly string[] = [JOURNALCTL, JOURNALCTL_BIN];
+const JOURNALCTL_PATHS: readonly string[] = [JOURNALCTL, JOURNALCTL_BIN];
 /** The systemd unit (packaging/systemd). */
-export const SYSTEMD_UNIT = "oneconnect-agent";
+const SYSTEMD_UNIT = "oneconnect-agent";
 /** The launchd daemon's log file (packaging/launchd). */
-export const LAUNCHD_LOG = "/Library/Logs/OneConnect/oneconnect-agent.log";
+const LAUNCHD_LOG = "/Library/Logs/OneConnect/oneconnect-agent.log";
 /** Lines read at most. */
-export const MAX_LOG_LINES = 1000;
+const MAX_LOG_LINES = 1000;
 /** Bytes read at most from the end of a log file. */
 const MAX_TAIL_BYTES = 1024 * 1024;
 

@@ -11,7 +11,7 @@ import { safeUrl } from "./sanitize.ts";
 import { withProxyScheme } from "../proxy/proxy_hop.ts";
 
 /** Proxy variables, in both cases (curl's convention, which the agent follows). */
-export const PROXY_VARS = [
+const PROXY_VARS = [
   "HTTPS_PROXY",
   "HTTP_PROXY",
   "NO_PROXY",
