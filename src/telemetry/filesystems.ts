@@ -21,7 +21,7 @@ export const DF_ARGS = [
  * Filesystem types that are not local, real storage: memory-backed, kernel pseudo filesystems,
  * container layers, read-only images and network filesystems. Documented in docs/telemetry.md.
  */
-export const EXCLUDED_FILESYSTEM_TYPES: ReadonlySet<string> = new Set([
+const EXCLUDED_FILESYSTEM_TYPES: ReadonlySet<string> = new Set([
   // memory-backed
   "tmpfs",
   "devtmpfs",
