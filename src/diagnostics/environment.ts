@@ -24,7 +24,7 @@ const PROXY_VARS = [
  * Every variable the agent reads: `tasks/permissions.flags` allows exactly these plus the
  * service-manager ones (a test keeps the two lists equal).
  */
-export const AGENT_ENV_VARS: readonly string[] = [
+const AGENT_ENV_VARS: readonly string[] = [
   ...Object.values(ENV_VARS),
   "HOME",
   "XDG_STATE_HOME",
