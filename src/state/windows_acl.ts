@@ -155,7 +155,7 @@ function icaclsOwnerArgs(dir: string): string[] {
  * icacls arguments that leave `dir` (and everything created in it) to SYSTEM and Administrators:
  * inherited entries removed, their grants replaced. SIDs, so localised names do not matter.
  */
-export function icaclsRestrictArgs(dir: string): string[] {
+function icaclsRestrictArgs(dir: string): string[] {
   return [
     dir,
     "/inheritance:r",
