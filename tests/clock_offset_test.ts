@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  clockHint,
-  ClockOffset,
-  describeOffset,
-} from "../src/wire/clock_offset.ts";
+import { clockHint, ClockOffset, describeOffset } from "../src/wire/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
 import { renderStatusText } from "../src/commands/status.ts";
 import { tempDir } from "./_support/helpers.ts";
