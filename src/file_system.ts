@@ -88,7 +88,7 @@ export function writeAllSync(writer: { writeSync(p: Uint8Array): number }, text:
 }
 
 /** What a permission error asks of the operator (the state directory belongs to another user). */
-export const RUN_AS_ROOT_HINT =
+const RUN_AS_ROOT_HINT =
   "run as root (e.g. with sudo), or pass --state-dir with a directory this user owns";
 
 /**

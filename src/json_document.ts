@@ -32,7 +32,7 @@ export function parseJsonDocument<S extends z.ZodMiniType>(
  * Where and what the JSON syntax error is, e.g. `line 3 column 1: expected ',' or '}' after
  * property value`, from V8's message but never its excerpt of the text (it may hold a secret).
  */
-export function describeSyntaxError(error: unknown, text: string): string {
+function describeSyntaxError(error: unknown, text: string): string {
   const message = error instanceof Error ? error.message : String(error);
   const located = /^(.*?) (?:in|(after)) JSON at position (\d+)/.exec(message);
   const token = /^Unexpected token '(.+?)', (\.\.\.)?"/s.exec(message);

@@ -62,7 +62,7 @@ const PATTERNS: Array<[RegExp, string]> = [
 ];
 
 /** Longest text {@linkcode redact} looks at; the rest is cut off before redaction. */
-export const REDACT_MAX_CHARS = 64 * 1024;
+const REDACT_MAX_CHARS = 64 * 1024;
 /** What replaces the part of an over-long text that is cut off. */
 const CUT_MARK = "…[truncated]";
 

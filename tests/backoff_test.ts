@@ -2,17 +2,16 @@ import assert from "node:assert/strict";
 import {
   DEFAULT_BACKOFF,
   failureDelay,
-  fullJitterDelay,
   parseRetryAfter,
   RETRY_AFTER_CAP_SECONDS,
   withJitter,
 } from "../src/platform/backoff.ts";
 
 Deno.test("backoff doubles from 1 s and caps at 300 s", () => {
-  const ceilings = [1, 2, 3, 4, 5, 8, 9, 10, 40].map((n) => fullJitterDelay(n, () => 1));
+  const ceilings = [1, 2, 3, 4, 5, 8, 9, 10, 40].map((n) => failureDelay(n, () => 1));
   assert.deepEqual(ceilings, [1, 2, 4, 8, 16, 128, 256, 300, 300]);
-  assert.equal(fullJitterDelay(1, () => 0), 0);
-  assert.equal(fullJitterDelay(1000, () => 0.5), DEFAULT_BACKOFF.capSeconds / 2);
+  assert.equal(failureDelay(1, () => 0), 0);
+  assert.equal(failureDelay(1000, () => 0.5), DEFAULT_BACKOFF.capSeconds / 2);
 });
 
 Deno.test("jitter stays within ±10 %", () => {

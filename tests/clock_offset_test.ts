@@ -1,16 +1,18 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  clockHint,
-  ClockOffset,
-  describeOffset,
-  offsetFromDate,
-} from "../src/wire/clock_offset.ts";
+import { clockHint, ClockOffset, describeOffset } from "../src/wire/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
 import { renderStatusText } from "../src/commands/status.ts";
 import { tempDir } from "./_support/helpers.ts";
 
-Deno.test("offsetFromDate compares the Date header with the middle of the round trip", () => {
+/** The offset one `ClockOffset` records for one answer, as the platform client feeds it. */
+function offsetFromDate(date: string | null, sentWallMs: number, receivedWallMs: number) {
+  const offset = new ClockOffset();
+  offset.observe(date, sentWallMs, receivedWallMs);
+  return offset.latest?.seconds;
+}
+
+Deno.test("ClockOffset compares the Date header with the middle of the round trip", () => {
   const sent = Date.UTC(2026, 0, 1, 12, 0, 0);
   assert.equal(offsetFromDate("Thu, 01 Jan 2026 12:10:00 GMT", sent, sent + 400), 600);
   assert.equal(offsetFromDate("Thu, 01 Jan 2026 11:50:00 GMT", sent, sent + 400), -600);

@@ -1,20 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  isAgentLogLine,
-  keepAgentLines,
-  windowsServiceLogs,
-} from "../src/diagnostics/agent_logs.ts";
-import { AGENT_ENV_VARS, environmentEntry } from "../src/diagnostics/environment.ts";
+import { agentLogsEntry } from "../src/diagnostics/agent_logs.ts";
+import { environmentEntry } from "../src/diagnostics/environment.ts";
 import { permissionAuditEntry } from "../src/diagnostics/permission_audit.ts";
 import { safeMessage, safeUrl, withheldConfigValues } from "../src/diagnostics/sanitize.ts";
-import {
-  SERVICE_MANAGER_VARS,
-  serviceManager,
-  versionsEntry,
-} from "../src/diagnostics/versions.ts";
+import { versionsEntry } from "../src/diagnostics/versions.ts";
 import { configEntry } from "../src/diagnostics/effective_config.ts";
-import { knownStatusFields } from "../src/diagnostics/status_entries.ts";
+import { statusEntries } from "../src/diagnostics/status_entries.ts";
 import { denoFileSystem } from "../src/file_system.ts";
 import { resolveConfig } from "../src/config/config.ts";
 import { createLogger } from "../src/log.ts";
@@ -24,7 +16,19 @@ import { denoCommandRunner } from "../src/state/windows_acl.ts";
 import { agentPermissionFlags } from "../tasks/permissions.ts";
 import { tempDir } from "./_support/helpers.ts";
 
-Deno.test("agent log filter: keeps the logger's own text and JSON lines, drops everything else", () => {
+/** The `agent_logs.txt` entry of a Linux host whose journal holds `text`. */
+async function journalEntry(text: string) {
+  const { entries } = await agentLogsEntry({
+    os: "linux",
+    env: () => undefined,
+    journalctlPaths: ["/usr/bin/journalctl"],
+    runCommand: () => Promise.resolve({ success: true, code: 0, stdout: text, stderr: "" }),
+  });
+  assert.equal(entries.length, 1);
+  return entries[0]!;
+}
+
+Deno.test("agent log filter: keeps the logger's own text and JSON lines, drops everything else", async () => {
   const lines: string[] = [];
   for (const format of ["text", "json"] as const) {
     const logger = createLogger({ level: "debug", format, write: (l) => lines.push(l) });
@@ -33,29 +37,41 @@ Deno.test("agent log filter: keeps the logger's own text and JSON lines, drops e
     logger.warn("Slow answer", { ms: 1200 });
     logger.error("Cannot reach the platform");
   }
-  for (const line of lines) assert.ok(isAgentLogLine(line), line);
-  assert.ok(isAgentLogLine("error: Not enrolled: no identity"));
-  for (
-    const foreign of [
-      "Started oneconnect-agent.service - OneConnect endpoint agent.",
-      "thread 'main' panicked at src/lib.rs:1:1",
-      '{"ts":"2026-12-06T10:00:00.000Z","level":"notice","msg":"x"}',
-      '{"level":"info","msg":"no ts"}',
-      "2026-12-06 10:00:00 INFO something else",
-      "    at async main (file:///x.js:1:1)",
-      "",
-    ]
-  ) assert.ok(!isAgentLogLine(foreign), foreign);
-  const kept = keepAgentLines(
+  const own = [...lines, "error: Not enrolled: no identity"];
+  const foreign = [
+    "Started oneconnect-agent.service - OneConnect endpoint agent.",
+    "thread 'main' panicked at src/lib.rs:1:1",
+    '{"ts":"2026-12-06T10:00:00.000Z","level":"notice","msg":"x"}',
+    '{"level":"info","msg":"no ts"}',
+    "2026-12-06 10:00:00 INFO something else",
+    "    at async main (file:///x.js:1:1)",
+  ];
+  const all = await journalEntry([...own, ...foreign, ""].join("\n"));
+  assert.deepEqual(all.content, `${own.join("\n")}\n`);
+  assert.match(
+    all.source,
+    new RegExp(`: ${own.length} agent line\\(s\\) kept, ${foreign.length} other`),
+  );
+  const kept = await journalEntry(
     `${lines[1]}\nnoise\n2026-12-06T10:00:00.000Z WARN  retry password=hunter22\n`,
   );
-  assert.equal(kept.dropped, 1);
-  assert.equal(kept.lines.length, 2);
-  assert.match(kept.lines[1]!, /password=\[REDACTED\]/);
+  assert.match(kept.source, /: 2 agent line\(s\) kept, 1 other line\(s\) dropped$/);
+  const keptLines = (kept.content as string).trimEnd().split("\n");
+  assert.equal(keptLines.length, 2);
+  assert.match(keptLines[1]!, /password=\[REDACTED\]/);
 });
 
-Deno.test("agent logs: the Windows service log paths follow ProgramData", () => {
-  assert.deepEqual(windowsServiceLogs((n) => n === "ProgramData" ? "D:\\PD" : undefined), [
+Deno.test("agent logs: the Windows service log paths follow ProgramData", async () => {
+  const read: string[] = [];
+  await agentLogsEntry({
+    os: "windows",
+    env: (n) => n === "ProgramData" ? "D:\\PD" : undefined,
+    readTail: (path) => {
+      read.push(path);
+      return Promise.resolve("");
+    },
+  });
+  assert.deepEqual(read, [
     "D:\\PD\\OneConnect\\Logs\\oneconnect-agent-service.err.log",
     "D:\\PD\\OneConnect\\Logs\\oneconnect-agent-service.out.log",
   ]);
@@ -121,8 +137,15 @@ Deno.test("config entry: each setting with its source; agent.json unknown keys b
 Deno.test("the variables diagnostics reports are exactly those the agent may read", async () => {
   const flags = await agentPermissionFlags();
   const allowed = flags.find((f) => f.startsWith("--allow-env="))!.slice(12).split(",").sort();
+  // Every variable set: the entries list each variable they would report.
+  const everything = () => "x";
+  const environment = environmentEntry(everything, { names: [], all: [] }).content as {
+    set: string[];
+  };
+  const versions = versionsEntry({ env: everything, osRelease: () => "", osUptime: () => 0 })
+    .entry.content as { service_manager_variables_set: string[] };
   assert.deepEqual(
-    [...AGENT_ENV_VARS, ...Object.values(SERVICE_MANAGER_VARS).flat()].sort(),
+    [...environment.set, ...versions.service_manager_variables_set].sort(),
     allowed,
   );
 });
@@ -147,6 +170,10 @@ Deno.test("environment entry: names only, proxies without user info, trust varia
 });
 
 Deno.test("versions: service manager from its variables; what cannot be read is listed", () => {
+  const serviceManager = (env: (name: string) => string | undefined) =>
+    (versionsEntry({ env, osRelease: () => "", osUptime: () => 0 }).entry.content as {
+      service_manager: string | null;
+    }).service_manager;
   assert.equal(serviceManager((n) => n === "INVOCATION_ID" ? "abc" : undefined), "systemd");
   assert.equal(serviceManager((n) => n === "XPC_SERVICE_NAME" ? "0" : undefined), null);
   assert.equal(
@@ -176,7 +203,7 @@ Deno.test("status entry: only the fields the schema names, messages redacted", (
     },
     planted_by_someone: "leak-me-not",
   };
-  const shown = knownStatusFields(status);
+  const shown = statusEntries(status, null, 0)[0]!.content as Record<string, unknown>;
   assert.equal("planted_by_someone" in shown, false);
   assert.doesNotMatch(JSON.stringify(shown), /pw-xyz-123|abcdefgh|leak-me-not/);
   assert.equal(shown.agent_id, "agent-1");

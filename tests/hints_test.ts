@@ -6,13 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { parseArgv, TOKEN_FLAG_HINT } from "../src/cli.ts";
-import { INTERRUPTED_TOKEN_HINT, TOKEN_SPENT_HINT } from "../src/enrollment/enroll_request.ts";
-import { EXIT_CODE_MEANINGS, UsageError } from "../src/errors.ts";
-import { fileErrorReason, RUN_AS_ROOT_HINT } from "../src/file_system.ts";
+import { requestWithRetries, TOKEN_SPENT_HINT } from "../src/enrollment/enroll_request.ts";
+import { EXIT_CODE_MEANINGS, PlatformError, UsageError } from "../src/errors.ts";
+import { fileErrorReason } from "../src/file_system.ts";
 import { redact } from "../src/log.ts";
 import { CLOCK_SKEW_HINT } from "../src/wire/clock_offset.ts";
-import { parseProxyUrl, PROXY_URL_HINT } from "../src/proxy/proxy_hop.ts";
+import { parseProxyUrl } from "../src/proxy/proxy_hop.ts";
 import { rootIdentityHint } from "../src/state/root_identity.ts";
+import type { EnrollRequest } from "../src/wire/contract.ts";
+import { testContext } from "./_support/context_fixture.ts";
 
 function survives(text: string, what: string): void {
   assert.equal(redact(text), text, `${what} is rewritten by the redactor`);
@@ -22,10 +24,7 @@ Deno.test("every hint text survives the redactor unchanged", () => {
   const hints: Record<string, string> = {
     TOKEN_FLAG_HINT,
     TOKEN_SPENT_HINT,
-    INTERRUPTED_TOKEN_HINT,
-    RUN_AS_ROOT_HINT,
     CLOCK_SKEW_HINT,
-    PROXY_URL_HINT,
   };
   for (const [name, text] of Object.entries(hints)) survives(text, name);
   for (const [code, meaning] of EXIT_CODE_MEANINGS) survives(meaning, `exit code ${code}`);
@@ -57,6 +56,21 @@ Deno.test("messages built around hints survive the redactor unchanged", async ()
     survives(e.message, "the proxy URL error");
     return true;
   });
+  const { ctx } = testContext("/nonexistent", { shutdown: AbortSignal.abort() });
+  const lost = { enroll: () => Promise.reject(new PlatformError("lost", { kind: "network" })) };
+  const body = { enrollment_token: "t" } as unknown as EnrollRequest;
+  await assert.rejects(
+    requestWithRetries(ctx, { ...lost, close: () => {} }, body, 60, {
+      sleep: () => Promise.resolve(),
+      random: () => 0.5,
+      now: () => 0,
+    }),
+    (e: Error) => {
+      assert.match(e.message, /^Cannot enroll: interrupted; /);
+      survives(e.message, "the interrupted enrollment");
+      return true;
+    },
+  );
   for (const present of [true, false]) {
     const hint = await rootIdentityHint("/home/u/.local/state/oneconnect-agent", "status", {
       env: (name) =>

@@ -4,12 +4,7 @@ import { createCsr, exportPrivateKeyPem, generateAgentKeyPair } from "../src/tru
 import { NotEnrolledError, UsageError } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
 import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
-import {
-  type CommandRunner,
-  ICACLS_PATH,
-  icaclsRestrictArgs,
-  POWERSHELL_PATH,
-} from "../src/state/windows_acl.ts";
+import { type CommandRunner, ICACLS_PATH, POWERSHELL_PATH } from "../src/state/windows_acl.ts";
 import { shellQuote } from "../src/state/ownership.ts";
 import { clearSecrets, type Logger, redact } from "../src/log.ts";
 import { createDevCa, issueAgentCertificate, parseCsr } from "../tasks/dev_platform/dev_ca.ts";
@@ -291,7 +286,7 @@ Deno.test("identity store secures and audits the directory ACL on Windows", asyn
   await store.ensureStateDir();
   assert.deepEqual(calls.filter((c) => c.startsWith(ICACLS_PATH)), [
     `${ICACLS_PATH} /setowner *S-1-5-32-544`,
-    `${ICACLS_PATH} ${icaclsRestrictArgs(stateDir).slice(1).join(" ")}`,
+    `${ICACLS_PATH} /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F`,
     ICACLS_PATH,
     ICACLS_PATH,
   ]);

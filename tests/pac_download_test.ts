@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadPacScript, PAC_MAX_BYTES, parseHttpResponse } from "../src/proxy/pac_download.ts";
+import { loadPacScript, parseHttpResponse } from "../src/proxy/pac_download.ts";
 import { tempDir } from "./_support/helpers.ts";
 import { rawHttpServer, type RawStep } from "./_support/raw_http.ts";
 
@@ -10,7 +10,7 @@ Deno.test("loadPacScript reads a file and refuses one over the size cap", async 
   await Deno.writeTextFile(small, "function FindProxyForURL() { return 'DIRECT'; }");
   assert.match(await loadPacScript(small), /FindProxyForURL/);
   const big = join(dir.path, "big.pac");
-  await Deno.writeFile(big, new Uint8Array(PAC_MAX_BYTES + 1).fill(32));
+  await Deno.writeFile(big, new Uint8Array(1024 * 1024 + 1).fill(32));
   await assert.rejects(loadPacScript(big), /larger than 1048576 bytes/);
   await assert.rejects(loadPacScript(join(dir.path, "absent.pac")), Deno.errors.NotFound);
 });

@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
 import { repoPath } from "./_support/helpers.ts";
-import {
-  decideWithoutLookups,
-  describeDecision,
-  ProxyRoute,
-  type ProxySettings,
-} from "../src/proxy/proxy_select.ts";
+import { describeDecision, ProxyRoute, type ProxySettings } from "../src/proxy/proxy_select.ts";
 import type { ProxyHop } from "../src/proxy/proxy_hop.ts";
 
 const HTTPS = new URL("https://platform.example.com/");
@@ -95,17 +90,16 @@ Deno.test("a lookup ended by its signal (the agent stopping) decides nothing, so
 });
 
 Deno.test("NO_PROXY from the environment wins, and no lookup is needed without PAC or OS", () => {
-  const d = decideWithoutLookups(HTTPS, {
+  // What a route knows before any lookup.
+  const known = (s: ProxySettings) => new ProxyRoute(HTTPS, s).known;
+  const d = known({
     env: env({ NO_PROXY: ".example.com", HTTPS_PROXY: "http://env:1" }),
     pac: "/p.pac",
   });
   assert.equal(d?.source, "environment NO_PROXY");
-  assert.equal(decideWithoutLookups(HTTPS, { env: env(), pac: "/p.pac" }), undefined);
-  assert.equal(decideWithoutLookups(HTTPS, { env: env(), os: "windows" }), undefined);
-  assert.equal(
-    decideWithoutLookups(HTTPS, { env: env(), os: "linux" })?.source,
-    "no proxy configured",
-  );
+  assert.equal(known({ env: env(), pac: "/p.pac" }), undefined);
+  assert.equal(known({ env: env(), os: "windows" }), undefined);
+  assert.equal(known({ env: env(), os: "linux" })?.source, "no proxy configured");
 });
 
 Deno.test("a PAC that fails is reported and the route goes on to direct", async () => {

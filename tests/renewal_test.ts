@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { fullJitterDelay } from "../src/platform/backoff.ts";
 import type { RenewRequest, RenewResponse } from "../src/wire/contract.ts";
 import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
 import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
@@ -243,7 +242,8 @@ Deno.test("a failed renewal keeps the old identity and retries with the heartbea
   assert.equal(h.first.closed, 0);
   assert.deepEqual(h.saved, []);
   assert.equal(h.scheduler.failures, 1);
-  assert.equal(h.scheduler.nextAt(), h.clock.now + fullJitterDelay(1, random) * 1000);
+  // Full-jitter backoff at random 0.5: half of the first ceiling, 1 s.
+  assert.equal(h.scheduler.nextAt(), h.clock.now + 500);
   assert.deepEqual(h.status.current.renewal, {
     next_at: new Date(h.scheduler.nextAt()).toISOString(),
     last_error: "Cannot renew certificate: platform answered 503 unavailable",
@@ -256,7 +256,7 @@ Deno.test("a failed renewal keeps the old identity and retries with the heartbea
   h.clock.now = h.scheduler.nextAt();
   await h.scheduler.runIfDue(signal);
   assert.equal(h.scheduler.failures, 2);
-  assert.equal(h.scheduler.nextAt(), h.clock.now + fullJitterDelay(2, random) * 1000);
+  assert.equal(h.scheduler.nextAt(), h.clock.now + 1000); // half of 2 s
 
   // Retry-After is a floor (+ up to 10 % so a fleet spreads out).
   answer = () =>

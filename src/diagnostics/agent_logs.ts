@@ -15,22 +15,22 @@ import { safeMessage } from "./sanitize.ts";
 
 /** Where journalctl is, as allowed in `tasks/permissions.flags` (never looked up via PATH). */
 /** journalctl where Debian, Fedora and most distributions install it. */
-export const JOURNALCTL = "/usr/bin/journalctl";
+const JOURNALCTL = "/usr/bin/journalctl";
 /** journalctl on distributions that keep it in /bin (no merged /usr). */
-export const JOURNALCTL_BIN = "/bin/journalctl";
+const JOURNALCTL_BIN = "/bin/journalctl";
 /** Where journalctl is looked for, in order. */
-export const JOURNALCTL_PATHS: readonly string[] = [JOURNALCTL, JOURNALCTL_BIN];
+const JOURNALCTL_PATHS: readonly string[] = [JOURNALCTL, JOURNALCTL_BIN];
 /** The systemd unit (packaging/systemd). */
-export const SYSTEMD_UNIT = "oneconnect-agent";
+const SYSTEMD_UNIT = "oneconnect-agent";
 /** The launchd daemon's log file (packaging/launchd). */
-export const LAUNCHD_LOG = "/Library/Logs/OneConnect/oneconnect-agent.log";
+const LAUNCHD_LOG = "/Library/Logs/OneConnect/oneconnect-agent.log";
 /** Lines read at most. */
-export const MAX_LOG_LINES = 1000;
+const MAX_LOG_LINES = 1000;
 /** Bytes read at most from the end of a log file. */
 const MAX_TAIL_BYTES = 1024 * 1024;
 
 /** The WinSW service logs (packaging/windows: `<logpath>\<service exe name>.{err,out}.log`). */
-export function windowsServiceLogs(env: (name: string) => string | undefined): string[] {
+function windowsServiceLogs(env: (name: string) => string | undefined): string[] {
   const dir = `${env("ProgramData") || "C:\\ProgramData"}\\OneConnect\\Logs`;
   return ["err", "out"].map((s) => `${dir}\\oneconnect-agent-service.${s}.log`);
 }
@@ -39,7 +39,7 @@ const TEXT_LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (?:DEBUG|INFO |W
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /** Whether `line` is one the agent writes: a log line (text or JSON) or its final `error:` line. */
-export function isAgentLogLine(line: string): boolean {
+function isAgentLogLine(line: string): boolean {
   if (TEXT_LINE.test(line) || /^error: \S/.test(line)) return true;
   if (!line.startsWith("{")) return false;
   try {
@@ -53,7 +53,7 @@ export function isAgentLogLine(line: string): boolean {
 }
 
 /** The agent's own lines of `text`, made safe, and how many other lines were dropped. */
-export function keepAgentLines(text: string): { lines: string[]; dropped: number } {
+function keepAgentLines(text: string): { lines: string[]; dropped: number } {
   const lines: string[] = [];
   let dropped = 0;
   for (const raw of text.split(/\r?\n/)) {
@@ -75,7 +75,7 @@ export interface AgentLogsHost {
 }
 
 /** The last `maxBytes` of a file, from a line start. */
-export async function readTail(path: string, maxBytes: number): Promise<string> {
+async function readTail(path: string, maxBytes: number): Promise<string> {
   using file = await Deno.open(path, { read: true });
   const size = (await file.stat()).size;
   const start = Math.max(0, size - maxBytes);

@@ -35,7 +35,7 @@ function shown(value: unknown, url: boolean | undefined): unknown {
 }
 
 /** The keys of agent.json (names only) and which of them the agent does not know. */
-export async function agentJsonKeys(
+async function agentJsonKeys(
   stateDir: string,
   fs: Pick<FileSystem, "lstat" | "readTextFile">,
 ): Promise<{ present: boolean; keys: string[]; unknown: string[] } | { unreadable: string }> {

@@ -11,7 +11,7 @@ import { safeUrl } from "./sanitize.ts";
 import { withProxyScheme } from "../proxy/proxy_hop.ts";
 
 /** Proxy variables, in both cases (curl's convention, which the agent follows). */
-export const PROXY_VARS = [
+const PROXY_VARS = [
   "HTTPS_PROXY",
   "HTTP_PROXY",
   "NO_PROXY",
@@ -24,7 +24,7 @@ export const PROXY_VARS = [
  * Every variable the agent reads: `tasks/permissions.flags` allows exactly these plus the
  * service-manager ones (a test keeps the two lists equal).
  */
-export const AGENT_ENV_VARS: readonly string[] = [
+const AGENT_ENV_VARS: readonly string[] = [
   ...Object.values(ENV_VARS),
   "HOME",
   "XDG_STATE_HOME",

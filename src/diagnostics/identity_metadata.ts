@@ -18,7 +18,7 @@ import type { DiagnosticEntry } from "./manifest.ts";
 import { safeMessage, safeUrl } from "./sanitize.ts";
 
 /** Public facts of one certificate. */
-export async function certificateFacts(pem: string): Promise<Record<string, unknown>> {
+async function certificateFacts(pem: string): Promise<Record<string, unknown>> {
   const cert = parseCertificate(pem);
   if (typeof cert === "string") return { problem: cert };
   return {

@@ -25,12 +25,6 @@ export interface Unreadable {
   reason: string;
 }
 
-/** What a collector returns: its entries and what it could not read. */
-export interface Collected {
-  entries: DiagnosticEntry[];
-  unreadable: Unreadable[];
-}
-
 /** The serialised bytes of an entry. */
 export function entryText(entry: DiagnosticEntry): string {
   return typeof entry.content === "string"

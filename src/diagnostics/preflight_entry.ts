@@ -16,10 +16,10 @@ import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 import { safeMessage } from "./sanitize.ts";
 
 /** How long the whole preflight may take. */
-export const PREFLIGHT_DEADLINE_MS = 15_000;
+const PREFLIGHT_DEADLINE_MS = 15_000;
 
 /** A network whose every operation also ends when `deadline` aborts. */
-export function boundedNetwork(net: PreflightNetwork, deadline: AbortSignal): PreflightNetwork {
+function boundedNetwork(net: PreflightNetwork, deadline: AbortSignal): PreflightNetwork {
   const both = (signal: AbortSignal) => AbortSignal.any([signal, deadline]);
   return {
     resolve: (hostname, signal) => net.resolve(hostname, both(signal)),

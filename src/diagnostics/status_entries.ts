@@ -26,7 +26,7 @@ function safeStrings(value: unknown): unknown {
 }
 
 /** The status fields the schema names (a loose schema lets unknown ones through: they stay out). */
-export function knownStatusFields(status: AgentStatus): Record<string, unknown> {
+function knownStatusFields(status: AgentStatus): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(StatusSchema.shape)) {
     if (key in status) out[key] = (status as Record<string, unknown>)[key];

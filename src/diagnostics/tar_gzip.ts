@@ -35,7 +35,7 @@ function splitName(name: string): { prefix: string; name: string } {
 }
 
 /** The 512-byte ustar header of a regular file. */
-export function tarHeader(
+function tarHeader(
   name: string,
   size: number,
   mtimeSeconds: number,
@@ -61,7 +61,7 @@ export function tarHeader(
 }
 
 /** The uncompressed ustar archive of `entries`, ending with the two zero blocks. */
-export function tarArchive(entries: readonly ArchiveEntry[], mtimeMs: number): Uint8Array {
+function tarArchive(entries: readonly ArchiveEntry[], mtimeMs: number): Uint8Array {
   const parts: Uint8Array[] = [];
   for (const entry of entries) {
     parts.push(tarHeader(entry.name, entry.data.length, mtimeMs / 1000), entry.data);

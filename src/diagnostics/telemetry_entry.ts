@@ -4,7 +4,7 @@ import { sampledSnapshot, TelemetryCollector } from "../telemetry/collector.ts";
 import type { DiagnosticEntry } from "./manifest.ts";
 
 /** How long CPU and network counters are watched for their rates (shorter than `inventory`'s). */
-export const DIAGNOSTICS_SAMPLE_MS = 500;
+const DIAGNOSTICS_SAMPLE_MS = 500;
 
 /** The `telemetry.json` entry, as `inventory` collects it. */
 export async function telemetryEntry(

@@ -4,7 +4,7 @@ import { VERSION } from "../version.ts";
 import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 
 /** Variables a service manager sets in its services' environment; names only are reported. */
-export const SERVICE_MANAGER_VARS = {
+const SERVICE_MANAGER_VARS = {
   systemd: ["INVOCATION_ID", "JOURNAL_STREAM"],
   launchd: ["XPC_SERVICE_NAME"],
 } as const;
@@ -23,7 +23,7 @@ export const denoVersionsHost: Omit<VersionsHost, "env"> = {
 };
 
 /** Which service manager started this process, judged by the variables it sets. */
-export function serviceManager(env: (name: string) => string | undefined): string | null {
+function serviceManager(env: (name: string) => string | undefined): string | null {
   for (const [manager, names] of Object.entries(SERVICE_MANAGER_VARS)) {
     // launchd sets XPC_SERVICE_NAME=0 in a Terminal session: only a real label counts.
     if (names.some((n) => (env(n) ?? "0") !== "0" && env(n) !== "")) return manager;

@@ -9,7 +9,7 @@ import { type ArchiveEntry, compressBytes, concatBytes } from "./archive_entry.t
 let crcTable: Uint32Array | undefined;
 
 /** CRC-32 (IEEE 802.3, the one zip and gzip use) of `data`. */
-export function crc32(data: Uint8Array): number {
+function crc32(data: Uint8Array): number {
   if (crcTable === undefined) {
     crcTable = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {

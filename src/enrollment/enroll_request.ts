@@ -71,7 +71,7 @@ export const TOKEN_SPENT_HINT =
  * Stopped by a signal once the token has gone out at least once: the platform may have accepted
  * it even though no answer arrived, so a retry's `enrollment_token_consumed` must not surprise.
  */
-export const INTERRUPTED_TOKEN_HINT =
+const INTERRUPTED_TOKEN_HINT =
   "nothing was stored, but the enrollment token may already be spent (it was sent); if a retry is answered 409 enrollment_token_consumed, ask for a new token";
 
 function interrupted(shutdown: AbortSignal, cause: unknown): InterruptedError {

@@ -27,7 +27,7 @@ export async function tokenProvisioned(
 }
 
 /** The exit-5 error of a service with neither identity nor token: what to provision, where. */
-export function notProvisioned(ctx: CommandContext, store: IdentityStore): NotEnrolledError {
+function notProvisioned(ctx: CommandContext, store: IdentityStore): NotEnrolledError {
   const config = ctx.config.systemConfigFile ?? SYSTEM_CONFIG_PATH;
   return new NotEnrolledError(
     `Not enrolled: provide an enrollment token in ${

@@ -23,7 +23,7 @@ export const DEFAULT_BACKOFF: BackoffPolicy = { baseSeconds: 1, capSeconds: 300 
  * Full-jitter exponential backoff ("AWS full jitter"): uniform in [0, min(cap, base·2^(n-1))]
  * after the n-th consecutive failure, so that a fleet failing together does not retry together.
  */
-export function fullJitterDelay(
+function fullJitterDelay(
   failures: number,
   random: () => number,
   policy: BackoffPolicy = DEFAULT_BACKOFF,

@@ -8,9 +8,9 @@ import { matchesNoProxy } from "./no_proxy.ts";
 import { type OsProxyDecision, type ProxyHop, proxyUrlOrProblem } from "./proxy_hop.ts";
 
 /** Absolute paths (never looked up via PATH), as allowed in `tasks/permissions.flags`. */
-export const NETSH_PATH = "C:\\Windows\\System32\\netsh.exe";
+const NETSH_PATH = "C:\\Windows\\System32\\netsh.exe";
 /** See {@linkcode NETSH_PATH}. */
-export const SCUTIL_PATH = "/usr/sbin/scutil";
+const SCUTIL_PATH = "/usr/sbin/scutil";
 
 /** A proxy setting of the OS, for https targets. */
 export interface OsProxySetting {
@@ -117,7 +117,7 @@ function bracket(host: string): string {
 }
 
 /** Whether `hostname` is exempt from the OS proxy by its bypass list. */
-export function bypassesOsProxy(hostname: string, setting: OsProxySetting): boolean {
+function bypassesOsProxy(hostname: string, setting: OsProxySetting): boolean {
   const host = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   if (setting.excludeSimple && !host.includes(".") && !host.includes(":")) return true;
   for (const raw of setting.bypass) {

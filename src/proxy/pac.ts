@@ -14,7 +14,7 @@ import { loadPacScript, PAC_FETCH_TIMEOUT_MS } from "./pac_download.ts";
 /** Time allowed for one evaluation of `FindProxyForURL`, the evaluator's start included. */
 const PAC_EVAL_TIMEOUT_MS = 3_000;
 /** Heap of the evaluator process: a PAC is a few kB of script (V8 needs about 10 MB to start). */
-export const PAC_MEMORY_MB = 64;
+const PAC_MEMORY_MB = 64;
 /**
  * Resident memory the evaluator may reach above its heap limit: the process starts at ~41 MB and
  * a script that fills its 64 MB heap peaks at ~150 MB. This catches what the heap limit does not

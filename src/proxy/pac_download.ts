@@ -7,7 +7,7 @@ import { USER_AGENT } from "../version.ts";
 import { readCapped } from "../wire/body_reader.ts";
 
 /** Largest PAC file accepted. */
-export const PAC_MAX_BYTES = 1024 * 1024;
+const PAC_MAX_BYTES = 1024 * 1024;
 /** Time allowed to fetch a PAC file. */
 export const PAC_FETCH_TIMEOUT_MS = 10_000;
 

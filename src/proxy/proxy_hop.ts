@@ -18,7 +18,7 @@ export interface OsProxyDecision {
 }
 
 /** What a proxy URL may look like; safe to show (the redactor leaves it as written). */
-export const PROXY_URL_HINT =
+const PROXY_URL_HINT =
   "expected http://, https://, socks5:// or socks5h:// and host:port, with user:password@ before the host if the proxy needs credentials";
 
 const PROXY_SCHEMES = new Set(["http:", "https:", "socks5:", "socks5h:"]);

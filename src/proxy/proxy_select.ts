@@ -43,7 +43,7 @@ const DIRECT: ProxyHop = { kind: "direct" };
 /**
  * The decision that needs no PAC and no OS lookup, or undefined when those must be consulted.
  */
-export function decideWithoutLookups(
+function decideWithoutLookups(
   target: URL,
   settings: Pick<ProxySettings, "proxyUrl" | "pac" | "env" | "os" | "readOsProxy">,
 ): ProxyDecision | undefined {

@@ -44,7 +44,7 @@ export interface MetricsFileOptions {
  * Prometheus scrape interval (15 s by default), so an agent at a short heartbeat interval does not
  * rewrite a file nobody reads in between.
  */
-export const METRICS_FILE_MIN_SPACING_MS = 15_000;
+const METRICS_FILE_MIN_SPACING_MS = 15_000;
 
 /**
  * Wraps a status sink so that a save that records a new attempt (or a stop) also rewrites the

@@ -19,7 +19,7 @@ interface Family {
 }
 
 /** Escapes a label value as the exposition format requires (backslash, quote, newline). */
-export function escapeLabelValue(value: string): string {
+function escapeLabelValue(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 

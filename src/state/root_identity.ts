@@ -17,7 +17,7 @@ export type RootIdentityHost = {
 };
 
 /** The real host. */
-export const denoRootIdentityHost: RootIdentityHost = {
+const denoRootIdentityHost: RootIdentityHost = {
   env: (name) => Deno.env.get(name),
   os: Deno.build.os,
   uid: () => Deno.uid(),

@@ -113,7 +113,7 @@ export const OWNER_SCRIPT = "$p = $env:ONECONNECT_ACL_PATH; while ($p) { " +
  * PowerShell that prints `<owner SID>\t<path>` for each existing path of `ONECONNECT_ACL_PATHS`
  * (joined by `|`, which no Windows path holds): the files in the state directory.
  */
-export const FILE_OWNERS_SCRIPT = "foreach ($p in $env:ONECONNECT_ACL_PATHS.Split('|')) { " +
+const FILE_OWNERS_SCRIPT = "foreach ($p in $env:ONECONNECT_ACL_PATHS.Split('|')) { " +
   "if (Test-Path -LiteralPath $p) { " +
   "$o = (Get-Acl -LiteralPath $p).GetOwner([System.Security.Principal.SecurityIdentifier]).Value; " +
   'Write-Output "$o`t$p" } }';
@@ -122,14 +122,14 @@ export const FILE_OWNERS_SCRIPT = "foreach ($p in $env:ONECONNECT_ACL_PATHS.Spli
  * The state directory's security descriptor (SDDL): owner Administrators, protected (nothing
  * inherited), full control for SYSTEM and Administrators, inherited by everything created inside.
  */
-export const STATE_DIR_SDDL = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+const STATE_DIR_SDDL = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
 
 /**
  * PowerShell (on .NET Framework, as Windows PowerShell 5.1 is) that creates the folder
  * `ONECONNECT_ACL_PATH` (and missing parents) with {@linkcode STATE_DIR_SDDL} in the one
  * CreateDirectory call: it never exists with inherited entries another user could open it by.
  */
-export const CREATE_RESTRICTED_SCRIPT = "$ErrorActionPreference = 'Stop'; " +
+const CREATE_RESTRICTED_SCRIPT = "$ErrorActionPreference = 'Stop'; " +
   "$s = New-Object System.Security.AccessControl.DirectorySecurity; " +
   `$s.SetSecurityDescriptorSddlForm('${STATE_DIR_SDDL}'); ` +
   "[void][System.IO.Directory]::CreateDirectory($env:ONECONNECT_ACL_PATH, $s)";
@@ -155,7 +155,7 @@ function icaclsOwnerArgs(dir: string): string[] {
  * icacls arguments that leave `dir` (and everything created in it) to SYSTEM and Administrators:
  * inherited entries removed, their grants replaced. SIDs, so localised names do not matter.
  */
-export function icaclsRestrictArgs(dir: string): string[] {
+function icaclsRestrictArgs(dir: string): string[] {
   return [
     dir,
     "/inheritance:r",

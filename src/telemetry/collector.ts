@@ -56,7 +56,7 @@ function sampler<T>(intervalMs: number): Sampler<T> {
 }
 
 /** How long `inventory` and `diagnostics` watch CPU and network counters to report their rates. */
-export const SNAPSHOT_SAMPLE_MS = 1000;
+const SNAPSHOT_SAMPLE_MS = 1000;
 
 /**
  * One full snapshot with rates, as `inventory` prints it: CPU and network figures are deltas, so

@@ -21,7 +21,7 @@ export const DF_ARGS = [
  * Filesystem types that are not local, real storage: memory-backed, kernel pseudo filesystems,
  * container layers, read-only images and network filesystems. Documented in docs/telemetry.md.
  */
-export const EXCLUDED_FILESYSTEM_TYPES: ReadonlySet<string> = new Set([
+const EXCLUDED_FILESYSTEM_TYPES: ReadonlySet<string> = new Set([
   // memory-backed
   "tmpfs",
   "devtmpfs",
@@ -108,7 +108,7 @@ export function parseDfOutput(text: string): Filesystem[] {
 /** macOS (BSD) `df`. */
 export const MACOS_DF = "/bin/df";
 /** `df` arguments on macOS: KiB, inode columns, local filesystems only. */
-export const MACOS_DF_ARGS = ["-k", "-i", "-l"] as const;
+const MACOS_DF_ARGS = ["-k", "-i", "-l"] as const;
 /** macOS `mount`: BSD `df` prints no filesystem type, `mount` does. */
 export const MACOS_MOUNT = "/sbin/mount";
 /** Types left out on macOS besides {@linkcode EXCLUDED_FILESYSTEM_TYPES}: the device tree. */
@@ -117,7 +117,7 @@ const MACOS_EXCLUDED_TYPES: ReadonlySet<string> = new Set(["devfs", "nullfs"]);
  * The APFS data volume, where every user file lives since macOS 10.15. Apple marks it `nobrowse`
  * like the system's helper volumes (VM, Preboot, Update, ...), which are left out.
  */
-export const MACOS_DATA_VOLUME = "/System/Volumes/Data";
+const MACOS_DATA_VOLUME = "/System/Volumes/Data";
 
 /** Mount point to type and options, from macOS `mount` (`/dev/disk3s5 on / (apfs, local)`). */
 export function parseMacosMount(text: string): Map<string, { type: string; options: string[] }> {

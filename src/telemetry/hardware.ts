@@ -141,7 +141,7 @@ const HYPERVISORS: [RegExp, string][] = [
 ];
 
 /** The hypervisor named by a hardware vendor or model (DMI, ioreg, registry), if any. */
-export function hypervisorFromHardware(vendor: string | null, model: string | null): string | null {
+function hypervisorFromHardware(vendor: string | null, model: string | null): string | null {
   const text = `${vendor ?? ""} ${model ?? ""}`;
   return HYPERVISORS.find(([re]) => re.test(text))?.[1] ?? null;
 }

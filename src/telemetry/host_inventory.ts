@@ -41,7 +41,7 @@ import { errorMessage } from "../errors.ts";
 import { isoTime } from "../iso_time.ts";
 
 /** Whether `address` is loopback or link-local, i.e. not reachable from beyond this host or link. */
-export function isInternalAddress(family: string, address: string): boolean {
+function isInternalAddress(family: string, address: string): boolean {
   if (family === "IPv4") return /^127\./.test(address) || /^169\.254\./.test(address);
   const a = address.toLowerCase();
   return a === "::1" || /^fe[89ab][0-9a-f]:/.test(a);

@@ -12,7 +12,7 @@ export const HEAD = "/usr/bin/head";
  * How long `head` may take over /proc and /sys files, which the kernel answers in milliseconds:
  * 2 s rather than the 10 s a child gets by default, so that a stuck read ends within the beat.
  */
-export const PROC_READ_TIMEOUT_MS = 2_000;
+const PROC_READ_TIMEOUT_MS = 2_000;
 
 /** Splits `head -v` output into file path and content; unreadable files have no section. */
 export function parseHeadSections(text: string): Map<string, string> {

@@ -6,11 +6,11 @@ import { isoTime } from "../iso_time.ts";
 import { sha256Hex } from "../sha256.ts";
 
 /** ECDSA P-256, the only key type the contract allows for agent keys. */
-export const AGENT_KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
+const AGENT_KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
 const SIGNING_ALGORITHM: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
 
 /** Clock skew tolerated either way when checking a certificate's validity window. */
-export const CLOCK_SKEW_SECONDS = 300;
+const CLOCK_SKEW_SECONDS = 300;
 
 /**
  * Generates the agent's key pair with WebCrypto. Extractable only so that it can be stored as

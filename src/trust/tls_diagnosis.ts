@@ -22,7 +22,7 @@ function commonName(name: x509.Name, fallback: string): string {
 }
 
 /** Why the trusted CA certificates did not accept the presented chain; see {@linkcode compareTrustedCas}. */
-export type TrustMismatch =
+type TrustMismatch =
   /** The file holds a server certificate (or this very one), not a CA: certain. */
   | { kind: "not_ca" | "own_certificate" | "remade_ca"; text: string }
   /** The file holds other CAs: the wrong file, or something in the path re-signed the chain. */
@@ -33,7 +33,7 @@ export type TrustMismatch =
  * when they are not the explanation (a CA among them signed a presented certificate: then the
  * server or something in the path is at fault). Checked before any guess at a proxy.
  */
-export async function compareTrustedCas(
+async function compareTrustedCas(
   trusted: readonly string[],
   chain: readonly x509.X509Certificate[],
   label = "the trusted CA bundle",

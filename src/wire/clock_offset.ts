@@ -25,7 +25,7 @@ export interface ClockMeasurement {
  * round trip; undefined when the header is absent or unparsable. `Date` has a resolution of one
  * second, so the result is rounded.
  */
-export function offsetFromDate(
+function offsetFromDate(
   date: string | null,
   sentWallMs: number,
   receivedWallMs: number,

@@ -33,8 +33,6 @@ export const ProblemSchema = z.looseObject({
   detail: z.optional(z.string()),
   code: z.optional(z.string()),
 });
-/** A problem document. */
-export type Problem = z.infer<typeof ProblemSchema>;
 
 /** `POST /api/v1/agents/enroll` request. */
 export const EnrollRequestSchema = z.object({
@@ -212,7 +210,7 @@ export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
  */
 export const HeartbeatDigestRequestSchema = z.omit(HeartbeatRequestSchema, { host: true });
 /** Digest-only heartbeat body. */
-export type HeartbeatDigestRequest = z.infer<typeof HeartbeatDigestRequestSchema>;
+type HeartbeatDigestRequest = z.infer<typeof HeartbeatDigestRequestSchema>;
 
 /** Either heartbeat body the agent may send: `host` present or not. */
 export type HeartbeatBody = HeartbeatDigestRequest & { host?: HeartbeatRequest["host"] };
