@@ -60,7 +60,7 @@ Deno.test("messages built around hints survive the redactor unchanged", async ()
   const lost = { enroll: () => Promise.reject(new PlatformError("lost", { kind: "network" })) };
   const body = { enrollment_token: "t" } as unknown as EnrollRequest;
   await assert.rejects(
-    requestWithRetries(ctx, { ...lost, close: () => {} }, body, 60, {
+    requestWithRetries(ctx, { client: { ...lost, close: () => {} }, body, timeoutSeconds: 60 }, {
       sleep: () => Promise.resolve(),
       random: () => 0.5,
       now: () => 0,
