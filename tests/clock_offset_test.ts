@@ -7,7 +7,7 @@ import {
   offsetFromDate,
 } from "../src/wire/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
-import { renderStatusText } from "../src/commands/status.ts";
+import { renderStatusText } from "../src/heartbeat/status_text.ts";
 import { tempDir } from "./_support/helpers.ts";
 
 Deno.test("offsetFromDate compares the Date header with the middle of the round trip", () => {

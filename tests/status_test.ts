@@ -10,7 +10,8 @@ import {
   statusPath,
   StatusStore,
 } from "../src/state/status_store.ts";
-import { renderStatusText, statusView } from "../src/commands/status.ts";
+import { statusView } from "../src/heartbeat/status_report.ts";
+import { renderStatusText } from "../src/heartbeat/status_text.ts";
 import { runAgent, tempDir } from "./_support/helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
