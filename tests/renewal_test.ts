@@ -12,6 +12,7 @@ import {
   type RenewalClient,
   renewalDueAt,
   RenewalScheduler,
+  renewAndStore,
   renewIdentity,
 } from "../src/enrollment/renewal.ts";
 import { renewCommand } from "../src/commands/renew.ts";
@@ -639,4 +640,86 @@ Deno.test("a renewed identity whose client cannot reach the platform is not stor
     status.current.renewal?.last_error ?? "",
     /^Cannot renew certificate: the renewed identity cannot reach the platform \(GET api\/v1\/health: TLS handshake .*UnknownIssuer\)\); the current certificate is kept$/,
   );
+});
+
+Deno.test("renewAndStore renews, proves the new client, then stores; both clients stay the caller's", async () => {
+  const old = identityFor(T0, T0 + 90 * DAY);
+  const renewed = identityFor(T0 + 61 * DAY, T0 + 151 * DAY, "new");
+  const order: string[] = [];
+  class Proving extends FakeClient {
+    health(): Promise<unknown> {
+      order.push(`health ${this.label}`);
+      return Promise.resolve({});
+    }
+  }
+  const first = new Proving("cert-old");
+  const result = await renewAndStore(old, first, {
+    createClient: (id) => {
+      order.push(`client ${id.certificate}`);
+      return new Proving(id.certificate);
+    },
+    store: {
+      save: (id) => {
+        order.push(`save ${id.certificate}`);
+        return Promise.resolve();
+      },
+    },
+    now: () => T0 + 61 * DAY,
+    signal: new AbortController().signal,
+    renew: (id, client) => {
+      order.push(`renew ${id.certificate} via ${client.label}`);
+      return Promise.resolve(renewed);
+    },
+  });
+  assert.deepEqual(order, [
+    "renew cert-old via cert-old",
+    "client cert-new",
+    "health cert-new",
+    "save cert-new",
+  ]);
+  assert.equal(result.identity, renewed);
+  assert.equal(result.client.label, "cert-new");
+  assert.equal(result.client.closed, 0);
+  assert.equal(first.closed, 0);
+});
+
+Deno.test("renewAndStore stores nothing and closes the new client when the proof or the save fails", async () => {
+  const old = identityFor(T0, T0 + 90 * DAY);
+  const renewed = identityFor(T0 + 61 * DAY, T0 + 151 * DAY, "new");
+  for (const failing of ["proof", "save"] as const) {
+    class Client extends FakeClient {
+      health(): Promise<unknown> {
+        return failing === "proof"
+          ? Promise.reject(new PlatformError("platform answered 503", { kind: "http" }))
+          : Promise.resolve({});
+      }
+    }
+    const created: Client[] = [];
+    const saved: Identity[] = [];
+    const error = await renewAndStore(old, new Client("old"), {
+      createClient: () => {
+        created.push(new Client("new"));
+        return created.at(-1)!;
+      },
+      store: {
+        save: (id) => {
+          if (failing === "save") return Promise.reject(new Error("disk full"));
+          saved.push(id);
+          return Promise.resolve();
+        },
+      },
+      now: () => T0 + 61 * DAY,
+      signal: new AbortController().signal,
+      renew: () => Promise.resolve(renewed),
+    }).then(() => null, (e) => e);
+    assert.match(
+      String(error?.message),
+      failing === "proof"
+        ? /^the renewed identity cannot reach the platform \(GET api\/v1\/health: platform answered 503\); the current certificate is kept$/
+        : /^disk full$/,
+    );
+    assert.deepEqual(saved, [], failing);
+    assert.equal(created.length, 1);
+    assert.equal(created[0]!.closed, 1, `${failing}: the new client is closed`);
+  }
 });
