@@ -71,7 +71,7 @@ export interface RenewalClient {
  * One request through the client of a renewed identity before it is stored: a renewal whose CA
  * set no longer validates the platform's server must change nothing.
  */
-export async function proveRenewedClient(client: RenewalClient, signal?: AbortSignal) {
+async function proveRenewedClient(client: RenewalClient, signal?: AbortSignal) {
   try {
     await client.health?.(signal);
   } catch (e) {

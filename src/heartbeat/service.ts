@@ -8,6 +8,7 @@ import { certificateExpiry, RenewalScheduler } from "../enrollment/renewal.ts";
 import { NotEnrolledError } from "../errors.ts";
 import { isoTime } from "../iso_time.ts";
 import type { Logger } from "../log.ts";
+import type { PlatformClient } from "../platform/client.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";
 import { StatusRecorder } from "../state/status_recorder.ts";
@@ -30,11 +31,7 @@ export interface HeartbeatServiceDeps {
   /** Host facts and metrics for the beats, and the host's machine id for the clone guard. */
   collector: (logger: Logger) => TelemetryCollector;
   /** The client presenting `identity`; `clock` measures the platform's clock from its answers. */
-  createClient: (
-    identity: Identity,
-    ctx: CommandContext,
-    clock: ClockOffset,
-  ) => ReturnType<typeof clientForIdentity>;
+  createClient: (identity: Identity, ctx: CommandContext, clock: ClockOffset) => PlatformClient;
   random: () => number;
 }
 
@@ -88,6 +85,8 @@ export async function runHeartbeatService(
     },
   });
   await using _lock = { [Symbol.asyncDispose]: () => opened.release() };
+  // The clone guard reads it only when the identity records a machine id; the first beat's
+  // inventory is complete before the loop starts either way.
   await hostCollected;
   if (opened.cloned !== null) {
     const provisioned = await import("../enrollment/provisioned_enrollment.ts");
