@@ -4,7 +4,12 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { fullJitterDelay } from "../src/platform/backoff.ts";
 import type { RenewRequest, RenewResponse } from "../src/wire/contract.ts";
-import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
+import {
+  CredentialRejectedError,
+  NotEnrolledError,
+  PlatformError,
+  UsageError,
+} from "../src/errors.ts";
 import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
 import { keyMatchesCertificate } from "../src/trust/key_match.ts";
 import { silentLogger } from "../src/log.ts";
@@ -722,4 +727,27 @@ Deno.test("renewAndStore stores nothing and closes the new client when the proof
     assert.equal(created.length, 1);
     assert.equal(created[0]!.closed, 1, `${failing}: the new client is closed`);
   }
+});
+
+Deno.test("renew reports a failed store as it is and records no renewal failure in status", async () => {
+  await using dir = await tempDir();
+  const store = new IdentityStore(join(dir.path, "state"));
+  const old = await makeIdentity(ca);
+  await store.save(old);
+  const { ctx, out } = testContext(store.stateDir);
+  let clients = 0;
+  const e = await renewCommand(ctx, {
+    createClient: () => {
+      // The second client is the renewed identity's, made just before it is stored.
+      if (++clients === 2) {
+        Deno.renameSync(store.identityPath, join(dir.path, "moved.json"));
+        Deno.mkdirSync(store.identityPath);
+      }
+      return issuing();
+    },
+  }).then(() => null, (e) => e);
+  assert.ok(e instanceof UsageError, String(e));
+  assert.match(e.message, /^Cannot write identity file ".*identity\.json": /);
+  assert.deepEqual(out, []);
+  assert.equal(await readStatus(statusPath(store.stateDir)), null, "status.json untouched");
 });
