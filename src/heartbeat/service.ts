@@ -85,6 +85,8 @@ export async function runHeartbeatService(
     },
   });
   await using _lock = { [Symbol.asyncDispose]: () => opened.release() };
+  // What the audit at start repaired, also when a clone's identity is replaced below.
+  const repairs = opened.repairs;
   // The clone guard reads it only when the identity records a machine id; the first beat's
   // inventory is complete before the loop starts either way.
   await hostCollected;
@@ -107,7 +109,7 @@ export async function runHeartbeatService(
   const identity = opened.identity;
   const statusFile = await StatusStore.open(config.stateDir, identity.agent_id, { logger });
   const st = statusFile.current;
-  if (opened.repairs.length > 0) st.permission_repairs = opened.repairs;
+  if (repairs.length > 0) st.permission_repairs = repairs;
   st.certificate_expires_at = identity.certificate_not_after;
 
   // One measurement of the platform's clock for the whole process, starting from the last run's.
