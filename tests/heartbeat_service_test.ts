@@ -10,6 +10,7 @@ import { readStatus, statusPath } from "../src/state/status_store.ts";
 import { TelemetryCollector } from "../src/telemetry/collector.ts";
 import type { Host } from "../src/wire/telemetry_wire.ts";
 import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { startDevPlatform } from "../tasks/dev_platform/server.ts";
 import { testContext } from "./_support/context_fixture.ts";
 import { exists, rejectsWith, tempDir } from "./_support/helpers.ts";
 import { makeIdentity } from "./_support/identity_fixture.ts";
@@ -107,4 +108,38 @@ Deno.test("heartbeat service with neither identity nor token exits 5 and tells m
   assert.equal(error.exitCode, 5);
   assert.match(error.message, /^Not enrolled: provide an enrollment token in /);
   assert.match(await Deno.readTextFile(metricsFile), /^oneconnect_agent_enrolled 0$/m);
+});
+
+Deno.test("heartbeat service replaces a clone's identity with a provisioned token, keeping the start audit's repairs", async () => {
+  await using dir = await tempDir();
+  const platform = await startDevPlatform({ quiet: true });
+  try {
+    const store = new IdentityStore(join(dir.path, "state"));
+    const copied = {
+      ...(await makeIdentity(ca, { platformUrl: platform.url.href })),
+      machine_id: "3d1219c7c4c5404aaa1f6d2a48adfda4",
+    };
+    await store.save(copied);
+    await Deno.chmod(store.identityPath, 0o644);
+    const { ctx } = testContext(store.stateDir, {
+      config: { platformUrl: platform.url, caFile: platform.caFile },
+      env: { ONECONNECT_ENROLLMENT_TOKEN: platform.mintEnrollmentToken() },
+    });
+
+    await runHeartbeatService(ctx, { once: true }, {
+      collector: () => new HostWithMachineId("ffffffffffffffffffffffffffffffff"),
+    });
+
+    const replaced = await store.load();
+    assert.notEqual(replaced.agent_id, copied.agent_id);
+    assert.equal(platform.heartbeats(replaced.agent_id).length, 1);
+    const status = await readStatus(statusPath(store.stateDir));
+    assert.equal(status?.agent_id, replaced.agent_id);
+    assert.deepEqual(
+      status?.permission_repairs.map((r) => [r.path, r.old_mode, r.new_mode]),
+      [[store.identityPath, "0644", "0600"]],
+    );
+  } finally {
+    await platform.close();
+  }
 });
