@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { clockHint, ClockOffset, describeOffset } from "../src/wire/clock_offset.ts";
 import { emptyStatus, readStatus } from "../src/state/status_store.ts";
-import { renderStatusText } from "../src/commands/status.ts";
+import { renderStatusText } from "../src/heartbeat/status_text.ts";
 import { tempDir } from "./_support/helpers.ts";
 
 /** The offset one `ClockOffset` records for one answer, as the platform client feeds it. */

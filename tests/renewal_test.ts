@@ -3,7 +3,12 @@ import { join } from "node:path";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import type { RenewRequest, RenewResponse } from "../src/wire/contract.ts";
-import { CredentialRejectedError, NotEnrolledError, PlatformError } from "../src/errors.ts";
+import {
+  CredentialRejectedError,
+  NotEnrolledError,
+  PlatformError,
+  UsageError,
+} from "../src/errors.ts";
 import { type Identity, IdentityStore } from "../src/state/identity_store.ts";
 import { keyMatchesCertificate } from "../src/trust/key_match.ts";
 import { silentLogger } from "../src/log.ts";
@@ -11,6 +16,7 @@ import {
   type RenewalClient,
   renewalDueAt,
   RenewalScheduler,
+  renewAndStore,
   renewIdentity,
 } from "../src/enrollment/renewal.ts";
 import { renewCommand } from "../src/commands/renew.ts";
@@ -639,4 +645,109 @@ Deno.test("a renewed identity whose client cannot reach the platform is not stor
     status.current.renewal?.last_error ?? "",
     /^Cannot renew certificate: the renewed identity cannot reach the platform \(GET api\/v1\/health: TLS handshake .*UnknownIssuer\)\); the current certificate is kept$/,
   );
+});
+
+Deno.test("renewAndStore renews, proves the new client, then stores; both clients stay the caller's", async () => {
+  const old = identityFor(T0, T0 + 90 * DAY);
+  const renewed = identityFor(T0 + 61 * DAY, T0 + 151 * DAY, "new");
+  const order: string[] = [];
+  class Proving extends FakeClient {
+    health(): Promise<unknown> {
+      order.push(`health ${this.label}`);
+      return Promise.resolve({});
+    }
+  }
+  const first = new Proving("cert-old");
+  const result = await renewAndStore(old, first, {
+    createClient: (id) => {
+      order.push(`client ${id.certificate}`);
+      return new Proving(id.certificate);
+    },
+    store: {
+      save: (id) => {
+        order.push(`save ${id.certificate}`);
+        return Promise.resolve();
+      },
+    },
+    now: () => T0 + 61 * DAY,
+    signal: new AbortController().signal,
+    renew: (id, client) => {
+      order.push(`renew ${id.certificate} via ${client.label}`);
+      return Promise.resolve(renewed);
+    },
+  });
+  assert.deepEqual(order, [
+    "renew cert-old via cert-old",
+    "client cert-new",
+    "health cert-new",
+    "save cert-new",
+  ]);
+  assert.equal(result.identity, renewed);
+  assert.equal(result.client.label, "cert-new");
+  assert.equal(result.client.closed, 0);
+  assert.equal(first.closed, 0);
+});
+
+Deno.test("renewAndStore stores nothing and closes the new client when the proof or the save fails", async () => {
+  const old = identityFor(T0, T0 + 90 * DAY);
+  const renewed = identityFor(T0 + 61 * DAY, T0 + 151 * DAY, "new");
+  for (const failing of ["proof", "save"] as const) {
+    class Client extends FakeClient {
+      health(): Promise<unknown> {
+        return failing === "proof"
+          ? Promise.reject(new PlatformError("platform answered 503", { kind: "http" }))
+          : Promise.resolve({});
+      }
+    }
+    const created: Client[] = [];
+    const saved: Identity[] = [];
+    const error = await renewAndStore(old, new Client("old"), {
+      createClient: () => {
+        created.push(new Client("new"));
+        return created.at(-1)!;
+      },
+      store: {
+        save: (id) => {
+          if (failing === "save") return Promise.reject(new Error("disk full"));
+          saved.push(id);
+          return Promise.resolve();
+        },
+      },
+      now: () => T0 + 61 * DAY,
+      signal: new AbortController().signal,
+      renew: () => Promise.resolve(renewed),
+    }).then(() => null, (e) => e);
+    assert.match(
+      String(error?.message),
+      failing === "proof"
+        ? /^the renewed identity cannot reach the platform \(GET api\/v1\/health: platform answered 503\); the current certificate is kept$/
+        : /^disk full$/,
+    );
+    assert.deepEqual(saved, [], failing);
+    assert.equal(created.length, 1);
+    assert.equal(created[0]!.closed, 1, `${failing}: the new client is closed`);
+  }
+});
+
+Deno.test("renew reports a failed store as it is and records no renewal failure in status", async () => {
+  await using dir = await tempDir();
+  const store = new IdentityStore(join(dir.path, "state"));
+  const old = await makeIdentity(ca);
+  await store.save(old);
+  const { ctx, out } = testContext(store.stateDir);
+  let clients = 0;
+  const e = await renewCommand(ctx, {
+    createClient: () => {
+      // The second client is the renewed identity's, made just before it is stored.
+      if (++clients === 2) {
+        Deno.renameSync(store.identityPath, join(dir.path, "moved.json"));
+        Deno.mkdirSync(store.identityPath);
+      }
+      return issuing();
+    },
+  }).then(() => null, (e) => e);
+  assert.ok(e instanceof UsageError, String(e));
+  assert.match(e.message, /^Cannot write identity file ".*identity\.json": /);
+  assert.deepEqual(out, []);
+  assert.equal(await readStatus(statusPath(store.stateDir)), null, "status.json untouched");
 });

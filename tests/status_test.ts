@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { UsageError } from "../src/errors.ts";
+import { NotEnrolledError, UsageError } from "../src/errors.ts";
 import { denoFileSystem, type FileSystem } from "../src/file_system.ts";
 import { createLogger } from "../src/log.ts";
 import {
@@ -10,7 +10,17 @@ import {
   statusPath,
   StatusStore,
 } from "../src/state/status_store.ts";
-import { renderStatusText, statusView } from "../src/commands/status.ts";
+import {
+  healthProblem,
+  notEnrolledView,
+  readStatusReport,
+  statusView,
+} from "../src/heartbeat/status_report.ts";
+import { IdentityStore } from "../src/state/identity_store.ts";
+import { acquireStateLock } from "../src/state/state_lock.ts";
+import { createDevCa } from "../tasks/dev_platform/dev_ca.ts";
+import { makeIdentity } from "./_support/identity_fixture.ts";
+import { renderStatusText } from "../src/heartbeat/status_text.ts";
 import { runAgent, tempDir } from "./_support/helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -239,4 +249,51 @@ Deno.test("status exits 5 when not enrolled, and still prints enrolled: false an
     prom.stdout,
     new RegExp(`^oneconnect_agent_info\\{version="${denoJson.version}",agent_id=""\\} 1$`, "m"),
   );
+});
+
+Deno.test("status report reads the identity, its status and the lock's holder; health says what fails", async () => {
+  await using dir = await tempDir();
+  const stateDir = join(dir.path, "state");
+  const absent = await readStatusReport(stateDir, createLogger({ level: "error" }));
+  assert.equal(absent.enrolled, false);
+  assert.ok(!absent.enrolled && absent.error instanceof NotEnrolledError);
+  assert.deepEqual(notEnrolledView(stateDir), {
+    schema_version: 1,
+    agent_version: denoJson.version,
+    enrolled: false,
+    state_dir: stateDir,
+    running: false,
+  });
+
+  const store = new IdentityStore(stateDir);
+  const identity = await makeIdentity(await createDevCa(), { agentId: "agent-7" });
+  await store.save(identity);
+  await new StatusStore(statusPath(stateDir), failingStatus()).save();
+  const idle = await readStatusReport(stateDir, createLogger({ level: "error" }));
+  assert.ok(idle.enrolled);
+  assert.equal(idle.identity.agent_id, "agent-7");
+  assert.equal(idle.status?.consecutive_failures, 4);
+  assert.deepEqual(idle.process, { running: false, pid: null, command: null });
+  const notRunning = healthProblem(idle);
+  assert.equal(notRunning?.exitCode, 9);
+  assert.match(notRunning?.message ?? "", /^Agent "agent-7" is not running \(no process holds /);
+
+  await using _lock = await acquireStateLock(stateDir, {
+    command: "run",
+    action: "Cannot run",
+    logger: createLogger({ level: "error" }),
+  });
+  const running = await readStatusReport(stateDir, createLogger({ level: "error" }));
+  assert.ok(running.enrolled);
+  assert.deepEqual(running.process, { running: true, pid: Deno.pid, command: "run" });
+  const failing = healthProblem(running);
+  assert.equal(failing?.exitCode, 8);
+  assert.equal(
+    failing?.message,
+    'Agent "agent-7" is running but its heartbeats are failing (4 consecutive: platform answered 503 maintenance: back soon)',
+  );
+  await new StatusStore(statusPath(stateDir), emptyStatus("agent-7")).save();
+  const healthy = await readStatusReport(stateDir, createLogger({ level: "error" }));
+  assert.ok(healthy.enrolled);
+  assert.equal(healthProblem(healthy), null);
 });

@@ -5,14 +5,7 @@
 import type { ConfigFlags } from "../config/config.ts";
 import type { CommandContext } from "../config/context.ts";
 import { errorMessage, UsageError } from "../errors.ts";
-import { createLogger } from "../log.ts";
-import {
-  archiveBundle,
-  archiveFormat,
-  bundleBaseName,
-  collectBundle,
-} from "../diagnostics/bundle.ts";
-import { safeMessage, withheldConfigValues } from "../diagnostics/sanitize.ts";
+import { buildSupportArchive } from "../diagnostics/bundle.ts";
 
 /** Flags of `diagnostics`. */
 export interface DiagnosticsOptions {
@@ -59,28 +52,8 @@ export async function diagnosticsCommand(
       "Refusing to write the diagnostics archive to a terminal (--output -): redirect stdout to a file or pass --output <file>",
     );
   }
-  let ctx: CommandContext;
-  let configProblem: string | undefined;
-  try {
-    ctx = await context();
-  } catch (e) {
-    // A bundle is most wanted when the configuration is broken: report on the rest without it.
-    if (!(e instanceof UsageError)) throw e;
-    ctx = await context({ ignoreFileConfig: true });
-    configProblem = withheldConfigValues(safeMessage(e.message));
-  }
-  const lines: string[] = [];
-  const inner = createLogger({ level: "debug", write: (line) => lines.push(line) });
-  const bundle = await collectBundle({
-    ctx: { ...ctx, logger: inner },
-    configProblem,
-    network: options.network,
-    logLines: () => lines,
-  });
-  const format = archiveFormat();
-  const base = bundleBaseName(bundle.agentId, bundle.createdMs);
-  const bytes = await archiveBundle(bundle, format, base);
-  const output = options.output ?? `${base}.${format}`;
+  const { ctx, bytes, fileName, unreadable } = await buildSupportArchive(context, options.network);
+  const output = options.output ?? fileName;
   if (output === "-") {
     let at = 0;
     while (at < bytes.length) at += await Deno.stdout.write(bytes.subarray(at));
@@ -88,10 +61,10 @@ export async function diagnosticsCommand(
     await writeExclusive(output, bytes);
     ctx.stdout(`${output}\n`);
   }
-  if (bundle.unreadable.length > 0) {
+  if (unreadable.length > 0) {
     ctx.logger.warn(
       `Diagnostics bundle written without: ${
-        bundle.unreadable.map((u) => `${u.what} (${u.reason})`).join("; ")
+        unreadable.map((u) => `${u.what} (${u.reason})`).join("; ")
       }; manifest.json lists the same`,
     );
   }

@@ -6,10 +6,12 @@
  *
  * @module
  */
+import type { ConfigFlags } from "../config/config.ts";
 import type { CommandContext } from "../config/context.ts";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import { denoFileSystem, type FileSystem } from "../file_system.ts";
 import { isoTime } from "../iso_time.ts";
+import { createLogger } from "../log.ts";
 import { type Identity, IdentityStore } from "../state/identity_store.ts";
 import { denoOwnershipHost, type OwnershipHost } from "../state/ownership.ts";
 import { type AgentStatus, readStatus, statusPath } from "../state/status_store.ts";
@@ -23,7 +25,7 @@ import { identityEntry } from "./identity_metadata.ts";
 import { type DiagnosticEntry, entryText, manifestEntry, type Unreadable } from "./manifest.ts";
 import { permissionAuditEntry } from "./permission_audit.ts";
 import { preflightEntry, type PreflightEntryOptions } from "./preflight_entry.ts";
-import { safeMessage } from "./sanitize.ts";
+import { safeMessage, withheldConfigValues } from "./sanitize.ts";
 import { statusEntries } from "./status_entries.ts";
 import { telemetryEntry } from "./telemetry_entry.ts";
 import { tarGzip } from "./tar_gzip.ts";
@@ -179,4 +181,47 @@ export function archiveBundle(
     data: encoder.encode(entryText(e)),
   }));
   return format === "zip" ? zipArchive(files, bundle.createdMs) : tarGzip(files, bundle.createdMs);
+}
+
+/** The archive `diagnostics` writes, with what the command reports beside it. */
+export interface SupportArchive {
+  /** The context the bundle was collected with (without agent.json when that was broken). */
+  ctx: CommandContext;
+  bytes: Uint8Array;
+  /** The default file name: {@linkcode bundleBaseName} and this OS's archive extension. */
+  fileName: string;
+  /** What could not be read (manifest.json lists the same). */
+  unreadable: Unreadable[];
+}
+
+/**
+ * Collects the support bundle and archives it in this OS's format. A configuration that cannot
+ * be resolved is reported in the bundle, which is then made without agent.json: a bundle is most
+ * wanted when the configuration is broken. The modules' log lines go into the bundle.
+ */
+export async function buildSupportArchive(
+  context: (extra?: ConfigFlags) => Promise<CommandContext>,
+  network: boolean,
+): Promise<SupportArchive> {
+  let ctx: CommandContext;
+  let configProblem: string | undefined;
+  try {
+    ctx = await context();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    ctx = await context({ ignoreFileConfig: true });
+    configProblem = withheldConfigValues(safeMessage(e.message));
+  }
+  const lines: string[] = [];
+  const inner = createLogger({ level: "debug", write: (line) => lines.push(line) });
+  const bundle = await collectBundle({
+    ctx: { ...ctx, logger: inner },
+    configProblem,
+    network,
+    logLines: () => lines,
+  });
+  const format = archiveFormat();
+  const base = bundleBaseName(bundle.agentId, bundle.createdMs);
+  const bytes = await archiveBundle(bundle, format, base);
+  return { ctx, bytes, fileName: `${base}.${format}`, unreadable: bundle.unreadable };
 }

@@ -13,7 +13,7 @@ import {
   type IdentityStoreOptions,
 } from "../state/identity_store.ts";
 import { emptyStatus, STATUS_FILE_NAME, StatusStore } from "../state/status_store.ts";
-import { acquireStateLock } from "../state/state_lock.ts";
+import { openIdentityForWriting } from "../state/writable_identity.ts";
 import {
   type IdentityRequest,
   obtainIdentity,
@@ -218,10 +218,13 @@ export async function enroll(
   // Before the token is spent: a state directory we cannot write must fail now, not after.
   await store.ensureStateDir();
   // Before the token is spent: a running service (or renew) must not write the identity too.
-  await using lock = await acquireStateLock(config.stateDir, {
+  // Audited above, before the token was read; nothing to load: the identity is replaced.
+  await using lock = await openIdentityForWriting(store, {
     command: "enroll",
     action: "Cannot enroll",
     logger,
+    audit: false,
+    load: "none",
   });
   // Nothing stored: leave no empty state directory behind either (the remove is non-recursive).
   const cleanUp = async () => {

@@ -71,7 +71,7 @@ export interface RenewalClient {
  * One request through the client of a renewed identity before it is stored: a renewal whose CA
  * set no longer validates the platform's server must change nothing.
  */
-export async function proveRenewedClient(client: RenewalClient, signal?: AbortSignal) {
+async function proveRenewedClient(client: RenewalClient, signal?: AbortSignal) {
   try {
     await client.health?.(signal);
   } catch (e) {
@@ -144,6 +144,49 @@ export async function renewIdentity(
     certificate_not_before: isoTime(validity.notBefore.getTime()),
     certificate_not_after: isoTime(validity.notAfter.getTime()),
   };
+}
+
+/** Options of {@linkcode renewAndStore}. */
+export interface RenewAndStoreOptions<C extends RenewalClient & { close(): void }> {
+  /** Builds a client presenting the renewed identity. */
+  createClient: (identity: Identity) => C;
+  /** Persists the renewed identity atomically (IdentityStore). */
+  store: { save(identity: Identity): Promise<void> };
+  /** Wall clock, ms, for the validity check. */
+  now: () => number;
+  signal: AbortSignal;
+  /** The platform's clock as last measured, for the hint of a validity error. */
+  clock?: ClockOffset;
+  /** One renewal; defaults to {@linkcode renewIdentity}. */
+  renew?: (identity: Identity, client: C, signal: AbortSignal) => Promise<Identity>;
+}
+
+/**
+ * The one renewal path of `renew` and the {@linkcode RenewalScheduler}: renews `identity` through
+ * `client`, builds and proves (see {@linkcode proveRenewedClient}) a client for the new identity,
+ * then stores it. Returns the new identity and its client, which the caller owns; any failure
+ * leaves the old identity stored, closes the new client and is thrown.
+ */
+export async function renewAndStore<C extends RenewalClient & { close(): void }>(
+  identity: Identity,
+  client: C,
+  options: RenewAndStoreOptions<C>,
+): Promise<{ identity: Identity; client: C }> {
+  const renew = options.renew ??
+    ((old: Identity, c: C, signal: AbortSignal) =>
+      renewIdentity(old, c, { now: options.now, signal, clock: options.clock }));
+  const renewed = await renew(identity, client, options.signal);
+  // Built and proven before storing: a client that cannot be made or cannot reach the platform
+  // must leave the old identity in force.
+  const next = options.createClient(renewed);
+  try {
+    await proveRenewedClient(next, options.signal);
+    await options.store.save(renewed);
+  } catch (e) {
+    next.close();
+    throw e;
+  }
+  return { identity: renewed, client: next };
 }
 
 /** Options of {@linkcode RenewalScheduler}. */
@@ -240,20 +283,15 @@ export class RenewalScheduler<C extends RenewalClient & { close(): void }> imple
     let renewed: Identity;
     let client: C;
     try {
-      const renew = this.#options.renew ??
-        ((identity: Identity, c: C, s: AbortSignal) =>
-          renewIdentity(identity, c, { now: this.#now, signal: s, clock: this.#options.clock }));
-      renewed = await renew(old, this.#client, signal);
-      // Built and proven before storing: a client that cannot be made or cannot reach the
-      // platform must leave the old identity in force.
-      client = this.#options.createClient(renewed);
-      try {
-        await proveRenewedClient(client, signal);
-        await this.#options.store.save(renewed);
-      } catch (e) {
-        client.close();
-        throw e;
-      }
+      const { createClient, store, clock, renew } = this.#options;
+      ({ identity: renewed, client } = await renewAndStore(old, this.#client, {
+        createClient,
+        store,
+        now: this.#now,
+        signal,
+        clock,
+        renew,
+      }));
     } catch (error) {
       if (signal.aborted) return null;
       await this.#failed(error);

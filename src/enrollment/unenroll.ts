@@ -2,14 +2,13 @@ import type { CommandContext } from "../config/context.ts";
 import { errorMessage, InterruptedError, PlatformError, UsageError } from "../errors.ts";
 import { isCredentialRejection } from "../wire/contract.ts";
 import { denoFileSystem, type FileSystem, writeAllSync } from "../file_system.ts";
-import { cloneRefusal } from "../state/clone_guard.ts";
 import { clientForIdentity, identityClientOptions } from "../platform/identity_client.ts";
 import {
   type Identity,
   IdentityStore,
   type IdentityStoreOptions,
 } from "../state/identity_store.ts";
-import { acquireStateLock } from "../state/state_lock.ts";
+import { openIdentityForWriting } from "../state/writable_identity.ts";
 
 /** Bound of the best-effort `DELETE api/v1/agents/{id}`, in seconds. */
 const UNENROLL_TIMEOUT_SECONDS = 10;
@@ -142,19 +141,21 @@ export async function unenroll(
   });
   // Repeatable: nothing to remove is success (the command says so; no confirmation needed).
   if (!(await store.exists())) return { agentId: undefined, removed: [] };
-  await using _lock = await acquireStateLock(ctx.config.stateDir, {
+  // The agent id makes the question and the result concrete; a damaged file is removed all the same.
+  // A clone must not make the platform forget the original host's agent; its copy goes.
+  await using opened = await openIdentityForWriting(store, {
     command: "unenroll",
     action: "Cannot unenroll",
     logger: ctx.logger,
+    audit: false,
+    load: "tolerant",
+    cloneGuard: options.localOnly ? undefined : { verb: "unenroll", machineId: deps.machineId },
   });
-  // The agent id makes the question and the result concrete; a damaged file is removed all the same.
-  let identity: Identity | undefined;
-  try {
-    identity = await store.load();
-  } catch (e) {
+  const identity = opened.identity;
+  if (opened.loadError !== undefined) {
     ctx.logger.warn("The identity file cannot be loaded; removing it anyway", {
       path: store.identityPath,
-      error: errorMessage(e),
+      error: errorMessage(opened.loadError),
     });
   }
   const agentId = identity?.agent_id;
@@ -179,11 +180,7 @@ export async function unenroll(
     ctx.stdout("platform: not contacted (--local-only)\n");
   } else if (identity === undefined) {
     ctx.stdout("platform: not contacted (the identity file cannot be loaded)\n");
-  } else if (
-    identity.machine_id !== null &&
-    cloneRefusal(identity.machine_id, await deps.machineId(), "unenroll") !== null
-  ) {
-    // A clone must not make the platform forget the original host's agent; its copy goes.
+  } else if (opened.cloned !== null) {
     ctx.stdout(
       "platform: not contacted (this identity was enrolled on another host, cloned image?; only the local copy is removed)\n",
     );
