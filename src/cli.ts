@@ -272,7 +272,7 @@ export function parseArgv(argv: readonly string[]): Invocation {
 }
 
 /** The log format argv or the environment asks for, read before argv is parsed (text unless json). */
-export function earlyLogFormat(
+function earlyLogFormat(
   argv: readonly string[],
   env: (name: string) => string | undefined,
 ): LogFormat {

@@ -49,7 +49,7 @@ export const CONFIG_FILE_NAME = "agent.json";
  * Formats the first zod issue as `"field" is <value>: <problem>`; an unknown field is named with
  * the nearest of `knownKeys` (a typo's likely intent), and its value is never shown.
  */
-export function describeZodIssue(
+function describeZodIssue(
   error: z.core.$ZodError,
   input: unknown,
   knownKeys: readonly string[] = [],

@@ -80,7 +80,7 @@ export function integerIn(min: number, max: number, what: string) {
 }
 
 /** Checks a PAC location: an http:// URL or a file path (https:// PAC URLs are not supported). */
-export function parsePacSource(raw: string, origin: string): string {
+function parsePacSource(raw: string, origin: string): string {
   const value = raw.trim();
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !/^(http|file):\/\//i.test(value)) {
     throw new UsageError(

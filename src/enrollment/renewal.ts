@@ -18,11 +18,11 @@ import { StatusRecorder, type StatusSink } from "../state/status_recorder.ts";
 import { isoTime } from "../iso_time.ts";
 
 /** Fraction of the certificate lifetime after which it is renewed. */
-export const RENEWAL_LIFETIME_FRACTION = 2 / 3;
+const RENEWAL_LIFETIME_FRACTION = 2 / 3;
 /** Jitter around the renewal point, so a fleet enrolled together does not renew together. */
-export const RENEWAL_JITTER_FRACTION = 0.1;
+const RENEWAL_JITTER_FRACTION = 0.1;
 /** Renew at once when less than this remains (see {@linkcode renewalDueAt} for short lifetimes). */
-export const RENEWAL_URGENT_SECONDS = 86_400;
+const RENEWAL_URGENT_SECONDS = 86_400;
 /** Days before certificate expiry from which `run` warns and `status` flags it. */
 export const CERTIFICATE_WARNING_DAYS = 7;
 

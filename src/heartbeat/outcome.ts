@@ -30,7 +30,7 @@ export interface AttemptFacts {
 }
 
 /** The send's rejection as a {@linkcode PlatformError} (anything else is an invalid response). */
-export function platformErrorOf(error: unknown): PlatformError {
+function platformErrorOf(error: unknown): PlatformError {
   if (error instanceof PlatformError) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new PlatformError(`unexpected error: ${message}`, { kind: "invalid_response" }, {

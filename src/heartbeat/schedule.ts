@@ -11,11 +11,11 @@ import {
 } from "../platform/backoff.ts";
 
 /** Default heartbeat interval when neither flag, platform nor enrollment set one. */
-export const DEFAULT_INTERVAL_SECONDS = 60;
+const DEFAULT_INTERVAL_SECONDS = 60;
 /** Bounds of an interval the platform may ask for (`next_heartbeat_seconds`). */
-export const PLATFORM_INTERVAL_BOUNDS = { min: 10, max: 86400 } as const;
+const PLATFORM_INTERVAL_BOUNDS = { min: 10, max: 86400 } as const;
 /** Bounds of `--interval`. */
-export const FLAG_INTERVAL_BOUNDS = { min: 1, max: 86400 } as const;
+const FLAG_INTERVAL_BOUNDS = { min: 1, max: 86400 } as const;
 
 /** What the platform's `next_heartbeat_seconds` amounted to. */
 export type IntervalHint =

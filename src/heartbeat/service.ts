@@ -20,10 +20,9 @@ import { exposedGc, HeapHousekeeping } from "./heap_housekeeping.ts";
 import { heartbeatLoop } from "./loop.ts";
 import { HeartbeatSchedule } from "./schedule.ts";
 
-/** Options of the heartbeat service (the flags of `oneconnect-agent run`). */
+/** Options of the heartbeat service: the flags of `oneconnect-agent run` that are not settings. */
 export interface HeartbeatServiceOptions {
   once: boolean;
-  intervalSeconds?: number;
 }
 
 /** Seams of {@linkcode runHeartbeatService}; each defaults to the real thing. */
@@ -147,7 +146,7 @@ export async function runHeartbeatService(
     clock,
   });
   const schedule = new HeartbeatSchedule({
-    intervalSeconds: options.intervalSeconds ?? config.intervalSeconds,
+    intervalSeconds: config.intervalSeconds,
     enrollmentIntervalSeconds: identity.heartbeat_interval_seconds,
     random: deps.random,
   });

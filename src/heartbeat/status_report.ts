@@ -25,7 +25,7 @@ export interface AgentProcess {
 }
 
 /** The process facts from the lock's holder (`null`: nobody holds it). */
-export function agentProcess(holder: { record: LockRecord | null } | null): AgentProcess {
+function agentProcess(holder: { record: LockRecord | null } | null): AgentProcess {
   const record = holder?.record ?? null;
   return {
     // A holder whose record is unreadable is most likely the service itself.
@@ -36,7 +36,7 @@ export function agentProcess(holder: { record: LockRecord | null } | null): Agen
 }
 
 /** How `status --health` sums the agent up, and its exit code. */
-export function agentHealth(
+function agentHealth(
   process: AgentProcess,
   status: AgentStatus | null,
 ): { health: "ok" | "failing" | "not_running"; exitCode: ExitCode } {

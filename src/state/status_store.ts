@@ -10,12 +10,12 @@ import { silentLogger } from "../log.ts";
 /** Name of the heartbeat status file in the state directory. */
 export const STATUS_FILE_NAME = "status.json";
 /** Mode of `status.json`: it names the agent and its platform, so it stays owner-only. */
-export const STATUS_FILE_MODE = 0o600;
+const STATUS_FILE_MODE = 0o600;
 
 const timestamp = z.iso.datetime({ offset: true });
 
 /** The last failed attempt, as shown by `status`. */
-export const StatusErrorSchema = z.object({
+const StatusErrorSchema = z.object({
   kind: z.string(),
   http_status: z.nullable(z.int()),
   code: z.nullable(z.string()),
@@ -25,7 +25,7 @@ export const StatusErrorSchema = z.object({
 export type StatusError = z.infer<typeof StatusErrorSchema>;
 
 /** Why the heartbeat loop stopped (a rejection, a cloned identity, or a shutdown signal). */
-export const StoppedSchema = z.object({
+const StoppedSchema = z.object({
   at: timestamp,
   reason: z.string(),
   message: z.string(),
@@ -34,7 +34,7 @@ export const StoppedSchema = z.object({
 export type Stopped = z.infer<typeof StoppedSchema>;
 
 /** Certificate renewal state (filled by the renewal logic). */
-export const RenewalStatusSchema = z.object({
+const RenewalStatusSchema = z.object({
   next_at: z.nullable(timestamp),
   last_error: z.nullable(z.string()),
   last_renewed_at: z.nullable(timestamp),
@@ -43,7 +43,7 @@ export const RenewalStatusSchema = z.object({
 export type RenewalStatus = z.infer<typeof RenewalStatusSchema>;
 
 /** The platform's clock against this host's, from the `Date` header of its last answer. */
-export const ClockOffsetSchema = z.object({
+const ClockOffsetSchema = z.object({
   /** Positive: the platform's clock is ahead of this host's. */
   seconds: z.int(),
   measured_at: timestamp,
