@@ -31,6 +31,7 @@ import {
   finish,
   FLOOR,
   FLOOR_DEPS,
+  killAll,
   setAgentEntry,
   SHARED_V8_FLAGS,
   spawnAgent,
@@ -44,7 +45,6 @@ import { bodyBytes, FOUR_INTERFACE_HOST, heartbeatBodies } from "./bench/wire.ts
 
 const LONG_RUN = new URL("./bench/long_run.ts", import.meta.url).pathname;
 const FLEET_RUN = new URL("./bench/fleet_run.ts", import.meta.url).pathname;
-const POST_FLOOR = new URL("./bench/post_floor.ts", import.meta.url).pathname;
 const MIB = 1024 * 1024;
 /** Side-by-side length by default: long enough for minute 5 -> 15 growth plus a margin. */
 const DEFAULT_SECONDS = 16 * 60;
@@ -357,7 +357,7 @@ async function main(): Promise<void> {
       })),
       ...postFloorKeys.map((key) => ({
         key,
-        child: spawnScript(POST_FLOOR, [url, platform.caFile]),
+        child: spawnScript(FLOOR, [url, platform.caFile, "post"]),
         agentId: null,
       })),
       {
@@ -858,13 +858,7 @@ async function main(): Promise<void> {
       } s; all judged figures pass: ${results.all_judged_pass}`,
     );
   } finally {
-    for (const child of children) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    }
+    killAll(children);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 }

@@ -20,7 +20,15 @@ import { join } from "node:path";
 import { bundleArgs, ROOT, SOURCE_INPUTS } from "../bundle.ts";
 import { startDevPlatform } from "../dev_platform/server.ts";
 import { clockTicksPerSecond, ProcSampler, wakeupsBetweenBeats } from "./proc.ts";
-import { enrollAgent, finish, FLOOR, setAgentEntry, spawnScript, stop } from "./processes.ts";
+import {
+  enrollAgent,
+  finish,
+  FLOOR,
+  killAll,
+  setAgentEntry,
+  spawnScript,
+  stop,
+} from "./processes.ts";
 import { median } from "./stats.ts";
 
 /** One source edit of a variant: `from` must occur exactly once in `file`. */
@@ -114,7 +122,6 @@ export const VARIANTS: readonly Variant[] = [
 ];
 
 const BASE = "base";
-const POST_FLOOR = new URL("./post_floor.ts", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
 const log = (msg: string) => console.error(`bench-workarounds: ${msg}`);
@@ -257,7 +264,7 @@ async function main(): Promise<void> {
       const child = role.variant === "floor"
         ? spawnScript(FLOOR, [platform.url.href, platform.caFile])
         : role.variant === "post_floor"
-        ? spawnScript(POST_FLOOR, [platform.url.href, platform.caFile])
+        ? spawnScript(FLOOR, [platform.url.href, platform.caFile, "post"])
         : spawnScript(entries.get(role.variant)!, [
           "--state-dir",
           agentIds.get(role.key)!.dir,
@@ -377,13 +384,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(summary, null, 2));
     log(`wrote ${values.out}`);
   } finally {
-    for (const child of children) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    }
+    killAll(children);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 }
