@@ -3,11 +3,12 @@
  *
  * Bundles the CLI (the entry point that ships), starts the dev platform over HTTPS on loopback,
  * enrolls agents through the real CLI into temp state dirs, then measures side by side, for 16
- * minutes by default: three bare-Deno floors, three agents at `run --interval 1`, one agent at the
- * platform's interval (idle between beats), the dependency floors; then a diagnostic in-process
- * long run of the heartbeat loop, the wire cost, and a 10,000-agent fleet simulation of the
- * agent's own schedule code. Prints a table and writes `bench/results.json` with the commit it
- * measured; `deno task bench-readme` puts that table into docs/footprint.md.
+ * minutes by default: three bare-Deno floors, three agents at `run --interval 1`, three more
+ * against a platform without `host_digest` (contract 1.0), three bare processes POSTing every
+ * second, one agent at the platform's interval (idle between beats), the dependency floors; then a
+ * diagnostic in-process long run of the heartbeat loop, the wire cost, and a 10,000-agent fleet
+ * simulation of the agent's own schedule code. Prints a table and writes `bench/results.json` with
+ * the commit it measured; `deno task bench-readme` puts that table into docs/footprint.md.
  *
  * Usage: deno task bench [--quick] [--seconds N] [--levers] [--out FILE]
  *   --quick    90 s side by side (development): RSS is not yet on its plateau and the growth
@@ -18,12 +19,19 @@ import { bundle } from "./bundle.ts";
 import { startDevPlatform } from "./dev_platform/server.ts";
 import type { FleetCaseResult } from "./bench/fleet.ts";
 import type { LongRunResult } from "./bench/long_run.ts";
-import { clockTicksPerSecond, type ProcSample, ProcSampler } from "./bench/proc.ts";
+import {
+  clockTicksPerSecond,
+  type ProcSample,
+  ProcSampler,
+  wakeupsBetweenBeats,
+  wakeupsOverSpan,
+} from "./bench/proc.ts";
 import {
   enrollAgent,
   finish,
   FLOOR,
   FLOOR_DEPS,
+  killAll,
   setAgentEntry,
   SHARED_V8_FLAGS,
   spawnAgent,
@@ -231,33 +239,6 @@ function summarise(
   };
 }
 
-/**
- * Wake-ups per second of a process between two heartbeats: voluntary switches summed over each
- * gap between consecutive beats (from 5 s after a beat to 1 s before the next), over their length.
- */
-function wakeupsBetweenBeats(samples: ProcSample[], beatsMs: number[]): number | null {
-  let switches = 0;
-  let seconds = 0;
-  for (let i = 0; i + 1 < beatsMs.length; i++) {
-    const gap = samples.filter((s) =>
-      s.wallMs > beatsMs[i]! + 5_000 && s.wallMs < beatsMs[i + 1]! - 1_000
-    );
-    if (gap.length < 2) continue;
-    switches += gap.at(-1)!.voluntaryCtxtSwitches - gap[0]!.voluntaryCtxtSwitches;
-    seconds += (gap.at(-1)!.wallMs - gap[0]!.wallMs) / 1000;
-  }
-  return seconds < 30 ? null : switches / seconds;
-}
-
-/** Wake-ups per second over the same span as `beatsMs` (first to last beat). */
-function wakeupsOverSpan(samples: ProcSample[], beatsMs: number[]): number | null {
-  if (beatsMs.length < 2) return null;
-  const span = samples.filter((s) => s.wallMs > beatsMs[0]! && s.wallMs < beatsMs.at(-1)!);
-  if (span.length < 2) return null;
-  return (span.at(-1)!.voluntaryCtxtSwitches - span[0]!.voluntaryCtxtSwitches) /
-    ((span.at(-1)!.wallMs - span[0]!.wallMs) / 1000);
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions(Deno.args);
   const started = performance.now();
@@ -282,6 +263,12 @@ async function main(): Promise<void> {
   );
   // The history holds every beat of the run: the idle agent's few must not be pushed out.
   await using platform = await startDevPlatform({ quiet: true, heartbeatHistoryLimit: 1_000_000 });
+  // A platform that does not advertise host_digest (contract 1.0): the full inventory every beat.
+  await using platform10 = await startDevPlatform({
+    quiet: true,
+    heartbeatHistoryLimit: 1_000_000,
+    contractVersion: "1.0",
+  });
   const root = await Deno.makeTempDir({ prefix: "oneconnect-bench-" });
   const children: Deno.ChildProcess[] = [];
   try {
@@ -289,22 +276,31 @@ async function main(): Promise<void> {
     phase("bundle");
     // --- Enrollment through the real CLI, one identity per concurrently running agent. ---
     const agentKeys = Array.from({ length: REPLICAS }, (_, i) => `agent_${i + 1}`);
-    const names = [...agentKeys, "idle", ...(opts.levers ? LEVERS.map((l) => l.id) : [])];
+    const v10Keys = Array.from({ length: REPLICAS }, (_, i) => `agent_v10_${i + 1}`);
+    const names = [
+      ...agentKeys,
+      ...v10Keys,
+      "idle",
+      ...(opts.levers ? LEVERS.map((l) => l.id) : []),
+    ];
     const agents = new Map<string, { dir: string; id: string }>();
     // Two at a time: one per core.
     for (let i = 0; i < names.length; i += 2) {
       await Promise.all(
         names.slice(i, i + 2).map(async (name) => {
           const dir = `${root}/${name}`;
-          agents.set(name, { dir, id: await enrollAgent(dir, platform) });
+          const on = v10Keys.includes(name) ? platform10 : platform;
+          agents.set(name, { dir, id: await enrollAgent(dir, on) });
         }),
       );
     }
     const main = agents.get("agent_1")!;
     phase("enroll");
     log(`enrolled ${agents.size} agents`);
+    // Agent ids are unique: an agent's records are on the one platform it enrolled with.
     const received = (agentId: string) =>
-      platform.heartbeats(agentId).map((r) => Date.parse(r.received_at));
+      [...platform.heartbeats(agentId), ...platform10.heartbeats(agentId)]
+        .map((r) => Date.parse(r.received_at));
 
     // --- Warm-up: the first run of a file writes V8's code cache (tens of MB, once). ---
     const url = platform.url.href;
@@ -337,6 +333,7 @@ async function main(): Promise<void> {
 
     // --- Side by side: floors, agents, idle agent, dependency floors, levers. ---
     const floorKeys = Array.from({ length: REPLICAS }, (_, i) => `floor_${i + 1}`);
+    const postFloorKeys = Array.from({ length: REPLICAS }, (_, i) => `post_floor_${i + 1}`);
     const spawned: { key: string; child: Deno.ChildProcess; agentId: string | null }[] = [
       ...floorKeys.map((key) => ({
         key,
@@ -352,6 +349,16 @@ async function main(): Promise<void> {
         key,
         child: spawnAgent(agents.get(key)!.dir, ["run", "--interval", "1"]),
         agentId: agents.get(key)!.id,
+      })),
+      ...v10Keys.map((key) => ({
+        key,
+        child: spawnAgent(agents.get(key)!.dir, ["run", "--interval", "1"]),
+        agentId: agents.get(key)!.id,
+      })),
+      ...postFloorKeys.map((key) => ({
+        key,
+        child: spawnScript(FLOOR, [url, platform.caFile, "post"]),
+        agentId: null,
       })),
       {
         key: "idle",
@@ -394,7 +401,11 @@ async function main(): Promise<void> {
         sideStartMs,
         plateauFrom,
         ticksPerSecond,
-        s.agentId === null ? null : received(s.agentId),
+        s.agentId !== null
+          ? received(s.agentId)
+          : postFloorKeys.includes(s.key)
+          ? JSON.parse(exit.stdout) as number[]
+          : null,
         exit.code,
       );
     });
@@ -477,6 +488,10 @@ async function main(): Promise<void> {
       }),
     );
     const cpu = spread(agentsOf((p) => p.cpuMsPerHeartbeat));
+    const v10Cpu = spread(v10Keys.map((k) => processes[k]!.cpuMsPerHeartbeat));
+    const v10Rss = spread(v10Keys.map((k) => processes[k]!.plateauRssMiB), 1);
+    const postCpu = spread(postFloorKeys.map((k) => processes[k]!.cpuMsPerHeartbeat));
+    const postRss = spread(postFloorKeys.map((k) => processes[k]!.plateauRssMiB), 1);
     const floorWake = spread(floorWakeups);
     const drift = spread(agentsOf((p) => p.lastMinuteDriftMiB));
     const plateauLabel = opts.quick
@@ -543,6 +558,36 @@ async function main(): Promise<void> {
         note: spreadNote(cpu) ??
           `fewer than ${MIN_CPU_HEARTBEATS} heartbeats on the plateau; CLK_TCK ${ticksPerSecond}`,
       }, (v) => v <= 3),
+      info({
+        id: "run_v10_cpu_per_heartbeat",
+        figure:
+          "run --interval 1, platform without host_digest (contract 1.0: full inventory every beat): process CPU per heartbeat",
+        measured: v10Cpu?.median ?? null,
+        unit: "ms",
+        note: spreadNote(v10Cpu),
+      }),
+      info({
+        id: "run_v10_rss",
+        figure: `run --interval 1, platform without host_digest: RSS (${plateauLabel})`,
+        measured: v10Rss?.median ?? null,
+        unit: "MiB",
+        note: spreadNote(v10Rss),
+      }),
+      info({
+        id: "post_floor_cpu_per_post",
+        figure:
+          "bare Deno POSTing 600 B every second on one TLS connection: process CPU per POST (/proc ticks)",
+        measured: postCpu?.median ?? null,
+        unit: "ms",
+        note: spreadNote(postCpu, `${REPLICAS} POST floors`),
+      }),
+      info({
+        id: "post_floor_rss",
+        figure: `bare Deno POSTing every second: RSS (${plateauLabel})`,
+        measured: postRss?.median ?? null,
+        unit: "MiB",
+        note: spreadNote(postRss, `${REPLICAS} POST floors`),
+      }),
       judged({
         id: "idle_wakeups",
         figure: `idle wake-ups/s between heartbeats, run at the default interval (floor: ${
@@ -813,13 +858,7 @@ async function main(): Promise<void> {
       } s; all judged figures pass: ${results.all_judged_pass}`,
     );
   } finally {
-    for (const child of children) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    }
+    killAll(children);
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 }

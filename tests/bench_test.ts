@@ -213,3 +213,18 @@ Deno.test("bench table marks pass, FAIL and informational rows", () => {
     true,
   );
 });
+
+Deno.test("bench-workarounds: every variant's edit finds its text exactly once in today's src", async () => {
+  const { VARIANTS } = await import("../tasks/bench/workarounds.ts");
+  assert.ok(VARIANTS.length >= 5);
+  for (const variant of VARIANTS) {
+    for (const edit of variant.edits) {
+      const text = await Deno.readTextFile(new URL(`../${edit.file}`, import.meta.url));
+      assert.equal(
+        text.split(edit.from).length,
+        2,
+        `${variant.id}: "${edit.from}" must occur once in ${edit.file}`,
+      );
+    }
+  }
+});

@@ -18,11 +18,11 @@ import {
   MAIN,
   pemDer,
   runOnce,
-  sha256Hex,
   skipWithout,
   tempDir,
   withDeadline,
 } from "./_support/helpers.ts";
+import { sha256Hex } from "../src/sha256.ts";
 
 const TAR = findTool("tar", "/usr/bin/tar");
 const SETPRIV = findTool("setpriv", "/usr/bin/setpriv");

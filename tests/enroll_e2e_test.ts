@@ -16,10 +16,10 @@ import {
   enrollArgs,
   exists,
   runAgent,
-  sha256Hex,
   spawnAgent,
   tempDir,
 } from "./_support/helpers.ts";
+import { sha256Hex } from "../src/sha256.ts";
 
 const posix = Deno.build.os !== "windows";
 

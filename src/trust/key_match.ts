@@ -117,8 +117,9 @@ export function embeddedPublicPoint(keyDer: Uint8Array): Uint8Array | null {
  * Whether a PKCS#8 P-256 private key belongs to a certificate, without an X.509 library: the key's
  * public point must appear in the certificate as a SubjectPublicKeyInfo BIT STRING
  * `03 42 00 04 || x || y`. The point is the one the key file carries next to its scalar when it
- * has one (every key this agent generates does): reading it costs no WebCrypto, whose code would
- * otherwise stay mapped in a steady `run` for this one check at start (docs/footprint.md). A
+ * has one (every key this agent generates does): reading it costs no WebCrypto key import, whose
+ * EC code would otherwise stay mapped in a steady `run` for this one check at start (about 1 MiB,
+ * docs/footprint.md "Workarounds"). A
  * key file without it is imported through WebCrypto, which derives the point. The scalar itself is
  * proven at its first use (the TLS handshake or the renewal's CSR signature).
  */

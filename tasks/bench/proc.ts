@@ -193,3 +193,30 @@ export class ProcSampler {
     this.#timer = undefined;
   }
 }
+
+/**
+ * Wake-ups per second of a process between two heartbeats: voluntary switches summed over each
+ * gap between consecutive beats (from 5 s after a beat to 1 s before the next), over their length.
+ */
+export function wakeupsBetweenBeats(samples: ProcSample[], beatsMs: number[]): number | null {
+  let switches = 0;
+  let seconds = 0;
+  for (let i = 0; i + 1 < beatsMs.length; i++) {
+    const gap = samples.filter((s) =>
+      s.wallMs > beatsMs[i]! + 5_000 && s.wallMs < beatsMs[i + 1]! - 1_000
+    );
+    if (gap.length < 2) continue;
+    switches += gap.at(-1)!.voluntaryCtxtSwitches - gap[0]!.voluntaryCtxtSwitches;
+    seconds += (gap.at(-1)!.wallMs - gap[0]!.wallMs) / 1000;
+  }
+  return seconds < 30 ? null : switches / seconds;
+}
+
+/** Wake-ups per second over the same span as `beatsMs` (first to last beat). */
+export function wakeupsOverSpan(samples: ProcSample[], beatsMs: number[]): number | null {
+  if (beatsMs.length < 2) return null;
+  const span = samples.filter((s) => s.wallMs > beatsMs[0]! && s.wallMs < beatsMs.at(-1)!);
+  if (span.length < 2) return null;
+  return (span.at(-1)!.voluntaryCtxtSwitches - span[0]!.voluntaryCtxtSwitches) /
+    ((span.at(-1)!.wallMs - span[0]!.wallMs) / 1000);
+}

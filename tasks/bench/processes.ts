@@ -111,6 +111,17 @@ export async function enrollAgent(
   return String(identity.agent_id);
 }
 
+/** SIGKILLs every child still running (a bench's `finally`). */
+export function killAll(children: readonly Deno.ChildProcess[]): void {
+  for (const child of children) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+  }
+}
+
 /** Sends SIGTERM and waits for the child; kills it if it has not gone after `graceMs`. */
 export async function stop(child: Deno.ChildProcess, graceMs = 3000): Promise<Finished> {
   const done = finish(child);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { agentRunFlags } from "../../tasks/permissions.ts";
+import { sha256Hex } from "../../src/sha256.ts";
 
 /**
  * The file system path of a `file:` URL as this platform spells it (`file:///C:/x%20y` is
@@ -367,12 +368,6 @@ export async function stateDirWith(
     mode: 0o600,
   });
   return dir;
-}
-
-/** SHA-256 of `data`, lower-case hex. */
-export async function sha256Hex(data: BufferSource): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", data);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The DER of the first PEM block in `pem` labelled `label`. */

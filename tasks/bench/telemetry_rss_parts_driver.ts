@@ -1,8 +1,8 @@
 /**
- * One isolated process of bench/telemetry_rss_parts.ts: does one scenario's work, lets it settle,
- * prints "ready" (the parent reads /proc/<pid>/status), then idles until killed.
+ * One isolated process of tasks/bench/telemetry_rss_parts.ts: does one scenario's work, lets it
+ * settle, prints "ready" (the parent reads /proc/<pid>/status), then idles until killed.
  *
- * Usage: deno run <agent permission flags> bench/telemetry_rss_parts_driver.ts <scenario>
+ * Usage: deno run <agent permission flags> tasks/bench/telemetry_rss_parts_driver.ts <scenario>
  */
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const head = () =>
@@ -30,24 +30,24 @@ const SCENARIOS: Record<string, () => Promise<unknown>> = {
   "spawn head 3x parallel": () => Promise.all([head(), head(), head()]),
   // What a steady run loads anyway: the wire contract (zod and every schema) and a Date.
   "run base (contract + date)": async () => {
-    await import("../src/wire/contract.ts");
+    await import("../../src/wire/contract.ts");
     new Date().toISOString();
   },
   "run base + collector import": async () => {
-    await import("../src/wire/contract.ts");
+    await import("../../src/wire/contract.ts");
     new Date().toISOString();
-    await import("../src/telemetry/collector.ts");
+    await import("../../src/telemetry/collector.ts");
   },
   "run base + spawn head once": async () => {
-    await import("../src/wire/contract.ts");
+    await import("../../src/wire/contract.ts");
     new Date().toISOString();
     await head();
   },
   "run base + 200 collections, no child": async () => {
-    await import("../src/wire/contract.ts");
+    await import("../../src/wire/contract.ts");
     new Date().toISOString();
-    const { TelemetryCollector } = await import("../src/telemetry/collector.ts");
-    const { denoSystem } = await import("../src/telemetry/system.ts");
+    const { TelemetryCollector } = await import("../../src/telemetry/collector.ts");
+    const { denoSystem } = await import("../../src/telemetry/system.ts");
     // The children's output, recorded by the parent on this machine and replayed: the same
     // parsing, no spawn.
     const system = {
@@ -66,9 +66,9 @@ const SCENARIOS: Record<string, () => Promise<unknown>> = {
     }
   },
   "run base + 200 collections": async () => {
-    await import("../src/wire/contract.ts");
+    await import("../../src/wire/contract.ts");
     new Date().toISOString();
-    const { TelemetryCollector } = await import("../src/telemetry/collector.ts");
+    const { TelemetryCollector } = await import("../../src/telemetry/collector.ts");
     const collector = new TelemetryCollector();
     for (let i = 0; i < 200; i++) {
       JSON.stringify({ host: await collector.host(), metrics: await collector.sampleMetrics() });

@@ -5,18 +5,19 @@
  * /proc/net/dev, children's CPU included); and heartbeat body sizes with 4 filesystems and 4
  * interfaces. Linux only (reads /proc of the children).
  *
- * Usage: deno run -A bench/telemetry_footprint.ts [--before <git rev>] [--runs 5] [--beats 2000]
+ * Usage:
+ *   deno run -A tasks/bench/telemetry_footprint.ts [--before <git rev>] [--runs 5] [--beats 2000]
  */
 import { parseArgs } from "node:util";
-import { parsePermissionFlags } from "../tasks/permissions.ts";
-import { parseProcStat, parseProcStatus } from "../tasks/bench/proc.ts";
-import { FOUR_INTERFACE_HOST } from "../tasks/bench/wire.ts";
-import { TelemetryCollector } from "../src/telemetry/collector.ts";
-import type { SystemSeam } from "../src/telemetry/system.ts";
-import { DF } from "../src/telemetry/filesystems.ts";
-import { HEAD } from "../src/telemetry/proc_reader.ts";
+import { parsePermissionFlags } from "../permissions.ts";
+import { parseProcStat, parseProcStatus } from "./proc.ts";
+import { FOUR_INTERFACE_HOST } from "./wire.ts";
+import { TelemetryCollector } from "../../src/telemetry/collector.ts";
+import type { SystemSeam } from "../../src/telemetry/system.ts";
+import { DF } from "../../src/telemetry/filesystems.ts";
+import { HEAD } from "../../src/telemetry/proc_reader.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const DRIVER = new URL("./telemetry_footprint_driver.ts", import.meta.url).pathname;
 const { values } = parseArgs({
   args: Deno.args,

@@ -1,10 +1,10 @@
 /**
- * One isolated process of bench/telemetry_footprint.ts: loads the collector of the source tree
- * given as the first argument (before or after a change), warms it up, then collects as a
+ * One isolated process of tasks/bench/telemetry_footprint.ts: loads the collector of the source
+ * tree given as the first argument (before or after a change), warms it up, then collects as a
  * heartbeat does, `beats` times, signalling the parent through stdout so it can read /proc.
  *
  * Usage: deno run <agent permission flags> --config <tree>/deno.json \
- *   bench/telemetry_footprint_driver.ts <tree> <beats> <beats|refresh>
+ *   tasks/bench/telemetry_footprint_driver.ts <tree> <beats> <beats|refresh>
  */
 const [tree, beatsArg, mode] = Deno.args;
 const { TelemetryCollector } = await import(`${tree}/src/telemetry/collector.ts`);

@@ -1,4 +1,4 @@
-import { TelemetryCollector } from "../src/telemetry/collector.ts";
+import { TelemetryCollector } from "../../src/telemetry/collector.ts";
 
 // One collector per process, as `run` keeps it: static facts are read by the warm-up below.
 const collector = new TelemetryCollector();

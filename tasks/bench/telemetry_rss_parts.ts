@@ -4,10 +4,10 @@
  * (private heap) and RssFile (pages of the deno executable and its ICU data: shared with every
  * other deno process and reclaimable). Linux only.
  *
- * Usage: deno run -A bench/telemetry_rss_parts.ts [--runs 5]
+ * Usage: deno run -A tasks/bench/telemetry_rss_parts.ts [--runs 5]
  */
 import { parseArgs } from "node:util";
-import { agentPermissionFlags } from "../tasks/permissions.ts";
+import { agentPermissionFlags } from "../permissions.ts";
 
 const DRIVER = new URL("./telemetry_rss_parts_driver.ts", import.meta.url).pathname;
 const SCENARIOS = [
@@ -30,10 +30,10 @@ const flags = await agentPermissionFlags();
 
 /** This machine's outputs of the collector's children, for the scenario that replays them. */
 async function recordChildren(): Promise<string> {
-  const { LINUX_INVENTORY_ARGS } = await import("../src/telemetry/hardware.ts");
-  const { DF, DF_ARGS } = await import("../src/telemetry/filesystems.ts");
-  const { HEAD } = await import("../src/telemetry/proc_reader.ts");
-  const { childStdout } = await import("../src/child_process.ts");
+  const { LINUX_INVENTORY_ARGS } = await import("../../src/telemetry/hardware.ts");
+  const { DF, DF_ARGS } = await import("../../src/telemetry/filesystems.ts");
+  const { HEAD } = await import("../../src/telemetry/proc_reader.ts");
+  const { childStdout } = await import("../../src/child_process.ts");
   const sampler = ["-n", "4096", "/proc/stat", "/proc/net/dev", "/proc/loadavg"];
   const out: Record<string, string> = {};
   for (
