@@ -173,6 +173,30 @@ export interface Enrolled {
 }
 
 /**
+ * `enroll` without `--force` on an enrolled host: success when it is enrolled to this platform
+ * already, refused (exit 6) when to another one.
+ */
+async function keepExisting(store: IdentityStore, baseUrl: URL, logger: Logger): Promise<Enrolled> {
+  // Loading reports a corrupt or unsafe file as such; a sound one is "already enrolled".
+  const existing = await store.load();
+  // Repeatable (configuration management runs it on every pass): enrolled to this platform
+  // already is success, with no token read or spent; another platform needs --force.
+  if (existing.platform_url === baseUrl.href) {
+    logger.info(`Already enrolled as ${JSON.stringify(existing.agent_id)}; nothing was sent`, {
+      agent_id: existing.agent_id,
+    });
+    return { identity: existing, replaced: false, already: true };
+  }
+  throw new AlreadyEnrolledError(
+    `Already enrolled as ${JSON.stringify(existing.agent_id)} in ${
+      JSON.stringify(store.stateDir)
+    } with another platform (${
+      JSON.stringify(existing.platform_url)
+    }); pass --force to enroll with ${JSON.stringify(baseUrl.href)} and replace it`,
+  );
+}
+
+/**
  * Enrolls this host: checks the state directory, decides what to trust, reads the token, obtains
  * and proves the identity, then stores it (one atomic rename) and deletes a used token file.
  */
@@ -192,25 +216,7 @@ export async function enroll(
   const store = new IdentityStore(config.stateDir, { fs: deps.fs, logger, ...deps.store });
   await store.auditPermissions();
   const replacing = await store.exists();
-  if (replacing && !options.force) {
-    // Loading reports a corrupt or unsafe file as such; a sound one is "already enrolled".
-    const existing = await store.load();
-    // Repeatable (configuration management runs it on every pass): enrolled to this platform
-    // already is success, with no token read or spent; another platform needs --force.
-    if (existing.platform_url === baseUrl.href) {
-      logger.info(`Already enrolled as ${JSON.stringify(existing.agent_id)}; nothing was sent`, {
-        agent_id: existing.agent_id,
-      });
-      return { identity: existing, replaced: false, already: true };
-    }
-    throw new AlreadyEnrolledError(
-      `Already enrolled as ${JSON.stringify(existing.agent_id)} in ${
-        JSON.stringify(store.stateDir)
-      } with another platform (${
-        JSON.stringify(existing.platform_url)
-      }); pass --force to enroll with ${JSON.stringify(baseUrl.href)} and replace it`,
-    );
-  }
+  if (replacing && !options.force) return await keepExisting(store, baseUrl, logger);
 
   const { trust, cas: bootstrapCa } = await enrollmentTrust(ctx, options.caPins, deps, baseUrl);
   const token = await resolveToken(ctx, options.tokenFile, store, deps.fs);

@@ -250,7 +250,11 @@ class HeartbeatAttempts {
     const delaySeconds = this.#deps.schedule.afterFailure(failure.retryAfterSeconds);
     this.#status.failed(statusErrorOf(failure));
     const retryIn = this.#deps.once ? undefined : Math.round(delaySeconds * 10) / 10;
-    this.#notes.failed(beat.startedMono, failure, this.#st.failing_since, retryIn);
+    this.#notes.failed(failure, {
+      startedMono: beat.startedMono,
+      failingSince: this.#st.failing_since,
+      retryInSeconds: retryIn,
+    });
     return delaySeconds;
   }
 

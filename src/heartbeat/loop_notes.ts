@@ -55,11 +55,10 @@ export class LoopNotes {
 
   /** A failed attempt; the first of a streak is a warning. */
   failed(
-    startedMono: number,
     failure: PlatformError,
-    failingSince: string | null,
-    retryInSeconds: number | undefined,
+    beat: { startedMono: number; failingSince: string | null; retryInSeconds?: number },
   ): void {
+    const { startedMono, failingSince, retryInSeconds } = beat;
     if (this.#failingSinceMono !== undefined) return;
     this.#failingSinceMono = startedMono;
     // An edge's page (or an unknown code) at a rejection status is no rejection: say so.
