@@ -6,6 +6,7 @@ import { entryText } from "../src/diagnostics/manifest.ts";
 import { resolveConfig } from "../src/config/config.ts";
 import { OPENSSL_BIN } from "./_support/openssl_pki.ts";
 import { testContext } from "./_support/context_fixture.ts";
+import { Harness, HAS_STRACE } from "./_support/fault_helpers.ts";
 import {
   enrollAgent,
   errorLine,
@@ -293,5 +294,40 @@ Deno.test({
     assert.match(preflight.checks.find((c) => c.name === "tls")!.detail, /the CA file/);
     assert.deepEqual(json(files, "identity.json"), { enrolled: false });
     assert.equal(await Deno.lstat(state).then(() => true, () => false), false, "state created");
+  },
+});
+
+Deno.test({
+  name:
+    "diagnostics --output creates the bundle exclusively and sets 0600 on its handle, never chmod by name",
+  ignore: skipWithout(HAS_STRACE),
+  async fn() {
+    await using h = await Harness.open();
+    const output = join(h.root, "bundle.tar.gz");
+    const traceFile = join(h.root, "diagnostics.strace");
+    await using run = h.spawnTraced(["diagnostics", "--no-network", "--output", output], {
+      strace: ["-e", "trace=openat,chmod,fchmod,fchmodat"],
+      traceFile,
+    });
+    const end = await run.exited();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal((await Deno.stat(output)).mode! & 0o777, 0o600);
+    const trace = (await Deno.readTextFile(traceFile)).split("\n");
+    const quoted = JSON.stringify(output);
+    // A swap of the name for a symbolic link between two calls would redirect a chmod by name.
+    assert.deepEqual(
+      trace.filter((l) => /\b(chmod|fchmodat2?)\(/.test(l) && l.includes(output)),
+      [],
+    );
+    assert.ok(
+      trace.some((l) =>
+        l.includes("openat(") && l.includes(`, ${quoted}, `) && l.includes("O_EXCL")
+      ),
+      "the bundle is opened with O_CREAT|O_EXCL",
+    );
+    assert.ok(
+      trace.some((l) => /\bfchmod\(\d+</.test(l) && l.includes(`${output}>, 0600)`)),
+      "its mode is set through the open handle",
+    );
   },
 });

@@ -15,11 +15,15 @@ export interface DiagnosticsOptions {
   network: boolean;
 }
 
-/** Creates `path` exclusively with mode 0600 and writes `bytes` to it. */
+/**
+ * Creates `path` exclusively and writes `bytes` to it, mode exactly 0600 whatever the umask:
+ * Deno sets the mode on the open handle (fchmod). Never a chmod by name: `diagnostics` runs as
+ * root, often into a directory others can write, where the name could be swapped for a symbolic
+ * link to any file between two calls (issue 27 #1).
+ */
 async function writeExclusive(path: string, bytes: Uint8Array): Promise<void> {
-  let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+    await Deno.writeFile(path, bytes, { createNew: true, mode: 0o600 });
   } catch (e) {
     if (e instanceof Deno.errors.AlreadyExists) {
       throw new UsageError(
@@ -31,14 +35,6 @@ async function writeExclusive(path: string, bytes: Uint8Array): Promise<void> {
     throw new UsageError(
       `Cannot write diagnostics bundle ${JSON.stringify(path)}: ${errorMessage(e)}`,
     );
-  }
-  try {
-    // The umask may have narrowed the mode, never widened it; make it exactly 0600.
-    if (Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
-    let at = 0;
-    while (at < bytes.length) at += await file.write(bytes.subarray(at));
-  } finally {
-    file.close();
   }
 }
 
