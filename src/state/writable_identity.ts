@@ -7,7 +7,7 @@ import type { CredentialRejectedError } from "../errors.ts";
 import { cloneRefusal } from "./clone_guard.ts";
 import type { Identity, IdentityStore } from "./identity_store.ts";
 import type { PermissionRepair } from "./permissions.ts";
-import { acquireStateLock, type StateLock, type StateLockOptions } from "./state_lock.ts";
+import { acquireStateLock, type StateLockOptions } from "./state_lock.ts";
 
 /**
  * How the identity is loaded under the lock: `strict` throws what {@linkcode IdentityStore.load}
@@ -41,8 +41,7 @@ export interface WritableIdentity<L extends IdentityLoad> extends AsyncDisposabl
   repairs: PermissionRepair[];
   /** The clone guard's refusal, for the caller to throw or act on; `null` when allowed. */
   cloned: CredentialRejectedError | null;
-  /** The state lock, held until {@linkcode release}. */
-  lock: StateLock;
+  /** Releases the state lock, held until then. */
   release(): Promise<void>;
 }
 
@@ -79,7 +78,6 @@ export async function openIdentityForWriting<L extends IdentityLoad = "strict">(
       loadError,
       repairs,
       cloned,
-      lock,
       release: () => lock.release(),
       [Symbol.asyncDispose]: () => lock.release(),
     };
