@@ -124,6 +124,22 @@ Deno.test("config entry: each setting with its source; agent.json unknown keys b
   assert.deepEqual(settings.auth, { value: "bearer", source: "default" });
   assert.doesNotMatch(JSON.stringify(entry.content), /pw1234567/);
 
+  // A value the system file gave is named by that file, never as a default.
+  const fromSystem = await configEntry(
+    {
+      ...config,
+      systemConfigFile: "/etc/oneconnect-agent/agent.json",
+      intervalSeconds: 45,
+      sources: { ...config.sources, intervalSeconds: "system" },
+    },
+    undefined,
+    denoFileSystem,
+  );
+  assert.deepEqual(
+    (fromSystem.entry.content as { settings: Record<string, unknown> }).settings.intervalSeconds,
+    { value: 45, source: "/etc/oneconnect-agent/agent.json interval_seconds" },
+  );
+
   await Deno.writeTextFile(join(dir.path, "agent.json"), '{"auth":"mtls","my_secret":"x1y2z3w4"}');
   const listed = await configEntry(config, "ignored", denoFileSystem);
   assert.deepEqual((listed.entry.content as { agent_json: unknown }).agent_json, {

@@ -1,6 +1,6 @@
 /**
  * The `config.json` entry: every setting, its effective value and where it came from (flag,
- * environment, agent.json, default). URL values lose user info, query and fragment; agent.json's
+ * environment, agent.json, the system agent.json, default). URL values lose user info, query and fragment; agent.json's
  * unknown keys appear by name only.
  *
  * @module
@@ -13,7 +13,11 @@ import { type FileSystem, join } from "../file_system.ts";
 import type { DiagnosticEntry, Unreadable } from "./manifest.ts";
 import { safeUrl } from "./sanitize.ts";
 
-function describeSource(source: ConfigSource | undefined, s: SettingSpec): string {
+function describeSource(
+  source: ConfigSource | undefined,
+  s: SettingSpec,
+  systemFile: string | undefined,
+): string {
   switch (source) {
     case "flag":
       return s.flag === undefined ? "flag" : `flag --${s.flag.name}`;
@@ -21,6 +25,8 @@ function describeSource(source: ConfigSource | undefined, s: SettingSpec): strin
       return `environment ${s.env ?? ""}`.trimEnd();
     case "file":
       return `${CONFIG_FILE_NAME} ${s.file ?? ""}`.trimEnd();
+    case "system":
+      return `${systemFile ?? "system configuration file"} ${s.file ?? ""}`.trimEnd();
     default:
       return "default";
   }
@@ -73,7 +79,7 @@ export async function configEntry(
     const source = config.sources[s.key];
     settings[s.key] = {
       value: shown((config as Record<string, unknown>)[s.key], s.url),
-      source: source === undefined ? "default" : describeSource(source, s),
+      source: describeSource(source, s, config.systemConfigFile),
     };
   }
   const file = await agentJsonKeys(config.stateDir, fs);
