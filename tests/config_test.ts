@@ -197,6 +197,13 @@ Deno.test("config: a missing system agent.json is an empty layer; a bad one name
     assert.match(err.message, /Refusing plain http:\/\/ to non-loopback host "far\.example"/);
     assert.ok(err.message.includes(path));
   });
+  await withSystemConfig('{"proxy_url": "gopher://proxy:70"}', async (path) => {
+    const err = await rejectsWith(
+      resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),
+      UsageError,
+    );
+    assert.ok(err.message.startsWith(`Invalid proxy URL (${path}): `), err.message);
+  });
   await withSystemConfig('{"ca_pin": "sha256:00"}', async (path) => {
     const err = await rejectsWith(
       resolveConfig({ stateDir: "/s" }, { ...host(), systemConfigPath: path }),

@@ -203,8 +203,8 @@ export const SETTINGS = [
     key: "proxyUrl",
     file: "proxy_url",
     schema: nonEmpty(),
-    // Named agent.json even when the system file set it (as it always was).
-    parse: (raw: RawValue): URL => parseProxyUrl(String(raw), "agent.json"),
+    // Named by the file that set it, like every other agent.json value.
+    parse: (raw: RawValue, origin: string): URL => parseProxyUrl(String(raw), origin),
     url: true,
     docEnv: "`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`",
     docDefault: "none",
